@@ -1,0 +1,55 @@
+"""Type stubs of the Rust extension module ``ado._core`` (checked by ``mypy.stubtest``)."""
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+_Limit = tuple[float, float | None] | None
+_F64 = npt.NDArray[np.float64]
+_I64 = npt.NDArray[np.int64]
+_FitArrays = tuple[_F64, _F64, _F64, _F64, _I64, _I64]
+
+class FitSpec:
+    def __new__(
+        cls,
+        *,
+        huber_delta: float,
+        lower: tuple[_Limit, _Limit, _Limit] | list[_Limit],
+        upper: tuple[_Limit, _Limit, _Limit] | list[_Limit],
+        eps_below_min_loss: bool,
+        eps_min_ratio: float | None,
+        constant: float,
+        alpha_grid: int,
+        search_points: int,
+        max_iter: int,
+    ) -> FitSpec: ...
+
+def fit_power_laws(n: _F64, losses: _F64, spec: FitSpec) -> _FitArrays: ...
+def objective(
+    n: _F64, losses: _F64, eps: _F64, beta: _F64, alpha: _F64, spec: FitSpec
+) -> _F64: ...
+
+class PowerLawEstimator:
+    def __new__(
+        cls,
+        num_domains: int,
+        *,
+        ignore_steps: int,
+        subsample: int,
+        window: int,
+        order: int,
+        max_points: int | None,
+        overflow: str,
+        missing: str,
+    ) -> PowerLawEstimator: ...
+    @property
+    def num_domains(self) -> int: ...
+    @property
+    def last_step(self) -> int | None: ...
+    def update(self, step: int, losses: _F64, n: _F64, fill: float | None = None) -> None: ...
+    def points(self, d: int) -> tuple[_F64, _F64]: ...
+    def num_points(self) -> _I64: ...
+    def fit(self, spec: FitSpec) -> _FitArrays: ...
+    def state_json(self) -> str: ...
+    def load_state_json(self, state: str) -> None: ...

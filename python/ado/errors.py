@@ -1,0 +1,41 @@
+"""The exception tree of ``ado``.
+
+``AdoError`` is the base of every error ``ado`` raises on purpose. Errors about the arguments of a call
+(wrong shape, NaN, out of range) are ``InvalidInputError``, which is also a ``ValueError``.
+The Rust core raises these same classes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AdoError",
+    "ConfigError",
+    "FitError",
+    "InvalidInputError",
+    "ShardError",
+    "StateError",
+]
+
+
+class AdoError(Exception):
+    """Base class of all ``ado`` errors."""
+
+
+class InvalidInputError(AdoError, ValueError):
+    """An argument is malformed: wrong shape or length, NaN/inf, negative, out of range."""
+
+
+class ConfigError(AdoError, ValueError):
+    """A configuration (YAML preset, overrides) is invalid."""
+
+
+class FitError(AdoError):
+    """A power-law fit could not be computed."""
+
+
+class StateError(AdoError):
+    """A saved state does not match the object it is loaded into (other domains, config, manifest)."""
+
+
+class ShardError(AdoError):
+    """A WebDataset shard is missing, unreadable, corrupt or truncated."""

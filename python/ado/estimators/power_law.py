@@ -1,0 +1,299 @@
+"""Per-domain power laws ``L(n) = eps + beta * n**-alpha``: configuration, batch fitting, online estimator.
+
+The numerics live in Rust (``ado._core``); this module validates shapes, holds the typed configuration
+and gives the results a small numpy API.
+
+>>> import numpy as np
+>>> n = np.arange(1, 201) * 1000.0
+>>> losses = 1.8 + 30.0 * n**-0.3
+>>> fit = fit_power_laws(n, losses)
+>>> bool(abs(fit.alpha[0] - 0.3) < 1e-3)
+True
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PrivateAttr
+
+from ado import _core
+from ado.errors import InvalidInputError
+
+__all__ = [
+    "FitConfig",
+    "Limit",
+    "PowerLawEstimator",
+    "PowerLawFit",
+    "fit_power_laws",
+    "objective",
+]
+
+F64 = npt.NDArray[np.float64]
+
+
+class Limit(BaseModel):
+    """A one-sided limit on a parameter: a hard bound, or a linear penalty ``weight * distance``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    at: float
+    weight: float | None = Field(default=None, ge=0, description="None: hard bound")
+
+    def _spec(self) -> tuple[float, float | None]:
+        return (self.at, self.weight)
+
+
+class FitConfig(BaseModel):
+    """The fitting objective and search effort.
+
+    The parameters are ``(log beta, log eps, alpha)``; each has an optional lower and upper
+    :class:`Limit`. The default derives its bounds from the data (``1e-6 * min L <= eps <= min L``,
+    ``0 <= alpha <= 1``) and so works at any loss scale; :meth:`reference` is exactly the objective of
+    the ADO reference implementation.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    huber_delta: PositiveFloat = 1e-3
+    log_beta_lower: Limit | None = None
+    log_beta_upper: Limit | None = None
+    log_eps_lower: Limit | None = None
+    log_eps_upper: Limit | None = None
+    alpha_lower: Limit | None = Limit(at=0.0)
+    alpha_upper: Limit | None = Limit(at=1.0)
+    eps_below_min_loss: bool = Field(True, description="hard bound eps <= min observed loss")
+    eps_min_ratio: float | None = Field(1e-6, gt=0, le=1, description="eps >= ratio * min loss")
+    constant: float = 0.0
+    alpha_grid: int = Field(48, ge=2, description="exponents tried by the global search")
+    search_points: int = Field(128, ge=3, description="points used by the global search")
+    max_iter: int = Field(100, ge=1, description="Newton iterations per polish")
+
+    _core_spec: _core.FitSpec = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Build (and so validate) the Rust-side specification once."""
+        self._core_spec = _core.FitSpec(
+            huber_delta=self.huber_delta,
+            lower=[_lim(self.log_beta_lower), _lim(self.log_eps_lower), _lim(self.alpha_lower)],
+            upper=[_lim(self.log_beta_upper), _lim(self.log_eps_upper), _lim(self.alpha_upper)],
+            eps_below_min_loss=self.eps_below_min_loss,
+            eps_min_ratio=self.eps_min_ratio,
+            constant=self.constant,
+            alpha_grid=self.alpha_grid,
+            search_points=self.search_points,
+            max_iter=self.max_iter,
+        )
+
+    @classmethod
+    def reference(cls) -> FitConfig:
+        """The reference objective: Huber(1e-3) summed over log residuals, plus
+        ``max(alpha-0.8, 0) - min(alpha, 0.001) + max(log beta - 6.5, 0) + max(0.5 - log eps, 0)``."""
+        return cls(
+            log_beta_upper=Limit(at=6.5, weight=1.0),
+            log_eps_lower=Limit(at=0.5, weight=1.0),
+            alpha_lower=Limit(at=0.001, weight=1.0),
+            alpha_upper=Limit(at=0.8, weight=1.0),
+            eps_below_min_loss=False,
+            eps_min_ratio=None,
+            constant=-0.001,
+        )
+
+
+def _lim(limit: Limit | None) -> tuple[float, float | None] | None:
+    return None if limit is None else limit._spec()
+
+
+@dataclass(frozen=True)
+class PowerLawFit:
+    """Fitted laws of K domains: arrays of shape ``(K,)``."""
+
+    eps: F64
+    beta: F64
+    alpha: F64
+    objective: F64
+    n_points: npt.NDArray[np.int64]
+    iterations: npt.NDArray[np.int64]
+
+    @classmethod
+    def _from_core(cls, arrays: tuple[F64, F64, F64, F64, Any, Any]) -> PowerLawFit:
+        return cls(*arrays)
+
+    @property
+    def num_domains(self) -> int:
+        """K."""
+        return int(self.eps.shape[0])
+
+    def _n(self, n: npt.ArrayLike) -> F64:
+        x = np.atleast_1d(np.asarray(n, dtype=np.float64))
+        if x.ndim != 1:
+            raise InvalidInputError(f"n must be a scalar or 1-D, got shape {x.shape}")
+        if not np.all(np.isfinite(x) & (x > 0)):
+            raise InvalidInputError("n must be finite and > 0")
+        return x
+
+    def predict(self, n: npt.ArrayLike) -> F64:
+        """Predicted loss, shape ``(K, len(n))``."""
+        x = self._n(n)
+        return self.eps[:, None] + self.beta[:, None] * x[None, :] ** -self.alpha[:, None]
+
+    def slope(self, n: npt.ArrayLike) -> F64:
+        """``dL/dn`` (negative), shape ``(K, len(n))``."""
+        x = self._n(n)
+        a = self.alpha[:, None]
+        return -a * self.beta[:, None] * x[None, :] ** (-a - 1.0)
+
+    def is_finite(self) -> bool:
+        """Whether every parameter is finite."""
+        return bool(np.all(np.isfinite(np.stack([self.eps, self.beta, self.alpha]))))
+
+
+def _as_rows(n: npt.ArrayLike, losses: npt.ArrayLike) -> tuple[F64, F64]:
+    y = np.asarray(losses, dtype=np.float64)
+    if y.ndim == 1:
+        y = y[None, :]
+    if y.ndim != 2:
+        raise InvalidInputError(f"losses must have shape (K, T) or (T,), got {y.shape}")
+    x = np.asarray(n, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != y.shape[1] or x.shape[0] not in (1, y.shape[0]):
+        raise InvalidInputError(
+            f"n must have shape (T,) or (K, T) matching losses {y.shape}, got {np.shape(n)}"
+        )
+    return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+
+def fit_power_laws(
+    n: npt.ArrayLike, losses: npt.ArrayLike, config: FitConfig | None = None
+) -> PowerLawFit:
+    """Fit ``L = eps + beta * n**-alpha`` to each domain, in parallel, with the GIL released.
+
+    Args:
+        n: x-values, shape ``(T,)`` shared by all domains, or ``(K, T)``.
+        losses: shape ``(K, T)``, or ``(T,)`` for one domain.
+        config: the objective; :class:`FitConfig` ``()`` by default.
+
+    Raises:
+        InvalidInputError: on NaN/inf/non-positive values, bad shapes or fewer than 3 points; the
+            message names the domain index.
+    """
+    cfg = config or FitConfig()
+    x, y = _as_rows(n, losses)
+    return PowerLawFit._from_core(_core.fit_power_laws(x, y, cfg._core_spec))
+
+
+def objective(
+    n: npt.ArrayLike,
+    losses: npt.ArrayLike,
+    eps: npt.ArrayLike,
+    beta: npt.ArrayLike,
+    alpha: npt.ArrayLike,
+    config: FitConfig | None = None,
+) -> F64:
+    """The objective of ``config`` at the given per-domain parameters (``inf`` outside hard bounds)."""
+    cfg = config or FitConfig()
+    x, y = _as_rows(n, losses)
+
+    def vec(v: npt.ArrayLike) -> F64:
+        return np.ascontiguousarray(np.atleast_1d(np.asarray(v, dtype=np.float64)))
+
+    return _core.objective(x, y, vec(eps), vec(beta), vec(alpha), cfg._core_spec)
+
+
+class PowerLawEstimator:
+    """Online per-domain power-law estimator with bounded memory (Rust).
+
+    Feed one row of per-domain mean losses per step; the estimator smooths each domain's series
+    (Savitzky–Golay, ``window``/``order``), keeps every ``subsample``-th point from ``ignore_steps`` on
+    in a buffer of at most ``max_points`` (``overflow="thin"`` keeps the whole run covered by doubling
+    the stride, ``"drop_oldest"`` slides), and fits on demand.
+
+    Args:
+        num_domains: K.
+        ignore_steps: steps before this never become fit points.
+        subsample: keep every ``subsample``-th observation.
+        window: smoothing window (odd; 1 disables smoothing).
+        order: smoothing polynomial order.
+        max_points: per-domain fit-point capacity (None: unbounded).
+        overflow: ``"thin"`` or ``"drop_oldest"``.
+        missing: absent domain → ``"carry"`` its last loss forward, or ``"skip"`` the point.
+    """
+
+    def __init__(
+        self,
+        num_domains: int,
+        *,
+        ignore_steps: int = 0,
+        subsample: int = 10,
+        window: int = 101,
+        order: int = 3,
+        max_points: int | None = 4096,
+        overflow: Literal["thin", "drop_oldest"] = "thin",
+        missing: Literal["carry", "skip"] = "carry",
+    ) -> None:
+        for name, value in (("num_domains", num_domains), ("ignore_steps", ignore_steps)):
+            if value < 0:
+                raise InvalidInputError(f"{name} must be >= 0, got {value}")
+        self._inner = _core.PowerLawEstimator(
+            num_domains,
+            ignore_steps=ignore_steps,
+            subsample=subsample,
+            window=window,
+            order=order,
+            max_points=max_points,
+            overflow=overflow,
+            missing=missing,
+        )
+
+    @property
+    def num_domains(self) -> int:
+        """K."""
+        return self._inner.num_domains
+
+    @property
+    def last_step(self) -> int | None:
+        """The last step ingested."""
+        return self._inner.last_step
+
+    def update(
+        self, step: int, losses: npt.ArrayLike, n: npt.ArrayLike, fill: float | None = None
+    ) -> None:
+        """Ingest step ``step``: per-domain mean losses (NaN = absent) and x-axis values ``n``.
+
+        ``fill`` is imputed for an absent domain that has no earlier loss (carry mode).
+        """
+        if step < 0:
+            raise InvalidInputError(f"step must be >= 0, got {step}")
+        self._inner.update(
+            step,
+            np.ascontiguousarray(losses, dtype=np.float64),
+            np.ascontiguousarray(n, dtype=np.float64),
+            fill,
+        )
+
+    def points(self, domain: int) -> tuple[F64, F64]:
+        """Domain ``domain``'s current fit points ``(n, smoothed loss)``."""
+        return self._inner.points(domain)
+
+    def num_points(self) -> npt.NDArray[np.int64]:
+        """Fit points per domain."""
+        return self._inner.num_points()
+
+    def fit(self, config: FitConfig | None = None) -> PowerLawFit:
+        """Fit every domain's current points (parallel, GIL released)."""
+        cfg = config or FitConfig()
+        return PowerLawFit._from_core(self._inner.fit(cfg._core_spec))
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe state; restores bitwise."""
+        state: dict[str, Any] = json.loads(self._inner.state_json())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (raises ``StateError`` on a mismatch)."""
+        self._inner.load_state_json(json.dumps(state))

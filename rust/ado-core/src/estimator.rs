@@ -1,0 +1,427 @@
+//! The online power-law estimator: per-domain loss streams in, fitted laws out.
+//!
+//! Each step brings one mean loss per domain (NaN for a domain absent from the batch) and the x-axis
+//! value `n` of each domain. The estimator
+//!
+//! * imputes an absent domain by carrying its last loss forward (the reference behaviour), or skips it;
+//! * smooths each domain's series with a Savitzky–Golay filter (scipy's `mode="interp"` semantics),
+//!   incrementally: an observation's smoothed value is final once half a window of newer observations
+//!   has arrived; the newest half window is smoothed at query time from the raw ring buffer;
+//! * keeps every `subsample`-th observation from `ignore_steps` on as a fit point, in a buffer bounded by
+//!   `max_points` (dropping the oldest, or thinning to every other point and doubling the stride).
+//!
+//! Memory is `O(K * (window + max_points))` and [`PowerLawEstimator::update`] costs `O(K)` amortised.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fit::{fit_many, FitConfig, FitResult};
+use crate::savgol::SavGol;
+
+/// What to do with a domain that is absent from a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Missing {
+    /// Record its last loss again (the reference implementation).
+    Carry,
+    /// Record nothing for it at this step.
+    Skip,
+}
+
+/// What to do when a domain's fit-point buffer is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// Drop the oldest point (a sliding window over the most recent points).
+    DropOldest,
+    /// Keep every other point and double the subsampling stride: the whole run stays covered.
+    Thin,
+}
+
+/// Settings of [`PowerLawEstimator`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EstimatorConfig {
+    /// Observations at steps below this are smoothed over but never become fit points.
+    pub ignore_steps: u64,
+    /// Keep every `subsample`-th observation as a fit point.
+    pub subsample: u64,
+    /// Savitzky–Golay window (odd; 1 disables smoothing).
+    pub window: usize,
+    /// Savitzky–Golay polynomial order.
+    pub order: usize,
+    /// Capacity of each domain's fit-point buffer (`None`: unbounded).
+    pub max_points: Option<usize>,
+    /// Policy for a full buffer.
+    pub overflow: Overflow,
+    /// Policy for absent domains.
+    pub missing: Missing,
+}
+
+impl Default for EstimatorConfig {
+    fn default() -> Self {
+        EstimatorConfig {
+            ignore_steps: 0,
+            subsample: 10,
+            window: 101,
+            order: 3,
+            max_points: Some(4096),
+            overflow: Overflow::Thin,
+            missing: Missing::Carry,
+        }
+    }
+}
+
+impl EstimatorConfig {
+    fn validate(&self) -> Result<()> {
+        if self.window == 0 || self.window % 2 == 0 {
+            return Err(Error::invalid(format!(
+                "smoothing window must be odd and >= 1, got {}",
+                self.window
+            )));
+        }
+        if self.window > 1 && self.order >= self.window {
+            return Err(Error::invalid(format!(
+                "smoothing order {} must be below the window {}",
+                self.order, self.window
+            )));
+        }
+        if self.subsample == 0 {
+            return Err(Error::invalid("subsample must be >= 1"));
+        }
+        if matches!(self.max_points, Some(m) if m < 3) {
+            return Err(Error::invalid("max_points must be >= 3"));
+        }
+        Ok(())
+    }
+}
+
+/// One raw observation in the smoothing ring.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+struct Obs {
+    loss: f64,
+    n: f64,
+    /// Index among the observations at steps >= `ignore_steps`, if any.
+    ordinal: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Series {
+    raw: VecDeque<Obs>,
+    count: u64,
+    ordinals: u64,
+    stride: u64,
+    last: Option<f64>,
+    points_n: VecDeque<f64>,
+    points_y: VecDeque<f64>,
+}
+
+/// The online estimator. See the module docs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PowerLawEstimator {
+    config: EstimatorConfig,
+    series: Vec<Series>,
+    last_step: Option<u64>,
+    #[serde(skip)]
+    sg: Option<SavGol>,
+}
+
+impl PowerLawEstimator {
+    /// An empty estimator for `num_domains` domains.
+    pub fn new(num_domains: usize, config: EstimatorConfig) -> Result<Self> {
+        config.validate()?;
+        if num_domains == 0 {
+            return Err(Error::invalid("num_domains must be >= 1"));
+        }
+        let series = (0..num_domains)
+            .map(|_| Series { stride: config.subsample, ..Series::default() })
+            .collect();
+        let sg = Some(SavGol::new(config.window, config.order.min(config.window - 1))?);
+        Ok(PowerLawEstimator { config, series, last_step: None, sg })
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &EstimatorConfig {
+        &self.config
+    }
+
+    /// Number of domains.
+    pub fn num_domains(&self) -> usize {
+        self.series.len()
+    }
+
+    /// The last step ingested.
+    pub fn last_step(&self) -> Option<u64> {
+        self.last_step
+    }
+
+    /// Ingest one step. `losses[k]` is domain `k`'s mean loss (NaN: absent), `n[k]` its x-axis value,
+    /// `fill` the value imputed for an absent domain that has no earlier loss (carry mode).
+    pub fn update(&mut self, step: u64, losses: &[f64], n: &[f64], fill: Option<f64>) -> Result<()> {
+        let k = self.series.len();
+        if losses.len() != k || n.len() != k {
+            return Err(Error::invalid(format!(
+                "expected {k} losses and {k} x-values, got {} and {}",
+                losses.len(),
+                n.len()
+            )));
+        }
+        if let Some(last) = self.last_step {
+            if step <= last {
+                return Err(Error::invalid(format!(
+                    "steps must increase: got step {step} after step {last}"
+                )));
+            }
+        }
+        if let Some(f) = fill {
+            if !(f.is_finite() && f > 0.0) {
+                return Err(Error::invalid(format!("fill must be finite and > 0, got {f}")));
+            }
+        }
+        // Validate everything before mutating anything.
+        let mut values = Vec::with_capacity(k);
+        for d in 0..k {
+            let (l, x) = (losses[d], n[d]);
+            if !(x.is_finite() && x > 0.0) {
+                return Err(Error::invalid(format!("domain {d}: n = {x}; must be finite and > 0")));
+            }
+            let v = if l.is_nan() {
+                match self.config.missing {
+                    Missing::Skip => None,
+                    Missing::Carry => match self.series[d].last.or(fill) {
+                        Some(v) => Some(v),
+                        None => {
+                            return Err(Error::invalid(format!(
+                                "domain {d} is absent at step {step} and has no earlier loss to carry \
+                                 forward; pass a fill value"
+                            )))
+                        }
+                    },
+                }
+            } else if l.is_finite() && l > 0.0 {
+                Some(l)
+            } else {
+                return Err(Error::invalid(format!(
+                    "domain {d}: loss = {l}; must be finite and > 0 (NaN marks an absent domain)"
+                )));
+            };
+            values.push(v);
+        }
+        self.last_step = Some(step);
+        let past_ignore = step >= self.config.ignore_steps;
+        for (d, v) in values.into_iter().enumerate() {
+            if let Some(loss) = v {
+                self.push(d, loss, n[d], past_ignore);
+            }
+        }
+        Ok(())
+    }
+
+    fn sg(&mut self) -> &SavGol {
+        let (w, o) = (self.config.window, self.config.order.min(self.config.window - 1));
+        self.sg.get_or_insert_with(|| {
+            // Validated at construction; a window of 1 with order 0 cannot fail.
+            SavGol::new(w, o).unwrap_or_else(|_| SavGol::new(1, 0).expect("1-point window"))
+        })
+    }
+
+    fn push(&mut self, d: usize, loss: f64, n: f64, past_ignore: bool) {
+        let w = self.config.window;
+        let h = w / 2;
+        let s = &mut self.series[d];
+        let ordinal = past_ignore.then(|| {
+            s.ordinals += 1;
+            s.ordinals - 1
+        });
+        s.last = Some(loss);
+        s.raw.push_back(Obs { loss, n, ordinal });
+        if s.raw.len() > w {
+            s.raw.pop_front();
+        }
+        s.count += 1;
+        let rows: Vec<usize> = if s.count == w as u64 {
+            (0..=h).collect()
+        } else if s.count > w as u64 {
+            vec![h]
+        } else {
+            Vec::new()
+        };
+        if rows.is_empty() {
+            return;
+        }
+        let sg = self.sg().clone();
+        let s = &mut self.series[d];
+        for r in rows {
+            let smoothed = sg.apply(r, s.raw.iter().map(|o| o.loss));
+            let obs = s.raw[r];
+            Self::keep(&self.config, s, obs, smoothed);
+        }
+    }
+
+    fn keep(config: &EstimatorConfig, s: &mut Series, obs: Obs, smoothed: f64) {
+        let Some(ord) = obs.ordinal else { return };
+        if ord % s.stride != 0 {
+            return;
+        }
+        s.points_n.push_back(obs.n);
+        s.points_y.push_back(smoothed);
+        if let Some(cap) = config.max_points {
+            if s.points_n.len() > cap {
+                match config.overflow {
+                    Overflow::DropOldest => {
+                        s.points_n.pop_front();
+                        s.points_y.pop_front();
+                    }
+                    Overflow::Thin => {
+                        let keep_even = |q: &mut VecDeque<f64>| {
+                            let mut i = 0;
+                            q.retain(|_| {
+                                i += 1;
+                                (i - 1) % 2 == 0
+                            });
+                        };
+                        keep_even(&mut s.points_n);
+                        keep_even(&mut s.points_y);
+                        s.stride *= 2;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Domain `d`'s current fit points `(n, smoothed loss)`, including the newest half window, which is
+    /// smoothed now from the raw ring buffer.
+    pub fn points(&self, d: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+        let s = self.series.get(d).ok_or_else(|| {
+            Error::invalid(format!("domain {d} out of range (have {})", self.series.len()))
+        })?;
+        let mut xs: Vec<f64> = s.points_n.iter().copied().collect();
+        let mut ys: Vec<f64> = s.points_y.iter().copied().collect();
+        let w = self.config.window;
+        let order = self.config.order;
+        let m = s.raw.len();
+        let (sg, first_row) = if s.count >= w as u64 {
+            (SavGol::new(w, order.min(w - 1))?, w / 2 + 1)
+        } else if m > order + 1 {
+            (SavGol::new(m, order)?, 0)
+        } else {
+            (SavGol::new(1, 0)?, 0)
+        };
+        for r in first_row..m {
+            let obs = s.raw[r];
+            let Some(ord) = obs.ordinal else { continue };
+            if ord % s.stride != 0 {
+                continue;
+            }
+            let y = if sg.window() == 1 { obs.loss } else { sg.apply(r, s.raw.iter().map(|o| o.loss)) };
+            xs.push(obs.n);
+            ys.push(y);
+        }
+        Ok((xs, ys))
+    }
+
+    /// Number of fit points of each domain.
+    pub fn num_points(&self) -> Vec<usize> {
+        (0..self.series.len())
+            .map(|d| self.points(d).map(|p| p.0.len()).unwrap_or(0))
+            .collect()
+    }
+
+    /// Fit every domain's current points (in parallel).
+    pub fn fit(&self, config: &FitConfig) -> Result<Vec<FitResult>> {
+        let pts: Vec<(Vec<f64>, Vec<f64>)> =
+            (0..self.series.len()).map(|d| self.points(d)).collect::<Result<_>>()?;
+        let ns: Vec<&[f64]> = pts.iter().map(|p| p.0.as_slice()).collect();
+        let ys: Vec<&[f64]> = pts.iter().map(|p| p.1.as_slice()).collect();
+        fit_many(&ns, &ys, config)
+    }
+
+    /// Restore a state produced by serialising an estimator with the same configuration and domains.
+    pub fn restore(&mut self, other: PowerLawEstimator) -> Result<()> {
+        if other.config != self.config {
+            return Err(Error::State(format!(
+                "estimator state was saved with {:?}, this estimator has {:?}",
+                other.config, self.config
+            )));
+        }
+        if other.series.len() != self.series.len() {
+            return Err(Error::State(format!(
+                "estimator state has {} domains, this estimator has {}",
+                other.series.len(),
+                self.series.len()
+            )));
+        }
+        if other.series.iter().any(|s| s.stride == 0 || s.raw.len() > self.config.window) {
+            return Err(Error::State("estimator state is inconsistent".into()));
+        }
+        self.series = other.series;
+        self.last_step = other.last_step;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::savgol::savgol_interp;
+
+    fn stream(t: usize) -> Vec<f64> {
+        (0..t).map(|i| 2.0 + 10.0 * ((i + 1) as f64 * 48.0).powf(-0.3) * (1.0 + 0.01 * ((i * 37 % 11) as f64 - 5.0))).collect()
+    }
+
+    /// The incremental points equal a batch savgol over the whole history, then `[ignore::subsample]`.
+    #[test]
+    fn matches_batch_reference_pipeline() {
+        let cfg = EstimatorConfig { ignore_steps: 50, max_points: None, ..EstimatorConfig::default() };
+        for t in [30usize, 101, 102, 160, 1000, 1234] {
+            let mut est = PowerLawEstimator::new(1, cfg.clone()).expect("new");
+            let losses = stream(t);
+            for (i, &l) in losses.iter().enumerate() {
+                est.update(i as u64, &[l], &[((i + 1) * 48) as f64], None).expect("update");
+            }
+            let smooth = savgol_interp(&losses, 101, 3).expect("savgol");
+            let want: Vec<f64> = smooth.iter().skip(50).step_by(10).copied().collect();
+            let (xs, ys) = est.points(0).expect("points");
+            assert_eq!(ys.len(), want.len(), "t={t}");
+            for (a, b) in ys.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-12, "t={t}: {a} vs {b}");
+            }
+            let want_x: Vec<f64> = (50..t).step_by(10).map(|i| ((i + 1) * 48) as f64).collect();
+            assert_eq!(xs, want_x);
+        }
+    }
+
+    #[test]
+    fn carries_absent_domains_and_uses_fill() {
+        let cfg = EstimatorConfig { window: 1, order: 0, subsample: 1, ..EstimatorConfig::default() };
+        let mut est = PowerLawEstimator::new(2, cfg).expect("new");
+        assert!(est.update(0, &[1.0, f64::NAN], &[1.0, 1.0], None).is_err());
+        est.update(0, &[1.0, f64::NAN], &[1.0, 1.0], Some(3.0)).expect("fill");
+        est.update(1, &[2.0, f64::NAN], &[2.0, 2.0], None).expect("carry");
+        assert_eq!(est.points(1).expect("points").1, vec![3.0, 3.0]);
+    }
+
+    #[test]
+    fn memory_is_bounded_and_thinning_keeps_the_grid() {
+        let cfg = EstimatorConfig { window: 5, order: 2, subsample: 1, max_points: Some(16), ..EstimatorConfig::default() };
+        let mut est = PowerLawEstimator::new(1, cfg).expect("new");
+        for i in 0..10_000u64 {
+            est.update(i, &[1.0 + 1.0 / (i + 1) as f64], &[(i + 1) as f64], None).expect("update");
+        }
+        let (xs, _) = est.points(0).expect("points");
+        assert!(xs.len() <= 16 + 2, "{}", xs.len());
+        assert_eq!(xs[0], 1.0);
+        assert!(est.series[0].raw.len() <= 5);
+    }
+
+    #[test]
+    fn rejects_bad_rows() {
+        let mut est = PowerLawEstimator::new(2, EstimatorConfig::default()).expect("new");
+        assert!(est.update(0, &[1.0], &[1.0, 1.0], None).is_err());
+        assert!(est.update(0, &[1.0, -1.0], &[1.0, 1.0], None).is_err());
+        assert!(est.update(0, &[1.0, 1.0], &[0.0, 1.0], None).is_err());
+        est.update(5, &[1.0, 1.0], &[1.0, 1.0], None).expect("ok");
+        assert!(est.update(5, &[1.0, 1.0], &[1.0, 1.0], None).is_err());
+    }
+}

@@ -1,0 +1,444 @@
+//! The deterministic global solver behind [`super::fit_one`].
+//!
+//! 1. **Profile over alpha.** On an evenly spaced subset of at most `search_points` points, for each of
+//!    `alpha_grid` exponents, `eps` and `beta` come from a closed-form least-squares fit of the relative
+//!    error (the model is linear in them once alpha is fixed), clamped into the limits. Each candidate
+//!    is scored with the exact objective.
+//! 2. **Polish.** The best local minima of that profile are polished on the subset with a damped Newton
+//!    method on the exact objective, and the winner is polished again on all points. The line search
+//!    minimises a piecewise model that knows where the linear penalties and hard bounds bend, so a
+//!    parameter that belongs on a kink lands exactly on it and stays there while the others move.
+
+use super::{huber, log_model, Curve, FitConfig, Limit, Limits, A, ALPHA, E};
+
+type Mat3 = [[f64; 3]; 3];
+
+/// `sum_i H(log L_i - log L(n_i))`.
+pub(crate) fn data_term(curve: &Curve, theta: &[f64; 3], delta: f64) -> f64 {
+    curve
+        .u
+        .iter()
+        .zip(&curve.y)
+        .map(|(&u, &y)| huber(y - log_model(theta, u), delta))
+        .sum()
+}
+
+fn objective(curve: &Curve, limits: &Limits, theta: &[f64; 3], delta: f64) -> f64 {
+    let p = limits.penalty(theta);
+    if p.is_infinite() {
+        return p;
+    }
+    data_term(curve, theta, delta) + p
+}
+
+/// Value, gradient and two Hessians (exact, and the positive semi-definite IRLS one) of the data term.
+struct Derivatives {
+    grad: [f64; 3],
+    exact: Mat3,
+    irls: Mat3,
+}
+
+fn derivatives(curve: &Curve, theta: &[f64; 3], delta: f64) -> Derivatives {
+    let mut grad = [0.0; 3];
+    let mut exact = [[0.0; 3]; 3];
+    let mut irls = [[0.0; 3]; 3];
+    for (&u, &y) in curve.u.iter().zip(&curve.y) {
+        let z = theta[A] - theta[ALPHA] * u;
+        let d = z - theta[E];
+        let t = (-d.abs()).exp();
+        let m = z.max(theta[E]) + t.ln_1p();
+        // p: share of the power-law term in the prediction (softmax weight of z).
+        let p = if d > 0.0 { 1.0 / (1.0 + t) } else { t / (1.0 + t) };
+        let r = y - m;
+        let gm = [p, 1.0 - p, -u * p];
+        let inside = r.abs() <= delta;
+        let psi = r.clamp(-delta, delta);
+        let w = if inside { 1.0 } else { delta / r.abs() };
+        // Curvature of the model: q * v v^T with v = (1, -1, -u).
+        let q = p * (1.0 - p);
+        let v = [1.0, -1.0, -u];
+        for j in 0..3 {
+            grad[j] -= psi * gm[j];
+            for l in j..3 {
+                let outer = gm[j] * gm[l];
+                irls[j][l] += w * outer;
+                exact[j][l] += if inside { outer } else { 0.0 } - psi * q * v[j] * v[l];
+            }
+        }
+    }
+    for j in 0..3 {
+        for l in 0..j {
+            irls[j][l] = irls[l][j];
+            exact[j][l] = exact[l][j];
+        }
+    }
+    Derivatives { grad, exact, irls }
+}
+
+/// One-sided derivatives of the penalty of coordinate `j` at `x`: (from the left, to the right).
+fn penalty_slopes(limits: &Limits, j: usize, x: f64) -> (f64, f64) {
+    let (mut left, mut right) = (0.0, 0.0);
+    match limits.lower[j] {
+        Limit::Free => {}
+        Limit::Hard(at) => {
+            if x <= at {
+                left = f64::NEG_INFINITY;
+            }
+        }
+        Limit::Linear { at, weight } => {
+            if x <= at {
+                left -= weight;
+            }
+            if x < at {
+                right -= weight;
+            }
+        }
+    }
+    match limits.upper[j] {
+        Limit::Free => {}
+        Limit::Hard(at) => {
+            if x >= at {
+                right = f64::INFINITY;
+            }
+        }
+        Limit::Linear { at, weight } => {
+            if x > at {
+                left += weight;
+            }
+            if x >= at {
+                right += weight;
+            }
+        }
+    }
+    (left, right)
+}
+
+/// Solve `m x = b` for a symmetric positive definite `m` restricted to `free`; `None` if not SPD.
+fn cholesky_solve(m: &Mat3, b: &[f64; 3], free: &[usize]) -> Option<[f64; 3]> {
+    let k = free.len();
+    let mut l = [[0.0; 3]; 3];
+    for i in 0..k {
+        for j in 0..=i {
+            let mut s = m[free[i]][free[j]];
+            for p in 0..j {
+                s -= l[i][p] * l[j][p];
+            }
+            if i == j {
+                if !(s > 0.0 && s.is_finite()) {
+                    return None;
+                }
+                l[i][i] = s.sqrt();
+            } else {
+                l[i][j] = s / l[j][j];
+            }
+        }
+    }
+    let mut z = [0.0; 3];
+    for i in 0..k {
+        let mut s = b[free[i]];
+        for p in 0..i {
+            s -= l[i][p] * z[p];
+        }
+        z[i] = s / l[i][i];
+    }
+    let mut x = [0.0; 3];
+    for i in (0..k).rev() {
+        let mut s = z[i];
+        for p in i + 1..k {
+            s -= l[p][i] * x[p];
+        }
+        x[i] = s / l[i][i];
+    }
+    let mut out = [0.0; 3];
+    for (i, &j) in free.iter().enumerate() {
+        out[j] = x[i];
+    }
+    Some(out)
+}
+
+fn limit_points(limits: &Limits, j: usize) -> [(Option<f64>, bool); 2] {
+    let point = |lim: Limit| match lim {
+        Limit::Free => (None, false),
+        Limit::Hard(at) => (Some(at), true),
+        Limit::Linear { at, .. } => (Some(at), false),
+    };
+    [point(limits.lower[j]), point(limits.upper[j])]
+}
+
+/// Damped Newton on the exact objective, starting from `theta`. Returns (theta, objective, iterations).
+fn polish(
+    curve: &Curve,
+    limits: &Limits,
+    delta: f64,
+    mut theta: [f64; 3],
+    max_iter: usize,
+) -> ([f64; 3], f64, usize) {
+    limits.clamp(&mut theta);
+    let mut f = objective(curve, limits, &theta, delta);
+    let mut mu = 1e-4;
+    let mut iterations = 0;
+    while iterations < max_iter {
+        iterations += 1;
+        let der = derivatives(curve, &theta, delta);
+        // Effective gradient and the coordinates locked on a kink.
+        let mut geff = [0.0; 3];
+        let mut free = Vec::with_capacity(3);
+        for j in 0..3 {
+            let (sl, sr) = penalty_slopes(limits, j, theta[j]);
+            let (gl, gr) = (der.grad[j] + sl, der.grad[j] + sr);
+            if gr < 0.0 {
+                geff[j] = gr;
+                free.push(j);
+            } else if gl > 0.0 {
+                geff[j] = gl;
+                free.push(j);
+            } else if sl == sr {
+                // Smooth here and stationary: keep it in the system so curvature can still move it.
+                geff[j] = der.grad[j] + sl;
+                free.push(j);
+            }
+        }
+        if free.is_empty() {
+            break;
+        }
+        let scale: [f64; 3] =
+            std::array::from_fn(|j| der.irls[j][j].max(der.exact[j][j].abs()).max(1e-300));
+        let neg_g = geff.map(|g| -g);
+        let mut accepted = false;
+        while mu < 1e12 {
+            let damp = |h: &Mat3| -> Mat3 {
+                let mut d = *h;
+                for j in 0..3 {
+                    d[j][j] += mu * scale[j];
+                }
+                d
+            };
+            let (step, hmat) = match cholesky_solve(&damp(&der.exact), &neg_g, &free) {
+                Some(s) => (s, damp(&der.exact)),
+                None => {
+                    let h = damp(&der.irls);
+                    match cholesky_solve(&h, &neg_g, &free) {
+                        Some(s) => (s, h),
+                        None => {
+                            mu *= 10.0;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let gd: f64 = (0..3).map(|j| geff[j] * step[j]).sum();
+            if !(gd < 0.0) {
+                mu *= 10.0;
+                continue;
+            }
+            let curv: f64 = (0..3)
+                .map(|j| (0..3).map(|l| step[j] * hmat[j][l] * step[l]).sum::<f64>())
+                .sum();
+            let (t, snapped, predicted) = line_model(limits, &theta, &step, &der.grad, curv);
+            if t <= 0.0 || !(predicted < 0.0) {
+                mu *= 10.0;
+                continue;
+            }
+            let mut cand = theta;
+            for j in 0..3 {
+                cand[j] += t * step[j];
+            }
+            for (j, at) in snapped {
+                cand[j] = at;
+            }
+            limits.clamp(&mut cand);
+            let f_new = objective(curve, limits, &cand, delta);
+            if f_new < f {
+                let gain = f - f_new;
+                let moved = (0..3).any(|j| (cand[j] - theta[j]).abs() > 1e-15 * (1.0 + theta[j].abs()));
+                theta = cand;
+                f = f_new;
+                mu = (mu * 0.25).max(1e-12);
+                accepted = moved && gain > 1e-15 * f.abs();
+                break;
+            }
+            mu *= 10.0;
+        }
+        if !accepted {
+            break;
+        }
+    }
+    (theta, f, iterations)
+}
+
+/// Minimise the piecewise model `t * g.d + t^2 curv / 2 + P(theta + t d) - P(theta)` over `t in (0, 1]`,
+/// never crossing a hard bound. Returns `(t, coordinates to snap onto a limit point, model value)`.
+fn line_model(
+    limits: &Limits,
+    theta: &[f64; 3],
+    step: &[f64; 3],
+    grad: &[f64; 3],
+    curv: f64,
+) -> (f64, Vec<(usize, f64)>, f64) {
+    let mut t_max = 1.0_f64;
+    let mut breaks: Vec<(f64, usize, f64)> = Vec::new();
+    for j in 0..3 {
+        if step[j] == 0.0 {
+            continue;
+        }
+        for (at, hard) in limit_points(limits, j) {
+            let Some(at) = at else { continue };
+            let t = (at - theta[j]) / step[j];
+            if t > 0.0 && t.is_finite() {
+                if hard {
+                    t_max = t_max.min(t);
+                }
+                breaks.push((t, j, at));
+            }
+        }
+    }
+    let gd: f64 = (0..3).map(|j| grad[j] * step[j]).sum();
+    let p0 = limits.penalty(theta);
+    let at_t = |t: f64| -> [f64; 3] { std::array::from_fn(|j| theta[j] + t * step[j]) };
+    let model = |t: f64, snaps: &[(usize, f64)]| -> f64 {
+        let mut x = at_t(t);
+        for &(j, at) in snaps {
+            x[j] = at;
+        }
+        limits.clamp(&mut x);
+        t * gd + 0.5 * t * t * curv + (limits.penalty(&x) - p0)
+    };
+    let mut knots: Vec<f64> = breaks.iter().map(|b| b.0).filter(|&t| t < t_max).collect();
+    knots.push(t_max);
+    knots.sort_by(f64::total_cmp);
+    let snaps_at = |t: f64| -> Vec<(usize, f64)> {
+        breaks.iter().filter(|b| b.0 == t).map(|b| (b.1, b.2)).collect()
+    };
+    let mut best = (t_max, snaps_at(t_max), model(t_max, &snaps_at(t_max)));
+    let mut lo = 0.0;
+    for &hi in &knots {
+        let snaps = snaps_at(hi);
+        let v = model(hi, &snaps);
+        if v < best.2 {
+            best = (hi, snaps, v);
+        }
+        if curv > 0.0 && hi > lo {
+            // The penalty is linear on (lo, hi): its slope from the values at the ends.
+            let slope = (limits.penalty(&at_t(hi)) - limits.penalty(&at_t(lo))) / (hi - lo);
+            if slope.is_finite() {
+                let t = -(gd + slope) / curv;
+                if t > lo && t < hi {
+                    let v = model(t, &[]);
+                    if v < best.2 {
+                        best = (t, Vec::new(), v);
+                    }
+                }
+            }
+        }
+        lo = hi;
+    }
+    best
+}
+
+/// The evenly spaced subset of at most `m` points (always including the first and the last).
+fn subset(curve: &Curve, m: usize) -> Option<Curve> {
+    let t = curve.y.len();
+    if t <= m {
+        return None;
+    }
+    let idx = (0..m).map(|i| i * (t - 1) / (m - 1));
+    let (u, y) = idx.map(|i| (curve.u[i], curve.y[i])).unzip();
+    Some(Curve { u, y })
+}
+
+/// Candidate starts from the profile over alpha, best first.
+fn profile(curve: &Curve, limits: &Limits, config: &FitConfig) -> Vec<[f64; 3]> {
+    let hard = |lim: Limit| if let Limit::Hard(at) = lim { Some(at) } else { None };
+    let a_lo = hard(limits.lower[ALPHA]).unwrap_or(0.0);
+    let a_hi = hard(limits.upper[ALPHA]).unwrap_or(1.0).max(a_lo);
+    let loss: Vec<f64> = curve.y.iter().map(|y| y.exp()).collect();
+    let min_loss = loss.iter().copied().fold(f64::INFINITY, f64::min);
+    let e_lo = hard(limits.lower[E]).unwrap_or((1e-9 * min_loss).ln());
+    let e_hi = hard(limits.upper[E]).unwrap_or(f64::INFINITY);
+    let soft = |lim: Limit| if let Limit::Linear { at, .. } = lim { Some(at) } else { None };
+    let g = config.alpha_grid;
+    let mut scored: Vec<(f64, [f64; 3])> = Vec::with_capacity(g);
+    for s in 0..g {
+        let alpha = a_lo + (a_hi - a_lo) * s as f64 / (g - 1) as f64;
+        // Least squares of the relative error: minimise sum (1 - eps/L - beta x/L)^2.
+        let (mut s11, mut s12, mut s22, mut b1, mut b2) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        let mut x_max: f64 = 0.0;
+        for (&u, &l) in curve.u.iter().zip(&loss) {
+            let x = (-alpha * u).exp();
+            x_max = x_max.max(x);
+            let (f1, f2) = (1.0 / l, x / l);
+            s11 += f1 * f1;
+            s12 += f1 * f2;
+            s22 += f2 * f2;
+            b1 += f1;
+            b2 += f2;
+        }
+        let beta_floor = 1e-9 * min_loss / x_max.max(1e-300);
+        let beta_given_eps = |eps: f64| ((b2 - eps * s12) / s22).max(beta_floor);
+        let det = s11 * s22 - s12 * s12;
+        let (eps0, beta0) = if det > 1e-12 * s11 * s22 {
+            ((b1 * s22 - b2 * s12) / det, (b2 * s11 - b1 * s12) / det)
+        } else {
+            (b1 / s11, beta_floor)
+        };
+        let mut variants = Vec::with_capacity(3);
+        let eps = eps0.max(e_lo.exp()).min(e_hi.exp());
+        let beta = if eps == eps0 && beta0 > beta_floor { beta0 } else { beta_given_eps(eps) };
+        variants.push([beta.ln(), eps.ln(), alpha]);
+        if let Some(e_soft) = soft(limits.lower[E]) {
+            if eps.ln() < e_soft {
+                let eps = e_soft.exp().min(e_hi.exp());
+                variants.push([beta_given_eps(eps).ln(), eps.ln(), alpha]);
+            }
+        }
+        if let Some(a_soft) = soft(limits.upper[A]) {
+            if beta.ln() > a_soft {
+                let beta = a_soft.exp();
+                let eps = ((b1 - beta * s12) / s11).max(e_lo.exp()).min(e_hi.exp());
+                variants.push([beta.ln(), eps.ln(), alpha]);
+            }
+        }
+        let best = variants
+            .into_iter()
+            .map(|mut th| {
+                limits.clamp(&mut th);
+                (objective(curve, limits, &th, config.huber_delta), th)
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some(b) = best {
+            scored.push(b);
+        }
+    }
+    // Local minima of the profile, best first.
+    let mut minima: Vec<(f64, [f64; 3])> = (0..scored.len())
+        .filter(|&i| {
+            let f = scored[i].0;
+            (i == 0 || f <= scored[i - 1].0) && (i + 1 == scored.len() || f <= scored[i + 1].0)
+        })
+        .map(|i| scored[i])
+        .collect();
+    minima.sort_by(|a, b| a.0.total_cmp(&b.0));
+    minima.into_iter().take(3).map(|m| m.1).collect()
+}
+
+/// Fit one validated curve. Returns (theta, objective, iterations).
+pub(crate) fn solve(curve: &Curve, limits: &Limits, config: &FitConfig) -> ([f64; 3], f64, usize) {
+    let delta = config.huber_delta;
+    let small = subset(curve, config.search_points);
+    let search = small.as_ref().unwrap_or(curve);
+    let mut best: Option<([f64; 3], f64, usize)> = None;
+    for start in profile(search, limits, config) {
+        let cand = polish(search, limits, delta, start, config.max_iter);
+        if best.as_ref().is_none_or(|b| cand.1 < b.1) {
+            best = Some(cand);
+        }
+    }
+    let Some((theta, f, iters)) = best else {
+        return ([f64::NAN; 3], f64::NAN, 0);
+    };
+    if small.is_none() {
+        return (theta, f, iters);
+    }
+    let (theta, f, more) = polish(curve, limits, delta, theta, config.max_iter);
+    (theta, f, iters + more)
+}

@@ -1,0 +1,14 @@
+//! `ado-core`: the pure-Rust engine behind `ado` (Adaptive Data Optimization).
+//!
+//! * [`fit`]: robust fitting of per-domain power laws `L(n) = eps + beta * n^-alpha`.
+//! * [`estimator`]: the online, bounded-memory estimator that turns a stream of per-domain losses into
+//!   smoothed, subsampled fit points (Savitzky–Golay) and refits on demand.
+//!
+//! Nothing here depends on Python; the `ado-py` crate is the thin PyO3 layer.
+
+pub mod error;
+pub mod estimator;
+pub mod fit;
+pub mod savgol;
+
+pub use error::{Error, Result};

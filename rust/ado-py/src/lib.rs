@@ -1,0 +1,19 @@
+//! `ado._core`: the PyO3 bindings of `ado-core`. Glue only; the algorithms live in `ado-core`.
+
+mod errors;
+mod fit;
+
+use pyo3::prelude::*;
+
+#[pymodule(gil_used = false)]
+mod _core {
+    #[pymodule_export]
+    use crate::fit::{fit_power_laws, objective, PyFitSpec, PyPowerLawEstimator};
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))
+    }
+}
