@@ -71,7 +71,7 @@ class FitConfig(BaseModel):
     constant: float = 0.0
     alpha_grid: int = Field(48, ge=2, description="exponents tried by the global search")
     search_points: int = Field(128, ge=3, description="points used by the global search")
-    max_iter: int = Field(100, ge=1, description="Newton iterations per polish")
+    max_iter: int = Field(300, ge=1, description="Newton iterations per polish")
 
     _core_spec: _core.FitSpec = PrivateAttr()
 

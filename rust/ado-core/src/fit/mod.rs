@@ -30,6 +30,8 @@ pub const A: usize = 0;
 pub const E: usize = 1;
 /// Index of the exponent `alpha` in a parameter vector.
 pub const ALPHA: usize = 2;
+/// `a >= MIN_LOG_BETA` always holds (`beta >= 1e-300`), so a fitted `beta` is a positive double.
+pub const MIN_LOG_BETA: f64 = -690.0;
 /// Parameter names, for messages.
 pub const PARAM_NAMES: [&str; 3] = ["a (log beta)", "e (log eps)", "alpha"];
 
@@ -88,7 +90,7 @@ impl Default for FitConfig {
             constant: 0.0,
             alpha_grid: 48,
             search_points: 128,
-            max_iter: 100,
+            max_iter: 300,
         }
     }
 }
@@ -102,13 +104,25 @@ impl FitConfig {
             huber_delta: 1e-3,
             lower: [
                 Limit::Free,
-                Limit::Linear { at: 0.5, weight: 1.0 },
-                Limit::Linear { at: 0.001, weight: 1.0 },
+                Limit::Linear {
+                    at: 0.5,
+                    weight: 1.0,
+                },
+                Limit::Linear {
+                    at: 0.001,
+                    weight: 1.0,
+                },
             ],
             upper: [
-                Limit::Linear { at: 6.5, weight: 1.0 },
+                Limit::Linear {
+                    at: 6.5,
+                    weight: 1.0,
+                },
                 Limit::Free,
-                Limit::Linear { at: 0.8, weight: 1.0 },
+                Limit::Linear {
+                    at: 0.8,
+                    weight: 1.0,
+                },
             ],
             eps_below_min_loss: false,
             eps_min_ratio: None,
@@ -150,7 +164,9 @@ impl FitConfig {
         }
         if let Some(r) = self.eps_min_ratio {
             if !(r.is_finite() && r > 0.0 && r <= 1.0) {
-                return Err(Error::invalid(format!("eps_min_ratio must be in (0, 1], got {r}")));
+                return Err(Error::invalid(format!(
+                    "eps_min_ratio must be in (0, 1], got {r}"
+                )));
             }
         }
         if !self.constant.is_finite() {
@@ -168,13 +184,21 @@ impl FitConfig {
     fn resolve(&self, min_loss: f64) -> Limits {
         let mut lower = self.lower;
         let mut upper = self.upper;
+        if lower[A] == Limit::Free {
+            // beta = exp(a) stays a positive double; below this the power-law term is 0 anyway.
+            lower[A] = Limit::Hard(MIN_LOG_BETA);
+        }
         if self.eps_below_min_loss {
             upper[E] = tighter_upper(upper[E], min_loss.ln());
         }
         if let Some(ratio) = self.eps_min_ratio {
             lower[E] = tighter_lower(lower[E], (ratio * min_loss).ln());
         }
-        Limits { lower, upper, constant: self.constant }
+        Limits {
+            lower,
+            upper,
+            constant: self.constant,
+        }
     }
 }
 
@@ -341,7 +365,9 @@ pub fn fit_one(domain: usize, n: &[f64], loss: &[f64], config: &FitConfig) -> Re
     if !(objective.is_finite() && theta.iter().all(|x| x.is_finite())) {
         return Err(Error::Fit {
             domain,
-            message: format!("the solver ended at a non-finite point {theta:?} (objective {objective})"),
+            message: format!(
+                "the solver ended at a non-finite point {theta:?} (objective {objective})"
+            ),
         });
     }
     Ok(FitResult {
@@ -425,20 +451,28 @@ mod tests {
             let pred = eps + beta * n[i].powf(-alpha);
             want += huber(l[i].ln() - pred.ln(), 1e-3);
         }
-        want += (alpha - 0.8_f64).max(0.0) - alpha.min(0.001) + (theta[0] - 6.5_f64).max(0.0)
+        want += (alpha - 0.8_f64).max(0.0) - alpha.min(0.001)
+            + (theta[0] - 6.5_f64).max(0.0)
             + (0.5 - theta[1]).max(0.0);
-        let got = objective(0, &n, &l, eps, beta, alpha, &FitConfig::reference()).expect("objective");
+        let got =
+            objective(0, &n, &l, eps, beta, alpha, &FitConfig::reference()).expect("objective");
         assert!((got - want).abs() < 1e-12, "{got} vs {want}");
     }
 
     #[test]
     fn bad_input_names_the_domain() {
-        let err = fit_many(&[&[1.0, 2.0, 3.0]], &[&[1.0, f64::NAN, 1.0]], &FitConfig::default())
-            .expect_err("NaN must be rejected");
+        let err = fit_many(
+            &[&[1.0, 2.0, 3.0]],
+            &[&[1.0, f64::NAN, 1.0]],
+            &FitConfig::default(),
+        )
+        .expect_err("NaN must be rejected");
         assert!(err.to_string().contains("domain 0") && err.to_string().contains("loss[1]"));
-        let err = fit_one(3, &[1.0, 2.0], &[1.0, 1.0], &FitConfig::default()).expect_err("2 points");
+        let err =
+            fit_one(3, &[1.0, 2.0], &[1.0, 1.0], &FitConfig::default()).expect_err("2 points");
         assert!(err.to_string().contains("domain 3"));
-        let err = fit_one(1, &[1.0, 0.0, 3.0], &[1.0, 1.0, 1.0], &FitConfig::default()).expect_err("n=0");
+        let err =
+            fit_one(1, &[1.0, 0.0, 3.0], &[1.0, 1.0, 1.0], &FitConfig::default()).expect_err("n=0");
         assert!(err.to_string().contains("n[1]"));
     }
 

@@ -13,6 +13,12 @@ use super::{huber, log_model, Curve, FitConfig, Limit, Limits, A, ALPHA, E};
 
 type Mat3 = [[f64; 3]; 3];
 
+/// Gradients and curvatures below this mean the data do not depend on a parameter.
+const INERT: f64 = 1e-200;
+
+/// A polish stops once a step gains (or promises) less than this fraction of the objective.
+const RELATIVE_TOLERANCE: f64 = 1e-13;
+
 /// `sum_i H(log L_i - log L(n_i))`.
 pub(crate) fn data_term(curve: &Curve, theta: &[f64; 3], delta: f64) -> f64 {
     curve
@@ -33,12 +39,14 @@ fn objective(curve: &Curve, limits: &Limits, theta: &[f64; 3], delta: f64) -> f6
 
 /// Value, gradient and two Hessians (exact, and the positive semi-definite IRLS one) of the data term.
 struct Derivatives {
+    value: f64,
     grad: [f64; 3],
     exact: Mat3,
     irls: Mat3,
 }
 
 fn derivatives(curve: &Curve, theta: &[f64; 3], delta: f64) -> Derivatives {
+    let mut value = 0.0;
     let mut grad = [0.0; 3];
     let mut exact = [[0.0; 3]; 3];
     let mut irls = [[0.0; 3]; 3];
@@ -46,10 +54,13 @@ fn derivatives(curve: &Curve, theta: &[f64; 3], delta: f64) -> Derivatives {
         let z = theta[A] - theta[ALPHA] * u;
         let d = z - theta[E];
         let t = (-d.abs()).exp();
-        let m = z.max(theta[E]) + t.ln_1p();
+        let one_t = 1.0 + t;
+        // ln(1 + t) for t in (0, 1]: absolute error ~1e-16, and much cheaper than ln_1p.
+        let m = z.max(theta[E]) + one_t.ln();
         // p: share of the power-law term in the prediction (softmax weight of z).
-        let p = if d > 0.0 { 1.0 / (1.0 + t) } else { t / (1.0 + t) };
+        let p = if d > 0.0 { 1.0 } else { t } / one_t;
         let r = y - m;
+        value += huber(r, delta);
         let gm = [p, 1.0 - p, -u * p];
         let inside = r.abs() <= delta;
         let psi = r.clamp(-delta, delta);
@@ -72,7 +83,12 @@ fn derivatives(curve: &Curve, theta: &[f64; 3], delta: f64) -> Derivatives {
             exact[j][l] = exact[l][j];
         }
     }
-    Derivatives { grad, exact, irls }
+    Derivatives {
+        value,
+        grad,
+        exact,
+        irls,
+    }
 }
 
 /// One-sided derivatives of the penalty of coordinate `j` at `x`: (from the left, to the right).
@@ -174,25 +190,29 @@ fn polish(
     max_iter: usize,
 ) -> ([f64; 3], f64, usize) {
     limits.clamp(&mut theta);
-    let mut f = objective(curve, limits, &theta, delta);
+    let mut der = derivatives(curve, &theta, delta);
+    let mut f = der.value + limits.penalty(&theta);
     let mut mu = 1e-4;
     let mut iterations = 0;
     while iterations < max_iter {
         iterations += 1;
-        let der = derivatives(curve, &theta, delta);
         // Effective gradient and the coordinates locked on a kink.
         let mut geff = [0.0; 3];
         let mut free = Vec::with_capacity(3);
         for j in 0..3 {
             let (sl, sr) = penalty_slopes(limits, j, theta[j]);
             let (gl, gr) = (der.grad[j] + sl, der.grad[j] + sr);
+            if der.grad[j].abs() <= INERT && der.irls[j][j] <= INERT && sl == sr {
+                // The data ignore this parameter (alpha once beta has underflowed): leave it.
+                continue;
+            }
             if gr < 0.0 {
                 geff[j] = gr;
                 free.push(j);
             } else if gl > 0.0 {
                 geff[j] = gl;
                 free.push(j);
-            } else if sl == sr {
+            } else if sl == sr && der.irls[j][j] > INERT {
                 // Smooth here and stationary: keep it in the system so curvature can still move it.
                 geff[j] = der.grad[j] + sl;
                 free.push(j);
@@ -205,7 +225,9 @@ fn polish(
             std::array::from_fn(|j| der.irls[j][j].max(der.exact[j][j].abs()).max(1e-300));
         let neg_g = geff.map(|g| -g);
         let mut accepted = false;
-        while mu < 1e12 {
+        // Each damping level tries the exact Newton step, then the IRLS (majorise-minimise) step,
+        // which still descends where the Huber kinks make the quadratic model of Newton useless.
+        'damping: while mu < 1e12 {
             let damp = |h: &Mat3| -> Mat3 {
                 let mut d = *h;
                 for j in 0..3 {
@@ -213,49 +235,50 @@ fn polish(
                 }
                 d
             };
-            let (step, hmat) = match cholesky_solve(&damp(&der.exact), &neg_g, &free) {
-                Some(s) => (s, damp(&der.exact)),
-                None => {
-                    let h = damp(&der.irls);
-                    match cholesky_solve(&h, &neg_g, &free) {
-                        Some(s) => (s, h),
-                        None => {
-                            mu *= 10.0;
-                            continue;
-                        }
-                    }
+            let grad = der.grad;
+            for hess in [der.exact, der.irls] {
+                let hmat = damp(&hess);
+                let Some(step) = cholesky_solve(&hmat, &neg_g, &free) else {
+                    continue;
+                };
+                let gd: f64 = (0..3).map(|j| geff[j] * step[j]).sum();
+                if gd.is_nan() || gd >= 0.0 {
+                    continue;
                 }
-            };
-            let gd: f64 = (0..3).map(|j| geff[j] * step[j]).sum();
-            if !(gd < 0.0) {
-                mu *= 10.0;
-                continue;
-            }
-            let curv: f64 = (0..3)
-                .map(|j| (0..3).map(|l| step[j] * hmat[j][l] * step[l]).sum::<f64>())
-                .sum();
-            let (t, snapped, predicted) = line_model(limits, &theta, &step, &der.grad, curv);
-            if t <= 0.0 || !(predicted < 0.0) {
-                mu *= 10.0;
-                continue;
-            }
-            let mut cand = theta;
-            for j in 0..3 {
-                cand[j] += t * step[j];
-            }
-            for (j, at) in snapped {
-                cand[j] = at;
-            }
-            limits.clamp(&mut cand);
-            let f_new = objective(curve, limits, &cand, delta);
-            if f_new < f {
-                let gain = f - f_new;
-                let moved = (0..3).any(|j| (cand[j] - theta[j]).abs() > 1e-15 * (1.0 + theta[j].abs()));
-                theta = cand;
-                f = f_new;
-                mu = (mu * 0.25).max(1e-12);
-                accepted = moved && gain > 1e-15 * f.abs();
-                break;
+                let curv: f64 = (0..3)
+                    .map(|j| (0..3).map(|l| step[j] * hmat[j][l] * step[l]).sum::<f64>())
+                    .sum();
+                let (t, snapped, predicted) = line_model(limits, &theta, &step, &grad, curv);
+                let threshold = -RELATIVE_TOLERANCE * der.value;
+                if t <= 0.0 || predicted.is_nan() || predicted >= threshold {
+                    // The model promises nothing measurable: not worth a pass over the data.
+                    continue;
+                }
+                let mut cand = theta;
+                for j in 0..3 {
+                    cand[j] += t * step[j];
+                }
+                for (j, at) in snapped {
+                    cand[j] = at;
+                }
+                limits.clamp(&mut cand);
+                let penalty = limits.penalty(&cand);
+                if penalty.is_infinite() {
+                    continue;
+                }
+                let der_new = derivatives(curve, &cand, delta);
+                let f_new = der_new.value + penalty;
+                if f_new < f {
+                    der = der_new;
+                    let gain = f - f_new;
+                    let moved =
+                        (0..3).any(|j| (cand[j] - theta[j]).abs() > 1e-15 * (1.0 + theta[j].abs()));
+                    theta = cand;
+                    f = f_new;
+                    mu = (mu * 0.25).max(1e-12);
+                    accepted = moved && gain > RELATIVE_TOLERANCE * der.value;
+                    break 'damping;
+                }
             }
             mu *= 10.0;
         }
@@ -307,7 +330,11 @@ fn line_model(
     knots.push(t_max);
     knots.sort_by(f64::total_cmp);
     let snaps_at = |t: f64| -> Vec<(usize, f64)> {
-        breaks.iter().filter(|b| b.0 == t).map(|b| (b.1, b.2)).collect()
+        breaks
+            .iter()
+            .filter(|b| b.0 == t)
+            .map(|b| (b.1, b.2))
+            .collect()
     };
     let mut best = (t_max, snaps_at(t_max), model(t_max, &snaps_at(t_max)));
     let mut lo = 0.0;
@@ -348,61 +375,111 @@ fn subset(curve: &Curve, m: usize) -> Option<Curve> {
 
 /// Candidate starts from the profile over alpha, best first.
 fn profile(curve: &Curve, limits: &Limits, config: &FitConfig) -> Vec<[f64; 3]> {
-    let hard = |lim: Limit| if let Limit::Hard(at) = lim { Some(at) } else { None };
+    let hard = |lim: Limit| {
+        if let Limit::Hard(at) = lim {
+            Some(at)
+        } else {
+            None
+        }
+    };
     let a_lo = hard(limits.lower[ALPHA]).unwrap_or(0.0);
     let a_hi = hard(limits.upper[ALPHA]).unwrap_or(1.0).max(a_lo);
     let loss: Vec<f64> = curve.y.iter().map(|y| y.exp()).collect();
     let min_loss = loss.iter().copied().fold(f64::INFINITY, f64::min);
     let e_lo = hard(limits.lower[E]).unwrap_or((1e-9 * min_loss).ln());
     let e_hi = hard(limits.upper[E]).unwrap_or(f64::INFINITY);
-    let soft = |lim: Limit| if let Limit::Linear { at, .. } = lim { Some(at) } else { None };
+    let soft = |lim: Limit| {
+        if let Limit::Linear { at, .. } = lim {
+            Some(at)
+        } else {
+            None
+        }
+    };
     let g = config.alpha_grid;
+    let delta = config.huber_delta;
     let mut scored: Vec<(f64, [f64; 3])> = Vec::with_capacity(g);
+    let mut x = vec![0.0; loss.len()];
+    let mut w = vec![1.0; loss.len()];
+    let mut faces: [Option<(f64, [f64; 3])>; 2] = [None, None];
     for s in 0..g {
         let alpha = a_lo + (a_hi - a_lo) * s as f64 / (g - 1) as f64;
-        // Least squares of the relative error: minimise sum (1 - eps/L - beta x/L)^2.
-        let (mut s11, mut s12, mut s22, mut b1, mut b2) = (0.0, 0.0, 0.0, 0.0, 0.0);
         let mut x_max: f64 = 0.0;
-        for (&u, &l) in curve.u.iter().zip(&loss) {
-            let x = (-alpha * u).exp();
-            x_max = x_max.max(x);
-            let (f1, f2) = (1.0 / l, x / l);
-            s11 += f1 * f1;
-            s12 += f1 * f2;
-            s22 += f2 * f2;
-            b1 += f1;
-            b2 += f2;
+        for (xi, &u) in x.iter_mut().zip(&curve.u) {
+            *xi = (-alpha * u).exp();
+            x_max = x_max.max(*xi);
         }
         let beta_floor = 1e-9 * min_loss / x_max.max(1e-300);
-        let beta_given_eps = |eps: f64| ((b2 - eps * s12) / s22).max(beta_floor);
-        let det = s11 * s22 - s12 * s12;
-        let (eps0, beta0) = if det > 1e-12 * s11 * s22 {
-            ((b1 * s22 - b2 * s12) / det, (b2 * s11 - b1 * s12) / det)
-        } else {
-            (b1 / s11, beta_floor)
-        };
-        let mut variants = Vec::with_capacity(3);
-        let eps = eps0.max(e_lo.exp()).min(e_hi.exp());
-        let beta = if eps == eps0 && beta0 > beta_floor { beta0 } else { beta_given_eps(eps) };
-        variants.push([beta.ln(), eps.ln(), alpha]);
-        if let Some(e_soft) = soft(limits.lower[E]) {
-            if eps.ln() < e_soft {
-                let eps = e_soft.exp().min(e_hi.exp());
-                variants.push([beta_given_eps(eps).ln(), eps.ln(), alpha]);
+        let clamp_eps = |eps: f64| eps.max(e_lo.exp()).min(e_hi.exp());
+        w.fill(1.0);
+        let mut variants: Vec<[f64; 3]> = Vec::with_capacity(8);
+        // Weighted least squares of the relative error, sum w (1 - eps/L - beta x/L)^2, reweighted
+        // twice towards the Huber loss (IRLS: w = 1 / max(|r|, delta)).
+        for round in 0..3 {
+            let (mut s11, mut s12, mut s22, mut b1, mut b2) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for ((&xi, &l), &wi) in x.iter().zip(&loss).zip(&w) {
+                let (f1, f2) = (1.0 / l, xi / l);
+                s11 += wi * f1 * f1;
+                s12 += wi * f1 * f2;
+                s22 += wi * f2 * f2;
+                b1 += wi * f1;
+                b2 += wi * f2;
             }
-        }
-        if let Some(a_soft) = soft(limits.upper[A]) {
-            if beta.ln() > a_soft {
-                let beta = a_soft.exp();
-                let eps = ((b1 - beta * s12) / s11).max(e_lo.exp()).min(e_hi.exp());
-                variants.push([beta.ln(), eps.ln(), alpha]);
+            let beta_given_eps = |eps: f64| ((b2 - eps * s12) / s22).max(beta_floor);
+            let det = s11 * s22 - s12 * s12;
+            let (eps0, beta0) = if det > 1e-12 * s11 * s22 {
+                ((b1 * s22 - b2 * s12) / det, (b2 * s11 - b1 * s12) / det)
+            } else {
+                (b1 / s11, beta_floor)
+            };
+            let eps = clamp_eps(eps0);
+            let beta = if eps == eps0 && beta0 > beta_floor {
+                beta0
+            } else {
+                beta_given_eps(eps)
+            };
+            variants.push([beta.ln(), eps.ln(), alpha]);
+            if round == 0 {
+                // The faces eps = lowest (a pure power law) and eps = highest, scored on their own.
+                for (face, eps) in [(0, clamp_eps(0.0)), (1, clamp_eps(f64::INFINITY))] {
+                    if eps.is_finite() && eps > 0.0 {
+                        let mut th = [beta_given_eps(eps).ln(), eps.ln(), alpha];
+                        limits.clamp(&mut th);
+                        let f = objective(curve, limits, &th, delta);
+                        if faces[face]
+                            .as_ref()
+                            .is_none_or(|b: &(f64, [f64; 3])| f < b.0)
+                        {
+                            faces[face] = Some((f, th));
+                        }
+                    }
+                }
+                // The soft limits taken at face value.
+                if let Some(e_soft) = soft(limits.lower[E]) {
+                    if eps0 < e_soft.exp() {
+                        let eps = clamp_eps(e_soft.exp());
+                        variants.push([beta_given_eps(eps).ln(), eps.ln(), alpha]);
+                    }
+                }
+                if let Some(a_soft) = soft(limits.upper[A]) {
+                    if beta.ln() > a_soft {
+                        let beta = a_soft.exp();
+                        let eps = clamp_eps((b1 - beta * s12) / s11);
+                        variants.push([beta.ln(), eps.ln(), alpha]);
+                    }
+                }
+            }
+            if round < 2 {
+                for ((wi, &xi), &l) in w.iter_mut().zip(&x).zip(&loss) {
+                    let r = 1.0 - (eps + beta * xi) / l;
+                    *wi = 1.0 / r.abs().max(delta);
+                }
             }
         }
         let best = variants
             .into_iter()
             .map(|mut th| {
                 limits.clamp(&mut th);
-                (objective(curve, limits, &th, config.huber_delta), th)
+                (objective(curve, limits, &th, delta), th)
             })
             .min_by(|a, b| a.0.total_cmp(&b.0));
         if let Some(b) = best {
@@ -418,27 +495,82 @@ fn profile(curve: &Curve, limits: &Limits, config: &FitConfig) -> Vec<[f64; 3]> 
         .map(|i| scored[i])
         .collect();
     minima.sort_by(|a, b| a.0.total_cmp(&b.0));
-    minima.into_iter().take(3).map(|m| m.1).collect()
+    let mut starts: Vec<[f64; 3]> = minima.into_iter().take(4).map(|m| m.1).collect();
+    // The optimum may sit on a bound of eps: seed each face with its own best profile point.
+    starts.extend(faces.into_iter().flatten().map(|f| f.1));
+    // Small problems are cheap to polish, and few points make the Huber landscape rugged: spend a
+    // fixed budget of point-iterations on further evenly spaced profile points.
+    let extra = (EXTRA_START_BUDGET / curve.y.len()).min(scored.len());
+    if extra > 0 {
+        let stride = scored.len() as f64 / extra as f64;
+        starts.extend((0..extra).map(|i| scored[(i as f64 * stride) as usize].1));
+    }
+    starts
 }
+
+/// Point budget for extra starts: a 5-point curve gets every profile point, a 128-point one gets 2.
+const EXTRA_START_BUDGET: usize = 256;
+
+/// Candidates within this relative distance of the best on the search subset are all refined on the
+/// full data: the subset's objective is not the full one, and near-ties may swap.
+const NEAR_TIE: f64 = 1e-3;
 
 /// Fit one validated curve. Returns (theta, objective, iterations).
 pub(crate) fn solve(curve: &Curve, limits: &Limits, config: &FitConfig) -> ([f64; 3], f64, usize) {
     let delta = config.huber_delta;
     let small = subset(curve, config.search_points);
     let search = small.as_ref().unwrap_or(curve);
-    let mut best: Option<([f64; 3], f64, usize)> = None;
-    for start in profile(search, limits, config) {
-        let cand = polish(search, limits, delta, start, config.max_iter);
-        if best.as_ref().is_none_or(|b| cand.1 < b.1) {
-            best = Some(cand);
-        }
-    }
-    let Some((theta, f, iters)) = best else {
+    let mut cands: Vec<([f64; 3], f64, usize)> = profile(search, limits, config)
+        .into_iter()
+        .map(|start| polish(search, limits, delta, start, config.max_iter))
+        .filter(|c| c.1.is_finite())
+        .collect();
+    cands.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let Some(&(_, f_best, _)) = cands.first() else {
         return ([f64::NAN; 3], f64::NAN, 0);
     };
     if small.is_none() {
-        return (theta, f, iters);
+        let (theta, _, iters) = cands[0];
+        return (theta, objective(curve, limits, &theta, delta), iters);
     }
-    let (theta, f, more) = polish(curve, limits, delta, theta, config.max_iter);
-    (theta, f, iters + more)
+    // Refine the near-ties on ever larger evenly spaced subsets (x8 each), then on all points: each
+    // stage starts close to its optimum, so the expensive full-size stage needs few iterations.
+    let margin = NEAR_TIE * f_best.abs().max(f64::MIN_POSITIVE);
+    let mut best: Option<([f64; 3], f64, usize)> = None;
+    let mut refined: Vec<[f64; 3]> = Vec::with_capacity(3);
+    for &(start, f_start, mut iters) in &cands {
+        if f_start > f_best + margin || refined.len() == 3 {
+            break;
+        }
+        // Starts that polished into the same basin are refined once.
+        let same = |t: &[f64; 3]| {
+            (t[A] - start[A]).abs()
+                + (t[E] - start[E]).abs()
+                + 10.0 * (t[ALPHA] - start[ALPHA]).abs()
+                < 1e-3
+        };
+        if refined.iter().any(same) {
+            continue;
+        }
+        refined.push(start);
+        let mut theta = start;
+        let mut size = config.search_points.saturating_mul(8);
+        while size < curve.y.len() {
+            if let Some(sub) = subset(curve, size) {
+                let (t, _, more) = polish(&sub, limits, delta, theta, config.max_iter);
+                theta = t;
+                iters += more;
+            }
+            size = size.saturating_mul(8);
+        }
+        let cand = polish(curve, limits, delta, theta, config.max_iter);
+        if best.as_ref().is_none_or(|b| cand.1 < b.1) {
+            best = Some((cand.0, cand.1, iters + cand.2));
+        }
+    }
+    let Some((theta, _, iters)) = best else {
+        return ([f64::NAN; 3], f64::NAN, 0);
+    };
+    // Report the objective exactly as `objective()` computes it.
+    (theta, objective(curve, limits, &theta, delta), iters)
 }

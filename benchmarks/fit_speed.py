@@ -1,0 +1,84 @@
+"""Fitter speed and quality: ado's deterministic global fitter vs a 512-start L-BFGS-B (scipy).
+
+Fits K = 22 domains x 5,900 points (the reference's size at step 59,000: rows 1000, 1010, ..., 59,990 of
+a smoothed loss history), reports the median wall time of the whole refit over repeated runs, the time
+per domain, and compares objectives with the reference strategy (the 8x8x8 start grid of L-BFGS-B on the
+same objective), which is timed on a few domains only because it is slow.
+
+Run: ``python benchmarks/fit_speed.py [--runs 15] [--baseline-domains 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+from scipy.signal import savgol_filter
+
+from ado.estimators import FitConfig, fit_power_laws
+from ado.estimators.baseline import multistart_fit
+
+K, STEPS, BATCH = 22, 60_000, 256
+
+
+def make_histories(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """22 noisy per-domain loss histories, smoothed and subsampled like the reference (SG 101/3)."""
+    rng = np.random.default_rng(seed)
+    steps = np.arange(STEPS)
+    n_all = (steps + 1.0) * BATCH
+    eps = rng.uniform(0.8, 3.0, K)
+    beta = rng.uniform(5.0, 60.0, K)
+    alpha = rng.uniform(0.15, 0.5, K)
+    raw = (eps[:, None] + beta[:, None] * n_all[None, :] ** -alpha[:, None]) * np.exp(
+        0.05 * rng.standard_normal((K, STEPS))
+    )
+    smooth = savgol_filter(raw, 101, 3, axis=1)
+    rows = np.arange(1000, 59_991, 10)
+    return n_all[rows], np.ascontiguousarray(smooth[:, rows])
+
+
+def main() -> None:
+    """Print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--baseline-domains", type=int, default=2)
+    args = parser.parse_args()
+
+    n, losses = make_histories()
+    print(f"data: K={losses.shape[0]} domains x {losses.shape[1]} points")
+    for name, config in (("reference objective", FitConfig.reference()), ("default", FitConfig())):
+        fit_power_laws(n, losses, config)  # warm-up (thread pool)
+        times = []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            fit = fit_power_laws(n, losses, config)
+            times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        print(
+            f"[{name}] ado refit of all {K} domains: median {med * 1e3:.2f} ms over {args.runs} "
+            f"runs (min {min(times) * 1e3:.2f} ms) = {med / K * 1e6:.0f} us per domain; "
+            f"Newton iterations per domain: median {int(np.median(fit.iterations))}"
+        )
+        base_times, worse = [], 0
+        for k in range(args.baseline_domains):
+            t0 = time.perf_counter()
+            base = multistart_fit(n, losses[k], config)
+            base_times.append(time.perf_counter() - t0)
+            rel = (fit.objective[k] - base.objective) / abs(base.objective)
+            worse += fit.objective[k] > base.objective + 1e-9 * abs(base.objective)
+            print(
+                f"  domain {k}: objective ado {fit.objective[k]:.12g} vs 512-start L-BFGS-B "
+                f"{base.objective:.12g} (relative difference {rel:+.2e}); "
+                f"baseline took {base_times[-1]:.1f} s"
+            )
+        per_domain = statistics.mean(base_times)
+        print(
+            f"  baseline: {per_domain:.1f} s per domain -> speed-up per domain "
+            f"{per_domain / (med / K):,.0f}x; domains where ado is worse: {worse}/{len(base_times)}"
+        )
+
+
+if __name__ == "__main__":
+    main()
