@@ -23,7 +23,10 @@ pub enum Error {
     Shard { path: PathBuf, message: String },
     /// An operating-system error while touching a file.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// `Result` with the crate's [`Error`] as the default error type.

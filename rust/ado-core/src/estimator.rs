@@ -135,10 +135,21 @@ impl PowerLawEstimator {
             return Err(Error::invalid("num_domains must be >= 1"));
         }
         let series = (0..num_domains)
-            .map(|_| Series { stride: config.subsample, ..Series::default() })
+            .map(|_| Series {
+                stride: config.subsample,
+                ..Series::default()
+            })
             .collect();
-        let sg = Some(SavGol::new(config.window, config.order.min(config.window - 1))?);
-        Ok(PowerLawEstimator { config, series, last_step: None, sg })
+        let sg = Some(SavGol::new(
+            config.window,
+            config.order.min(config.window - 1),
+        )?);
+        Ok(PowerLawEstimator {
+            config,
+            series,
+            last_step: None,
+            sg,
+        })
     }
 
     /// Settings.
@@ -158,7 +169,13 @@ impl PowerLawEstimator {
 
     /// Ingest one step. `losses[k]` is domain `k`'s mean loss (NaN: absent), `n[k]` its x-axis value,
     /// `fill` the value imputed for an absent domain that has no earlier loss (carry mode).
-    pub fn update(&mut self, step: u64, losses: &[f64], n: &[f64], fill: Option<f64>) -> Result<()> {
+    pub fn update(
+        &mut self,
+        step: u64,
+        losses: &[f64],
+        n: &[f64],
+        fill: Option<f64>,
+    ) -> Result<()> {
         let k = self.series.len();
         if losses.len() != k || n.len() != k {
             return Err(Error::invalid(format!(
@@ -176,7 +193,9 @@ impl PowerLawEstimator {
         }
         if let Some(f) = fill {
             if !(f.is_finite() && f > 0.0) {
-                return Err(Error::invalid(format!("fill must be finite and > 0, got {f}")));
+                return Err(Error::invalid(format!(
+                    "fill must be finite and > 0, got {f}"
+                )));
             }
         }
         // Validate everything before mutating anything.
@@ -184,7 +203,9 @@ impl PowerLawEstimator {
         for d in 0..k {
             let (l, x) = (losses[d], n[d]);
             if !(x.is_finite() && x > 0.0) {
-                return Err(Error::invalid(format!("domain {d}: n = {x}; must be finite and > 0")));
+                return Err(Error::invalid(format!(
+                    "domain {d}: n = {x}; must be finite and > 0"
+                )));
             }
             let v = if l.is_nan() {
                 match self.config.missing {
@@ -193,9 +214,9 @@ impl PowerLawEstimator {
                         Some(v) => Some(v),
                         None => {
                             return Err(Error::invalid(format!(
-                                "domain {d} is absent at step {step} and has no earlier loss to carry \
+                            "domain {d} is absent at step {step} and has no earlier loss to carry \
                                  forward; pass a fill value"
-                            )))
+                        )))
                         }
                     },
                 }
@@ -219,7 +240,10 @@ impl PowerLawEstimator {
     }
 
     fn sg(&mut self) -> &SavGol {
-        let (w, o) = (self.config.window, self.config.order.min(self.config.window - 1));
+        let (w, o) = (
+            self.config.window,
+            self.config.order.min(self.config.window - 1),
+        );
         self.sg.get_or_insert_with(|| {
             // Validated at construction; a window of 1 with order 0 cannot fail.
             SavGol::new(w, o).unwrap_or_else(|_| SavGol::new(1, 0).expect("1-point window"))
@@ -294,7 +318,10 @@ impl PowerLawEstimator {
     /// smoothed now from the raw ring buffer.
     pub fn points(&self, d: usize) -> Result<(Vec<f64>, Vec<f64>)> {
         let s = self.series.get(d).ok_or_else(|| {
-            Error::invalid(format!("domain {d} out of range (have {})", self.series.len()))
+            Error::invalid(format!(
+                "domain {d} out of range (have {})",
+                self.series.len()
+            ))
         })?;
         let mut xs: Vec<f64> = s.points_n.iter().copied().collect();
         let mut ys: Vec<f64> = s.points_y.iter().copied().collect();
@@ -314,7 +341,11 @@ impl PowerLawEstimator {
             if ord % s.stride != 0 {
                 continue;
             }
-            let y = if sg.window() == 1 { obs.loss } else { sg.apply(r, s.raw.iter().map(|o| o.loss)) };
+            let y = if sg.window() == 1 {
+                obs.loss
+            } else {
+                sg.apply(r, s.raw.iter().map(|o| o.loss))
+            };
             xs.push(obs.n);
             ys.push(y);
         }
@@ -330,8 +361,9 @@ impl PowerLawEstimator {
 
     /// Fit every domain's current points (in parallel).
     pub fn fit(&self, config: &FitConfig) -> Result<Vec<FitResult>> {
-        let pts: Vec<(Vec<f64>, Vec<f64>)> =
-            (0..self.series.len()).map(|d| self.points(d)).collect::<Result<_>>()?;
+        let pts: Vec<(Vec<f64>, Vec<f64>)> = (0..self.series.len())
+            .map(|d| self.points(d))
+            .collect::<Result<_>>()?;
         let ns: Vec<&[f64]> = pts.iter().map(|p| p.0.as_slice()).collect();
         let ys: Vec<&[f64]> = pts.iter().map(|p| p.1.as_slice()).collect();
         fit_many(&ns, &ys, config)
@@ -352,7 +384,11 @@ impl PowerLawEstimator {
                 self.series.len()
             )));
         }
-        if other.series.iter().any(|s| s.stride == 0 || s.raw.len() > self.config.window) {
+        if other
+            .series
+            .iter()
+            .any(|s| s.stride == 0 || s.raw.len() > self.config.window)
+        {
             return Err(Error::State("estimator state is inconsistent".into()));
         }
         self.series = other.series;
@@ -367,18 +403,29 @@ mod tests {
     use crate::savgol::savgol_interp;
 
     fn stream(t: usize) -> Vec<f64> {
-        (0..t).map(|i| 2.0 + 10.0 * ((i + 1) as f64 * 48.0).powf(-0.3) * (1.0 + 0.01 * ((i * 37 % 11) as f64 - 5.0))).collect()
+        (0..t)
+            .map(|i| {
+                2.0 + 10.0
+                    * ((i + 1) as f64 * 48.0).powf(-0.3)
+                    * (1.0 + 0.01 * ((i * 37 % 11) as f64 - 5.0))
+            })
+            .collect()
     }
 
     /// The incremental points equal a batch savgol over the whole history, then `[ignore::subsample]`.
     #[test]
     fn matches_batch_reference_pipeline() {
-        let cfg = EstimatorConfig { ignore_steps: 50, max_points: None, ..EstimatorConfig::default() };
+        let cfg = EstimatorConfig {
+            ignore_steps: 50,
+            max_points: None,
+            ..EstimatorConfig::default()
+        };
         for t in [30usize, 101, 102, 160, 1000, 1234] {
             let mut est = PowerLawEstimator::new(1, cfg.clone()).expect("new");
             let losses = stream(t);
             for (i, &l) in losses.iter().enumerate() {
-                est.update(i as u64, &[l], &[((i + 1) * 48) as f64], None).expect("update");
+                est.update(i as u64, &[l], &[((i + 1) * 48) as f64], None)
+                    .expect("update");
             }
             let smooth = savgol_interp(&losses, 101, 3).expect("savgol");
             let want: Vec<f64> = smooth.iter().skip(50).step_by(10).copied().collect();
@@ -394,20 +441,34 @@ mod tests {
 
     #[test]
     fn carries_absent_domains_and_uses_fill() {
-        let cfg = EstimatorConfig { window: 1, order: 0, subsample: 1, ..EstimatorConfig::default() };
+        let cfg = EstimatorConfig {
+            window: 1,
+            order: 0,
+            subsample: 1,
+            ..EstimatorConfig::default()
+        };
         let mut est = PowerLawEstimator::new(2, cfg).expect("new");
         assert!(est.update(0, &[1.0, f64::NAN], &[1.0, 1.0], None).is_err());
-        est.update(0, &[1.0, f64::NAN], &[1.0, 1.0], Some(3.0)).expect("fill");
-        est.update(1, &[2.0, f64::NAN], &[2.0, 2.0], None).expect("carry");
+        est.update(0, &[1.0, f64::NAN], &[1.0, 1.0], Some(3.0))
+            .expect("fill");
+        est.update(1, &[2.0, f64::NAN], &[2.0, 2.0], None)
+            .expect("carry");
         assert_eq!(est.points(1).expect("points").1, vec![3.0, 3.0]);
     }
 
     #[test]
     fn memory_is_bounded_and_thinning_keeps_the_grid() {
-        let cfg = EstimatorConfig { window: 5, order: 2, subsample: 1, max_points: Some(16), ..EstimatorConfig::default() };
+        let cfg = EstimatorConfig {
+            window: 5,
+            order: 2,
+            subsample: 1,
+            max_points: Some(16),
+            ..EstimatorConfig::default()
+        };
         let mut est = PowerLawEstimator::new(1, cfg).expect("new");
         for i in 0..10_000u64 {
-            est.update(i, &[1.0 + 1.0 / (i + 1) as f64], &[(i + 1) as f64], None).expect("update");
+            est.update(i, &[1.0 + 1.0 / (i + 1) as f64], &[(i + 1) as f64], None)
+                .expect("update");
         }
         let (xs, _) = est.points(0).expect("points");
         assert!(xs.len() <= 16 + 2, "{}", xs.len());

@@ -44,7 +44,9 @@ impl SavGol {
             .iter()
             .map(|&xr| {
                 let v = vand(xr);
-                (0..p).map(|b| (0..p).map(|a| v[a] * inv[a][b]).sum()).collect()
+                (0..p)
+                    .map(|b| (0..p).map(|a| v[a] * inv[a][b]).sum())
+                    .collect()
             })
             .collect();
         let rows = proj
@@ -136,10 +138,12 @@ mod tests {
 
     #[test]
     fn preserves_cubics_exactly() {
-        let x: Vec<f64> = (0..300).map(|i| {
-            let t = i as f64 / 10.0;
-            1.0 + 0.5 * t - 0.02 * t * t + 0.001 * t * t * t
-        }).collect();
+        let x: Vec<f64> = (0..300)
+            .map(|i| {
+                let t = i as f64 / 10.0;
+                1.0 + 0.5 * t - 0.02 * t * t + 0.001 * t * t * t
+            })
+            .collect();
         let y = savgol_interp(&x, 101, 3).expect("smooth");
         for (a, b) in x.iter().zip(&y) {
             assert!((a - b).abs() < 1e-9 * a.abs().max(1.0), "{a} vs {b}");

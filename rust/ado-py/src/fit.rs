@@ -87,7 +87,10 @@ fn fit_arrays<'py>(py: Python<'py>, fits: &[FitResult]) -> FitArrays<'py> {
 }
 
 /// Rows of `n` (one shared row, or one per domain) and of `losses`, as owned vectors.
-fn rows(n: &PyReadonlyArray2<'_, f64>, losses: &PyReadonlyArray2<'_, f64>) -> PyAdoResult<(Vec<Vec<f64>>, Vec<Vec<f64>>)> {
+fn rows(
+    n: &PyReadonlyArray2<'_, f64>,
+    losses: &PyReadonlyArray2<'_, f64>,
+) -> PyAdoResult<(Vec<Vec<f64>>, Vec<Vec<f64>>)> {
     let (n, l) = (n.as_array(), losses.as_array());
     let k = l.nrows();
     if n.nrows() != 1 && n.nrows() != k {
@@ -106,7 +109,9 @@ fn rows(n: &PyReadonlyArray2<'_, f64>, losses: &PyReadonlyArray2<'_, f64>) -> Py
         .into());
     }
     let ys: Vec<Vec<f64>> = l.rows().into_iter().map(|r| r.to_vec()).collect();
-    let xs: Vec<Vec<f64>> = (0..k).map(|i| n.row(if n.nrows() == 1 { 0 } else { i }).to_vec()).collect();
+    let xs: Vec<Vec<f64>> = (0..k)
+        .map(|i| n.row(if n.nrows() == 1 { 0 } else { i }).to_vec())
+        .collect();
     Ok((xs, ys))
 }
 
@@ -167,10 +172,16 @@ fn parse_enum<T>(what: &str, value: &str, options: &[(&str, T)]) -> PyAdoResult<
 where
     T: Copy,
 {
-    options.iter().find(|(name, _)| *name == value).map(|(_, v)| *v).ok_or_else(|| {
-        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-        PyAdoError(Error::invalid(format!("{what} must be one of {names:?}, got {value:?}")))
-    })
+    options
+        .iter()
+        .find(|(name, _)| *name == value)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+            PyAdoError(Error::invalid(format!(
+                "{what} must be one of {names:?}, got {value:?}"
+            )))
+        })
 }
 
 #[pymethods]
@@ -197,11 +208,20 @@ impl PyPowerLawEstimator {
             overflow: parse_enum(
                 "overflow",
                 overflow,
-                &[("thin", Overflow::Thin), ("drop_oldest", Overflow::DropOldest)],
+                &[
+                    ("thin", Overflow::Thin),
+                    ("drop_oldest", Overflow::DropOldest),
+                ],
             )?,
-            missing: parse_enum("missing", missing, &[("carry", Missing::Carry), ("skip", Missing::Skip)])?,
+            missing: parse_enum(
+                "missing",
+                missing,
+                &[("carry", Missing::Carry), ("skip", Missing::Skip)],
+            )?,
         };
-        Ok(PyPowerLawEstimator { inner: PowerLawEstimator::new(num_domains, config)? })
+        Ok(PyPowerLawEstimator {
+            inner: PowerLawEstimator::new(num_domains, config)?,
+        })
     }
 
     #[getter]
@@ -232,14 +252,25 @@ impl PyPowerLawEstimator {
     }
 
     /// Domain `d`'s fit points `(n, smoothed loss)`.
-    fn points<'py>(&self, py: Python<'py>, d: usize) -> PyAdoResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
+    fn points<'py>(
+        &self,
+        py: Python<'py>,
+        d: usize,
+    ) -> PyAdoResult<(Bound<'py, PyArray1<f64>>, Bound<'py, PyArray1<f64>>)> {
         let (x, y) = self.inner.points(d)?;
         Ok((PyArray1::from_vec(py, x), PyArray1::from_vec(py, y)))
     }
 
     /// Fit points per domain.
     fn num_points<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
-        PyArray1::from_vec(py, self.inner.num_points().into_iter().map(|n| n as i64).collect())
+        PyArray1::from_vec(
+            py,
+            self.inner
+                .num_points()
+                .into_iter()
+                .map(|n| n as i64)
+                .collect(),
+        )
     }
 
     /// Fit every domain's points, in parallel, without the GIL.
@@ -252,8 +283,11 @@ impl PyPowerLawEstimator {
 
     /// The whole state as a JSON string (floats round-trip exactly).
     fn state_json(&self) -> PyAdoResult<String> {
-        serde_json::to_string(&self.inner)
-            .map_err(|e| PyAdoError(Error::State(format!("cannot serialise estimator state: {e}"))))
+        serde_json::to_string(&self.inner).map_err(|e| {
+            PyAdoError(Error::State(format!(
+                "cannot serialise estimator state: {e}"
+            )))
+        })
     }
 
     /// Restore a state from `state_json`; the configuration and domain count must match.

@@ -102,13 +102,25 @@ impl FitConfig {
             huber_delta: 1e-3,
             lower: [
                 Limit::Free,
-                Limit::Linear { at: 0.5, weight: 1.0 },
-                Limit::Linear { at: 0.001, weight: 1.0 },
+                Limit::Linear {
+                    at: 0.5,
+                    weight: 1.0,
+                },
+                Limit::Linear {
+                    at: 0.001,
+                    weight: 1.0,
+                },
             ],
             upper: [
-                Limit::Linear { at: 6.5, weight: 1.0 },
+                Limit::Linear {
+                    at: 6.5,
+                    weight: 1.0,
+                },
                 Limit::Free,
-                Limit::Linear { at: 0.8, weight: 1.0 },
+                Limit::Linear {
+                    at: 0.8,
+                    weight: 1.0,
+                },
             ],
             eps_below_min_loss: false,
             eps_min_ratio: None,
@@ -150,7 +162,9 @@ impl FitConfig {
         }
         if let Some(r) = self.eps_min_ratio {
             if !(r.is_finite() && r > 0.0 && r <= 1.0) {
-                return Err(Error::invalid(format!("eps_min_ratio must be in (0, 1], got {r}")));
+                return Err(Error::invalid(format!(
+                    "eps_min_ratio must be in (0, 1], got {r}"
+                )));
             }
         }
         if !self.constant.is_finite() {
@@ -174,7 +188,11 @@ impl FitConfig {
         if let Some(ratio) = self.eps_min_ratio {
             lower[E] = tighter_lower(lower[E], (ratio * min_loss).ln());
         }
-        Limits { lower, upper, constant: self.constant }
+        Limits {
+            lower,
+            upper,
+            constant: self.constant,
+        }
     }
 }
 
@@ -341,7 +359,9 @@ pub fn fit_one(domain: usize, n: &[f64], loss: &[f64], config: &FitConfig) -> Re
     if !(objective.is_finite() && theta.iter().all(|x| x.is_finite())) {
         return Err(Error::Fit {
             domain,
-            message: format!("the solver ended at a non-finite point {theta:?} (objective {objective})"),
+            message: format!(
+                "the solver ended at a non-finite point {theta:?} (objective {objective})"
+            ),
         });
     }
     Ok(FitResult {
@@ -425,20 +445,28 @@ mod tests {
             let pred = eps + beta * n[i].powf(-alpha);
             want += huber(l[i].ln() - pred.ln(), 1e-3);
         }
-        want += (alpha - 0.8_f64).max(0.0) - alpha.min(0.001) + (theta[0] - 6.5_f64).max(0.0)
+        want += (alpha - 0.8_f64).max(0.0) - alpha.min(0.001)
+            + (theta[0] - 6.5_f64).max(0.0)
             + (0.5 - theta[1]).max(0.0);
-        let got = objective(0, &n, &l, eps, beta, alpha, &FitConfig::reference()).expect("objective");
+        let got =
+            objective(0, &n, &l, eps, beta, alpha, &FitConfig::reference()).expect("objective");
         assert!((got - want).abs() < 1e-12, "{got} vs {want}");
     }
 
     #[test]
     fn bad_input_names_the_domain() {
-        let err = fit_many(&[&[1.0, 2.0, 3.0]], &[&[1.0, f64::NAN, 1.0]], &FitConfig::default())
-            .expect_err("NaN must be rejected");
+        let err = fit_many(
+            &[&[1.0, 2.0, 3.0]],
+            &[&[1.0, f64::NAN, 1.0]],
+            &FitConfig::default(),
+        )
+        .expect_err("NaN must be rejected");
         assert!(err.to_string().contains("domain 0") && err.to_string().contains("loss[1]"));
-        let err = fit_one(3, &[1.0, 2.0], &[1.0, 1.0], &FitConfig::default()).expect_err("2 points");
+        let err =
+            fit_one(3, &[1.0, 2.0], &[1.0, 1.0], &FitConfig::default()).expect_err("2 points");
         assert!(err.to_string().contains("domain 3"));
-        let err = fit_one(1, &[1.0, 0.0, 3.0], &[1.0, 1.0, 1.0], &FitConfig::default()).expect_err("n=0");
+        let err =
+            fit_one(1, &[1.0, 0.0, 3.0], &[1.0, 1.0, 1.0], &FitConfig::default()).expect_err("n=0");
         assert!(err.to_string().contains("n[1]"));
     }
 

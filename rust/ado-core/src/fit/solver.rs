@@ -48,7 +48,11 @@ fn derivatives(curve: &Curve, theta: &[f64; 3], delta: f64) -> Derivatives {
         let t = (-d.abs()).exp();
         let m = z.max(theta[E]) + t.ln_1p();
         // p: share of the power-law term in the prediction (softmax weight of z).
-        let p = if d > 0.0 { 1.0 / (1.0 + t) } else { t / (1.0 + t) };
+        let p = if d > 0.0 {
+            1.0 / (1.0 + t)
+        } else {
+            t / (1.0 + t)
+        };
         let r = y - m;
         let gm = [p, 1.0 - p, -u * p];
         let inside = r.abs() <= delta;
@@ -250,7 +254,8 @@ fn polish(
             let f_new = objective(curve, limits, &cand, delta);
             if f_new < f {
                 let gain = f - f_new;
-                let moved = (0..3).any(|j| (cand[j] - theta[j]).abs() > 1e-15 * (1.0 + theta[j].abs()));
+                let moved =
+                    (0..3).any(|j| (cand[j] - theta[j]).abs() > 1e-15 * (1.0 + theta[j].abs()));
                 theta = cand;
                 f = f_new;
                 mu = (mu * 0.25).max(1e-12);
@@ -307,7 +312,11 @@ fn line_model(
     knots.push(t_max);
     knots.sort_by(f64::total_cmp);
     let snaps_at = |t: f64| -> Vec<(usize, f64)> {
-        breaks.iter().filter(|b| b.0 == t).map(|b| (b.1, b.2)).collect()
+        breaks
+            .iter()
+            .filter(|b| b.0 == t)
+            .map(|b| (b.1, b.2))
+            .collect()
     };
     let mut best = (t_max, snaps_at(t_max), model(t_max, &snaps_at(t_max)));
     let mut lo = 0.0;
@@ -348,14 +357,26 @@ fn subset(curve: &Curve, m: usize) -> Option<Curve> {
 
 /// Candidate starts from the profile over alpha, best first.
 fn profile(curve: &Curve, limits: &Limits, config: &FitConfig) -> Vec<[f64; 3]> {
-    let hard = |lim: Limit| if let Limit::Hard(at) = lim { Some(at) } else { None };
+    let hard = |lim: Limit| {
+        if let Limit::Hard(at) = lim {
+            Some(at)
+        } else {
+            None
+        }
+    };
     let a_lo = hard(limits.lower[ALPHA]).unwrap_or(0.0);
     let a_hi = hard(limits.upper[ALPHA]).unwrap_or(1.0).max(a_lo);
     let loss: Vec<f64> = curve.y.iter().map(|y| y.exp()).collect();
     let min_loss = loss.iter().copied().fold(f64::INFINITY, f64::min);
     let e_lo = hard(limits.lower[E]).unwrap_or((1e-9 * min_loss).ln());
     let e_hi = hard(limits.upper[E]).unwrap_or(f64::INFINITY);
-    let soft = |lim: Limit| if let Limit::Linear { at, .. } = lim { Some(at) } else { None };
+    let soft = |lim: Limit| {
+        if let Limit::Linear { at, .. } = lim {
+            Some(at)
+        } else {
+            None
+        }
+    };
     let g = config.alpha_grid;
     let mut scored: Vec<(f64, [f64; 3])> = Vec::with_capacity(g);
     for s in 0..g {
@@ -383,7 +404,11 @@ fn profile(curve: &Curve, limits: &Limits, config: &FitConfig) -> Vec<[f64; 3]> 
         };
         let mut variants = Vec::with_capacity(3);
         let eps = eps0.max(e_lo.exp()).min(e_hi.exp());
-        let beta = if eps == eps0 && beta0 > beta_floor { beta0 } else { beta_given_eps(eps) };
+        let beta = if eps == eps0 && beta0 > beta_floor {
+            beta0
+        } else {
+            beta_given_eps(eps)
+        };
         variants.push([beta.ln(), eps.ln(), alpha]);
         if let Some(e_soft) = soft(limits.lower[E]) {
             if eps.ln() < e_soft {
