@@ -41,7 +41,14 @@ pub struct Batch {
     /// Raw mode: one sample per slot.
     pub samples: Vec<RawSample>,
     /// Pack mode: `batch_size * (seq_len + 1)` tokens, row-major.
-    pub tokens: Vec<u32>,
+    pub tokens: Tokens,
+}
+
+/// Packed tokens in the dtype the user asked for (built in place, handed over without a copy).
+#[derive(Debug)]
+pub enum Tokens {
+    I32(Vec<i32>),
+    I64(Vec<i64>),
 }
 
 /// The JSON-safe loader state.
@@ -257,6 +264,11 @@ impl Loader {
         &self.weights
     }
 
+    /// Whether the loader packs tokens (else it yields raw samples).
+    pub fn packed(&self) -> bool {
+        self.cfg.pack.is_some()
+    }
+
     /// The next step to be produced.
     pub fn step(&self) -> u64 {
         self.step
@@ -352,7 +364,11 @@ impl Loader {
             domains: mine.to_vec(),
             keys: Vec::with_capacity(b),
             samples: Vec::with_capacity(if row == 0 { b } else { 0 }),
-            tokens: Vec::with_capacity(b * row),
+            tokens: if self.cfg.pack.as_ref().is_some_and(|p| p.int64) {
+                Tokens::I64(Vec::with_capacity(b * row))
+            } else {
+                Tokens::I32(Vec::with_capacity(b * row))
+            },
         };
         let mut cursors = self.cursors.clone();
         for &d in mine {
@@ -365,7 +381,11 @@ impl Loader {
                 }
                 Item::Tokens(t, key) => {
                     batch.keys.push(key);
-                    batch.tokens.extend_from_slice(&t);
+                    match &mut batch.tokens {
+                        // Streams reject ids above i32::MAX when int32 output is asked for.
+                        Tokens::I32(v) => v.extend(t.iter().map(|&x| x as i32)),
+                        Tokens::I64(v) => v.extend(t.iter().map(|&x| i64::from(x))),
+                    }
                 }
             }
         }

@@ -19,9 +19,11 @@ const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 pub fn hash(words: &[u64]) -> u64 {
     let mut h = mix64(0x6164_6f2d_6c6f_6164); // "ado-load"
     for (i, w) in words.iter().enumerate() {
-        h = mix64(h ^ w.wrapping_add(GOLDEN.wrapping_mul(i as u64 + 1)));
+        // Pre-mix each word with its position so that neighbouring counters land far apart.
+        let x = mix64(w.wrapping_add(GOLDEN.wrapping_mul(i as u64 + 1)));
+        h = mix64(h.rotate_left(27) ^ x);
     }
-    h
+    mix64(h ^ (h >> 32))
 }
 
 /// Map a uniform `u64` to `[0, n)` by a 128-bit multiply (bias below n / 2^64).
@@ -73,6 +75,22 @@ mod tests {
         }
         for c in counts {
             assert!((9_500..10_500).contains(&c), "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn neighbouring_slots_are_independent() {
+        // Pairs of consecutive slots: all four (hi bit, hi bit) combinations equally often.
+        let mut pairs = [0u32; 4];
+        for step in 0..200u64 {
+            for i in 0..100u64 {
+                let a = hash(&[0, 1, step, i]) >> 63;
+                let b = hash(&[0, 1, step, i + 1]) >> 63;
+                pairs[(2 * a + b) as usize] += 1;
+            }
+        }
+        for c in pairs {
+            assert!((4_700..5_300).contains(&c), "{pairs:?}");
         }
     }
 

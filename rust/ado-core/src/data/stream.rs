@@ -115,6 +115,8 @@ pub struct PackSpec {
     pub format: TokenFormat,
     pub vocab_size: Option<u64>,
     pub tokenizer: Option<Arc<dyn Tokenize>>,
+    /// Hand out int64 (true) or int32 (false) tokens.
+    pub int64: bool,
 }
 
 impl std::fmt::Debug for PackSpec {
@@ -361,12 +363,19 @@ impl Stream {
                     .collect::<Result<Vec<u32>>>()?
             }
         };
+        toks.push(spec.eos);
         if let Some(v) = spec.vocab_size {
             if let Some(bad) = toks.iter().find(|&&t| u64::from(t) >= v) {
                 return Err(ctx(format!("token id {bad} >= vocab_size {v}")));
             }
         }
-        toks.push(spec.eos);
+        if !spec.int64 {
+            if let Some(bad) = toks.iter().find(|&&t| t > i32::MAX as u32) {
+                return Err(ctx(format!(
+                    "token id {bad} does not fit int32; use dtype int64"
+                )));
+            }
+        }
         self.doc = Some((toks, sample.key));
         Ok(())
     }
