@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import webdataset as wds
+import webdataset as wds  # type: ignore[import-untyped]
 
 MakeDomain = Callable[..., list[Path]]
 

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import webdataset as wds
-
+import webdataset as wds  # type: ignore[import-untyped]
 from ado._core import shard_members
 from ado.data import Manifest, MixtureLoader, index_shard
 from ado.errors import InvalidInputError, ShardError
@@ -126,13 +125,13 @@ def test_corrupt_tar(make_domain: Any, tmp_path: Path) -> None:
         index_shard(bad)
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"x" * 2000)
-    with pytest.raises(ShardError, match="junk.tar"):
+    with pytest.raises(ShardError, match=r"junk\.tar"):
         index_shard(junk)
 
 
 def test_missing_shard_and_empty_domain(make_domain: Any, tmp_path: Path) -> None:
     shards = make_domain("m", 5, per_shard=5)
-    with pytest.raises(ShardError, match="nope-7.tar"):
+    with pytest.raises(ShardError, match=r"nope-7\.tar"):
         MixtureLoader({"m": [str(shards[0]), str(tmp_path / "nope-7.tar")]}, batch_size=2)
     empty = tmp_path / "empty.tar"
     with tarfile.open(empty, "w"):
@@ -161,7 +160,8 @@ def test_compressed_and_remote_shards_are_refused(make_domain: Any, tmp_path: Pa
 def test_sidecar_cache_and_change_detection(make_domain: Any, tmp_path: Path) -> None:
     shard = make_domain("s", 12, per_shard=12)[0]
     first = index_shard(shard)
-    assert first["source"] == "built" and first["samples"] == 12
+    assert first["source"] == "built"
+    assert first["samples"] == 12
     assert Path(str(shard) + ".adoidx").exists()
     assert index_shard(shard)["source"] == "cache"
     # Rewrite the shard with one sample fewer: size/mtime change, the index is rebuilt.

@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-import webdataset as wds
-
+import webdataset as wds  # type: ignore[import-untyped]
 from ado.data import Manifest, MixtureLoader, PackConfig
 from ado.errors import InvalidInputError
 
@@ -46,15 +45,18 @@ def _docs(manifest: Manifest, field: str) -> dict[str, dict[str, np.ndarray]]:
 def test_packing_keeps_domains_apart_and_loses_no_token(
     manifest: Manifest, field: str, dtype: str
 ) -> None:
-    pack = PackConfig(seq_len=SEQ, eos_id=EOS, field=field, dtype=dtype, vocab_size=1000)  # type: ignore[arg-type]
+    pack = PackConfig(seq_len=SEQ, eos_id=EOS, field=field, dtype=dtype, vocab_size=1000)
     loader = MixtureLoader(manifest, 8, seed=2, pack=pack, weights=[0.6, 0.4])
     rows: dict[int, list[np.ndarray]] = {0: [], 1: []}
     for _ in range(30):
         b = next(loader)
-        assert b.tokens is not None and b.samples is None
-        assert b.tokens.shape == (8, SEQ + 1) and b.tokens.dtype == np.dtype(dtype)
+        assert b.tokens is not None
+        assert b.samples is None
+        assert b.tokens.shape == (8, SEQ + 1)
+        assert b.tokens.dtype == np.dtype(dtype)
         # The Rust buffer is handed to numpy as is (the array does not own a copy).
-        assert b.tokens.flags.c_contiguous and not b.tokens.flags.owndata
+        assert b.tokens.flags.c_contiguous
+        assert not b.tokens.flags.owndata
         for row, d in zip(b.tokens, b.domain, strict=True):
             rows[int(d)].append(row.astype(np.int64))
     docs = _docs(manifest, "npy")

@@ -167,7 +167,9 @@ class MixtureLoader:
                 f"got batch_size={batch_size}, rank={rank}, world_size={world_size}, seed={seed}"
             )
         if readahead_bytes < 0 or readahead_threads < 0 or index_threads < 1:
-            raise InvalidInputError("readahead_bytes/readahead_threads must be >= 0, index_threads >= 1")
+            raise InvalidInputError(
+                "readahead_bytes/readahead_threads must be >= 0, index_threads >= 1"
+            )
         init = _as_weights(weights, names)
         if init is None:
             init = self.manifest.prior_weights()
@@ -240,7 +242,7 @@ class MixtureLoader:
 
     @property
     def fingerprint(self) -> str:
-        """Content fingerprint of the manifest (names, shard sizes, sample counts, header hashes)."""
+        """Content fingerprint: names, shard sizes, sample counts and header hashes."""
         return self._core.fingerprint
 
     @property

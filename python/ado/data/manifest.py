@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import braceexpand  # type: ignore[import-untyped]
+import braceexpand
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -32,7 +32,9 @@ __all__ = ["DomainSpec", "Manifest", "expand_patterns"]
 _GLOB_CHARS = frozenset("*?[")
 
 
-def expand_patterns(patterns: Sequence[str], base_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+def expand_patterns(
+    patterns: Sequence[str], base_dir: str | os.PathLike[str] | None = None
+) -> list[Path]:
     """Expand shard patterns into paths (brace expansion, then globbing), in order.
 
     Args:

@@ -29,4 +29,4 @@ def index_shard(
     Raises:
         ShardError: Missing, compressed, corrupt or truncated shard.
     """
-    return _index_shard(str(path), None if cache_dir is None else str(cache_dir))
+    return dict(_index_shard(str(path), None if cache_dir is None else str(cache_dir)))
