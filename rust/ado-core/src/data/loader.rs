@@ -147,7 +147,8 @@ impl Shared {
             s.queues[d].push_back(res);
             drop(s);
             drop(stream);
-            self.ready.notify_all();
+            // Only the consumer (one at a time, under the loader's lock) waits on `ready`.
+            self.ready.notify_one();
         }
     }
 
@@ -161,7 +162,7 @@ impl Shared {
                     s.total -= p.bytes;
                 }
                 drop(s);
-                self.work.notify_all();
+                self.work.notify_one();
                 return res;
             }
             if s.busy[d] {
