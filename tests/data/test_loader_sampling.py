@@ -174,3 +174,24 @@ def test_pickles_to_configuration(manifest: Manifest) -> None:
     assert _stream(clone, 5) == _stream(loader, 5)
     next(loader)  # threads running: still picklable
     assert pickle.loads(pickle.dumps(loader)).step == 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_fork_after_iteration_continues_deterministically(manifest: Manifest) -> None:
+    import multiprocessing as mp
+
+    ref = _stream(MixtureLoader(manifest, 8, seed=3), 6)
+    loader = MixtureLoader(manifest, 8, seed=3, readahead_threads=2)
+    assert _stream(loader, 3) == ref[:3]  # read-ahead threads are running now
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+
+    def child() -> None:
+        queue.put(_stream(loader, 3))
+
+    proc = ctx.Process(target=child)
+    proc.start()
+    got = queue.get(timeout=60)
+    proc.join(timeout=60)
+    assert got == ref[3:]
+    assert _stream(loader, 3) == ref[3:]  # the parent is unaffected

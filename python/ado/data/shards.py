@@ -23,7 +23,8 @@ def index_shard(
         cache_dir: Fallback folder for the sidecar.
 
     Returns:
-        ``{"samples", "members", "file_size", "bytes_read", "header_hash", "source", "exts"}``,
+        ``{"samples", "members", "file_size", "bytes_read", "header_hash", "source", "exts",
+        "tokens"}`` (``tokens``: per raw ``.u16``/``.u32`` field, its token count),
         where ``source`` is ``"cache"``, ``"built"`` or ``"uncached"``.
 
     Raises:

@@ -53,6 +53,23 @@ pub fn index_shard<'py>(
         )?;
         set("source", source_name(source).into_pyobject(py)?.into_any())?;
         set("exts", PyList::new(py, &idx.exts)?.into_any())?;
+        // Token counts where the format tells them without reading data: raw .u16 / .u32 fields.
+        let tokens = PyDict::new(py);
+        for (e, ext) in idx.exts.iter().enumerate() {
+            let width = match ext.rsplit('.').next() {
+                Some("u16") => 2,
+                Some("u32") => 4,
+                _ => continue,
+            };
+            let bytes: u64 = idx
+                .members
+                .iter()
+                .filter(|m| m.ext as usize == e)
+                .map(|m| m.size)
+                .sum();
+            tokens.set_item(ext, bytes / width)?;
+        }
+        set("tokens", tokens.into_any())?;
         Ok(())
     })();
     r.map_err(|e| PyAdoError(Error::invalid(e.to_string())))?;

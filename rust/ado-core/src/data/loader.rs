@@ -189,6 +189,8 @@ impl Shared {
 
 struct Engine {
     shared: Arc<Shared>,
+    /// Process that started the threads: after a fork the child has none of them.
+    pid: u32,
 }
 
 impl Drop for Engine {
@@ -289,6 +291,15 @@ impl Loader {
     }
 
     fn engine(&mut self) -> Result<&Arc<Shared>> {
+        if self
+            .engine
+            .as_ref()
+            .is_some_and(|e| e.pid != std::process::id())
+        {
+            // Forked child: the read-ahead threads (and maybe a lock they held) stayed in the
+            // parent. Leak the copy without touching its locks and rebuild from the cursors.
+            std::mem::forget(self.engine.take());
+        }
         if self.engine.is_none() {
             let k = self.domains.len();
             let streams = (0..k)
@@ -337,7 +348,10 @@ impl Loader {
                     .spawn(move || s.worker())
                     .map_err(|e| Error::invalid(format!("cannot start read-ahead thread: {e}")))?;
             }
-            self.engine = Some(Engine { shared });
+            self.engine = Some(Engine {
+                shared,
+                pid: std::process::id(),
+            });
         }
         match &self.engine {
             Some(e) => Ok(&e.shared),
@@ -373,7 +387,14 @@ impl Loader {
         };
         let mut cursors = self.cursors.clone();
         for &d in mine {
-            let p = shared.pop(d as usize)?;
+            let p = match shared.pop(d as usize) {
+                Ok(p) => p,
+                Err(e) => {
+                    // Streams ran ahead of the committed cursors: rebuild them on the next call.
+                    self.engine = None;
+                    return Err(e);
+                }
+            };
             cursors[d as usize] = p.after;
             match p.item {
                 Item::Raw(s) => {
