@@ -165,7 +165,8 @@ def bench_wids(wids: Any, domains: list[list[Path]], seconds: float) -> tuple[fl
             out.append(ds[rng.randrange(len(ds))])
         return out
 
-    return timed(step, seconds)
+    with contextlib.redirect_stdout(io.StringIO()):  # ... and prints again on first access
+        return timed(step, seconds)
 
 
 def staleness_ado(domains: list[list[Path]]) -> int:
