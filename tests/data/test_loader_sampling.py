@@ -195,3 +195,25 @@ def test_fork_after_iteration_continues_deterministically(manifest: Manifest) ->
     proc.join(timeout=60)
     assert got == ref[3:]
     assert _stream(loader, 3) == ref[3:]  # the parent is unaffected
+
+
+def test_same_stream_in_a_fresh_interpreter(manifest: Manifest, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    manifest.save(tmp_path / "m.json")
+    code = (
+        "import json, sys\n"
+        "from ado.data import MixtureLoader\n"
+        f"lo = MixtureLoader({str(tmp_path / 'm.json')!r}, 8, seed=4, mode='deficit')\n"
+        "lo.set_weights([0.2, 0.5, 0.3])\n"
+        "print(json.dumps([next(lo).keys for _ in range(5)]))\n"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    here = MixtureLoader(tmp_path / "m.json", 8, seed=4, mode="deficit")
+    here.set_weights([0.2, 0.5, 0.3])
+    assert json.loads(out.stdout) == [next(here).keys for _ in range(5)]
