@@ -85,6 +85,10 @@ struct Sched {
     busy: Vec<bool>,
     failed: Vec<bool>,
     cap: usize,
+    /// Whether the consumer waits on `ready` / how many workers wait on `work` (wake-ups are
+    /// syscalls, so they are only sent when someone waits).
+    consumer_waiting: bool,
+    idle_workers: usize,
 }
 
 impl Sched {
@@ -127,49 +131,78 @@ impl Shared {
                         s.busy[d] = true;
                         break d;
                     }
+                    s.idle_workers += 1;
                     s = self
                         .work
                         .wait(s)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    s.idle_workers -= 1;
                 }
             };
-            let mut stream = lock(&self.streams[d]);
-            let res = stream.produce();
-            let mut s = lock(&self.sched);
-            s.busy[d] = false;
-            match &res {
-                Ok(p) => {
-                    s.bytes[d] += p.bytes;
-                    s.total += p.bytes;
+            // Fill domain `d` while it is under budget, one item at a time (the consumer may
+            // take the stream lock between items).
+            loop {
+                let mut stream = lock(&self.streams[d]);
+                let res = stream.produce();
+                let mut s = lock(&self.sched);
+                let ok = res.is_ok();
+                match &res {
+                    Ok(p) => {
+                        s.bytes[d] += p.bytes;
+                        s.total += p.bytes;
+                    }
+                    Err(_) => s.failed[d] = true,
                 }
-                Err(_) => s.failed[d] = true,
+                s.queues[d].push_back(res);
+                let more = ok
+                    && !self.stop.load(Ordering::Relaxed)
+                    && s.bytes[d] < s.budget[d]
+                    && s.total < s.cap;
+                if !more {
+                    s.busy[d] = false;
+                }
+                // Only the consumer (one at a time, under the loader's lock) waits on `ready`.
+                let wake = s.consumer_waiting;
+                drop(s);
+                drop(stream);
+                if wake {
+                    self.ready.notify_one();
+                }
+                if !more {
+                    break;
+                }
             }
-            s.queues[d].push_back(res);
-            drop(s);
-            drop(stream);
-            // Only the consumer (one at a time, under the loader's lock) waits on `ready`.
-            self.ready.notify_one();
         }
     }
 
-    /// The next item of domain `d`, from the queue or produced right here.
-    fn pop(&self, d: usize) -> Result<Produced> {
+    /// The next `n` items of domain `d`, from the queue or produced right here.
+    fn pop_many(&self, d: usize, n: usize) -> Result<VecDeque<Produced>> {
+        let mut out = VecDeque::with_capacity(n);
         let mut s = lock(&self.sched);
-        loop {
-            if let Some(res) = s.queues[d].pop_front() {
-                if let Ok(p) = &res {
-                    s.bytes[d] -= p.bytes;
-                    s.total -= p.bytes;
-                }
-                drop(s);
+        while out.len() < n {
+            let before = out.len();
+            while out.len() < n {
+                let Some(res) = s.queues[d].pop_front() else {
+                    break;
+                };
+                let p = res?;
+                s.bytes[d] -= p.bytes;
+                s.total -= p.bytes;
+                out.push_back(p);
+            }
+            if out.len() > before && s.idle_workers > 0 {
                 self.work.notify_one();
-                return res;
+            }
+            if out.len() == n {
+                break;
             }
             if s.busy[d] {
+                s.consumer_waiting = true;
                 s = self
                     .ready
                     .wait(s)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
+                s.consumer_waiting = false;
                 continue;
             }
             drop(s);
@@ -181,9 +214,13 @@ impl Shared {
                 continue;
             }
             drop(s);
-            let res = stream.produce();
-            return res;
+            while out.len() < n {
+                out.push_back(stream.produce()?);
+            }
+            drop(stream);
+            s = lock(&self.sched);
         }
+        Ok(out)
     }
 }
 
@@ -281,8 +318,9 @@ impl Loader {
     pub fn set_weights(&mut self, weights: Vec<f64>) -> Result<()> {
         let q = quantize(&weights, self.domains.len())?;
         if let Some(e) = &self.engine {
-            let cap = lock(&e.shared.sched).cap;
-            lock(&e.shared.sched).budget = budgets(cap, &q);
+            let mut sched = lock(&e.shared.sched);
+            sched.budget = budgets(sched.cap, &q);
+            drop(sched);
             e.shared.work.notify_all();
         }
         self.q = q;
@@ -336,6 +374,8 @@ impl Loader {
                     busy: vec![false; k],
                     failed: vec![false; k],
                     cap,
+                    consumer_waiting: false,
+                    idle_workers: 0,
                 }),
                 ready: Condvar::new(),
                 work: Condvar::new(),
@@ -386,14 +426,24 @@ impl Loader {
             },
         };
         let mut cursors = self.cursors.clone();
+        let mut need = vec![0usize; self.domains.len()];
         for &d in mine {
-            let p = match shared.pop(d as usize) {
-                Ok(p) => p,
+            need[d as usize] += 1;
+        }
+        let mut items = Vec::with_capacity(need.len());
+        for (d, &n) in need.iter().enumerate() {
+            match shared.pop_many(d, n) {
+                Ok(v) => items.push(v),
                 Err(e) => {
                     // Streams ran ahead of the committed cursors: rebuild them on the next call.
                     self.engine = None;
                     return Err(e);
                 }
+            }
+        }
+        for &d in mine {
+            let Some(p) = items[d as usize].pop_front() else {
+                return Err(Error::State("read-ahead returned too few items".into()));
             };
             cursors[d as usize] = p.after;
             match p.item {
