@@ -147,7 +147,7 @@ def bench_randommix(domains: list[list[Path]], seconds: float) -> tuple[float, f
 
 
 def bench_wids(wids: Any, domains: list[list[Path]], seconds: float) -> tuple[float, float]:
-    with contextlib.redirect_stdout(io.StringIO()):  # wids prints each dataset it opens
+    with contextlib.redirect_stderr(io.StringIO()):  # wids prints each dataset it opens
         datasets = [
             wids.ShardListDataset(
                 [{"url": str(p), "nsamples": index_shard(p)["samples"]} for p in ps],
@@ -165,8 +165,7 @@ def bench_wids(wids: Any, domains: list[list[Path]], seconds: float) -> tuple[fl
             out.append(ds[rng.randrange(len(ds))])
         return out
 
-    with contextlib.redirect_stdout(io.StringIO()):  # ... and prints again on first access
-        return timed(step, seconds)
+    return timed(step, seconds)
 
 
 def staleness_ado(domains: list[list[Path]]) -> int:
