@@ -285,7 +285,7 @@ def main() -> None:
         MixtureLoader({f"d{i}": [str(p) for p in ps] for i, ps in enumerate(domains)}, 1)
         dt = time.perf_counter() - t0
         print(f"ado: first construction (indexes {16 * args.shards} shards): {dt:.2f} s")
-        print(f"\nraw 4 KiB samples, batch {BATCH}, {args.seconds:.0f} s each{note}")
+        print(f"\nraw 4 KiB samples, batch {BATCH}, {args.seconds:g} s each{note}")
         print(f"{'domains':>8} {'loader':<34} {'samples/s':>12} {'MB/s':>9} {'vs RandomMix':>13}")
         for k in (3, 16):
             sub = domains[:k]

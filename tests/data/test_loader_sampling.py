@@ -217,3 +217,15 @@ def test_same_stream_in_a_fresh_interpreter(manifest: Manifest, tmp_path: Path) 
     here = MixtureLoader(tmp_path / "m.json", 8, seed=4, mode="deficit")
     here.set_weights([0.2, 0.5, 0.3])
     assert json.loads(out.stdout) == [next(here).keys for _ in range(5)]
+
+
+def test_manifest_prior_weights_are_the_default(make_domain: Any, tmp_path: Path) -> None:
+    make_domain("x", 10, per_shard=5)
+    make_domain("y", 10, per_shard=5)
+    m = Manifest.from_dict(
+        {"x": {"shards": ["x/*.tar"], "weight": 0.0}, "y": {"shards": ["y/*.tar"], "weight": 2.0}},
+        base_dir=str(tmp_path),
+    )
+    loader = MixtureLoader(m, 6)
+    assert loader.weights == [0.0, 2.0]
+    assert set(next(loader).domain.tolist()) == {1}
