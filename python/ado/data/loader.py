@@ -52,7 +52,8 @@ class PackConfig(BaseModel):
             (UTF-8 text, needs ``tokenizer``). Examples: ``"tokens.npy"``, ``"u16"``.
         vocab_size: If set, an id ``>= vocab_size`` raises ``InvalidInputError``.
         dtype: ``"int64"`` or ``"int32"`` output.
-        tokenizer: ``str -> sequence of int`` for ``txt`` fields (called with the GIL held).
+        tokenizer: ``str -> sequence of int`` for ``txt`` fields. It runs in the thread that
+            asks for the batch (read-ahead threads are not used for ``txt`` fields).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
