@@ -1,5 +1,7 @@
 """Type stubs of the Rust extension module ``ado._core`` (checked by ``mypy.stubtest``)."""
 
+from typing import final
+
 import numpy as np
 import numpy.typing as npt
 
@@ -51,5 +53,54 @@ class PowerLawEstimator:
     def points(self, d: int) -> tuple[_F64, _F64]: ...
     def num_points(self) -> _I64: ...
     def fit(self, spec: FitSpec) -> _FitArrays: ...
+    def state_json(self) -> str: ...
+    def load_state_json(self, state: str) -> None: ...
+
+# --- ado.data: WebDataset shards and the mixture loader -------------------------------------
+
+def index_shard(path: str, cache_dir: str | None = None) -> dict[str, object]: ...
+def shard_members(
+    path: str, cache_dir: str | None = None
+) -> list[tuple[str, list[tuple[str, int, int]]]]: ...
+
+_PackArgs = tuple[int, int, str, str, int | None, object | None, bool]
+
+@final
+class MixtureLoaderCore:
+    def __new__(
+        cls,
+        domains: list[tuple[str, list[str]]],
+        *,
+        batch_size: int,
+        seed: int,
+        rank: int,
+        world_size: int,
+        mode: str,
+        weights: list[float] | None,
+        readahead_bytes: int,
+        threads: int,
+        cache_dir: str | None,
+        index_threads: int,
+        pack: _PackArgs | None,
+    ) -> MixtureLoaderCore: ...
+    @property
+    def num_samples(self) -> list[int]: ...
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def step(self) -> int: ...
+    @property
+    def weights(self) -> list[float]: ...
+    def epochs(self) -> list[int]: ...
+    def set_weights(self, weights: list[float]) -> None: ...
+    def next_batch(
+        self,
+    ) -> tuple[
+        int,
+        _I64,
+        list[str],
+        list[dict[str, bytes | str]] | None,
+        npt.NDArray[np.int32] | npt.NDArray[np.int64] | None,
+    ]: ...
     def state_json(self) -> str: ...
     def load_state_json(self, state: str) -> None: ...

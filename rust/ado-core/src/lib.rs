@@ -3,9 +3,11 @@
 //! * [`fit`]: robust fitting of per-domain power laws `L(n) = eps + beta * n^-alpha`.
 //! * [`estimator`]: the online, bounded-memory estimator that turns a stream of per-domain losses into
 //!   smoothed, subsampled fit points (Savitzky–Golay) and refits on demand.
+//! * [`data`]: the WebDataset mixture loader (shard indexes, counter-based sampling, packing).
 //!
 //! Nothing here depends on Python; the `ado-py` crate is the thin PyO3 layer.
 
+pub mod data;
 pub mod error;
 pub mod estimator;
 pub mod fit;

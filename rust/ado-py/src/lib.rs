@@ -1,5 +1,6 @@
 //! `ado._core`: the PyO3 bindings of `ado-core`. Glue only; the algorithms live in `ado-core`.
 
+mod data;
 mod errors;
 mod fit;
 
@@ -7,6 +8,8 @@ use pyo3::prelude::*;
 
 #[pymodule(gil_used = false)]
 mod _core {
+    #[pymodule_export]
+    use crate::data::{index_shard, shard_members, PyMixtureLoaderCore};
     #[pymodule_export]
     use crate::fit::{fit_power_laws, objective, PyFitSpec, PyPowerLawEstimator};
 

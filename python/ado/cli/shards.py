@@ -1,0 +1,97 @@
+"""``ado shards``: index WebDataset shards and write manifests.
+
+* ``ado shards index PATTERN...`` walks the tar headers of every shard once (Rust) and caches the
+  index as a ``<shard>.adoidx`` sidecar (or under ``--cache-dir``), with a progress bar.
+* ``ado shards manifest DIR`` writes a manifest with one domain per sub-directory of ``DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from ado.data import Manifest, expand_patterns, index_shard
+from ado.data.loader import default_cache_dir
+from ado.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``shards`` subcommand group."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "shards", help="index WebDataset shards, write manifests", description=__doc__
+    )
+    shards_sub = p.add_subparsers(dest="shards_command", required=True, metavar="ACTION")
+
+    idx = shards_sub.add_parser(
+        "index",
+        help="build (or validate) the index sidecars of shards",
+        description="Index uncompressed tar shards once; patterns use brace expansion and globs "
+        "(e.g. 'data/web/shard-{000..099}.tar').",
+    )
+    idx.add_argument("patterns", nargs="+", metavar="PATTERN")
+    idx.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="fallback folder for sidecars that cannot be written next to their shard "
+        f"(default {default_cache_dir()})",
+    )
+    idx.add_argument("--json", action="store_true", help="print one JSON line per shard")
+    idx.set_defaults(func=run_index)
+
+    man = shards_sub.add_parser(
+        "manifest",
+        help="write a manifest: one domain per sub-directory",
+        description="Write DIR/manifest.yaml (or --output) with one domain per sub-directory of "
+        "DIR that holds shards.",
+    )
+    man.add_argument("dir", type=Path)
+    man.add_argument("--pattern", default="*.tar", help="shard file pattern (default *.tar)")
+    man.add_argument("--output", "-o", type=Path, default=None, help="default DIR/manifest.yaml")
+    man.add_argument("--force", action="store_true", help="overwrite an existing manifest")
+    man.set_defaults(func=run_manifest)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    """Index every shard matching the patterns; print a summary."""
+    paths = expand_patterns(args.patterns)
+    cache = args.cache_dir if args.cache_dir is not None else default_cache_dir()
+    totals = {"samples": 0, "bytes_read": 0, "file_size": 0}
+    sources: dict[str, int] = {}
+    start = time.perf_counter()
+    for path in tqdm(paths, desc="indexing", unit="shard", disable=args.json or len(paths) < 2):
+        info = index_shard(path, cache_dir=cache)
+        for key in totals:
+            totals[key] += int(info[key])
+        sources[str(info["source"])] = sources.get(str(info["source"]), 0) + 1
+        if args.json:
+            print(json.dumps({"path": str(path), **info}))
+    seconds = time.perf_counter() - start
+    if not args.json:
+        print(
+            f"{len(paths)} shards, {totals['samples']} samples, "
+            f"{totals['file_size'] / 1e6:.1f} MB of tar, {totals['bytes_read'] / 1e6:.2f} MB of "
+            f"headers read, {seconds:.2f} s ({', '.join(f'{v} {k}' for k, v in sources.items())})"
+        )
+    return 0
+
+
+def run_manifest(args: argparse.Namespace) -> int:
+    """Write a manifest for a directory of per-domain folders."""
+    out = args.output if args.output is not None else args.dir / "manifest.yaml"
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out} exists; pass --force to overwrite it")
+    manifest = Manifest.from_dir(args.dir, pattern=args.pattern)
+    if out.parent.resolve() != args.dir.resolve():
+        manifest = manifest.model_copy(update={"base_dir": str(args.dir.resolve())})
+    manifest.save(out)
+    counts = ", ".join(f"{n}: {len(p)} shards" for n, p in manifest.resolve().items())
+    print(f"wrote {out}: {len(manifest.domains)} domains ({counts})")
+    return 0

@@ -1,0 +1,29 @@
+"""WebDataset mixture loading: manifests, the online-weighted ``MixtureLoader`` and LM packing.
+
+Example::
+
+    from ado.data import MixtureLoader, PackConfig
+
+    loader = MixtureLoader({"web": "web/shard-{000..015}.tar", "code": "code/*.tar"},
+                           batch_size=32, seed=0, weights=[0.7, 0.3])
+    for batch in loader:
+        ...                        # batch.domain, batch.keys, batch.samples
+        loader.set_weights(new_w)  # used by the very next batch
+"""
+
+from __future__ import annotations
+
+from ado.data.loader import Batch, MixtureLoader, PackConfig, default_cache_dir
+from ado.data.manifest import DomainSpec, Manifest, expand_patterns
+from ado.data.shards import index_shard
+
+__all__ = [
+    "Batch",
+    "DomainSpec",
+    "Manifest",
+    "MixtureLoader",
+    "PackConfig",
+    "default_cache_dir",
+    "expand_patterns",
+    "index_shard",
+]

@@ -1,0 +1,299 @@
+"""``MixtureLoader``: weighted sampling over per-domain WebDataset shards with online weights.
+
+The loader is a thin wrapper over the Rust core (``ado._core.MixtureLoaderCore``). Construction
+indexes every shard (or loads its cached sidecar index) and starts no thread; read-ahead threads
+start with the first batch. The object pickles to its configuration, so it can be handed to
+DataLoader workers (build it, or let it be rebuilt, inside the worker).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from ado._core import MixtureLoaderCore
+from ado.data.manifest import Manifest
+from ado.errors import InvalidInputError, StateError
+
+__all__ = ["Batch", "MixtureLoader", "PackConfig", "default_cache_dir"]
+
+logger = logging.getLogger(__name__)
+
+_FORMATS = {"npy": "npy", "u16": "u16", "u32": "u32", "txt": "txt"}
+
+
+def default_cache_dir() -> Path:
+    """Where index sidecars go when they cannot be written next to their shard.
+
+    ``$ADO_CACHE_DIR`` if set, else ``~/.cache/ado/index``.
+    """
+    env = os.environ.get("ADO_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "ado" / "index"
+
+
+class PackConfig(BaseModel):
+    """LM packing: documents of one domain, each followed by ``eos_id``, cut into rows of
+    ``seq_len + 1`` tokens. Rows never mix domains and no token is dropped.
+
+    Attributes:
+        seq_len: Tokens per training sequence; rows hold ``seq_len + 1`` (inputs + shifted target).
+        eos_id: Token inserted after every document.
+        field: Sample extension holding the tokens; its last part says how they are stored:
+            ``npy`` (1-D uint16/uint32 array), ``u16``/``u32`` (raw little-endian) or ``txt``
+            (UTF-8 text, needs ``tokenizer``). Examples: ``"tokens.npy"``, ``"u16"``.
+        vocab_size: If set, an id ``>= vocab_size`` raises ``InvalidInputError``.
+        dtype: ``"int64"`` or ``"int32"`` output.
+        tokenizer: ``str -> sequence of int`` for ``txt`` fields. It runs in the thread that
+            asks for the batch (read-ahead threads are not used for ``txt`` fields).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    seq_len: int = Field(gt=0)
+    eos_id: int = Field(ge=0, lt=2**32)
+    field: str = "npy"
+    vocab_size: int | None = Field(default=None, gt=0)
+    dtype: Literal["int64", "int32"] = "int64"
+    tokenizer: Callable[[str], Sequence[int]] | None = None
+
+    @property
+    def format(self) -> str:
+        """Storage format derived from ``field``: ``npy``, ``u16``, ``u32`` or ``txt``."""
+        last = self.field.rsplit(".", 1)[-1]
+        if last not in _FORMATS:
+            raise InvalidInputError(
+                f"pack field {self.field!r} must end in .npy, .u16, .u32 or .txt"
+            )
+        return _FORMATS[last]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One batch of this rank.
+
+    Attributes:
+        step: Global step this batch belongs to.
+        domain: ``int64[B]`` domain index of each row.
+        keys: Sample key of each row (pack mode: the document the row starts in).
+        samples: Raw mode: ``{extension: bytes, "__key__": key}`` per row; else ``None``.
+        tokens: Pack mode: ``[B, seq_len + 1]`` int64/int32 tokens; else ``None``.
+    """
+
+    step: int
+    domain: npt.NDArray[np.int64]
+    keys: list[str]
+    samples: list[dict[str, Any]] | None
+    tokens: npt.NDArray[Any] | None
+
+
+ManifestLike = Manifest | Mapping[str, Any] | str | os.PathLike[str]
+
+
+def _as_manifest(manifest: ManifestLike) -> Manifest:
+    if isinstance(manifest, Manifest):
+        return manifest
+    if isinstance(manifest, Mapping):
+        return Manifest.from_dict(manifest)
+    return Manifest.load(manifest)
+
+
+def _as_weights(weights: Any, names: list[str]) -> list[float] | None:
+    if weights is None:
+        return None
+    if isinstance(weights, Mapping):
+        unknown = set(weights) - set(names)
+        if unknown:
+            raise InvalidInputError(f"weights name unknown domains {sorted(unknown)}")
+        return [float(weights.get(n, 0.0)) for n in names]
+    arr = np.asarray(weights, dtype=np.float64)
+    if arr.ndim != 1:
+        raise InvalidInputError(f"weights must be 1-D, got shape {arr.shape}")
+    return [float(x) for x in arr]
+
+
+class MixtureLoader:
+    """Weighted mixture of WebDataset domains; yields one :class:`Batch` per step, forever.
+
+    Args:
+        manifest: A :class:`Manifest`, a dict ``{domain: pattern(s)}`` or a manifest file path.
+        batch_size: Rows per batch on this rank.
+        seed: Seed of every random choice (composition, permutations).
+        rank: This rank.
+        world_size: Number of ranks; each draws the same global batch of
+            ``batch_size * world_size`` slots and materialises its own slice.
+        weights: Initial weights (sequence in domain order, or ``{name: weight}``); default the
+            manifest's prior weights, else uniform.
+        mode: ``"iid"`` (multinomial per slot) or ``"deficit"`` (low-discrepancy counts).
+        pack: ``None`` for raw samples, or a :class:`PackConfig` for packed token rows.
+        readahead_bytes: Read-ahead budget in bytes over all domains (0: no read-ahead).
+        readahead_threads: Read-ahead threads, started at the first batch.
+        cache_dir: Fallback folder for index sidecars (default :func:`default_cache_dir`).
+        index_threads: Threads used to index shards at construction (joined before returning).
+
+    Raises:
+        ShardError: A shard is missing, compressed, corrupt or truncated.
+        InvalidInputError: Bad arguments, or a domain without samples.
+    """
+
+    def __init__(
+        self,
+        manifest: ManifestLike,
+        batch_size: int,
+        *,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        weights: Sequence[float] | Mapping[str, float] | npt.ArrayLike | None = None,
+        mode: Literal["iid", "deficit"] = "iid",
+        pack: PackConfig | None = None,
+        readahead_bytes: int = 64 << 20,
+        readahead_threads: int = 2,
+        cache_dir: str | os.PathLike[str] | None = None,
+        index_threads: int = 2,
+    ) -> None:
+        self.manifest = _as_manifest(manifest)
+        names = self.manifest.names
+        if min(batch_size, world_size) < 1 or not 0 <= rank < world_size or seed < 0:
+            raise InvalidInputError(
+                f"need batch_size >= 1, world_size >= 1, 0 <= rank < world_size and seed >= 0; "
+                f"got batch_size={batch_size}, rank={rank}, world_size={world_size}, seed={seed}"
+            )
+        if readahead_bytes < 0 or readahead_threads < 0 or index_threads < 1:
+            raise InvalidInputError(
+                "readahead_bytes/readahead_threads must be >= 0, index_threads >= 1"
+            )
+        init = _as_weights(weights, names)
+        if init is None:
+            init = self.manifest.prior_weights()
+        self._config: dict[str, Any] = {
+            "manifest": self.manifest,
+            "batch_size": batch_size,
+            "seed": seed,
+            "rank": rank,
+            "world_size": world_size,
+            "mode": mode,
+            "pack": pack,
+            "readahead_bytes": readahead_bytes,
+            "readahead_threads": readahead_threads,
+            "cache_dir": cache_dir,
+            "index_threads": index_threads,
+        }
+        pack_args = None
+        if pack is not None:
+            pack_args = (
+                pack.seq_len,
+                pack.eos_id,
+                pack.field,
+                pack.format,
+                pack.vocab_size,
+                pack.tokenizer,
+                pack.dtype == "int64",
+            )
+        resolved = self.manifest.resolve()
+        self._core = MixtureLoaderCore(
+            [(n, [str(p) for p in resolved[n]]) for n in names],
+            batch_size=batch_size,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            mode=mode,
+            weights=init,
+            readahead_bytes=readahead_bytes,
+            threads=readahead_threads,
+            cache_dir=str(cache_dir if cache_dir is not None else default_cache_dir()),
+            index_threads=index_threads,
+            pack=pack_args,
+        )
+        small = [n for n, c in zip(names, self._core.num_samples, strict=True) if c < world_size]
+        if small:
+            logger.warning(
+                "domains %s have fewer samples than ranks (%d); their samples repeat across ranks",
+                small,
+                world_size,
+            )
+
+    # -- configuration and pickling -------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle to configuration plus current weights (no threads, no open files)."""
+        return {"config": self._config, "weights": self.weights}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild from :meth:`__getstate__` (indexes come from the sidecar caches)."""
+        cfg = dict(state["config"])
+        self.__init__(cfg.pop("manifest"), cfg.pop("batch_size"), weights=state["weights"], **cfg)  # type: ignore[misc]
+
+    @property
+    def domains(self) -> list[str]:
+        """Domain names, in index order (``batch.domain`` indexes this list)."""
+        return self.manifest.names
+
+    @property
+    def num_samples(self) -> list[int]:
+        """Samples per domain (all ranks)."""
+        return list(self._core.num_samples)
+
+    @property
+    def fingerprint(self) -> str:
+        """Content fingerprint: names, shard sizes, sample counts and header hashes."""
+        return self._core.fingerprint
+
+    @property
+    def step(self) -> int:
+        """The step of the next batch."""
+        return self._core.step
+
+    @property
+    def weights(self) -> list[float]:
+        """Current weights (as set, not renormalised)."""
+        return list(self._core.weights)
+
+    @property
+    def epochs(self) -> list[int]:
+        """Completed epochs of this rank's stream, per domain (repetition indicator)."""
+        return list(self._core.epochs())
+
+    def set_weights(self, weights: Sequence[float] | Mapping[str, float] | npt.ArrayLike) -> None:
+        """Set the weights used from the very next batch on (staleness 0).
+
+        Raises:
+            InvalidInputError: Wrong length, negative/NaN entries or a zero sum.
+        """
+        w = _as_weights(weights, self.domains)
+        assert w is not None
+        self._core.set_weights(w)
+
+    # -- iteration ------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Batch]:
+        """The loader is its own (infinite) iterator."""
+        return self
+
+    def __next__(self) -> Batch:
+        """The next batch of this rank."""
+        step, domain, keys, samples, tokens = self._core.next_batch()
+        return Batch(step=step, domain=domain, keys=keys, samples=samples, tokens=tokens)
+
+    # -- state ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe state: seed, step, weights, deficit credits, per-domain ordinals and epochs,
+        pack cursors and the manifest fingerprint."""
+        state: dict[str, Any] = json.loads(self._core.state_json())
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume from :meth:`state_dict`; the following batches equal the uninterrupted run.
+
+        Raises:
+            StateError: The state belongs to another manifest, seed, batch size, world or rank.
+        """
+        if not isinstance(state, Mapping):
+            raise StateError(f"state must be a mapping, got {type(state).__name__}")
+        self._core.load_state_json(json.dumps(dict(state)))

@@ -1,0 +1,600 @@
+//! The mixture loader: composition per step, per-domain read-ahead, batches and exact state.
+//!
+//! Each step every rank draws the same global composition (`batch_size * world_size` slots) and
+//! materialises its own slice `[rank * B, (rank + 1) * B)`. Items come from per-domain streams
+//! ([`crate::data::stream`]); read-ahead threads (started at the first batch, never before) fill
+//! bounded per-domain queues, but the domain choice is made when the batch is requested, with the
+//! weights current at that moment (staleness 0). Which item a domain yields next never depends on
+//! timing, so batches are identical with any read-ahead setting.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::sampler::{compose, quantize, Mode};
+use crate::data::stream::{Cursor, Domain, Item, PackSpec, Produced, RawSample, Stream};
+use crate::error::{Error, Result};
+
+/// Loader settings.
+#[derive(Debug, Clone)]
+pub struct LoaderConfig {
+    pub batch_size: usize,
+    pub seed: u64,
+    pub rank: usize,
+    pub world_size: usize,
+    pub mode: Mode,
+    /// Read-ahead budget in bytes over all domains (0 disables read-ahead threads).
+    pub readahead_bytes: usize,
+    /// Number of read-ahead threads (0 disables them).
+    pub threads: usize,
+    pub pack: Option<PackSpec>,
+}
+
+/// One batch of this rank.
+#[derive(Debug)]
+pub struct Batch {
+    pub step: u64,
+    pub domains: Vec<u32>,
+    pub keys: Vec<String>,
+    /// Raw mode: one sample per slot.
+    pub samples: Vec<RawSample>,
+    /// Pack mode: `batch_size * (seq_len + 1)` tokens, row-major.
+    pub tokens: Tokens,
+}
+
+/// Packed tokens in the dtype the user asked for (built in place, handed over without a copy).
+#[derive(Debug)]
+pub enum Tokens {
+    I32(Vec<i32>),
+    I64(Vec<i64>),
+}
+
+/// The JSON-safe loader state.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoaderState {
+    pub format_version: u32,
+    pub manifest_fingerprint: String,
+    pub domains: Vec<String>,
+    pub seed: u64,
+    pub mode: String,
+    pub batch_size: usize,
+    pub rank: usize,
+    pub world_size: usize,
+    pub step: u64,
+    pub weights: Vec<f64>,
+    pub credits: Vec<i64>,
+    /// Items drawn so far per domain and rank (`[K][world_size]`), identical on every rank.
+    pub ordinals: Vec<Vec<u64>>,
+    /// Completed epochs of this rank's stream, per domain.
+    pub epochs: Vec<u64>,
+    /// Pack mode: per domain, (documents opened, token offset in the last one) on this rank.
+    pub pack_cursors: Option<Vec<(u64, u64)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+struct Sched {
+    queues: Vec<VecDeque<Result<Produced>>>,
+    bytes: Vec<usize>,
+    total: usize,
+    budget: Vec<usize>,
+    busy: Vec<bool>,
+    failed: Vec<bool>,
+    cap: usize,
+    /// Whether the consumer waits on `ready` / how many workers wait on `work` (wake-ups are
+    /// syscalls, so they are only sent when someone waits).
+    consumer_waiting: bool,
+    idle_workers: usize,
+}
+
+impl Sched {
+    fn pick(&self) -> Option<usize> {
+        if self.total >= self.cap {
+            return None;
+        }
+        (0..self.queues.len())
+            .filter(|&d| !self.busy[d] && !self.failed[d] && self.bytes[d] < self.budget[d])
+            .max_by_key(|&d| (self.budget[d] - self.bytes[d], usize::MAX - d))
+    }
+}
+
+struct Shared {
+    streams: Vec<Mutex<Stream>>,
+    sched: Mutex<Sched>,
+    ready: Condvar,
+    work: Condvar,
+    stop: AtomicBool,
+}
+
+fn budgets(cap: usize, q: &[u64]) -> Vec<usize> {
+    let k = q.len() as f64;
+    let total: f64 = q.iter().map(|&w| w as f64).sum();
+    q.iter()
+        .map(|&w| ((w as f64 / total + 1.0 / k) / 2.0 * cap as f64) as usize)
+        .collect()
+}
+
+impl Shared {
+    fn worker(&self) {
+        loop {
+            let d = {
+                let mut s = lock(&self.sched);
+                loop {
+                    if self.stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if let Some(d) = s.pick() {
+                        s.busy[d] = true;
+                        break d;
+                    }
+                    s.idle_workers += 1;
+                    s = self
+                        .work
+                        .wait(s)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    s.idle_workers -= 1;
+                }
+            };
+            // Fill domain `d` while it is under budget, one item at a time (the consumer may
+            // take the stream lock between items).
+            loop {
+                let mut stream = lock(&self.streams[d]);
+                let res = stream.produce();
+                let mut s = lock(&self.sched);
+                let ok = res.is_ok();
+                match &res {
+                    Ok(p) => {
+                        s.bytes[d] += p.bytes;
+                        s.total += p.bytes;
+                    }
+                    Err(_) => s.failed[d] = true,
+                }
+                s.queues[d].push_back(res);
+                let more = ok
+                    && !self.stop.load(Ordering::Relaxed)
+                    && s.bytes[d] < s.budget[d]
+                    && s.total < s.cap;
+                if !more {
+                    s.busy[d] = false;
+                }
+                // Only the consumer (one at a time, under the loader's lock) waits on `ready`.
+                let wake = s.consumer_waiting;
+                drop(s);
+                drop(stream);
+                if wake {
+                    self.ready.notify_one();
+                }
+                if !more {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// The next `n` items of domain `d`, from the queue or produced right here.
+    fn pop_many(&self, d: usize, n: usize) -> Result<VecDeque<Produced>> {
+        let mut out = VecDeque::with_capacity(n);
+        let mut s = lock(&self.sched);
+        while out.len() < n {
+            let before = out.len();
+            while out.len() < n {
+                let Some(res) = s.queues[d].pop_front() else {
+                    break;
+                };
+                let p = res?;
+                s.bytes[d] -= p.bytes;
+                s.total -= p.bytes;
+                out.push_back(p);
+            }
+            if out.len() > before && s.idle_workers > 0 {
+                self.work.notify_one();
+            }
+            if out.len() == n {
+                break;
+            }
+            if s.busy[d] {
+                s.consumer_waiting = true;
+                s = self
+                    .ready
+                    .wait(s)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                s.consumer_waiting = false;
+                continue;
+            }
+            drop(s);
+            // Lock order: stream, then sched (as in `worker`).
+            let mut stream = lock(&self.streams[d]);
+            s = lock(&self.sched);
+            if !s.queues[d].is_empty() {
+                drop(stream);
+                continue;
+            }
+            drop(s);
+            while out.len() < n {
+                out.push_back(stream.produce()?);
+            }
+            drop(stream);
+            s = lock(&self.sched);
+        }
+        Ok(out)
+    }
+}
+
+struct Engine {
+    shared: Arc<Shared>,
+    /// Process that started the threads: after a fork the child has none of them.
+    pid: u32,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        let _guard = lock(&self.shared.sched);
+        self.shared.work.notify_all();
+    }
+}
+
+/// The mixture loader of one rank.
+pub struct Loader {
+    cfg: LoaderConfig,
+    domains: Arc<Vec<Domain>>,
+    fingerprint: String,
+    weights: Vec<f64>,
+    q: Vec<u64>,
+    credits: Vec<i64>,
+    step: u64,
+    ordinals: Vec<Vec<u64>>,
+    cursors: Vec<Cursor>,
+    engine: Option<Engine>,
+}
+
+impl Loader {
+    /// A loader over indexed domains. No thread is started here.
+    pub fn new(
+        cfg: LoaderConfig,
+        domains: Vec<Domain>,
+        weights: Option<Vec<f64>>,
+        fingerprint: String,
+    ) -> Result<Loader> {
+        if cfg.batch_size == 0 {
+            return Err(Error::invalid("batch_size must be >= 1"));
+        }
+        if cfg.world_size == 0 || cfg.rank >= cfg.world_size {
+            return Err(Error::invalid(format!(
+                "rank {} is out of range for world_size {}",
+                cfg.rank, cfg.world_size
+            )));
+        }
+        if domains.is_empty() {
+            return Err(Error::invalid("at least one domain is needed"));
+        }
+        if let Some(p) = &cfg.pack {
+            if p.seq_len == 0 {
+                return Err(Error::invalid("seq_len must be >= 1"));
+            }
+        }
+        let k = domains.len();
+        let weights = weights.unwrap_or_else(|| vec![1.0; k]);
+        let q = quantize(&weights, k)?;
+        Ok(Loader {
+            domains: Arc::new(domains),
+            fingerprint,
+            weights,
+            q,
+            credits: vec![0; k],
+            step: 0,
+            ordinals: vec![vec![0; cfg.world_size]; k],
+            cursors: vec![Cursor::default(); k],
+            engine: None,
+            cfg,
+        })
+    }
+
+    /// The domains.
+    pub fn domains(&self) -> &[Domain] {
+        &self.domains
+    }
+
+    /// Current weights (as given, not renormalised).
+    pub fn weights(&self) -> &[f64] {
+        &self.weights
+    }
+
+    /// Whether the loader packs tokens (else it yields raw samples).
+    pub fn packed(&self) -> bool {
+        self.cfg.pack.is_some()
+    }
+
+    /// The next step to be produced.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// Set the weights used from the very next batch on.
+    pub fn set_weights(&mut self, weights: Vec<f64>) -> Result<()> {
+        let q = quantize(&weights, self.domains.len())?;
+        if let Some(e) = &self.engine {
+            let mut sched = lock(&e.shared.sched);
+            sched.budget = budgets(sched.cap, &q);
+            drop(sched);
+            e.shared.work.notify_all();
+        }
+        self.q = q;
+        self.weights = weights;
+        Ok(())
+    }
+
+    fn engine(&mut self) -> Result<&Arc<Shared>> {
+        if self
+            .engine
+            .as_ref()
+            .is_some_and(|e| e.pid != std::process::id())
+        {
+            // Forked child: the read-ahead threads (and maybe a lock they held) stayed in the
+            // parent. Leak the copy without touching its locks and rebuild from the cursors.
+            std::mem::forget(self.engine.take());
+        }
+        if self.engine.is_none() {
+            let k = self.domains.len();
+            let streams = (0..k)
+                .map(|d| {
+                    Mutex::new(Stream::new(
+                        Arc::clone(&self.domains),
+                        d,
+                        self.cfg.seed,
+                        self.cfg.rank as u64,
+                        self.cfg.world_size as u64,
+                        self.cfg.pack.clone(),
+                        self.cursors[d],
+                    ))
+                })
+                .collect();
+            let tokenizer = self
+                .cfg
+                .pack
+                .as_ref()
+                .is_some_and(|p| p.tokenizer.is_some());
+            let threads = if self.cfg.readahead_bytes == 0 || tokenizer {
+                0
+            } else {
+                self.cfg.threads
+            };
+            let cap = self.cfg.readahead_bytes;
+            let shared = Arc::new(Shared {
+                streams,
+                sched: Mutex::new(Sched {
+                    queues: (0..k).map(|_| VecDeque::new()).collect(),
+                    bytes: vec![0; k],
+                    total: 0,
+                    budget: budgets(cap, &self.q),
+                    busy: vec![false; k],
+                    failed: vec![false; k],
+                    cap,
+                    consumer_waiting: false,
+                    idle_workers: 0,
+                }),
+                ready: Condvar::new(),
+                work: Condvar::new(),
+                stop: AtomicBool::new(false),
+            });
+            for i in 0..threads {
+                let s = Arc::clone(&shared);
+                std::thread::Builder::new()
+                    .name(format!("ado-readahead-{i}"))
+                    .spawn(move || s.worker())
+                    .map_err(|e| Error::invalid(format!("cannot start read-ahead thread: {e}")))?;
+            }
+            self.engine = Some(Engine {
+                shared,
+                pid: std::process::id(),
+            });
+        }
+        match &self.engine {
+            Some(e) => Ok(&e.shared),
+            None => Err(Error::State("loader engine missing".into())),
+        }
+    }
+
+    /// Produce this rank's batch of the next step.
+    pub fn next_batch(&mut self) -> Result<Batch> {
+        let (b, w, rank) = (self.cfg.batch_size, self.cfg.world_size, self.cfg.rank);
+        let mut credits = self.credits.clone();
+        let global = compose(
+            self.cfg.mode,
+            self.cfg.seed,
+            self.step,
+            &self.q,
+            &mut credits,
+            b * w,
+        );
+        let mine = &global[rank * b..(rank + 1) * b];
+        let shared = Arc::clone(self.engine()?);
+        let row = self.cfg.pack.as_ref().map_or(0, |p| p.seq_len + 1);
+        let mut batch = Batch {
+            step: self.step,
+            domains: mine.to_vec(),
+            keys: Vec::with_capacity(b),
+            samples: Vec::with_capacity(if row == 0 { b } else { 0 }),
+            tokens: if self.cfg.pack.as_ref().is_some_and(|p| p.int64) {
+                Tokens::I64(Vec::with_capacity(b * row))
+            } else {
+                Tokens::I32(Vec::with_capacity(b * row))
+            },
+        };
+        let mut cursors = self.cursors.clone();
+        let mut need = vec![0usize; self.domains.len()];
+        for &d in mine {
+            need[d as usize] += 1;
+        }
+        let mut items = Vec::with_capacity(need.len());
+        for (d, &n) in need.iter().enumerate() {
+            match shared.pop_many(d, n) {
+                Ok(v) => items.push(v),
+                Err(e) => {
+                    // Streams ran ahead of the committed cursors: rebuild them on the next call.
+                    self.engine = None;
+                    return Err(e);
+                }
+            }
+        }
+        for &d in mine {
+            let Some(p) = items[d as usize].pop_front() else {
+                return Err(Error::State("read-ahead returned too few items".into()));
+            };
+            cursors[d as usize] = p.after;
+            match p.item {
+                Item::Raw(s) => {
+                    batch.keys.push(s.key.clone());
+                    batch.samples.push(s);
+                }
+                Item::Tokens(t, key) => {
+                    batch.keys.push(key);
+                    match &mut batch.tokens {
+                        // Streams reject ids above i32::MAX when int32 output is asked for.
+                        Tokens::I32(v) => v.extend(t.iter().map(|&x| x as i32)),
+                        Tokens::I64(v) => v.extend(t.iter().map(|&x| i64::from(x))),
+                    }
+                }
+            }
+        }
+        // Commit only after the whole batch succeeded.
+        for (i, &d) in global.iter().enumerate() {
+            self.ordinals[d as usize][i / b] += 1;
+        }
+        self.credits = credits;
+        self.cursors = cursors;
+        self.step += 1;
+        Ok(batch)
+    }
+
+    /// Completed epochs of this rank's stream, per domain.
+    pub fn epochs(&self) -> Vec<u64> {
+        let (rank, world) = (self.cfg.rank as u64, self.cfg.world_size as u64);
+        (0..self.domains.len())
+            .map(|d| {
+                let per = Stream::new(
+                    Arc::clone(&self.domains),
+                    d,
+                    0,
+                    rank,
+                    world,
+                    None,
+                    Cursor::default(),
+                )
+                .per_epoch();
+                self.cursors[d].doc.saturating_sub(u64::from(
+                    self.cfg.pack.is_some() && self.cursors[d].doc > 0,
+                )) / per.max(1)
+            })
+            .collect()
+    }
+
+    /// The JSON-safe state.
+    pub fn state(&self) -> LoaderState {
+        LoaderState {
+            format_version: 1,
+            manifest_fingerprint: self.fingerprint.clone(),
+            domains: self.domains.iter().map(|d| d.name.clone()).collect(),
+            seed: self.cfg.seed,
+            mode: self.cfg.mode.name().into(),
+            batch_size: self.cfg.batch_size,
+            rank: self.cfg.rank,
+            world_size: self.cfg.world_size,
+            step: self.step,
+            weights: self.weights.clone(),
+            credits: self.credits.clone(),
+            ordinals: self.ordinals.clone(),
+            epochs: self.epochs(),
+            pack_cursors: self
+                .cfg
+                .pack
+                .as_ref()
+                .map(|_| self.cursors.iter().map(|c| (c.doc, c.tok)).collect()),
+        }
+    }
+
+    /// Restore a state saved by [`Loader::state`] (same manifest, seed, batch and world).
+    pub fn load_state(&mut self, st: &LoaderState) -> Result<()> {
+        let bad = |what: &str, have: String, got: String| {
+            Err(Error::State(format!(
+                "state was saved with {what} {got}, this loader has {have}"
+            )))
+        };
+        if st.format_version != 1 {
+            return bad("format_version", "1".into(), st.format_version.to_string());
+        }
+        if st.manifest_fingerprint != self.fingerprint {
+            return Err(Error::State(format!(
+                "state belongs to a different manifest (fingerprint {} != {}): other domains, \
+                 shards or shard contents",
+                st.manifest_fingerprint, self.fingerprint
+            )));
+        }
+        let names: Vec<String> = self.domains.iter().map(|d| d.name.clone()).collect();
+        if st.domains != names {
+            return bad("domains", format!("{names:?}"), format!("{:?}", st.domains));
+        }
+        if st.seed != self.cfg.seed {
+            return bad("seed", self.cfg.seed.to_string(), st.seed.to_string());
+        }
+        if st.mode != self.cfg.mode.name() {
+            return bad("mode", self.cfg.mode.name().into(), st.mode.clone());
+        }
+        if st.batch_size != self.cfg.batch_size || st.world_size != self.cfg.world_size {
+            return bad(
+                "batch_size/world_size",
+                format!("{}/{}", self.cfg.batch_size, self.cfg.world_size),
+                format!("{}/{}", st.batch_size, st.world_size),
+            );
+        }
+        if st.rank != self.cfg.rank {
+            return bad("rank", self.cfg.rank.to_string(), st.rank.to_string());
+        }
+        let k = names.len();
+        if st.credits.len() != k
+            || st.ordinals.len() != k
+            || st.ordinals.iter().any(|o| o.len() != self.cfg.world_size)
+        {
+            return Err(Error::State(
+                "state has the wrong number of domains or ranks".into(),
+            ));
+        }
+        if self.cfg.pack.is_some() != st.pack_cursors.is_some() {
+            return Err(Error::State("state and loader disagree on packing".into()));
+        }
+        let q = quantize(&st.weights, k).map_err(|e| Error::State(format!("weights: {e}")))?;
+        let cursors: Vec<Cursor> = match &st.pack_cursors {
+            Some(pc) if pc.len() == k => pc
+                .iter()
+                .zip(&st.ordinals)
+                .map(|(&(doc, tok), o)| Cursor {
+                    items: o[self.cfg.rank],
+                    doc,
+                    tok,
+                })
+                .collect(),
+            Some(_) => return Err(Error::State("pack_cursors has the wrong length".into())),
+            None => st
+                .ordinals
+                .iter()
+                .map(|o| Cursor {
+                    items: o[self.cfg.rank],
+                    doc: o[self.cfg.rank],
+                    tok: 0,
+                })
+                .collect(),
+        };
+        self.engine = None;
+        self.q = q;
+        self.weights = st.weights.clone();
+        self.credits = st.credits.clone();
+        self.ordinals = st.ordinals.clone();
+        self.cursors = cursors;
+        self.step = st.step;
+        Ok(())
+    }
+}

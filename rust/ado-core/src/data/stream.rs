@@ -1,0 +1,532 @@
+//! One domain's deterministic stream of samples (or packed sequences) on one rank.
+//!
+//! A domain's samples are numbered by concatenating its shards in manifest order. Rank `r` of `W`
+//! owns the samples whose number is `r` modulo `W` (a domain with fewer samples than ranks gives
+//! each rank one sample, `r mod N`), so ranks never read each other's samples. Each epoch of the
+//! rank's subset is a fresh permutation: the shard order is shuffled, then the order inside each
+//! shard, both keyed by (seed, domain, epoch[, shard, rank]) through [`crate::data::rng`]. The
+//! `k`-th item of the stream is therefore a pure function of `k`.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::data::rng::{permutation, tag};
+use crate::data::shard::{stat, ShardIndex};
+use crate::error::{Error, Result};
+
+/// A domain: its shards and their indexes.
+#[derive(Debug)]
+pub struct Domain {
+    pub name: String,
+    pub paths: Vec<PathBuf>,
+    pub shards: Vec<ShardIndex>,
+    /// `bases[s]` = number of samples before shard `s`; `bases[S]` = total.
+    pub bases: Vec<u64>,
+}
+
+impl Domain {
+    /// Build from indexed shards; an empty domain is an error.
+    pub fn new(name: String, paths: Vec<PathBuf>, shards: Vec<ShardIndex>) -> Result<Domain> {
+        let mut bases = Vec::with_capacity(shards.len() + 1);
+        let mut n = 0u64;
+        bases.push(0);
+        for s in &shards {
+            n += s.len() as u64;
+            bases.push(n);
+        }
+        if n == 0 {
+            return Err(Error::invalid(format!(
+                "domain {name:?} is empty: its {} shard(s) hold no sample",
+                shards.len()
+            )));
+        }
+        Ok(Domain {
+            name,
+            paths,
+            shards,
+            bases,
+        })
+    }
+
+    /// Total number of samples.
+    pub fn len(&self) -> u64 {
+        self.bases[self.shards.len()]
+    }
+
+    /// Whether the domain has no sample (never true for a constructed domain).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// (first local index, count, stride) of rank `r`'s samples in shard `s`.
+    fn rank_slice(&self, s: usize, rank: u64, world: u64) -> (u64, u64, u64) {
+        let n = self.shards[s].len() as u64;
+        let base = self.bases[s];
+        let total = self.len();
+        if total < world {
+            let g = rank % total;
+            return if (base..base + n).contains(&g) {
+                (g - base, 1, 1)
+            } else {
+                (0, 0, 1)
+            };
+        }
+        let first = (rank + world - base % world) % world;
+        let count = if first < n {
+            (n - first - 1) / world + 1
+        } else {
+            0
+        };
+        (first, count, world)
+    }
+}
+
+/// One raw sample: key and members (extension, range in `data`).
+#[derive(Debug, Clone)]
+pub struct RawSample {
+    pub key: String,
+    pub fields: Vec<(String, usize, usize)>,
+    pub data: Vec<u8>,
+}
+
+/// How tokens are stored in the packing field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFormat {
+    Npy,
+    U16,
+    U32,
+    Text,
+}
+
+/// A user tokenizer for `.txt` fields.
+pub trait Tokenize: Send + Sync {
+    /// Token ids of one document.
+    fn encode(&self, text: &[u8]) -> std::result::Result<Vec<u64>, String>;
+}
+
+/// LM packing parameters.
+#[derive(Clone)]
+pub struct PackSpec {
+    pub seq_len: usize,
+    pub eos: u32,
+    pub field: String,
+    pub format: TokenFormat,
+    pub vocab_size: Option<u64>,
+    pub tokenizer: Option<Arc<dyn Tokenize>>,
+    /// Hand out int64 (true) or int32 (false) tokens.
+    pub int64: bool,
+}
+
+impl std::fmt::Debug for PackSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackSpec")
+            .field("seq_len", &self.seq_len)
+            .field("eos", &self.eos)
+            .field("field", &self.field)
+            .field("format", &self.format)
+            .field("vocab_size", &self.vocab_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a stream yields.
+#[derive(Debug)]
+pub enum Item {
+    Raw(RawSample),
+    /// `seq_len + 1` tokens and the key of the document the sequence starts in.
+    Tokens(Vec<u32>, String),
+}
+
+/// Position of a stream: items produced, and (pack mode) the next token (document, offset).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub items: u64,
+    pub doc: u64,
+    pub tok: u64,
+}
+
+/// An item plus its size in bytes and the stream position after it.
+#[derive(Debug)]
+pub struct Produced {
+    pub item: Item,
+    pub bytes: usize,
+    pub after: Cursor,
+}
+
+/// The per-(domain, rank) stream state; see the module docs.
+pub struct Stream {
+    domains: Arc<Vec<Domain>>,
+    d: usize,
+    seed: u64,
+    rank: u64,
+    world: u64,
+    /// Samples in this rank's subset per epoch.
+    per_epoch: u64,
+    pack: Option<PackSpec>,
+    cursor: Cursor,
+    epoch_cache: Option<(u64, Vec<u32>, Vec<u64>)>,
+    within_cache: Option<(u64, usize, Vec<u32>)>,
+    file: Option<(usize, File)>,
+    doc: Option<(Vec<u32>, String)>,
+}
+
+impl Stream {
+    /// A stream positioned at `cursor`.
+    pub fn new(
+        domains: Arc<Vec<Domain>>,
+        d: usize,
+        seed: u64,
+        rank: u64,
+        world: u64,
+        pack: Option<PackSpec>,
+        cursor: Cursor,
+    ) -> Stream {
+        let dom = &domains[d];
+        let per_epoch = (0..dom.shards.len())
+            .map(|s| dom.rank_slice(s, rank, world).1)
+            .sum::<u64>();
+        Stream {
+            domains,
+            d,
+            seed,
+            rank,
+            world,
+            per_epoch,
+            pack,
+            cursor,
+            epoch_cache: None,
+            within_cache: None,
+            file: None,
+            doc: None,
+        }
+    }
+
+    /// Samples per epoch in this rank's subset.
+    pub fn per_epoch(&self) -> u64 {
+        self.per_epoch
+    }
+
+    /// (shard, local sample index) of the `ord`-th sample of this rank's stream.
+    pub fn locate(&mut self, ord: u64) -> (usize, usize) {
+        let (epoch, pos) = (ord / self.per_epoch, ord % self.per_epoch);
+        let dom = &self.domains[self.d];
+        let n_shards = dom.shards.len();
+        if self.epoch_cache.as_ref().is_none_or(|c| c.0 != epoch) {
+            let order = permutation(
+                n_shards,
+                &[self.seed, tag::SHARD_ORDER, self.d as u64, epoch],
+            );
+            let mut prefix = Vec::with_capacity(n_shards + 1);
+            let mut acc = 0u64;
+            prefix.push(0);
+            for &s in &order {
+                acc += dom.rank_slice(s as usize, self.rank, self.world).1;
+                prefix.push(acc);
+            }
+            self.epoch_cache = Some((epoch, order, prefix));
+            self.within_cache = None;
+        }
+        let Some((_, order, prefix)) = self.epoch_cache.as_ref() else {
+            return (0, 0);
+        };
+        let slot = prefix.partition_point(|&p| p <= pos) - 1;
+        let s = order[slot] as usize;
+        let k = pos - prefix[slot];
+        let (first, count, stride) = dom.rank_slice(s, self.rank, self.world);
+        if self
+            .within_cache
+            .as_ref()
+            .is_none_or(|c| c.0 != epoch || c.1 != s)
+        {
+            let key = [
+                self.seed,
+                tag::WITHIN_SHARD,
+                self.d as u64,
+                epoch,
+                s as u64,
+                self.rank,
+            ];
+            self.within_cache = Some((epoch, s, permutation(count as usize, &key)));
+        }
+        let perm = self.within_cache.as_ref().map_or(&[][..], |c| &c.2[..]);
+        let k = perm.get(k as usize).copied().map_or(k, u64::from);
+        (s, (first + k * stride) as usize)
+    }
+
+    fn read_sample(&mut self, s: usize, j: usize) -> Result<RawSample> {
+        let dom = &self.domains[self.d];
+        let path = &dom.paths[s];
+        if self.file.as_ref().is_none_or(|f| f.0 != s) {
+            let (size, mtime) = stat(path)?;
+            let idx = &dom.shards[s];
+            if size != idx.file_size || mtime != idx.mtime_ns {
+                return Err(Error::Shard {
+                    path: path.clone(),
+                    message: "shard changed since it was indexed; rebuild the loader".into(),
+                });
+            }
+            let f = File::open(path).map_err(|e| Error::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            self.file = Some((s, f));
+        }
+        let idx = &dom.shards[s];
+        let members = idx.sample(j);
+        let lo = members.iter().map(|m| m.offset).min().unwrap_or(0);
+        let hi = members.iter().map(|m| m.offset + m.size).max().unwrap_or(0);
+        let mut data = vec![0u8; (hi - lo) as usize];
+        if let Some((_, f)) = &self.file {
+            f.read_exact_at(&mut data, lo).map_err(|e| Error::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+        }
+        let fields = members
+            .iter()
+            .map(|m| {
+                (
+                    idx.exts[m.ext as usize].clone(),
+                    (m.offset - lo) as usize,
+                    m.size as usize,
+                )
+            })
+            .collect();
+        Ok(RawSample {
+            key: idx.keys[j].clone(),
+            fields,
+            data,
+        })
+    }
+
+    fn next_raw(&mut self) -> Result<RawSample> {
+        let (s, j) = self.locate(self.cursor.doc);
+        let sample = self.read_sample(s, j)?;
+        self.cursor.doc += 1;
+        Ok(sample)
+    }
+
+    /// Produce the next item and advance.
+    pub fn produce(&mut self) -> Result<Produced> {
+        let item = match self.pack.clone() {
+            None => {
+                let sample = self.next_raw()?;
+                self.cursor.items += 1;
+                Item::Raw(sample)
+            }
+            Some(spec) => {
+                let (seq, key) = self.next_sequence(&spec)?;
+                self.cursor.items += 1;
+                Item::Tokens(seq, key)
+            }
+        };
+        let bytes = match &item {
+            Item::Raw(s) => s.data.len() + s.key.len() + 64,
+            Item::Tokens(t, _) => t.len() * 4 + 64,
+        };
+        Ok(Produced {
+            item,
+            bytes,
+            after: self.cursor,
+        })
+    }
+
+    fn load_doc(&mut self, spec: &PackSpec) -> Result<()> {
+        let sample = self.next_raw()?;
+        let dom_name = self.domains[self.d].name.clone();
+        let ctx = |msg: String| {
+            Error::invalid(format!(
+                "domain {dom_name:?}, sample {:?}: {msg}",
+                sample.key
+            ))
+        };
+        let Some(&(_, start, len)) = sample.fields.iter().find(|f| f.0 == spec.field) else {
+            let have: Vec<&str> = sample.fields.iter().map(|f| f.0.as_str()).collect();
+            return Err(ctx(format!("no field {:?} (has {have:?})", spec.field)));
+        };
+        let bytes = &sample.data[start..start + len];
+        let mut toks: Vec<u32> = match spec.format {
+            TokenFormat::U16 => decode_le(bytes, 2).map_err(ctx)?,
+            TokenFormat::U32 => decode_le(bytes, 4).map_err(ctx)?,
+            TokenFormat::Npy => decode_npy(bytes).map_err(ctx)?,
+            TokenFormat::Text => {
+                let Some(tok) = &spec.tokenizer else {
+                    return Err(ctx("a .txt field needs a tokenizer".into()));
+                };
+                let ids = tok
+                    .encode(bytes)
+                    .map_err(|e| ctx(format!("tokenizer failed: {e}")))?;
+                ids.into_iter()
+                    .map(|t| u32::try_from(t).map_err(|_| ctx(format!("token id {t} too large"))))
+                    .collect::<Result<Vec<u32>>>()?
+            }
+        };
+        toks.push(spec.eos);
+        if let Some(v) = spec.vocab_size {
+            if let Some(bad) = toks.iter().find(|&&t| u64::from(t) >= v) {
+                return Err(ctx(format!("token id {bad} >= vocab_size {v}")));
+            }
+        }
+        if !spec.int64 {
+            if let Some(bad) = toks.iter().find(|&&t| t > i32::MAX as u32) {
+                return Err(ctx(format!(
+                    "token id {bad} does not fit int32; use dtype int64"
+                )));
+            }
+        }
+        self.doc = Some((toks, sample.key));
+        Ok(())
+    }
+
+    fn next_sequence(&mut self, spec: &PackSpec) -> Result<(Vec<u32>, String)> {
+        if self.doc.is_none() && self.cursor.doc > 0 {
+            // Resuming: re-read the current document and restore the token offset.
+            let tok = self.cursor.tok;
+            self.cursor.doc -= 1;
+            self.load_doc(spec)?;
+            self.cursor.tok = tok;
+        }
+        let want = spec.seq_len + 1;
+        let mut out = Vec::with_capacity(want);
+        let mut key = None;
+        while out.len() < want {
+            let tok = self.cursor.tok as usize;
+            if self.doc.as_ref().is_none_or(|(toks, _)| tok >= toks.len()) {
+                self.load_doc(spec)?;
+                self.cursor.tok = 0;
+            }
+            let Some((toks, k)) = &self.doc else { break };
+            if key.is_none() {
+                key = Some(k.clone());
+            }
+            let from = self.cursor.tok as usize;
+            let take = (want - out.len()).min(toks.len() - from);
+            out.extend_from_slice(&toks[from..from + take]);
+            self.cursor.tok = (from + take) as u64;
+        }
+        Ok((out, key.unwrap_or_default()))
+    }
+
+    /// The pack cursor as (next document, token offset), normalised.
+    pub fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+}
+
+/// Decode little-endian unsigned integers of `width` bytes.
+fn decode_le(bytes: &[u8], width: usize) -> std::result::Result<Vec<u32>, String> {
+    if bytes.len() % width != 0 {
+        return Err(format!(
+            "{} bytes is not a multiple of {width}",
+            bytes.len()
+        ));
+    }
+    Ok(match width {
+        2 => bytes
+            .chunks_exact(2)
+            .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        _ => bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    })
+}
+
+/// Decode a 1-D `.npy` array of uint16/uint32 (little-endian or native).
+fn decode_npy(bytes: &[u8]) -> std::result::Result<Vec<u32>, String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("not a .npy array".into());
+    }
+    let (hlen, start) = match bytes[6] {
+        1 => (usize::from(u16::from_le_bytes([bytes[8], bytes[9]])), 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(format!("unsupported .npy version {v}")),
+    };
+    let header = bytes
+        .get(start..start + hlen)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or("truncated .npy header")?;
+    let compact: String = header.chars().filter(|c| !c.is_whitespace()).collect();
+    let width = if compact.contains("'descr':'<u2'") || compact.contains("'descr':'=u2'") {
+        2
+    } else if compact.contains("'descr':'<u4'") || compact.contains("'descr':'=u4'") {
+        4
+    } else {
+        return Err(format!(
+            ".npy dtype must be uint16 or uint32 (little-endian); header {header}"
+        ));
+    };
+    if compact.contains("'fortran_order':True") {
+        return Err(".npy in Fortran order is not supported".into());
+    }
+    let shape_1d = compact.contains("'shape':(") && {
+        let s = compact.split("'shape':(").nth(1).unwrap_or("");
+        let inner = s.split(')').next().unwrap_or("");
+        inner.split(',').filter(|p| !p.is_empty()).count() == 1
+    };
+    if !shape_1d {
+        return Err(format!(".npy token arrays must be 1-D; header {header}"));
+    }
+    decode_le(&bytes[start + hlen..], width)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_decoding() {
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        let h = "{'descr': '<u2', 'fortran_order': False, 'shape': (3,), }";
+        let mut header = h.to_string();
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        b.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        b.extend_from_slice(header.as_bytes());
+        for t in [1u16, 2, 65535] {
+            b.extend_from_slice(&t.to_le_bytes());
+        }
+        assert_eq!(decode_npy(&b), Ok(vec![1, 2, 65535]));
+        assert!(decode_npy(b"junk").is_err());
+    }
+
+    #[test]
+    fn rank_slices_partition_the_domain() {
+        let mk = |n: usize| ShardIndex {
+            file_size: 0,
+            mtime_ns: 0,
+            header_hash: 0,
+            bytes_read: 0,
+            exts: vec![],
+            keys: vec![String::new(); n],
+            starts: vec![0; n + 1],
+            members: vec![],
+        };
+        let dom = Domain::new("x".into(), vec![], vec![mk(5), mk(3), mk(7)]);
+        let Ok(dom) = dom else { panic!("domain") };
+        for world in [1u64, 2, 3, 4, 16] {
+            let mut seen = vec![0; 15];
+            for r in 0..world {
+                for s in 0..3 {
+                    let (first, count, stride) = dom.rank_slice(s, r, world);
+                    for k in 0..count {
+                        seen[(dom.bases[s] + first + k * stride) as usize] += 1;
+                    }
+                }
+            }
+            if world <= 15 {
+                assert!(seen.iter().all(|&c| c == 1), "{world}: {seen:?}");
+            } else {
+                assert_eq!(seen.iter().sum::<u32>(), world as u32);
+            }
+        }
+    }
+}

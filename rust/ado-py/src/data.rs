@@ -1,0 +1,333 @@
+//! Bindings of `ado_core::data`: shard indexing and the mixture loader core.
+//!
+//! The Python wrapper `ado.data.MixtureLoader` owns configuration, pickling and the public API;
+//! this class only holds the Rust loader. Heavy work (indexing, reading, packing) runs with the
+//! GIL released.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use ado_core::data::loader::{Batch, Loader, LoaderConfig, LoaderState, Tokens};
+use ado_core::data::sampler::Mode;
+use ado_core::data::shard::IndexSource;
+use ado_core::data::stream::{Domain, PackSpec, TokenFormat, Tokenize};
+use ado_core::data::{fingerprint, index_shards};
+use ado_core::Error;
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use crate::errors::{PyAdoError, PyAdoResult};
+
+fn source_name(s: IndexSource) -> &'static str {
+    match s {
+        IndexSource::Cache => "cache",
+        IndexSource::Built => "built",
+        IndexSource::BuiltUncached => "uncached",
+    }
+}
+
+/// Index one shard (or load its valid sidecar). Returns a summary dict.
+#[pyfunction]
+#[pyo3(signature = (path, cache_dir=None))]
+pub fn index_shard<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    cache_dir: Option<PathBuf>,
+) -> PyAdoResult<Bound<'py, PyDict>> {
+    let mut res = py.detach(|| index_shards(&[path], cache_dir.as_deref(), 1))?;
+    let (idx, source) = res.pop().ok_or_else(|| Error::State("no index".into()))?;
+    let out = PyDict::new(py);
+    let set = |k: &str, v: Bound<'py, PyAny>| out.set_item(k, v);
+    let r: PyResult<()> = (|| {
+        set("samples", idx.len().into_pyobject(py)?.into_any())?;
+        set("members", idx.members.len().into_pyobject(py)?.into_any())?;
+        set("file_size", idx.file_size.into_pyobject(py)?.into_any())?;
+        set("bytes_read", idx.bytes_read.into_pyobject(py)?.into_any())?;
+        set(
+            "header_hash",
+            format!("{:016x}", idx.header_hash)
+                .into_pyobject(py)?
+                .into_any(),
+        )?;
+        set("source", source_name(source).into_pyobject(py)?.into_any())?;
+        set("exts", PyList::new(py, &idx.exts)?.into_any())?;
+        // Token counts where the format tells them without reading data: raw .u16 / .u32 fields.
+        let tokens = PyDict::new(py);
+        for (e, ext) in idx.exts.iter().enumerate() {
+            let width = match ext.rsplit('.').next() {
+                Some("u16") => 2,
+                Some("u32") => 4,
+                _ => continue,
+            };
+            let bytes: u64 = idx
+                .members
+                .iter()
+                .filter(|m| m.ext as usize == e)
+                .map(|m| m.size)
+                .sum();
+            tokens.set_item(ext, bytes / width)?;
+        }
+        set("tokens", tokens.into_any())?;
+        Ok(())
+    })();
+    r.map_err(|e| PyAdoError(Error::invalid(e.to_string())))?;
+    Ok(out)
+}
+
+/// A sample key and its members `(ext, offset, size)`.
+type SampleMembers = (String, Vec<(String, u64, u64)>);
+
+/// Members of every sample of a shard: `[(key, [(ext, offset, size), ...]), ...]`.
+#[pyfunction]
+#[pyo3(signature = (path, cache_dir=None))]
+pub fn shard_members(
+    py: Python<'_>,
+    path: PathBuf,
+    cache_dir: Option<PathBuf>,
+) -> PyAdoResult<Vec<SampleMembers>> {
+    let mut res = py.detach(|| index_shards(&[path], cache_dir.as_deref(), 1))?;
+    let (idx, _) = res.pop().ok_or_else(|| Error::State("no index".into()))?;
+    Ok((0..idx.len())
+        .map(|i| {
+            let ms = idx
+                .sample(i)
+                .iter()
+                .map(|m| (idx.exts[m.ext as usize].clone(), m.offset, m.size))
+                .collect();
+            (idx.keys[i].clone(), ms)
+        })
+        .collect())
+}
+
+/// A Python tokenizer callable: `str -> sequence of int`.
+struct PyTokenizer(Py<PyAny>);
+
+impl Tokenize for PyTokenizer {
+    fn encode(&self, text: &[u8]) -> Result<Vec<u64>, String> {
+        let text = std::str::from_utf8(text).map_err(|e| format!("text is not UTF-8: {e}"))?;
+        Python::attach(|py| {
+            let out = self.0.bind(py).call1((text,)).map_err(|e| e.to_string())?;
+            out.extract::<Vec<u64>>()
+                .map_err(|e| format!("tokenizer must return ints: {e}"))
+        })
+    }
+}
+
+/// The Rust half of `ado.data.MixtureLoader`.
+#[pyclass(name = "MixtureLoaderCore", module = "ado._core", frozen)]
+pub struct PyMixtureLoaderCore {
+    inner: Mutex<Loader>,
+    num_samples: Vec<u64>,
+    fingerprint: String,
+}
+
+type PackArgs = (
+    usize,
+    u32,
+    String,
+    String,
+    Option<u64>,
+    Option<Py<PyAny>>,
+    bool,
+);
+
+fn lock(m: &Mutex<Loader>) -> std::sync::MutexGuard<'_, Loader> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[pymethods]
+impl PyMixtureLoaderCore {
+    /// `domains`: `[(name, [shard paths])]`. `pack`: `(seq_len, eos_id, field, format,
+    /// vocab_size, tokenizer, int64)` with format one of `npy`, `u16`, `u32`, `txt`.
+    #[new]
+    #[pyo3(signature = (domains, *, batch_size, seed, rank, world_size, mode, weights,
+                        readahead_bytes, threads, cache_dir, index_threads, pack))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        domains: Vec<(String, Vec<PathBuf>)>,
+        batch_size: usize,
+        seed: u64,
+        rank: usize,
+        world_size: usize,
+        mode: &str,
+        weights: Option<Vec<f64>>,
+        readahead_bytes: usize,
+        threads: usize,
+        cache_dir: Option<PathBuf>,
+        index_threads: usize,
+        pack: Option<PackArgs>,
+    ) -> PyAdoResult<Self> {
+        let mode = Mode::parse(mode)?;
+        let pack = match pack {
+            None => None,
+            Some((seq_len, eos, field, format, vocab_size, tokenizer, int64)) => {
+                let format = match format.as_str() {
+                    "npy" => TokenFormat::Npy,
+                    "u16" => TokenFormat::U16,
+                    "u32" => TokenFormat::U32,
+                    "txt" => TokenFormat::Text,
+                    other => {
+                        return Err(Error::invalid(format!(
+                            "token format must be npy, u16, u32 or txt, got {other:?}"
+                        ))
+                        .into())
+                    }
+                };
+                if format == TokenFormat::Text && tokenizer.is_none() {
+                    return Err(Error::invalid("a txt token field needs a tokenizer").into());
+                }
+                let tokenizer = tokenizer.map(|t| Arc::new(PyTokenizer(t)) as Arc<dyn Tokenize>);
+                Some(PackSpec {
+                    seq_len,
+                    eos,
+                    field,
+                    format,
+                    vocab_size,
+                    tokenizer,
+                    int64,
+                })
+            }
+        };
+        let (loader, num_samples, fp) = py.detach(move || -> PyAdoResult<_> {
+            let all: Vec<PathBuf> = domains
+                .iter()
+                .flat_map(|(_, p)| p.iter().cloned())
+                .collect();
+            let mut indexes = index_shards(&all, cache_dir.as_deref(), index_threads)?.into_iter();
+            let mut doms = Vec::with_capacity(domains.len());
+            for (name, paths) in domains {
+                let shards: Vec<_> = indexes.by_ref().take(paths.len()).map(|(i, _)| i).collect();
+                doms.push(Domain::new(name, paths, shards)?);
+            }
+            let fp = fingerprint(
+                &doms
+                    .iter()
+                    .map(|d| (d.name.clone(), d.shards.iter().collect()))
+                    .collect::<Vec<_>>(),
+            );
+            let num_samples = doms.iter().map(Domain::len).collect();
+            let cfg = LoaderConfig {
+                batch_size,
+                seed,
+                rank,
+                world_size,
+                mode,
+                readahead_bytes,
+                threads,
+                pack,
+            };
+            Ok((
+                Loader::new(cfg, doms, weights, fp.clone())?,
+                num_samples,
+                fp,
+            ))
+        })?;
+        Ok(PyMixtureLoaderCore {
+            inner: Mutex::new(loader),
+            num_samples,
+            fingerprint: fp,
+        })
+    }
+
+    /// Samples per domain.
+    #[getter]
+    fn num_samples(&self) -> Vec<u64> {
+        self.num_samples.clone()
+    }
+
+    /// Content fingerprint of the manifest.
+    #[getter]
+    fn fingerprint(&self) -> String {
+        self.fingerprint.clone()
+    }
+
+    /// The next step to be produced.
+    #[getter]
+    fn step(&self) -> u64 {
+        lock(&self.inner).step()
+    }
+
+    /// Current weights.
+    #[getter]
+    fn weights(&self) -> Vec<f64> {
+        lock(&self.inner).weights().to_vec()
+    }
+
+    /// Completed epochs of this rank's stream, per domain.
+    fn epochs(&self) -> Vec<u64> {
+        lock(&self.inner).epochs()
+    }
+
+    /// Weights for the very next batch.
+    fn set_weights(&self, weights: Vec<f64>) -> PyAdoResult<()> {
+        Ok(lock(&self.inner).set_weights(weights)?)
+    }
+
+    /// `(step, domain, keys, samples, tokens)`; `samples` (raw) or `tokens` (pack) is `None`.
+    #[allow(clippy::type_complexity)]
+    fn next_batch<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(
+        u64,
+        Bound<'py, PyArray1<i64>>,
+        Bound<'py, PyList>,
+        Option<Bound<'py, PyList>>,
+        Option<Bound<'py, PyAny>>,
+    )> {
+        let packed = lock(&self.inner).packed();
+        let batch: Batch = py
+            .detach(|| lock(&self.inner).next_batch())
+            .map_err(PyAdoError::from)?;
+        let b = batch.domains.len();
+        let domain = PyArray1::from_vec(py, batch.domains.iter().map(|&d| i64::from(d)).collect());
+        let keys = PyList::new(py, &batch.keys)?;
+        if packed {
+            let row = tokens_len(&batch.tokens).checked_div(b).unwrap_or(0);
+            let arr = match batch.tokens {
+                Tokens::I32(v) => Array2::from_shape_vec((b, row), v)
+                    .map_err(|e| PyAdoError(Error::State(e.to_string())))?
+                    .into_pyarray(py)
+                    .into_any(),
+                Tokens::I64(v) => Array2::from_shape_vec((b, row), v)
+                    .map_err(|e| PyAdoError(Error::State(e.to_string())))?
+                    .into_pyarray(py)
+                    .into_any(),
+            };
+            return Ok((batch.step, domain, keys, None, Some(arr)));
+        }
+        let samples = PyList::empty(py);
+        for s in &batch.samples {
+            let d = PyDict::new(py);
+            d.set_item("__key__", &s.key)?;
+            for (ext, start, len) in &s.fields {
+                d.set_item(ext, PyBytes::new(py, &s.data[*start..start + len]))?;
+            }
+            samples.append(d)?;
+        }
+        Ok((batch.step, domain, keys, Some(samples), None))
+    }
+
+    /// The loader state as a JSON string.
+    fn state_json(&self) -> PyAdoResult<String> {
+        serde_json::to_string(&lock(&self.inner).state())
+            .map_err(|e| PyAdoError(Error::State(e.to_string())))
+    }
+
+    /// Restore a state from `state_json`.
+    fn load_state_json(&self, state: &str) -> PyAdoResult<()> {
+        let st: LoaderState = serde_json::from_str(state)
+            .map_err(|e| PyAdoError(Error::State(format!("malformed loader state: {e}"))))?;
+        Ok(lock(&self.inner).load_state(&st)?)
+    }
+}
+
+fn tokens_len(t: &Tokens) -> usize {
+    match t {
+        Tokens::I32(v) => v.len(),
+        Tokens::I64(v) => v.len(),
+    }
+}

@@ -1,0 +1,52 @@
+"""Fixtures for the loader tests: small WebDataset shards written in temporary folders."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webdataset as wds  # type: ignore[import-untyped]
+
+MakeDomain = Callable[..., list[Path]]
+
+
+def _npy(tokens: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, tokens)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def make_domain(tmp_path: Path) -> MakeDomain:
+    """``make_domain(name, n, per_shard=..., tokens=False)`` writes shards for one domain.
+
+    Each sample has ``txt`` (its key) and ``bin`` members; with ``tokens=True`` also ``npy``
+    (uint16), ``u16`` and ``u32`` token fields of random lengths, ids ``< 1000``.
+    """
+
+    def make(name: str, n: int, per_shard: int = 25, tokens: bool = False) -> list[Path]:
+        folder = tmp_path / name
+        folder.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng([ord(c) for c in name] + [n])
+        with wds.ShardWriter(
+            str(folder / "shard-%03d.tar"), maxcount=per_shard, verbose=0, mtime=0.0
+        ) as sink:
+            for i in range(n):
+                key = f"{name}-{i:05d}"
+                sample: dict[str, object] = {
+                    "__key__": key,
+                    "txt": key,
+                    "bin": rng.bytes(int(rng.integers(1, 64))),
+                }
+                if tokens:
+                    toks = rng.integers(1, 1000, size=int(rng.integers(0, 40)), dtype=np.uint16)
+                    sample["npy"] = _npy(toks)
+                    sample["u16"] = toks.tobytes()
+                    sample["u32"] = toks.astype("<u4").tobytes()
+                sink.write(sample)
+        return sorted(folder.glob("shard-*.tar"))
+
+    return make
