@@ -17,7 +17,7 @@ from ado.errors import AdoError
 __all__ = ["main"]
 
 #: Modules that contribute subcommands, in help order.
-COMMAND_MODULES: tuple[str, ...] = ("ado.cli.fit",)
+COMMAND_MODULES: tuple[str, ...] = ("ado.cli.fit", "ado.cli.simulate", "ado.cli.replay")
 
 
 def build_parser() -> argparse.ArgumentParser:
