@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ado.errors import InvalidInputError, StateError
+from ado.errors import FitError, InvalidInputError, StateError
 from ado.estimators.power_law import FitConfig, PowerLawEstimator, PowerLawFit
 from ado.stats import F64, StepStats
 
@@ -133,15 +133,22 @@ class ScalingLawEstimator:
         return False
 
     def refit(self, step: int) -> bool:
-        """Fit now; keep the previous fit if this one is skipped or rejected."""
+        """Fit now; keep the previous fit if this one is skipped (too few points) or rejected (the
+        fitter failed, or returned NaN/inf parameters)."""
         have = int(self._est.num_points().min())
         if have < self.min_points:
             self.num_skipped += 1
             logger.debug("step %d: refit skipped, %d < %d fit points", step, have, self.min_points)
             return False
         start = time.perf_counter()
-        fit = self._est.fit(self.fit_config)
-        self.last_fit_ms = (time.perf_counter() - start) * 1e3
+        try:
+            fit = self._est.fit(self.fit_config)
+        except FitError as err:
+            self.num_rejected += 1
+            logger.warning("step %d: power-law fit failed (%s); keeping the last", step, err)
+            return False
+        finally:
+            self.last_fit_ms = (time.perf_counter() - start) * 1e3
         if not fit.is_finite():
             self.num_rejected += 1
             logger.warning("step %d: power-law fit has NaN/inf parameters; keeping the last", step)
