@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-
 from ado import StepStats
 
 REPO = Path(__file__).resolve().parents[2]

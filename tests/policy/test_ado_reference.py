@@ -7,11 +7,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
-from helpers import POLICIES, TESTDATA
-from scipy.signal import savgol_filter
-
 from ado import StepStats, load_policy
 from ado.policy import ADO
+from helpers import POLICIES, TESTDATA
+from scipy.signal import savgol_filter
 
 STREAM = TESTDATA / "ado_reference_stream.npz"
 pytestmark = pytest.mark.skipif(not STREAM.exists(), reason=f"{STREAM} not found")

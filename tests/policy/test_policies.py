@@ -6,11 +6,10 @@ import math
 
 import numpy as np
 import pytest
-from helpers import POLICIES, stream
-
 from ado import InvalidInputError, StepStats, load_policy
 from ado.estimators import FitConfig, Limit
 from ado.policy import ADO, ODM, DoReMi, Temperature, clip_min_probability
+from helpers import POLICIES, stream
 
 NAMES = ["a", "b", "c"]
 MU = np.array([0.6, 0.3, 0.1])
@@ -139,7 +138,7 @@ def test_ado_uses_the_prior_until_the_first_fit_and_skips_thin_fits() -> None:
         POLICIES / "ado.yaml",
         domains=NAMES,
         prior=MU,
-        overrides=dict(ignore_steps=0, start_step=50, update_interval=50, min_points=12),
+        overrides={"ignore_steps": 0, "start_step": 50, "update_interval": 50, "min_points": 12},
     )
     assert isinstance(p, ADO)
     for stats in stream(3, 200, seed=3):
@@ -158,7 +157,7 @@ def test_ado_rejects_a_failed_fit_and_keeps_the_last() -> None:
         POLICIES / "ado.yaml",
         domains=NAMES,
         prior=MU,
-        overrides=dict(ignore_steps=0, start_step=100, update_interval=100, min_points=5),
+        overrides={"ignore_steps": 0, "start_step": 100, "update_interval": 100, "min_points": 5},
     )
     assert isinstance(p, ADO)
     steps = list(stream(3, 201, seed=4))
@@ -172,7 +171,8 @@ def test_ado_rejects_a_failed_fit_and_keeps_the_last() -> None:
         p.update(stats)
     assert p.estimator.current is good
     assert (p.metrics()["fits"], p.metrics()["fits_rejected"]) == (1, 1)
-    assert np.all(np.isfinite(p.weights)) and abs(p.weights.sum() - 1) < 1e-12
+    assert np.all(np.isfinite(p.weights))
+    assert abs(p.weights.sum() - 1) < 1e-12
 
 
 def test_ado_weights_stay_the_prior_when_every_fit_fails() -> None:
@@ -200,7 +200,7 @@ def test_ado_credit_and_first_fit_average() -> None:
         POLICIES / "ado.yaml",
         domains=NAMES,
         prior=MU,
-        overrides=dict(ignore_steps=0, start_step=100, update_interval=100, min_points=5),
+        overrides={"ignore_steps": 0, "start_step": 100, "update_interval": 100, "min_points": 5},
     )
     assert isinstance(p, ADO)
     h = MU.copy()

@@ -9,8 +9,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pytest
-from helpers import POLICIES
-
 from ado import (
     ConfigError,
     Policy,
@@ -23,6 +21,7 @@ from ado import (
 )
 from ado.policy import ADO, Guarded, Static
 from ado.sim import default_spec, simulate
+from helpers import POLICIES
 
 PRESETS = sorted(POLICIES.glob("*.yaml"))
 NAMES = ["a", "b", "c", "d"]
@@ -55,15 +54,15 @@ def test_natural_and_uniform() -> None:
 
 def test_overrides_apply_to_any_field_and_are_validated() -> None:
     policy = load_policy(
-        POLICIES / "ado.yaml", domains=NAMES, prior=MU, overrides=dict(update_interval=200)
+        POLICIES / "ado.yaml", domains=NAMES, prior=MU, overrides={"update_interval": 200}
     )
     assert isinstance(policy, ADO)
     assert policy.config.update_interval == 200
     assert policy.estimator.update_interval == 200
     with pytest.raises(ConfigError, match="update_interval"):
-        load_policy_config(POLICIES / "ado.yaml", overrides=dict(update_interval=0))
+        load_policy_config(POLICIES / "ado.yaml", overrides={"update_interval": 0})
     with pytest.raises(ConfigError, match="not_a_field"):
-        load_policy_config(POLICIES / "ado.yaml", overrides=dict(not_a_field=1))
+        load_policy_config(POLICIES / "ado.yaml", overrides={"not_a_field": 1})
     cfg = load_policy_config(POLICIES / "odm.yaml", overrides={"estimator.decay": 0.5})
     assert cfg.estimator.decay == 0.5  # type: ignore[attr-defined]
     cfg = load_policy_config(
