@@ -7,7 +7,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from ado.errors import StateError
+from ado.errors import InvalidInputError, StateError
 from ado.estimators.base import EstimatorConfigBase
 from ado.stats import F64, StepStats
 
@@ -50,6 +50,11 @@ class LossEMAEstimator:
         present = stats.counts > 0
         x = stats.loss_sums[present] / stats.counts[present]
         if self.transform == "exp":
+            if x.size and x.max() > 700.0:
+                raise InvalidInputError(
+                    f"loss-EMA with transform 'exp': mean loss {float(x.max())!r} overflows exp(); "
+                    "losses are expected in nats"
+                )
             x = np.exp(x)
         old = self._value[present]
         new = self.decay * old + (1.0 - self.decay) * x

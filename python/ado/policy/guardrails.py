@@ -52,6 +52,8 @@ def project_floor(w: F64, min_prob: float) -> F64:
     if not low.any():
         return w
     while True:
+        if low.all():  # K * min_prob == 1 (up to rounding): the only feasible point
+            return np.full(w.shape, 1.0 / w.size)
         rest = w[~low]
         budget = 1.0 - min_prob * float(low.sum())
         total = float(rest.sum())
