@@ -22,6 +22,8 @@ __all__ = ["F64", "StepStats"]
 
 F64 = npt.NDArray[np.float64]
 
+_sum = np.add.reduce
+
 
 def _vector(name: str, value: Any, k: int | None) -> F64:
     arr = np.asarray(value, dtype=np.float64)
@@ -32,7 +34,7 @@ def _vector(name: str, value: Any, k: int | None) -> F64:
             f"StepStats.{name} has {arr.shape[0]} entries; counts has {k} (one per domain)"
         )
     # A NaN or inf anywhere makes the sum non-finite (or overflows): one reduction checks all.
-    if not math.isfinite(float(arr.sum())):
+    if not math.isfinite(_sum(arr)):
         raise InvalidInputError(f"StepStats.{name} holds NaN or inf: {arr.tolist()}")
     return arr
 
@@ -71,10 +73,10 @@ class StepStats:
         k = counts.shape[0]
         if k == 0:
             raise InvalidInputError("StepStats.counts is empty (need one entry per domain)")
-        if counts.min() < 0:
+        if np.minimum.reduce(counts) < 0:
             raise InvalidInputError(f"StepStats.counts must be >= 0, got {counts.tolist()}")
         loss_sums = _vector("loss_sums", self.loss_sums, k)
-        if np.any(loss_sums[counts == 0]):
+        if not counts.all() and np.any(loss_sums[counts == 0]):
             raise InvalidInputError(
                 "StepStats.loss_sums is non-zero for a domain with counts == 0: "
                 f"counts={counts.tolist()}, loss_sums={loss_sums.tolist()}"

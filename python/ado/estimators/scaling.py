@@ -26,6 +26,8 @@ from ado.stats import F64, StepStats
 
 __all__ = ["ScalingLawEstimator"]
 
+_sum = np.add.reduce
+
 logger = logging.getLogger(__name__)
 
 
@@ -89,9 +91,12 @@ class ScalingLawEstimator:
             missing=missing,
         )
         self._total = 0.0
+        self.last_batch = 0.0
         self._domain_n = np.zeros(num_domains)
         self._x = np.empty(num_domains)
-        self.current: PowerLawFit | None = None
+        self._losses = np.empty(num_domains)
+        self._current: PowerLawFit | None = None
+        self._slope_mult = np.zeros(num_domains)
         self.num_fits = 0
         self.num_rejected = 0
         self.num_skipped = 0
@@ -102,6 +107,17 @@ class ScalingLawEstimator:
     def num_domains(self) -> int:
         """K."""
         return self._k
+
+    @property
+    def current(self) -> PowerLawFit | None:
+        """The fit in use (None before the first accepted fit)."""
+        return self._current
+
+    @current.setter
+    def current(self, fit: PowerLawFit | None) -> None:
+        self._current = fit
+        if fit is not None:
+            self._slope_mult = np.maximum(fit.alpha, self.alpha_floor)
 
     @property
     def total_samples(self) -> float:
@@ -119,13 +135,17 @@ class ScalingLawEstimator:
     def observe(self, stats: StepStats) -> bool:
         """Ingest one step and refit if one is due; returns whether a new fit was accepted."""
         counts = stats.counts
-        batch = float(counts.sum())
+        batch = float(_sum(counts))
         if batch <= 0.0:
             raise InvalidInputError(f"step {stats.step}: the batch has no samples (counts all 0)")
         self._total += batch
-        self._domain_n += counts
-        losses = stats.mean_losses()
-        fill = float(stats.loss_sums.sum()) / batch  # the batch mean, for a domain never seen
+        self.last_batch = batch
+        if self.x_axis == "domain":
+            self._domain_n += counts
+        losses = self._losses
+        losses.fill(np.nan)  # absent domains stay NaN
+        np.divide(stats.loss_sums, counts, out=losses, where=counts > 0)
+        fill = float(_sum(stats.loss_sums)) / batch  # the batch mean, for a domain never seen
         self._est.update(stats.step, losses, self.x(), fill)
         t = stats.step
         if t >= self.start_step and t % self.update_interval == 0:
@@ -164,10 +184,12 @@ class ScalingLawEstimator:
         fit = self.current
         if fit is None:
             return np.full(self._k, np.nan)
-        n = self.x()
+        # total x-axis: one scalar n for every domain (cheaper than a vector)
+        n: float | F64 = self._total if self.x_axis == "total" else self.x()
         eps = fit.eps
         predicted = eps + fit.beta * n**-fit.alpha  # reference arithmetic: L(n), then minus eps
-        return np.maximum(fit.alpha, self.alpha_floor) * (predicted - eps) / n
+        out: F64 = self._slope_mult * (predicted - eps) / n
+        return out
 
     def points(self, domain: int) -> tuple[F64, F64]:
         """Domain ``domain``'s current fit points ``(n, smoothed loss)``."""

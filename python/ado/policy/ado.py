@@ -52,6 +52,7 @@ never stalls training for long and always takes effect at the step it is schedul
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -68,15 +69,17 @@ __all__ = ["ADO", "clip_min_probability"]
 
 logger = logging.getLogger(__name__)
 
+_sum = np.add.reduce
+
 
 def clip_min_probability(probs: F64, min_prob: float) -> F64:
     """The reference floor: rescale by the deficit ``max(min_prob * K - sum, 0)`` (non-zero only
     when ``K * min_prob > 1``), floor at ``min_prob``, renormalise."""
-    total = float(probs.sum())
+    total = float(_sum(probs))
     deficit = max(min_prob * probs.shape[0] - total, 0.0)
-    clipped = np.maximum(probs * ((1.0 - deficit) / total), min_prob)
-    out: F64 = clipped / clipped.sum()
-    return out
+    clipped: F64 = np.maximum(probs * ((1.0 - deficit) / total), min_prob)
+    clipped /= _sum(clipped)
+    return clipped
 
 
 @register_policy
@@ -153,35 +156,39 @@ class ADO(Policy):
         self._keep_pi = 1.0 - cfg.mix_rate
 
     def _update(self, stats: StepStats) -> F64:
+        # Hot path (every step): about 20 numpy operations on K-vectors, nothing O(t).
         cfg = self.config
         est = self.estimator
         est.observe(stats)
-        if cfg.credit_source == "realised":
-            share = stats.counts / stats.counts.sum()
-        else:
-            share = self._weights
         h = self._h
         h *= self._keep_h
-        h += cfg.credit_rate * share
+        if cfg.credit_source == "realised":
+            h += cfg.credit_rate * (stats.counts / est.last_batch)
+        else:
+            h += cfg.credit_rate * self._weights
         t = stats.step
         if est.current is None or t < cfg.start_step:
             return self.prior
-        score = self.prior * h**cfg.credit_exponent * est.signal()
-        total = float(score.sum())
-        if not (total > 0.0 and np.isfinite(total)):
+        credit = np.sqrt(h) if cfg.credit_exponent == 0.5 else h**cfg.credit_exponent
+        score = self.prior * credit * est.signal()
+        total = float(_sum(score))
+        if not (total > 0.0 and math.isfinite(total)):
             self._degenerate += 1
             logger.warning("step %d: ADO scores are degenerate (sum %r); rho := prior", t, total)
             rho = self.prior.copy()
         else:
             rho = clip_min_probability(score / total, cfg.min_prob)
         self._rho = rho
-        pi = self._keep_pi * self._pi_bar + cfg.mix_rate * rho
+        pi = self._keep_pi * self._pi_bar
+        pi += cfg.mix_rate * rho
         if cfg.average == "step":
             rate = 1.0 / (t + 1)
         else:
             self._averaged += 1
             rate = 1.0 / (cfg.prior_weight + self._averaged)
-        self._pi_bar = (1.0 - rate) * self._pi_bar + rate * rho
+        pi_bar = self._pi_bar * (1.0 - rate)
+        pi_bar += rate * rho
+        self._pi_bar = pi_bar
         return pi
 
     def metrics(self) -> dict[str, float]:
