@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -133,14 +134,15 @@ def test_clip_min_probability_matches_the_reference_formula() -> None:
     np.testing.assert_allclose(out, f / f.sum(), rtol=1e-15)
 
 
-def test_ado_uses_the_prior_until_the_first_fit_and_skips_thin_fits() -> None:
-    p = load_policy(
-        POLICIES / "ado.yaml",
-        domains=NAMES,
-        prior=MU,
-        overrides={"ignore_steps": 0, "start_step": 50, "update_interval": 50, "min_points": 12},
-    )
+def short_ado(overrides: dict[str, Any]) -> ADO:
+    """The ado.yaml preset with its schedule overridden (3 domains, prior MU)."""
+    p = load_policy(POLICIES / "ado.yaml", domains=NAMES, prior=MU, overrides=overrides)
     assert isinstance(p, ADO)
+    return p
+
+
+def test_ado_uses_the_prior_until_the_first_fit_and_skips_thin_fits() -> None:
+    p = short_ado({"ignore_steps": 0, "start_step": 50, "update_interval": 50, "min_points": 12})
     for stats in stream(3, 200, seed=3):
         p.update(stats)
         # fit points are every 10th step: 6 at t = 50 and 11 at t = 100 (< 12: skipped), 16 at 150
@@ -153,13 +155,7 @@ def test_ado_uses_the_prior_until_the_first_fit_and_skips_thin_fits() -> None:
 
 
 def test_ado_rejects_a_failed_fit_and_keeps_the_last() -> None:
-    p = load_policy(
-        POLICIES / "ado.yaml",
-        domains=NAMES,
-        prior=MU,
-        overrides={"ignore_steps": 0, "start_step": 100, "update_interval": 100, "min_points": 5},
-    )
-    assert isinstance(p, ADO)
+    p = short_ado({"ignore_steps": 0, "start_step": 100, "update_interval": 100, "min_points": 5})
     steps = list(stream(3, 201, seed=4))
     for stats in steps[:101]:
         p.update(stats)
@@ -176,17 +172,14 @@ def test_ado_rejects_a_failed_fit_and_keeps_the_last() -> None:
 
 
 def test_ado_weights_stay_the_prior_when_every_fit_fails() -> None:
-    p = load_policy(
-        POLICIES / "ado.yaml",
-        domains=NAMES,
-        prior=MU,
-        overrides={
+    p = short_ado(
+        {
             "ignore_steps": 0,
             "start_step": 50,
             "update_interval": 50,
             "min_points": 3,
             "fit": {"log_eps_lower": {"at": 10.0}},
-        },
+        }
     )
     for stats in stream(3, 160, seed=6):
         p.update(stats)
@@ -196,13 +189,7 @@ def test_ado_weights_stay_the_prior_when_every_fit_fails() -> None:
 
 def test_ado_credit_and_first_fit_average() -> None:
     """After the first fit, with average: first_fit and prior_weight 1, pi_bar = (mu + rho) / 2."""
-    p = load_policy(
-        POLICIES / "ado.yaml",
-        domains=NAMES,
-        prior=MU,
-        overrides={"ignore_steps": 0, "start_step": 100, "update_interval": 100, "min_points": 5},
-    )
-    assert isinstance(p, ADO)
+    p = short_ado({"ignore_steps": 0, "start_step": 100, "update_interval": 100, "min_points": 5})
     h = MU.copy()
     for stats in stream(3, 101, seed=5):
         p.update(stats)

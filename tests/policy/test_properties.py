@@ -9,6 +9,15 @@ from ado import StepStats, load_policy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+SHORT_ADO = {
+    "kind": "ado",
+    "ignore_steps": 0,
+    "start_step": 10,
+    "update_interval": 10,
+    "subsample": 1,
+    "window": 5,
+    "min_points": 3,
+}
 CONFIGS: list[dict[str, Any]] = [
     {"kind": "static", "weights": "natural"},
     {"kind": "static", "weights": "uniform"},
@@ -16,27 +25,8 @@ CONFIGS: list[dict[str, Any]] = [
     {"kind": "doremi", "eta": 5.0, "smoothing": 0.0},
     {"kind": "odm"},
     {"kind": "odm", "update": "gibbs"},
-    {
-        "kind": "ado",
-        "ignore_steps": 0,
-        "start_step": 10,
-        "update_interval": 10,
-        "subsample": 1,
-        "window": 5,
-        "min_points": 3,
-    },
-    {
-        "kind": "ado",
-        "ignore_steps": 0,
-        "start_step": 10,
-        "update_interval": 10,
-        "subsample": 1,
-        "window": 5,
-        "min_points": 3,
-        "fit": "reference",
-        "average": "step",
-        "alpha_floor": 0.05,
-    },
+    SHORT_ADO,
+    {**SHORT_ADO, "fit": "reference", "average": "step", "alpha_floor": 0.05},
 ]
 
 
