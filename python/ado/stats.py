@@ -1,8 +1,7 @@
 """``StepStats``: what a training step tells a policy.
 
 One ``StepStats`` describes the batch trained at global step ``step``, already reduced over all
-ranks
-(every field is a plain per-domain sum, so ranks combine by adding). It is validated once, at
+ranks (every field is a plain per-domain sum, so ranks combine by adding). It is validated once, at
 construction, with a handful of vectorised checks (a few microseconds for K = 22): this object is on
 the per-step hot path, so it is a slotted dataclass, not a pydantic model.
 """
@@ -54,8 +53,8 @@ class StepStats:
             samples (DoReMi-style excess loss).
 
     Raises:
-        InvalidInputError: wrong shape or length, NaN/inf, negative counts or tokens, a loss sum
-        for a
+        InvalidInputError: wrong shape or length, NaN/inf, negative counts or tokens, a loss sum for
+        a
             domain with no samples, or a negative step.
     """
 

@@ -203,3 +203,28 @@ def test_ado_credit_and_first_fit_average() -> None:
     n = 101 * 32.0
     score = MU * np.sqrt(h) * fit.alpha * fit.beta * n**-fit.alpha / n
     np.testing.assert_allclose(rho, clip_min_probability(score / score.sum(), 0.01), rtol=1e-10)
+
+
+def test_ado_background_fit_is_applied_exactly_fit_delay_steps_later() -> None:
+    schedule = {"ignore_steps": 0, "start_step": 100, "update_interval": 100, "min_points": 5}
+    sync = short_ado(schedule)
+    delayed = short_ado({**schedule, "fit_delay": 7})
+    fits_sync: dict[int, Any] = {}
+    for stats in stream(3, 320, seed=8):
+        sync.update(stats)
+        delayed.update(stats)
+        t = stats.step
+        if sync.estimator.last_fit_step == t:
+            fits_sync[t] = sync.estimator.current
+        if t % 100 < 7 and t >= 100:  # between a refit and its application: the old fit is used
+            assert delayed.estimator.last_fit_step in (-1, t - t % 100 - 100)
+        if t % 100 == 7 and t > 100:
+            assert delayed.estimator.last_fit_step == t - 7
+            got, want = delayed.estimator.current, fits_sync[t - 7]
+            assert got is not None
+            assert want is not None
+            for field in ("eps", "beta", "alpha"):
+                assert np.array_equal(getattr(got, field), getattr(want, field))
+    assert delayed.metrics()["fits"] == 3
+    with pytest.raises(ValueError, match="fit_delay"):
+        short_ado({**schedule, "fit_delay": 100})

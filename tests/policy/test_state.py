@@ -35,6 +35,8 @@ def _cases() -> list[tuple[str, Path, dict[str, Any]]]:
         over = dict(SHORT_ADO) if path.stem.startswith("ado") else {}
         out.append((path.stem, path, over))
         out.append((path.stem + "+guardrails", path, {**over, "guardrails": RAILS}))
+    # a background fit pending at the split (refits at 80, 120, ...; applied 35 steps later)
+    out.append(("ado+fit_delay", POLICIES / "ado.yaml", {**SHORT_ADO, "fit_delay": 35}))
     return out
 
 

@@ -18,11 +18,9 @@ class ExcessLossEstimator:
     """Per-domain clipped excess loss ``lambda_k = max(l_k - l_ref_k, 0)``.
 
     The reference loss comes from ``StepStats.ref_loss_sums`` (a reference model's losses on the
-    same
-    samples) when present, else from the fixed per-domain table ``reference_losses``. A domain
-    absent
-    from the batch keeps its last value (0 before its first observation). With ``decay > 0`` the
-    signal is an EMA of the excess loss instead of its last value.
+    same samples) when present, else from the fixed per-domain table ``reference_losses``. A domain
+    absent from the batch keeps its last value (0 before its first observation). With ``decay > 0``
+    the signal is an EMA of the excess loss instead of its last value.
 
     Args:
         num_domains: K.

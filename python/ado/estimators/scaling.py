@@ -2,31 +2,61 @@
 
 Wraps the online :class:`~ado.estimators.PowerLawEstimator` (smoothing, subsampling, bounded fit
 points, all in Rust) with ADO's x-axis bookkeeping and refit schedule, and turns the current fit
-into
-a per-domain signal: the learning potential ``max(alpha, alpha_floor) * (L(n) - eps) / n``, i.e.
-``-dL/dn`` with the exponent floored in the multiplier (ado-method.md §1.6).
+into a per-domain signal: the learning potential ``max(alpha, alpha_floor) * (L(n) - eps) / n``,
+i.e. ``-dL/dn`` with the exponent floored in the multiplier (ado-method.md §1.6).
 
-A refit runs synchronously inside :meth:`ScalingLawEstimator.observe` at the scheduled steps. The
-Rust
-fitter fits all K domains in parallel with the GIL released (a few ms for K = 22 and thousands of
-points), so a refit costs a fraction of one training step and is applied at a deterministic step.
+Refits never move the policy at a non-deterministic step:
+
+* ``fit_delay = 0`` (default): the refit runs synchronously inside
+  :meth:`ScalingLawEstimator.observe` at the scheduled step. The Rust fitter fits all K domains in
+  parallel with the GIL released; its cost grows with the number of fit points (bounded by
+  ``max_points``).
+* ``fit_delay = d > 0``: at the scheduled step t the fit points are copied and fitted on a
+  background thread (the GIL is released, so training continues); the result is applied at step
+  ``t + d`` exactly, waiting for it only if it is not ready by then. The weights therefore do not
+  depend on timing, and ``state_dict`` (which waits for a pending fit) restores them bitwise.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from ado.errors import FitError, InvalidInputError, StateError
-from ado.estimators.power_law import FitConfig, PowerLawEstimator, PowerLawFit
+from ado.estimators.power_law import FitConfig, PowerLawEstimator, PowerLawFit, fit_power_laws
 from ado.stats import F64, StepStats
 
 __all__ = ["ScalingLawEstimator"]
 
 _sum = np.add.reduce
+_FIT_FIELDS = ("eps", "beta", "alpha", "objective", "n_points", "iterations")
+
+
+def _fit_to_dict(fit: PowerLawFit) -> dict[str, list[Any]]:
+    return {f: getattr(fit, f).tolist() for f in _FIT_FIELDS}
+
+
+def _fit_from_dict(data: dict[str, Any]) -> PowerLawFit:
+    def f64(name: str) -> npt.NDArray[np.float64]:
+        return np.asarray(data[name], dtype=np.float64)
+
+    def i64(name: str) -> npt.NDArray[np.int64]:
+        return np.asarray(data[name], dtype=np.int64)
+
+    return PowerLawFit(
+        eps=f64("eps"),
+        beta=f64("beta"),
+        alpha=f64("alpha"),
+        objective=f64("objective"),
+        n_points=i64("n_points"),
+        iterations=i64("iterations"),
+    )
+
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +81,8 @@ class ScalingLawEstimator:
         min_points: a refit is skipped while any domain has fewer fit points (>= 3, the fitter's
             minimum).
         alpha_floor: the exponent floor in the slope multiplier (reference 0.05).
+        fit_delay: 0: refit synchronously; d > 0: fit in the background and apply the result at
+            the scheduled step + d (must be < ``update_interval``).
     """
 
     def __init__(
@@ -70,9 +102,18 @@ class ScalingLawEstimator:
         fit: FitConfig | None = None,
         min_points: int = 3,
         alpha_floor: float = 0.05,
+        fit_delay: int = 0,
     ) -> None:
         if update_interval < 1:
             raise InvalidInputError(f"update_interval must be >= 1, got {update_interval}")
+        if not 0 <= fit_delay < update_interval:
+            raise InvalidInputError(
+                f"fit_delay must be in [0, update_interval={update_interval}), got {fit_delay}"
+            )
+        self.fit_delay = fit_delay
+        self._pool: ThreadPoolExecutor | None = None
+        # (scheduled step, apply step, result): a Future while running, then the fit or the error
+        self._pending: tuple[int, int, Future[PowerLawFit] | PowerLawFit | FitError] | None = None
         self._k = num_domains
         self.start_step = start_step
         self.update_interval = update_interval
@@ -148,27 +189,62 @@ class ScalingLawEstimator:
         fill = float(_sum(stats.loss_sums)) / batch  # the batch mean, for a domain never seen
         self._est.update(stats.step, losses, self.x(), fill)
         t = stats.step
+        accepted = False
+        if self._pending is not None and t >= self._pending[1]:
+            accepted = self._apply_pending()
         if t >= self.start_step and t % self.update_interval == 0:
-            return self.refit(t)
-        return False
+            if self.fit_delay == 0:
+                return self.refit(t)
+            self._submit(t)
+        return accepted
 
-    def refit(self, step: int) -> bool:
-        """Fit now; keep the previous fit if this one is skipped (too few points) or rejected (the
-        fitter failed, or returned NaN/inf parameters)."""
+    def _enough_points(self, step: int) -> bool:
         have = int(self._est.num_points().min())
         if have < self.min_points:
             self.num_skipped += 1
             logger.debug("step %d: refit skipped, %d < %d fit points", step, have, self.min_points)
             return False
+        return True
+
+    def _submit(self, step: int) -> None:
+        if not self._enough_points(step):
+            return
+        snapshot = [self._est.points(d) for d in range(self._k)]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ado-fit")
+        future = self._pool.submit(self._fit_snapshot, snapshot, self.fit_config)
+        self._pending = (step, step + self.fit_delay, future)
+
+    def _fit_snapshot(self, snapshot: list[tuple[F64, F64]], config: FitConfig) -> PowerLawFit:
         start = time.perf_counter()
         try:
-            fit = self._est.fit(self.fit_config)
-        except FitError as err:
-            self.num_rejected += 1
-            logger.warning("step %d: power-law fit failed (%s); keeping the last", step, err)
-            return False
+            if len({len(n) for n, _ in snapshot}) == 1:  # one batched, parallel solve
+                return fit_power_laws(
+                    np.stack([n for n, _ in snapshot]), np.stack([y for _, y in snapshot]), config
+                )
+            parts = [fit_power_laws(n, y, config) for n, y in snapshot]
+            return _fit_from_dict(
+                {f: np.concatenate([getattr(p, f) for p in parts]) for f in _FIT_FIELDS}
+            )
         finally:
             self.last_fit_ms = (time.perf_counter() - start) * 1e3
+
+    def _apply_pending(self) -> bool:
+        assert self._pending is not None
+        step, _, result = self._pending
+        self._pending = None
+        if isinstance(result, Future):
+            try:
+                result = result.result()
+            except FitError as err:
+                result = err
+        return self._accept(step, result)
+
+    def _accept(self, step: int, fit: PowerLawFit | FitError) -> bool:
+        if isinstance(fit, FitError):
+            self.num_rejected += 1
+            logger.warning("step %d: power-law fit failed (%s); keeping the last", step, fit)
+            return False
         if not fit.is_finite():
             self.num_rejected += 1
             logger.warning("step %d: power-law fit has NaN/inf parameters; keeping the last", step)
@@ -177,6 +253,19 @@ class ScalingLawEstimator:
         self.num_fits += 1
         self.last_fit_step = step
         return True
+
+    def refit(self, step: int) -> bool:
+        """Fit now; keep the previous fit if this one is skipped (too few points) or rejected (the
+        fitter failed, or returned NaN/inf parameters)."""
+        if not self._enough_points(step):
+            return False
+        start = time.perf_counter()
+        try:
+            fit: PowerLawFit | FitError = self._est.fit(self.fit_config)
+        except FitError as err:
+            fit = err
+        self.last_fit_ms = (time.perf_counter() - start) * 1e3
+        return self._accept(step, fit)
 
     def signal(self) -> F64:
         """Learning potential ``max(alpha, floor) * (L(n) - eps) / n`` (NaN before the first
@@ -197,21 +286,27 @@ class ScalingLawEstimator:
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-safe state; restores bitwise."""
-        fit = self.current
+        pending: dict[str, Any] | None = None
+        if self._pending is not None:
+            step, apply_step, result = self._pending
+            if isinstance(result, Future):  # wait: the state must not depend on timing
+                try:
+                    result = result.result()
+                except FitError as err:
+                    result = err
+                self._pending = (step, apply_step, result)
+            pending = {
+                "step": step,
+                "apply_step": apply_step,
+                "fit": _fit_to_dict(result) if isinstance(result, PowerLawFit) else None,
+                "error": str(result) if isinstance(result, FitError) else None,
+            }
         return {
             "estimator": self._est.state_dict(),
+            "pending": pending,
             "total": self._total,
             "domain_n": self._domain_n.tolist(),
-            "fit": None
-            if fit is None
-            else {
-                "eps": fit.eps.tolist(),
-                "beta": fit.beta.tolist(),
-                "alpha": fit.alpha.tolist(),
-                "objective": fit.objective.tolist(),
-                "n_points": fit.n_points.tolist(),
-                "iterations": fit.iterations.tolist(),
-            },
+            "fit": None if self.current is None else _fit_to_dict(self.current),
             "num_fits": self.num_fits,
             "num_rejected": self.num_rejected,
             "num_skipped": self.num_skipped,
@@ -225,18 +320,14 @@ class ScalingLawEstimator:
             self._total = float(state["total"])
             self._domain_n = np.asarray(state["domain_n"], dtype=np.float64)
             f = state["fit"]
-            self.current = (
-                None
-                if f is None
-                else PowerLawFit(
-                    eps=np.asarray(f["eps"], dtype=np.float64),
-                    beta=np.asarray(f["beta"], dtype=np.float64),
-                    alpha=np.asarray(f["alpha"], dtype=np.float64),
-                    objective=np.asarray(f["objective"], dtype=np.float64),
-                    n_points=np.asarray(f["n_points"], dtype=np.int64),
-                    iterations=np.asarray(f["iterations"], dtype=np.int64),
+            self.current = None if f is None else _fit_from_dict(f)
+            p = state.get("pending")
+            self._pending = None
+            if p is not None:
+                result: PowerLawFit | FitError = (
+                    _fit_from_dict(p["fit"]) if p["fit"] is not None else FitError(p["error"])
                 )
-            )
+                self._pending = (int(p["step"]), int(p["apply_step"]), result)
             self.num_fits = int(state["num_fits"])
             self.num_rejected = int(state["num_rejected"])
             self.num_skipped = int(state["num_skipped"])

@@ -1,8 +1,7 @@
 """Data-mixture policies: the contract, built-in policies, guardrails, registry and loader.
 
 Importing this package registers the built-in kinds: ``static``, ``temperature``, ``doremi``,
-``odm``
-and ``ado``.
+``odm`` and ``ado``.
 """
 
 from __future__ import annotations

@@ -3,50 +3,48 @@
 Per step t, with the statistics of the batch trained at t:
 
 1. n += batch size (``x_axis: total``: the same n for every domain, the reference); each domain's
-mean
-   loss (absent: carried forward; never seen: the batch mean) enters the online power-law estimator
-   (Savitzky-Golay ``window``/``order``, every ``subsample``-th step from ``ignore_steps`` on);
-2. credit ``h <- (1 - credit_rate) * h + credit_rate * c/B`` (realised batch fractions), ``h_0 =
-mu``;
-3. refit when ``t >= start_step`` and ``t % update_interval == 0``; a fit with NaN/inf is rejected
-   and the previous one kept; before the first accepted fit the weights are ``mu``;
+   mean loss (absent: carried forward; never seen: the batch mean) enters the online power-law
+   estimator (Savitzky-Golay ``window``/``order``, every ``subsample``-th step from
+   ``ignore_steps`` on);
+2. credit ``h <- (1 - credit_rate) * h + credit_rate * c/B`` (realised batch fractions),
+   ``h_0 = mu``;
+3. refit when ``t >= start_step`` and ``t % update_interval == 0``; a failed fit or one with
+   NaN/inf is rejected and the previous one kept; before the first accepted fit the weights are
+   ``mu``;
 4. slope ``s_k = max(alpha_k, alpha_floor) * (L_k(n) - eps_k) / n``;
-   ``rho ∝ mu * h^credit_exponent * s``, normalised, then floored at ``min_prob`` and renormalised
-   (the reference ``clip_min_probability``);
+   ``rho ∝ mu * h^credit_exponent * s``, normalised, then floored at ``min_prob`` and
+   renormalised (the reference ``clip_min_probability``);
 5. ``pi = (1 - mix_rate) * pi_bar + mix_rate * rho`` (the weights), then ``pi_bar`` moves towards
    ``rho`` by a running mean.
 
-Paper symbols: gamma1 = ``credit_rate`` (0.1), s = ``credit_exponent`` (0.5), gamma2 = ``mix_rate``
-(0.1), delta_min = ``min_prob`` (0.01).
+Paper symbols: gamma1 = ``credit_rate`` (0.1), s = ``credit_exponent`` (0.5), gamma2 =
+``mix_rate`` (0.1), delta_min = ``min_prob`` (0.01).
 
 Two presets: ``policies/ado-reference.yaml`` reproduces the reference code (``yidingjiang/ado`` @
 bc3d8d0); ``policies/ado.yaml`` keeps the method but fixes the reference's flaws (ado-method.md §5):
 
 * ``min_points``: no fit on fewer points (the reference fits 3 parameters to 1 point at its first
-  refit);
+  refit); the preset's ``start_step`` leaves room for them;
 * ``fit: default``: scale-free bounds (``eps`` between 1e-6·min L and min L, ``alpha`` in [0, 1])
-  instead
-  of the reference's log-space penalties (``eps >= e^0.5`` nats, ``beta <= e^6.5``), which depend
-  on the
-  loss level and the unit of n;
+  instead of the reference's log-space penalties (``eps >= e^0.5`` nats, ``beta <= e^6.5``), which
+  depend on the loss level and the unit of n;
 * ``max_points``: bounded memory (the fit points are thinned to every other one when full; the
   reference keeps and re-smooths the whole history);
 * ``alpha_floor: 0``: the slope is the paper's ``-dL/dn``; the reference's exponent floor of 0.05
-  (in
-  the multiplier only) turns the non-identifiable fit of a flat, unlearnable domain (alpha ≈ 0, any
-  beta) into a spurious learning potential;
-* ``average: first_fit``: ``pi_bar`` is the running mean of ``rho`` from the first fit on, with
-  the prior
-  counting as ``prior_weight`` steps; the reference averages over the global step, so the prior
-  keeps
-  the weight of every step before the first fit (``start_step`` steps);
-* resume: :meth:`Policy.state_dict` restores the whole state (estimator, fit, ``h``, ``pi_bar``, n)
-  bitwise; the reference's resume path is dead code and restarts n at 0.
+  (in the multiplier only) turns the non-identifiable fit of a flat, unlearnable domain (alpha ≈ 0,
+  any beta) into a spurious learning potential;
+* ``average: first_fit``: ``pi_bar`` is the running mean of ``rho`` from the first fit on, the
+  prior counting as ``prior_weight`` steps; the reference averages over the global step, so the
+  prior keeps the weight of every step before the first fit (``start_step`` steps);
+* resume: :meth:`Policy.state_dict` restores the whole state (estimator, fit, ``h``, ``pi_bar``,
+  n) bitwise; the reference's resume path is dead code and restarts n at 0.
 
-Refits run synchronously inside :meth:`update`: the Rust fitter fits all K domains in parallel
-with the
-GIL released in milliseconds (K = 22 x ~5,900 points: the Foundation target is ≤ 20 ms), so a refit
-never stalls training for long and always takes effect at the step it is scheduled for.
+Refits never stall training for long and always take effect at a deterministic step. By default
+(``fit_delay: 0``) they run synchronously inside :meth:`update`: the Rust fitter fits all K domains
+in parallel with the GIL released (tens of milliseconds for K = 22 and a few thousand points per
+domain). With ``fit_delay: d`` the fit runs on a background thread from a snapshot of the points
+taken at the scheduled step t and is applied at step t + d exactly (waiting only if it is not done
+by then), so training does not wait for it and the weights do not depend on timing.
 """
 
 from __future__ import annotations
@@ -58,7 +56,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, PositiveInt
+from pydantic import Field, PositiveInt, model_validator
 
 from ado.errors import StateError
 from ado.estimators import FitConfig, ScalingLawEstimator
@@ -104,6 +102,12 @@ class ADO(Policy):
         x_axis: Literal["total", "domain"] = "total"
         fit: Literal["default", "reference"] | FitConfig = "default"
         min_points: int = Field(50, ge=3)
+        fit_delay: int = Field(
+            0,
+            ge=0,
+            description="0: refit synchronously; d: in the background, "
+            "applied d steps after the scheduled step",
+        )
         # rule
         alpha_floor: float = Field(0.0, ge=0.0)
         credit_rate: float = Field(0.1, gt=0.0, le=1.0)
@@ -113,6 +117,15 @@ class ADO(Policy):
         mix_rate: float = Field(0.1, ge=0.0, le=1.0)
         average: Literal["step", "first_fit"] = "first_fit"
         prior_weight: float = Field(1.0, ge=0.0)
+
+        @model_validator(mode="after")
+        def _delay_within_interval(self) -> ADO.Config:
+            if self.fit_delay >= self.update_interval:
+                raise ValueError(
+                    f"fit_delay ({self.fit_delay}) must be < update_interval "
+                    f"({self.update_interval})"
+                )
+            return self
 
         def fit_config(self) -> FitConfig:
             """The fitting objective."""
@@ -144,6 +157,7 @@ class ADO(Policy):
             fit=cfg.fit_config(),
             min_points=cfg.min_points,
             alpha_floor=cfg.alpha_floor,
+            fit_delay=cfg.fit_delay,
         )
         mu = self.prior
         self._h = mu.copy()

@@ -8,10 +8,9 @@ A policy turns per-step statistics into the sampling distribution of the next ba
 
 A policy class subclasses :class:`Policy`, declares its configuration as a nested ``Config``
 (a :class:`PolicyConfig` with a ``kind`` literal) and registers with :func:`register_policy`, or
-through
-the entry-point group ``ado.policies`` (entry-point name = ``kind``, value = the policy class).
-Its YAML
-is then ``kind: <name>`` plus the config's fields, plus an optional ``guardrails:`` list.
+through the entry-point group ``ado.policies`` (entry-point name = ``kind``, value = the policy
+class). Its YAML is then ``kind: <name>`` plus the config's fields, plus an optional ``guardrails:``
+list.
 """
 
 from __future__ import annotations
@@ -179,7 +178,7 @@ class Policy(ABC):
 
         Raises:
             InvalidInputError: the stats have the wrong number of domains, or the step does not
-                increase.
+            increase.
         """
         if stats.counts.shape[0] != self._k:
             raise InvalidInputError(
@@ -228,8 +227,8 @@ class Policy(ABC):
             strict: a config-fingerprint mismatch raises (True) or only logs a warning (False).
 
         Raises:
-            StateError: other format version, kind or domains, a fingerprint mismatch (strict), or
-                a malformed state.
+            StateError: other format version, kind or domains, a fingerprint mismatch (strict), or a
+            malformed state.
         """
         version = state.get("format_version")
         if version != STATE_FORMAT_VERSION:

@@ -2,12 +2,10 @@
 the weights drive sampling directly.
 
 Each step: ``alpha <- softmax(log alpha + eta * lambda)``, then ``alpha <- (1 - c) * alpha + c /
-K``,
-with ``lambda_k = max(l_k - l_ref_k, 0)`` the clipped excess loss over a reference model (from
+K``, with ``lambda_k = max(l_k - l_ref_k, 0)`` the clipped excess loss over a reference model (from
 ``StepStats.ref_loss_sums``, or a per-domain reference-loss table), an absent domain keeping its
-last
-``lambda``. The estimator can be swapped in YAML (``estimator: {kind: loss_ema}`` reweights by plain
-loss instead).
+last ``lambda``. The estimator can be swapped in YAML (``estimator: {kind: loss_ema}`` reweights by
+plain loss instead).
 """
 
 from __future__ import annotations
@@ -33,8 +31,7 @@ class DoReMi(Policy):
 
     ``alpha_0`` is the prior (``init: prior``) or uniform (``init: uniform``); ``weights`` is the
     current ``alpha``, and the metrics also report the running average ``alpha_bar`` (DoReMi's
-    output
-    for a subsequent static run).
+    output for a subsequent static run).
     """
 
     class Config(PolicyConfig):

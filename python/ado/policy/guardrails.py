@@ -2,11 +2,9 @@
 
 Every policy config has a ``guardrails:`` list; each entry is one of the configs below (``kind``
 selects it). After the wrapped policy's update, each guardrail maps the proposed weights to new
-ones,
-given the weights currently in force (``prev``), in the order listed. Put ``token_budget`` last if
-it
-must be able to zero a domain (a later ``floor`` would lift it again), and ``fallback`` first if it
-should judge the raw policy output.
+ones, given the weights currently in force (``prev``), in the order listed. Put ``token_budget``
+last if it must be able to zero a domain (a later ``floor`` would lift it again), and ``fallback``
+first if it should judge the raw policy output.
 
 >>> from ado.policy.guardrails import FloorConfig
 >>> import numpy as np

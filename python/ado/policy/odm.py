@@ -1,9 +1,9 @@
 """Online Data Mixing (Albalak et al. 2023): an EXP3-style bandit rewarded by the training loss.
 
-Reward: the smoothed mean ``R_k <- beta * R_k + (1 - beta) * exp(l_k)`` over the steps where
-domain k
-is present (``SmoothedMeanWeightUpdater`` of the ODM code, beta = 0.9), from a swappable estimator.
-Exploration ``eps_t = min(1/K, sqrt(ln K / (K t)))`` with t the number of updates so far. Weights:
+Reward: the smoothed mean ``R_k <- beta * R_k + (1 - beta) * exp(l_k)`` over the steps where domain
+k is present (``SmoothedMeanWeightUpdater`` of the ODM code, beta = 0.9), from a swappable
+estimator. Exploration ``eps_t = min(1/K, sqrt(ln K / (K t)))`` with t the number of updates so far.
+Weights:
 
 * ``update: group`` (the ODM code's mixed-minibatch ``group_update``, default):
   ``pi_k = (1 - K eps_t) * R_k / sum_j R_j + eps_t``;

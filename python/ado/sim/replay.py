@@ -67,9 +67,8 @@ def replay(
     """Feed ``run``'s statistics through ``policy`` and write the weights it would have chosen.
 
     Writes a header line, then ``{"step": t, "weights": [...]}`` per step: the distribution the
-    policy
-    proposes for batch ``t + 1`` after seeing step ``t``. Domains and prior default to the run's.
-    Returns the policy in its final state.
+    policy proposes for batch ``t + 1`` after seeing step ``t``. Domains and prior default to the
+    run's. Returns the policy in its final state.
     """
     header, steps = read_run(run)
     names = list(domains) if domains is not None else list(header["domains"])

@@ -2,13 +2,11 @@
 
 Domain k's expected loss follows a power law of the samples it has effectively seen,
 ``L_k = eps_k + beta_k * (n0 + m_k)^-alpha_k`` with ``m = T @ N`` (``N_j``: samples of domain j
-trained
-so far; ``T``: the transfer matrix, identity by default). Each sample's loss is ``L_k *
-exp(noise_k *
-z)``, ``z ~ N(0, 1)``. A domain with ``beta = 0`` is a flat "noise" domain whose loss never falls.
-Each
-step draws the batch's domain counts from the policy's current weights (multinomial, seeded),
-computes the pre-update losses, feeds the :class:`~ado.StepStats` to the policy, and advances N.
+trained so far; ``T``: the transfer matrix, identity by default). Each sample's loss is ``L_k *
+exp(noise_k * z)``, ``z ~ N(0, 1)``. A domain with ``beta = 0`` is a flat "noise" domain whose loss
+never falls. Each step draws the batch's domain counts from the policy's current weights
+(multinomial, seeded), computes the pre-update losses, feeds the :class:`~ado.StepStats` to the
+policy, and advances N.
 """
 
 from __future__ import annotations
