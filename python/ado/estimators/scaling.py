@@ -186,7 +186,9 @@ class ScalingLawEstimator:
         losses = self._losses
         losses.fill(np.nan)  # absent domains stay NaN
         np.divide(stats.loss_sums, counts, out=losses, where=counts > 0)
-        fill = float(_sum(stats.loss_sums)) / batch  # the batch mean, for a domain never seen
+        # The batch mean, for a domain absent at the first step (carry mode): afterwards every
+        # domain has a value to carry forward, so the fill is not needed.
+        fill = float(_sum(stats.loss_sums)) / batch if self._est.last_step is None else None
         self._est.update(stats.step, losses, self.x(), fill)
         t = stats.step
         accepted = False
