@@ -7,7 +7,7 @@ step, refits included, so the state at each checkpoint is that of a real run) an
 p90 in µs, plus the resident memory. Also times the Rust estimator's ``update`` alone (part of the
 policy's cost).
 
-    python benchmarks/policy_overhead.py                 # ~3-5 min on 2 cores
+    python benchmarks/policy_overhead.py                 # 2-7 min on 2 cores (10^6 steps)
     python benchmarks/policy_overhead.py --max-steps 100000
 """
 
