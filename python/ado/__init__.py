@@ -14,13 +14,29 @@ from ado.errors import (
     ShardError,
     StateError,
 )
+from ado.policy import (
+    Policy,
+    PolicyConfig,
+    load_policy,
+    load_policy_config,
+    policy_kinds,
+    register_policy,
+)
+from ado.stats import StepStats
 
 __all__ = [
     "AdoError",
     "ConfigError",
     "FitError",
     "InvalidInputError",
+    "Policy",
+    "PolicyConfig",
     "ShardError",
     "StateError",
+    "StepStats",
     "__version__",
+    "load_policy",
+    "load_policy_config",
+    "policy_kinds",
+    "register_policy",
 ]

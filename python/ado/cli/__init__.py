@@ -17,7 +17,12 @@ from ado.errors import AdoError
 __all__ = ["main"]
 
 #: Modules that contribute subcommands, in help order.
-COMMAND_MODULES: tuple[str, ...] = ("ado.cli.fit", "ado.cli.shards")
+COMMAND_MODULES: tuple[str, ...] = (
+    "ado.cli.simulate",
+    "ado.cli.replay",
+    "ado.cli.shards",
+    "ado.cli.fit",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from pydantic import Field
+
+from ado.estimators.base import Estimator, EstimatorConfigBase
+from ado.estimators.ema import LossEMAConfig, LossEMAEstimator
+from ado.estimators.excess import ExcessLossConfig, ExcessLossEstimator
 from ado.estimators.power_law import (
     FitConfig,
     Limit,
@@ -10,12 +17,24 @@ from ado.estimators.power_law import (
     fit_power_laws,
     objective,
 )
+from ado.estimators.scaling import ScalingLawEstimator
+
+#: The estimators a policy can be given in YAML (``estimator: {kind: loss_ema | excess_loss}``).
+EstimatorConfig = Annotated[LossEMAConfig | ExcessLossConfig, Field(discriminator="kind")]
 
 __all__ = [
+    "Estimator",
+    "EstimatorConfig",
+    "EstimatorConfigBase",
+    "ExcessLossConfig",
+    "ExcessLossEstimator",
     "FitConfig",
     "Limit",
+    "LossEMAConfig",
+    "LossEMAEstimator",
     "PowerLawEstimator",
     "PowerLawFit",
+    "ScalingLawEstimator",
     "fit_power_laws",
     "objective",
 ]

@@ -1,0 +1,340 @@
+"""Scaling-law learning potential: the ADO estimator.
+
+Wraps the online :class:`~ado.estimators.PowerLawEstimator` (smoothing, subsampling, bounded fit
+points, all in Rust) with ADO's x-axis bookkeeping and refit schedule, and turns the current fit
+into a per-domain signal: the learning potential ``max(alpha, alpha_floor) * (L(n) - eps) / n``,
+i.e. ``-dL/dn`` with the exponent floored in the multiplier (ado-method.md §1.6).
+
+Refits never move the policy at a non-deterministic step:
+
+* ``fit_delay = 0`` (default): the refit runs synchronously inside
+  :meth:`ScalingLawEstimator.observe` at the scheduled step. The Rust fitter fits all K domains in
+  parallel with the GIL released; its cost grows with the number of fit points (bounded by
+  ``max_points``).
+* ``fit_delay = d > 0``: at the scheduled step t the fit points are copied and fitted on a
+  background thread (the GIL is released, so training continues); the result is applied at step
+  ``t + d`` exactly, waiting for it only if it is not ready by then. The weights therefore do not
+  depend on timing, and ``state_dict`` (which waits for a pending fit) restores them bitwise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from ado.errors import FitError, InvalidInputError, StateError
+from ado.estimators.power_law import FitConfig, PowerLawEstimator, PowerLawFit, fit_power_laws
+from ado.stats import F64, StepStats
+
+__all__ = ["ScalingLawEstimator"]
+
+_sum = np.add.reduce
+_FIT_FIELDS = ("eps", "beta", "alpha", "objective", "n_points", "iterations")
+
+
+def _fit_to_dict(fit: PowerLawFit) -> dict[str, list[Any]]:
+    return {f: getattr(fit, f).tolist() for f in _FIT_FIELDS}
+
+
+def _fit_from_dict(data: dict[str, Any]) -> PowerLawFit:
+    def f64(name: str) -> npt.NDArray[np.float64]:
+        return np.asarray(data[name], dtype=np.float64)
+
+    def i64(name: str) -> npt.NDArray[np.int64]:
+        return np.asarray(data[name], dtype=np.int64)
+
+    return PowerLawFit(
+        eps=f64("eps"),
+        beta=f64("beta"),
+        alpha=f64("alpha"),
+        objective=f64("objective"),
+        n_points=i64("n_points"),
+        iterations=i64("iterations"),
+    )
+
+
+logger = logging.getLogger(__name__)
+
+
+class ScalingLawEstimator:
+    """Online per-domain power laws and their learning potential.
+
+    Args:
+        num_domains: K.
+        ignore_steps: observations at steps below this never become fit points.
+        start_step: no refit before this step.
+        update_interval: refit at steps ``t >= start_step`` with ``t % update_interval == 0``.
+        subsample: keep every ``subsample``-th observation as a fit point.
+        window: Savitzky-Golay window (odd; 1 disables smoothing).
+        order: Savitzky-Golay polynomial order.
+        max_points: per-domain fit-point capacity (None: unbounded, the reference).
+        overflow: ``"thin"`` or ``"drop_oldest"`` when ``max_points`` is reached.
+        missing: absent domain: ``"carry"`` its last loss forward (reference) or ``"skip"`` it.
+        x_axis: ``"total"``: n = all samples trained so far, the same for every domain (reference);
+            ``"domain"``: n_k = samples of domain k so far (floored at 1).
+        fit: the fitting objective.
+        min_points: a refit is skipped while any domain has fewer fit points (>= 3, the fitter's
+            minimum).
+        alpha_floor: the exponent floor in the slope multiplier (reference 0.05).
+        fit_delay: 0: refit synchronously; d > 0: fit in the background and apply the result at
+            the scheduled step + d (must be < ``update_interval``).
+    """
+
+    def __init__(
+        self,
+        num_domains: int,
+        *,
+        ignore_steps: int,
+        start_step: int,
+        update_interval: int,
+        subsample: int = 10,
+        window: int = 101,
+        order: int = 3,
+        max_points: int | None = 4096,
+        overflow: Literal["thin", "drop_oldest"] = "thin",
+        missing: Literal["carry", "skip"] = "carry",
+        x_axis: Literal["total", "domain"] = "total",
+        fit: FitConfig | None = None,
+        min_points: int = 3,
+        alpha_floor: float = 0.05,
+        fit_delay: int = 0,
+    ) -> None:
+        if update_interval < 1:
+            raise InvalidInputError(f"update_interval must be >= 1, got {update_interval}")
+        if not 0 <= fit_delay < update_interval:
+            raise InvalidInputError(
+                f"fit_delay must be in [0, update_interval={update_interval}), got {fit_delay}"
+            )
+        self.fit_delay = fit_delay
+        self._pool: ThreadPoolExecutor | None = None
+        # (scheduled step, apply step, result): a Future while running, then the fit or the error
+        self._pending: tuple[int, int, Future[PowerLawFit] | PowerLawFit | FitError] | None = None
+        self._k = num_domains
+        self.start_step = start_step
+        self.update_interval = update_interval
+        self.x_axis = x_axis
+        self.fit_config = fit or FitConfig()
+        self.min_points = max(3, min_points)
+        self.alpha_floor = alpha_floor
+        self._est = PowerLawEstimator(
+            num_domains,
+            ignore_steps=ignore_steps,
+            subsample=subsample,
+            window=window,
+            order=order,
+            max_points=max_points,
+            overflow=overflow,
+            missing=missing,
+        )
+        self._total = 0.0
+        self.last_batch = 0.0
+        self._domain_n = np.zeros(num_domains)
+        self._x = np.empty(num_domains)
+        self._losses = np.empty(num_domains)
+        self._current: PowerLawFit | None = None
+        self._slope_mult = np.zeros(num_domains)
+        self.num_fits = 0
+        self.num_rejected = 0
+        self.num_skipped = 0
+        self.last_fit_step = -1
+        self.last_fit_ms = 0.0
+
+    @property
+    def num_domains(self) -> int:
+        """K."""
+        return self._k
+
+    @property
+    def current(self) -> PowerLawFit | None:
+        """The fit in use (None before the first accepted fit)."""
+        return self._current
+
+    @current.setter
+    def current(self, fit: PowerLawFit | None) -> None:
+        self._current = fit
+        if fit is not None:
+            self._slope_mult = np.maximum(fit.alpha, self.alpha_floor)
+
+    @property
+    def total_samples(self) -> float:
+        """All samples observed so far."""
+        return self._total
+
+    def x(self) -> F64:
+        """The current x-axis value of each domain."""
+        if self.x_axis == "total":
+            self._x.fill(self._total)
+        else:
+            np.maximum(self._domain_n, 1.0, out=self._x)
+        return self._x
+
+    def observe(self, stats: StepStats) -> bool:
+        """Ingest one step and refit if one is due; returns whether a new fit was accepted."""
+        counts = stats.counts
+        batch = float(_sum(counts))
+        if batch <= 0.0:
+            raise InvalidInputError(f"step {stats.step}: the batch has no samples (counts all 0)")
+        self._total += batch
+        self.last_batch = batch
+        if self.x_axis == "domain":
+            self._domain_n += counts
+        losses = self._losses
+        losses.fill(np.nan)  # absent domains stay NaN
+        np.divide(stats.loss_sums, counts, out=losses, where=counts > 0)
+        # The batch mean, for a domain absent at the first step (carry mode): afterwards every
+        # domain has a value to carry forward, so the fill is not needed.
+        fill = float(_sum(stats.loss_sums)) / batch if self._est.last_step is None else None
+        self._est.update(stats.step, losses, self.x(), fill)
+        t = stats.step
+        accepted = False
+        if self._pending is not None and t >= self._pending[1]:
+            accepted = self._apply_pending()
+        if t >= self.start_step and t % self.update_interval == 0:
+            if self.fit_delay == 0:
+                return self.refit(t)
+            self._submit(t)
+        return accepted
+
+    def _enough_points(self, step: int) -> bool:
+        have = int(self._est.num_points().min())
+        if have < self.min_points:
+            self.num_skipped += 1
+            logger.debug("step %d: refit skipped, %d < %d fit points", step, have, self.min_points)
+            return False
+        return True
+
+    def _submit(self, step: int) -> None:
+        if not self._enough_points(step):
+            return
+        snapshot = [self._est.points(d) for d in range(self._k)]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ado-fit")
+        future = self._pool.submit(self._fit_snapshot, snapshot, self.fit_config)
+        self._pending = (step, step + self.fit_delay, future)
+
+    def _fit_snapshot(self, snapshot: list[tuple[F64, F64]], config: FitConfig) -> PowerLawFit:
+        start = time.perf_counter()
+        try:
+            if len({len(n) for n, _ in snapshot}) == 1:  # one batched, parallel solve
+                return fit_power_laws(
+                    np.stack([n for n, _ in snapshot]), np.stack([y for _, y in snapshot]), config
+                )
+            parts = [fit_power_laws(n, y, config) for n, y in snapshot]
+            return _fit_from_dict(
+                {f: np.concatenate([getattr(p, f) for p in parts]) for f in _FIT_FIELDS}
+            )
+        finally:
+            self.last_fit_ms = (time.perf_counter() - start) * 1e3
+
+    def _apply_pending(self) -> bool:
+        assert self._pending is not None
+        step, _, result = self._pending
+        self._pending = None
+        if isinstance(result, Future):
+            try:
+                result = result.result()
+            except FitError as err:
+                result = err
+        return self._accept(step, result)
+
+    def _accept(self, step: int, fit: PowerLawFit | FitError) -> bool:
+        if isinstance(fit, FitError):
+            self.num_rejected += 1
+            logger.warning("step %d: power-law fit failed (%s); keeping the last", step, fit)
+            return False
+        if not fit.is_finite():
+            self.num_rejected += 1
+            logger.warning("step %d: power-law fit has NaN/inf parameters; keeping the last", step)
+            return False
+        self.current = fit
+        self.num_fits += 1
+        self.last_fit_step = step
+        return True
+
+    def refit(self, step: int) -> bool:
+        """Fit now; keep the previous fit if this one is skipped (too few points) or rejected (the
+        fitter failed, or returned NaN/inf parameters)."""
+        if not self._enough_points(step):
+            return False
+        start = time.perf_counter()
+        try:
+            fit: PowerLawFit | FitError = self._est.fit(self.fit_config)
+        except FitError as err:
+            fit = err
+        self.last_fit_ms = (time.perf_counter() - start) * 1e3
+        return self._accept(step, fit)
+
+    def signal(self) -> F64:
+        """Learning potential ``max(alpha, floor) * (L(n) - eps) / n`` (NaN before the first
+        fit)."""
+        fit = self.current
+        if fit is None:
+            return np.full(self._k, np.nan)
+        # total x-axis: one scalar n for every domain (cheaper than a vector)
+        n: float | F64 = self._total if self.x_axis == "total" else self.x()
+        eps = fit.eps
+        predicted = eps + fit.beta * n**-fit.alpha  # reference arithmetic: L(n), then minus eps
+        out: F64 = self._slope_mult * (predicted - eps) / n
+        return out
+
+    def points(self, domain: int) -> tuple[F64, F64]:
+        """Domain ``domain``'s current fit points ``(n, smoothed loss)``."""
+        return self._est.points(domain)
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe state; restores bitwise."""
+        pending: dict[str, Any] | None = None
+        if self._pending is not None:
+            step, apply_step, result = self._pending
+            if isinstance(result, Future):  # wait: the state must not depend on timing
+                try:
+                    result = result.result()
+                except FitError as err:
+                    result = err
+                self._pending = (step, apply_step, result)
+            pending = {
+                "step": step,
+                "apply_step": apply_step,
+                "fit": _fit_to_dict(result) if isinstance(result, PowerLawFit) else None,
+                "error": str(result) if isinstance(result, FitError) else None,
+            }
+        return {
+            "estimator": self._est.state_dict(),
+            "pending": pending,
+            "total": self._total,
+            "domain_n": self._domain_n.tolist(),
+            "fit": None if self.current is None else _fit_to_dict(self.current),
+            "num_fits": self.num_fits,
+            "num_rejected": self.num_rejected,
+            "num_skipped": self.num_skipped,
+            "last_fit_step": self.last_fit_step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output."""
+        try:
+            self._est.load_state_dict(state["estimator"])
+            self._total = float(state["total"])
+            self._domain_n = np.asarray(state["domain_n"], dtype=np.float64)
+            f = state["fit"]
+            self.current = None if f is None else _fit_from_dict(f)
+            p = state.get("pending")
+            self._pending = None
+            if p is not None:
+                result: PowerLawFit | FitError = (
+                    _fit_from_dict(p["fit"]) if p["fit"] is not None else FitError(p["error"])
+                )
+                self._pending = (int(p["step"]), int(p["apply_step"]), result)
+            self.num_fits = int(state["num_fits"])
+            self.num_rejected = int(state["num_rejected"])
+            self.num_skipped = int(state["num_skipped"])
+            self.last_fit_step = int(state["last_fit_step"])
+        except (KeyError, TypeError) as err:
+            raise StateError(f"scaling-law estimator state is malformed: {err!r}") from None
+        if self._domain_n.shape != (self._k,):
+            raise StateError(f"scaling-law estimator state is for {self._domain_n.size} domains")

@@ -1,0 +1,454 @@
+"""The policy contract, the configuration base, the registry and ``load_policy``.
+
+A policy turns per-step statistics into the sampling distribution of the next batch::
+
+    policy = load_policy("policies/ado.yaml", domains=names, prior=mu)
+    policy.update(StepStats(step=t, counts=counts, loss_sums=loss_sums))
+    w = policy.weights          # float64[K], >= 0, sums to 1: the distribution for batch t + 1
+
+A policy class subclasses :class:`Policy`, declares its configuration as a nested ``Config``
+(a :class:`PolicyConfig` with a ``kind`` literal) and registers with :func:`register_policy`, or
+through the entry-point group ``ado.policies`` (entry-point name = ``kind``, value = the policy
+class). Its YAML is then ``kind: <name>`` plus the config's fields, plus an optional ``guardrails:``
+list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ado.errors import ConfigError, InvalidInputError, StateError
+from ado.policy.guardrails import Guardrail, GuardrailConfig
+from ado.stats import F64, StepStats
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "STATE_FORMAT_VERSION",
+    "Guarded",
+    "Policy",
+    "PolicyConfig",
+    "load_policy",
+    "load_policy_config",
+    "policy_kinds",
+    "register_policy",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Entry-point group through which installed packages contribute policy classes.
+ENTRY_POINT_GROUP = "ado.policies"
+#: Version of the ``state_dict`` layout.
+STATE_FORMAT_VERSION = 1
+
+_REGISTRY: dict[str, type[Policy]] = {}
+
+
+class PolicyConfig(BaseModel):
+    """Base of every policy configuration: frozen, unknown fields rejected, ``kind`` discriminator.
+
+    Attributes:
+        kind: the registry key of the policy.
+        guardrails: constraints applied, in order, to the policy's weights (see
+            :mod:`ado.policy.guardrails`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    guardrails: list[GuardrailConfig] = []
+
+    policy_class: ClassVar[type[Policy] | None] = None
+
+    def build(self, domains: Sequence[str], prior: npt.ArrayLike | None = None) -> Policy:
+        """Construct the policy (wrapped in its guardrails, if any).
+
+        Args:
+            domains: the K domain names, in the order of every per-domain array.
+            prior: the prior mu (e.g. natural token proportions); None means uniform.
+        """
+        cls = type(self).policy_class
+        if cls is None:
+            raise ConfigError(f"policy config {type(self).__name__} is not registered")
+        policy = cls(self, domains, prior)
+        if self.guardrails:
+            return Guarded(policy, self.guardrails)
+        return policy
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical JSON form of this configuration."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _check_domains(domains: Sequence[str]) -> list[str]:
+    if isinstance(domains, str):
+        raise InvalidInputError("domains must be a sequence of names, not a string")
+    names = [str(d) for d in domains]
+    if not names:
+        raise InvalidInputError("domains is empty")
+    dupes = sorted({d for d in names if names.count(d) > 1})
+    if dupes:
+        raise InvalidInputError(f"domain names must be unique; repeated: {dupes}")
+    return names
+
+
+def _check_prior(prior: npt.ArrayLike | None, k: int) -> F64:
+    if prior is None:
+        return np.full(k, 1.0 / k)
+    mu = np.asarray(prior, dtype=np.float64)
+    if mu.shape != (k,):
+        raise InvalidInputError(f"prior must have shape ({k},), got {mu.shape}")
+    if not np.all(np.isfinite(mu)) or mu.min() < 0 or mu.sum() <= 0:
+        raise InvalidInputError(f"prior must be finite, >= 0 and not all 0, got {mu.tolist()}")
+    out: F64 = mu / mu.sum()
+    return out
+
+
+def _readonly(w: F64) -> F64:
+    w.flags.writeable = False
+    return w
+
+
+class Policy(ABC):
+    """A data-mixture policy.
+
+    Subclasses implement :meth:`_update` (return the next weights) and, if they hold state beyond
+    the weights, :meth:`_state`/:meth:`_load_state`; optionally :meth:`metrics`.
+
+    Args:
+        config: the policy's configuration.
+        domains: the K domain names.
+        prior: the prior mu (None: uniform).
+    """
+
+    Config: ClassVar[type[PolicyConfig]]
+
+    def __init__(
+        self, config: PolicyConfig, domains: Sequence[str], prior: npt.ArrayLike | None = None
+    ) -> None:
+        self.config = config
+        self._domains = _check_domains(domains)
+        self._k = len(self._domains)
+        self._prior = _readonly(_check_prior(prior, self._k))
+        self._weights = self._prior
+        self._step = -1
+
+    @property
+    def domains(self) -> list[str]:
+        """The domain names."""
+        return list(self._domains)
+
+    @property
+    def num_domains(self) -> int:
+        """K."""
+        return self._k
+
+    @property
+    def prior(self) -> F64:
+        """The prior mu (read-only)."""
+        return self._prior
+
+    @property
+    def weights(self) -> F64:
+        """The distribution for the next batch: float64[K], >= 0, sums to 1 (read-only)."""
+        return self._weights
+
+    @property
+    def step(self) -> int:
+        """The last step ingested (-1 before the first update)."""
+        return self._step
+
+    def _set_weights(self, w: F64) -> None:
+        self._weights = _readonly(np.array(w, dtype=np.float64))
+
+    def update(self, stats: StepStats) -> None:
+        """Ingest the statistics of the batch trained at ``stats.step`` (reduced over all ranks).
+
+        Raises:
+            InvalidInputError: the stats have the wrong number of domains, or the step does not
+            increase.
+        """
+        if stats.counts.shape[0] != self._k:
+            raise InvalidInputError(
+                f"StepStats has {stats.counts.shape[0]} domains; the policy has {self._k}"
+            )
+        if stats.step <= self._step:
+            raise InvalidInputError(
+                f"steps must increase: got step {stats.step} after step {self._step}"
+            )
+        w = self._update(stats)
+        self._step = stats.step
+        self._set_weights(w)
+
+    @abstractmethod
+    def _update(self, stats: StepStats) -> F64:
+        """Compute the next weights from ``stats`` (validated, right length, increasing step)."""
+
+    def metrics(self) -> dict[str, float]:
+        """Scalars for any logger: ``weight/<domain>`` plus policy-specific values."""
+        return {f"weight/{d}": float(w) for d, w in zip(self._domains, self._weights, strict=True)}
+
+    def _state(self) -> dict[str, Any]:
+        """Policy-specific JSON-safe state (beyond weights and step)."""
+        return {}
+
+    def _load_state(self, state: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
+        """Restore :meth:`_state` output."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-safe, versioned state: domains, config fingerprint, step, weights, policy state."""
+        return {
+            "format_version": STATE_FORMAT_VERSION,
+            "kind": self.config.kind,
+            "domains": list(self._domains),
+            "config_fingerprint": self.config.fingerprint(),
+            "step": self._step,
+            "weights": self._weights.tolist(),
+            "state": self._state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any], *, strict: bool = True) -> None:
+        """Restore :meth:`state_dict` output; future weights are then bitwise identical.
+
+        Args:
+            state: a state produced by :meth:`state_dict` (possibly through JSON).
+            strict: a config-fingerprint mismatch raises (True) or only logs a warning (False).
+
+        Raises:
+            StateError: other format version, kind or domains, a fingerprint mismatch (strict), or a
+            malformed state.
+        """
+        version = state.get("format_version")
+        if version != STATE_FORMAT_VERSION:
+            raise StateError(
+                f"policy state format_version {version!r} is not {STATE_FORMAT_VERSION}"
+            )
+        if state.get("kind") != self.config.kind:
+            raise StateError(
+                f"state is for policy kind {state.get('kind')!r}, "
+                f"this policy is {self.config.kind!r}"
+            )
+        if list(state.get("domains", [])) != self._domains:
+            raise StateError(
+                f"state is for domains {state.get('domains')}, this policy has {self._domains}"
+            )
+        if state.get("config_fingerprint") != self.config.fingerprint():
+            msg = "state was saved under a different policy configuration (fingerprint mismatch)"
+            if strict:
+                raise StateError(msg + "; pass strict=False to load it anyway")
+            logger.warning(msg)
+        try:
+            weights = np.asarray(state["weights"], dtype=np.float64)
+            step = int(state["step"])
+            inner = dict(state["state"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise StateError(f"policy state is malformed: {err!r}") from None
+        if weights.shape != (self._k,):
+            raise StateError(f"state weights have shape {weights.shape}, expected ({self._k},)")
+        self._load_state(inner)
+        self._step = step
+        self._set_weights(weights)
+
+
+class Guarded(Policy):
+    """A policy wrapped in guardrails (built by :meth:`PolicyConfig.build` when the config lists
+    any). The wrapped policy sees every step; its proposal passes through each guardrail in
+    order."""
+
+    def __init__(self, inner: Policy, rails: Sequence[GuardrailConfig]) -> None:
+        super().__init__(inner.config, inner.domains, inner.prior)
+        self.inner = inner
+        self.rails: list[Guardrail] = [r.build(self._domains, self._prior) for r in rails]
+        w = inner.weights
+        for rail in self.rails:
+            w = rail.apply(w, w, None)
+        self._set_weights(w)
+
+    def _update(self, stats: StepStats) -> F64:
+        self.inner.update(stats)
+        w = self.inner.weights
+        prev = self._weights
+        for rail in self.rails:
+            w = rail.apply(w, prev, stats)
+        return w
+
+    def metrics(self) -> dict[str, float]:
+        """The wrapped policy's metrics (its ``weight/*`` renamed ``proposed/*``), the final weights
+        and each guardrail's counters as ``guardrail/<i>_<name>/<counter>``."""
+        out = {
+            (("proposed/" + k[len("weight/") :]) if k.startswith("weight/") else k): v
+            for k, v in self.inner.metrics().items()
+        }
+        out.update(super().metrics())
+        for i, rail in enumerate(self.rails):
+            for key, value in rail.metrics().items():
+                out[f"guardrail/{i}_{rail.name}/{key}"] = value
+        return out
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "inner": self.inner.state_dict(),
+            "guardrails": [rail.state_dict() for rail in self.rails],
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        rails = state.get("guardrails")
+        if not isinstance(rails, list) or len(rails) != len(self.rails):
+            raise StateError(f"state has {rails!r} guardrail states, expected {len(self.rails)}")
+        self.inner.load_state_dict(state["inner"])
+        for rail, rail_state in zip(self.rails, rails, strict=True):
+            rail.load_state_dict(rail_state)
+
+
+P = TypeVar("P", bound=type[Policy])
+
+
+def register_policy(cls: P) -> P:
+    """Class decorator: register a :class:`Policy` subclass under its ``Config``'s ``kind``.
+
+    The class must define ``Config``, a :class:`PolicyConfig` subclass whose ``kind`` field defaults
+    to the name used in YAML.
+
+    Raises:
+        ConfigError: no ``Config``, no ``kind`` default, or the kind is taken by another class.
+    """
+    config = getattr(cls, "Config", None)
+    if not (isinstance(config, type) and issubclass(config, PolicyConfig)):
+        raise ConfigError(f"{cls.__name__} needs a nested Config(PolicyConfig) class")
+    kind = config.model_fields["kind"].default
+    if not isinstance(kind, str) or not kind:
+        raise ConfigError(f"{cls.__name__}.Config.kind needs a string default (the YAML kind)")
+    existing = _REGISTRY.get(kind)
+    if existing is not None and existing is not cls:
+        raise ConfigError(f"policy kind {kind!r} is already registered by {existing.__name__}")
+    config.policy_class = cls
+    _REGISTRY[kind] = cls
+    return cls
+
+
+def _from_entry_points(kind: str) -> type[Policy] | None:
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name != kind:
+            continue
+        try:
+            obj = ep.load()
+        except Exception as err:  # a broken plugin must name itself
+            raise ConfigError(
+                f"entry point {ep.name} = {ep.value!r} failed to load: {err}"
+            ) from err
+        if not (isinstance(obj, type) and issubclass(obj, Policy)):
+            raise ConfigError(f"entry point {ep.name} = {ep.value!r} is not a Policy subclass")
+        if _REGISTRY.get(kind) is not obj:
+            register_policy(obj)
+        return obj
+    return None
+
+
+def policy_kinds() -> list[str]:
+    """Registered kinds (built-ins and anything imported or loaded so far), sorted."""
+    return sorted(_REGISTRY)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            try:
+                node = node[int(part)]
+            except (ValueError, IndexError):
+                raise ConfigError(f"override {key!r}: no list item {part!r}") from None
+        else:
+            if part not in node or node[part] is None:
+                node[part] = {}
+            node = node[part]
+        if not isinstance(node, dict | list):
+            raise ConfigError(f"override {key!r}: {'.'.join(parts[: i + 1])} is not a mapping")
+    last = parts[-1]
+    if isinstance(node, list):
+        try:
+            node[int(last)] = value
+        except (ValueError, IndexError):
+            raise ConfigError(f"override {key!r}: no list item {last!r}") from None
+    else:
+        node[last] = value
+
+
+def load_policy_config(
+    source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | None = None
+) -> PolicyConfig:
+    """Read and validate a policy configuration.
+
+    Args:
+        source: a YAML file path, or an already-parsed mapping.
+        overrides: field values replacing those of ``source`` before validation; keys are field
+            names, or dotted paths into nested fields (``"estimator.decay"``,
+            ``"guardrails.0.rate"``).
+
+    Raises:
+        ConfigError: unreadable file, no/unknown ``kind``, unknown field, invalid value.
+    """
+    where = "policy config"
+    if isinstance(source, Mapping):
+        data: Any = json.loads(json.dumps(source))  # a deep, plain copy
+    else:
+        path = Path(source)
+        where = str(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read policy config: {err}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping with a 'kind', got {type(data).__name__}")
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, str(key), value)
+    kind = data.get("kind")
+    if not isinstance(kind, str):
+        raise ConfigError(f"{where}: missing 'kind' (one of {policy_kinds()})")
+    cls = _REGISTRY.get(kind) or _from_entry_points(kind)
+    if cls is None:
+        raise ConfigError(
+            f"{where}: unknown policy kind {kind!r}; known: {policy_kinds()} "
+            f"(or register one, see ado.register_policy)"
+        )
+    try:
+        return cls.Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"{where}: invalid {kind!r} policy config:\n{err}") from None
+
+
+def load_policy(
+    source: str | Path | Mapping[str, Any],
+    *,
+    domains: Sequence[str],
+    prior: npt.ArrayLike | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Policy:
+    """Load a policy from a YAML preset (or mapping) and build it for ``domains``.
+
+    Args:
+        source: YAML path or mapping (``kind`` plus fields).
+        domains: the K domain names.
+        prior: the prior mu (None: uniform).
+        overrides: replacement field values, validated like the YAML (see
+            :func:`load_policy_config`).
+
+    Example:
+        ``load_policy("policies/ado.yaml", domains=names, prior=mu,
+        overrides=dict(update_interval=200))``
+    """
+    return load_policy_config(source, overrides).build(domains, prior)

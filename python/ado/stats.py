@@ -1,0 +1,141 @@
+"""``StepStats``: what a training step tells a policy.
+
+One ``StepStats`` describes the batch trained at global step ``step``, already reduced over all
+ranks (every field is a plain per-domain sum, so ranks combine by adding). It is validated once, at
+construction, with a handful of vectorised checks (a few microseconds for K = 22): this object is on
+the per-step hot path, so it is a slotted dataclass, not a pydantic model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ado.errors import InvalidInputError
+
+__all__ = ["F64", "StepStats"]
+
+F64 = npt.NDArray[np.float64]
+
+_sum = np.add.reduce
+
+
+def _vector(name: str, value: Any, k: int | None) -> F64:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim != 1:
+        raise InvalidInputError(f"StepStats.{name} must be 1-D, got shape {arr.shape}")
+    if k is not None and arr.shape[0] != k:
+        raise InvalidInputError(
+            f"StepStats.{name} has {arr.shape[0]} entries; counts has {k} (one per domain)"
+        )
+    # A NaN or inf anywhere makes the sum non-finite (or overflows): one reduction checks all.
+    if not math.isfinite(_sum(arr)):
+        raise InvalidInputError(f"StepStats.{name} holds NaN or inf: {arr.tolist()}")
+    return arr
+
+
+@dataclass(frozen=True, slots=True)
+class StepStats:
+    """Per-domain statistics of the batch trained at ``step`` (summed over all ranks).
+
+    Args:
+        step: the global training step (>= 0) whose batch these statistics describe.
+        counts: samples of each domain in the batch, shape ``(K,)``, >= 0.
+        loss_sums: per domain, the sum over its samples of each sample's mean token loss; the
+            domain's mean loss is ``loss_sums / counts``. Must be 0 where ``counts`` is 0.
+        token_counts: optional tokens of each domain in the batch (needed by the token-budget
+            guardrail), >= 0.
+        ref_loss_sums: optional, like ``loss_sums`` but computed by a reference model on the same
+            samples (DoReMi-style excess loss).
+
+    Raises:
+        InvalidInputError: wrong shape or length, NaN/inf, negative counts or tokens, a loss sum for
+        a
+            domain with no samples, or a negative step.
+    """
+
+    step: int
+    counts: F64
+    loss_sums: F64
+    token_counts: F64 | None = None
+    ref_loss_sums: F64 | None = None
+
+    def __post_init__(self) -> None:
+        step = self.step
+        if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
+            raise InvalidInputError(f"StepStats.step must be an integer >= 0, got {step!r}")
+        counts = _vector("counts", self.counts, None)
+        k = counts.shape[0]
+        if k == 0:
+            raise InvalidInputError("StepStats.counts is empty (need one entry per domain)")
+        if np.minimum.reduce(counts) < 0:
+            raise InvalidInputError(f"StepStats.counts must be >= 0, got {counts.tolist()}")
+        loss_sums = _vector("loss_sums", self.loss_sums, k)
+        if not counts.all() and np.any(loss_sums[counts == 0]):
+            raise InvalidInputError(
+                "StepStats.loss_sums is non-zero for a domain with counts == 0: "
+                f"counts={counts.tolist()}, loss_sums={loss_sums.tolist()}"
+            )
+        object.__setattr__(self, "step", int(step))
+        object.__setattr__(self, "counts", counts)
+        object.__setattr__(self, "loss_sums", loss_sums)
+        if self.token_counts is not None:
+            tokens = _vector("token_counts", self.token_counts, k)
+            if tokens.min() < 0:
+                raise InvalidInputError(
+                    f"StepStats.token_counts must be >= 0, got {tokens.tolist()}"
+                )
+            object.__setattr__(self, "token_counts", tokens)
+        if self.ref_loss_sums is not None:
+            ref = _vector("ref_loss_sums", self.ref_loss_sums, k)
+            object.__setattr__(self, "ref_loss_sums", ref)
+
+    @property
+    def num_domains(self) -> int:
+        """K."""
+        return int(self.counts.shape[0])
+
+    def mean_losses(self) -> F64:
+        """Per-domain mean loss ``loss_sums / counts``; NaN for a domain absent from the batch."""
+        out = np.full(self.counts.shape, np.nan)
+        np.divide(self.loss_sums, self.counts, out=out, where=self.counts > 0)
+        return out
+
+    def mean_ref_losses(self) -> F64 | None:
+        """Per-domain mean reference loss (NaN where absent), or None without ``ref_loss_sums``."""
+        if self.ref_loss_sums is None:
+            return None
+        out = np.full(self.counts.shape, np.nan)
+        np.divide(self.ref_loss_sums, self.counts, out=out, where=self.counts > 0)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (used by the simulator's JSONL log and by replay)."""
+        out: dict[str, Any] = {
+            "step": self.step,
+            "counts": self.counts.tolist(),
+            "loss_sums": self.loss_sums.tolist(),
+        }
+        if self.token_counts is not None:
+            out["token_counts"] = self.token_counts.tolist()
+        if self.ref_loss_sums is not None:
+            out["ref_loss_sums"] = self.ref_loss_sums.tolist()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepStats:
+        """Inverse of :meth:`to_dict` (validated)."""
+        try:
+            return cls(
+                step=data["step"],
+                counts=data["counts"],
+                loss_sums=data["loss_sums"],
+                token_counts=data.get("token_counts"),
+                ref_loss_sums=data.get("ref_loss_sums"),
+            )
+        except KeyError as err:
+            raise InvalidInputError(f"StepStats record lacks field {err}") from None

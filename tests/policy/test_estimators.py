@@ -1,0 +1,52 @@
+"""The estimator Protocol and the loss-EMA / excess-loss estimators."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ado import InvalidInputError, StateError, StepStats
+from ado.estimators import (
+    Estimator,
+    ExcessLossEstimator,
+    LossEMAConfig,
+    LossEMAEstimator,
+    ScalingLawEstimator,
+)
+
+
+def test_builtin_estimators_satisfy_the_protocol() -> None:
+    for est in (
+        LossEMAEstimator(3),
+        ExcessLossEstimator(3, reference_losses=np.ones(3)),
+        ScalingLawEstimator(3, ignore_steps=0, start_step=0, update_interval=10),
+    ):
+        assert isinstance(est, Estimator)
+        assert est.num_domains == 3
+
+
+def test_loss_ema_by_hand() -> None:
+    first = LossEMAEstimator(2, decay=0.5, init="first")
+    zero = LossEMAConfig(decay=0.5, init="zero", transform="exp").build(["a", "b"])
+    assert np.isnan(first.signal()).all()
+    s0 = StepStats(step=0, counts=[2, 0], loss_sums=[4.0, 0.0])
+    s1 = StepStats(step=1, counts=[1, 1], loss_sums=[1.0, 3.0])
+    for s in (s0, s1):
+        first.observe(s)
+        zero.observe(s)
+    np.testing.assert_allclose(first.signal(), [0.5 * 2 + 0.5 * 1, 3.0])
+    np.testing.assert_allclose(zero.signal(), [0.25 * np.exp(2) + 0.5 * np.e, 0.5 * np.exp(3)])
+    back = LossEMAEstimator(2, decay=0.5)
+    back.load_state_dict(first.state_dict())
+    np.testing.assert_array_equal(back.signal(), first.signal())
+    with pytest.raises(StateError):
+        LossEMAEstimator(3).load_state_dict(first.state_dict())
+    with pytest.raises(InvalidInputError, match="overflows"):
+        zero.observe(StepStats(step=2, counts=[1, 0], loss_sums=[800.0, 0.0]))
+
+
+def test_excess_loss_prefers_ref_loss_sums_and_keeps_absent_domains() -> None:
+    est = ExcessLossEstimator(2, reference_losses=np.array([10.0, 10.0]))
+    est.observe(StepStats(step=0, counts=[1, 2], loss_sums=[3.0, 4.0], ref_loss_sums=[1.0, 6.0]))
+    np.testing.assert_allclose(est.signal(), [2.0, 0.0])  # from ref_loss_sums, clipped at 0
+    est.observe(StepStats(step=1, counts=[0, 1], loss_sums=[0.0, 12.0]))
+    np.testing.assert_allclose(est.signal(), [2.0, 2.0])  # table; domain 0 absent keeps 2
