@@ -1,9 +1,9 @@
 """Fitter speed and quality: ado's deterministic global fitter vs a 512-start L-BFGS-B (scipy).
 
-Fits K = 22 domains x 5,900 points (the reference's size at step 59,000: rows 1000, 1010, ..., 59,990 of
-a smoothed loss history), reports the median wall time of the whole refit over repeated runs, the time
-per domain, and compares objectives with the reference strategy (the 8x8x8 start grid of L-BFGS-B on the
-same objective), which is timed on a few domains only because it is slow.
+Fits K = 22 domains x 5,900 points (the reference's size at step 59,000: rows 1000, 1010, ...,
+59,990 of a smoothed loss history), reports the median wall time of the whole refit over repeated
+runs, the time per domain, and compares objectives with the reference strategy (the 8x8x8 start grid
+of L-BFGS-B on the same objective), which is timed on a few domains only because it is slow.
 
 Run: ``python benchmarks/fit_speed.py [--runs 15] [--baseline-domains 2]``
 """
@@ -15,10 +15,9 @@ import statistics
 import time
 
 import numpy as np
-from scipy.signal import savgol_filter
-
 from ado.estimators import FitConfig, fit_power_laws
 from ado.estimators.baseline import multistart_fit
+from scipy.signal import savgol_filter
 
 K, STEPS, BATCH = 22, 60_000, 256
 

@@ -5,6 +5,17 @@ from typing import final
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "FitSpec",
+    "MixtureLoaderCore",
+    "PowerLawEstimator",
+    "__version__",
+    "fit_power_laws",
+    "index_shard",
+    "objective",
+    "shard_members",
+]
+
 __version__: str
 
 _Limit = tuple[float, float | None] | None
@@ -12,6 +23,7 @@ _F64 = npt.NDArray[np.float64]
 _I64 = npt.NDArray[np.int64]
 _FitArrays = tuple[_F64, _F64, _F64, _F64, _I64, _I64]
 
+@final
 class FitSpec:
     def __new__(
         cls,
@@ -32,6 +44,7 @@ def objective(
     n: _F64, losses: _F64, eps: _F64, beta: _F64, alpha: _F64, spec: FitSpec
 ) -> _F64: ...
 
+@final
 class PowerLawEstimator:
     def __new__(
         cls,

@@ -1,7 +1,7 @@
 """The exception tree of ``ado``.
 
-``AdoError`` is the base of every error ``ado`` raises on purpose. Errors about the arguments of a call
-(wrong shape, NaN, out of range) are ``InvalidInputError``, which is also a ``ValueError``.
+``AdoError`` is the base of every error ``ado`` raises on purpose. Errors about the arguments of a
+call (wrong shape, NaN, out of range) are ``InvalidInputError``, which is also a ``ValueError``.
 The Rust core raises these same classes.
 """
 
@@ -34,7 +34,7 @@ class FitError(AdoError):
 
 
 class StateError(AdoError):
-    """A saved state does not match the object it is loaded into (other domains, config, manifest)."""
+    """A saved state does not match the object it is loaded into (domains, config, manifest)."""
 
 
 class ShardError(AdoError):

@@ -1,7 +1,7 @@
-"""Per-domain power laws ``L(n) = eps + beta * n**-alpha``: configuration, batch fitting, online estimator.
+"""Per-domain power laws ``L(n) = eps + beta * n**-alpha``: config, fitting, online estimator.
 
-The numerics live in Rust (``ado._core``); this module validates shapes, holds the typed configuration
-and gives the results a small numpy API.
+The numerics live in Rust (``ado._core``); this module validates shapes, holds the typed
+configuration and gives the results a small numpy API.
 
 >>> import numpy as np
 >>> n = np.arange(1, 201) * 1000.0
@@ -53,8 +53,8 @@ class FitConfig(BaseModel):
 
     The parameters are ``(log beta, log eps, alpha)``; each has an optional lower and upper
     :class:`Limit`. The default derives its bounds from the data (``1e-6 * min L <= eps <= min L``,
-    ``0 <= alpha <= 1``) and so works at any loss scale; :meth:`reference` is exactly the objective of
-    the ADO reference implementation.
+    ``0 <= alpha <= 1``) and so works at any loss scale; :meth:`reference` is exactly the objective
+    of the ADO reference implementation.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -91,8 +91,8 @@ class FitConfig(BaseModel):
 
     @classmethod
     def reference(cls) -> FitConfig:
-        """The reference objective: Huber(1e-3) summed over log residuals, plus
-        ``max(alpha-0.8, 0) - min(alpha, 0.001) + max(log beta - 6.5, 0) + max(0.5 - log eps, 0)``."""
+        """The reference objective: Huber(1e-3) summed over log residuals, plus the penalties
+        ``max(alpha-0.8, 0) - min(alpha, 0.001) + max(log beta-6.5, 0) + max(0.5-log eps, 0)``."""
         return cls(
             log_beta_upper=Limit(at=6.5, weight=1.0),
             log_eps_lower=Limit(at=0.5, weight=1.0),
@@ -195,7 +195,7 @@ def objective(
     alpha: npt.ArrayLike,
     config: FitConfig | None = None,
 ) -> F64:
-    """The objective of ``config`` at the given per-domain parameters (``inf`` outside hard bounds)."""
+    """The objective of ``config`` at per-domain parameters (``inf`` outside hard bounds)."""
     cfg = config or FitConfig()
     x, y = _as_rows(n, losses)
 
@@ -209,9 +209,9 @@ class PowerLawEstimator:
     """Online per-domain power-law estimator with bounded memory (Rust).
 
     Feed one row of per-domain mean losses per step; the estimator smooths each domain's series
-    (Savitzky–Golay, ``window``/``order``), keeps every ``subsample``-th point from ``ignore_steps`` on
-    in a buffer of at most ``max_points`` (``overflow="thin"`` keeps the whole run covered by doubling
-    the stride, ``"drop_oldest"`` slides), and fits on demand.
+    (Savitzky-Golay, ``window``/``order``), keeps every ``subsample``-th point from
+    ``ignore_steps`` on in a buffer of at most ``max_points`` (``overflow="thin"`` keeps the whole
+    run covered by doubling the stride, ``"drop_oldest"`` slides), and fits on demand.
 
     Args:
         num_domains: K.

@@ -58,7 +58,8 @@ class DoReMi(Policy):
 
     def _update(self, stats: StepStats) -> F64:
         self.estimator.observe(stats)
-        lam = self.estimator.signal()
+        # A domain the estimator has not seen yet carries no signal: lambda = 0 leaves it alone.
+        lam = np.nan_to_num(self.estimator.signal(), nan=0.0)
         with np.errstate(divide="ignore"):
             z = np.log(self._weights) + self.config.eta * lam
         z = z - z.max()

@@ -364,10 +364,28 @@ impl PowerLawEstimator {
     }
 
     /// Fit every domain's current points (in parallel).
+    ///
+    /// A domain with fewer than 3 points, or whose smoothed series left the positive reals (the
+    /// smoother can undershoot when losses approach 0), gives [`Error::Fit`]: the data are not
+    /// wrong, there is just no law to fit yet.
     pub fn fit(&self, config: &FitConfig) -> Result<Vec<FitResult>> {
         let pts: Vec<(Vec<f64>, Vec<f64>)> = (0..self.series.len())
             .map(|d| self.points(d))
             .collect::<Result<_>>()?;
+        for (domain, (_, ys)) in pts.iter().enumerate() {
+            if ys.len() < 3 {
+                return Err(Error::Fit {
+                    domain,
+                    message: format!("{} fit points, at least 3 are needed", ys.len()),
+                });
+            }
+            if let Some(y) = ys.iter().find(|y| !(y.is_finite() && **y > 0.0)) {
+                return Err(Error::Fit {
+                    domain,
+                    message: format!("a smoothed loss is {y}; power laws need positive losses"),
+                });
+            }
+        }
         let ns: Vec<&[f64]> = pts.iter().map(|p| p.0.as_slice()).collect();
         let ys: Vec<&[f64]> = pts.iter().map(|p| p.1.as_slice()).collect();
         fit_many(&ns, &ys, config)
