@@ -138,6 +138,7 @@ def test_sigkill_and_resume_is_bitwise_identical(make_corpus: Any, tmp_path: Pat
     assert resumed_at is not None  # a checkpoint existed (every 3 steps, killed at >= 8)
     again = launch(cfg, tmp_path, name="again")
     assert again.wait(timeout=TIMEOUT_S) == 0, (tmp_path / "again.stderr").read_text()[-3000:]
+    assert f"(step {int(resumed_at.stem[5:])})" in (tmp_path / "again.stderr").read_text()
 
     want = train_records(tmp_path / "ref.jsonl")
     got = train_records(tmp_path / "run.jsonl")

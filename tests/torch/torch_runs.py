@@ -58,14 +58,14 @@ def launch(
     path = folder / f"{name}.json"
     path.write_text(json.dumps(config))
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    err = (folder / f"{name}.stderr").open("wb")
-    return subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--config", str(path)],
-        env=full_env,
-        stdout=subprocess.DEVNULL,
-        stderr=err,
-        cwd=ROOT,
-    )
+    with (folder / f"{name}.stderr").open("wb") as err:  # the child keeps its own descriptor
+        return subprocess.Popen(
+            [sys.executable, str(SCRIPT), "--config", str(path)],
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            cwd=ROOT,
+        )
 
 
 def train_records(log: Path) -> list[dict[str, Any]]:
