@@ -2,10 +2,13 @@
 
 Both runs train the same tiny GPT from the same seed for the same steps over the same
 ``MixtureLoader`` (synthetic 3-domain corpus from ``train_gpt.py``); the static run draws with the
-prior weights and has no policy and no tracker. ADO refits every ``--interval`` steps (the preset's
-refit schedule moved early so that refits happen inside the run). Runs alternate (static, ADO,
-static, ADO, ...) and the median wall time of each is compared. Also prints the time inside
-``policy.update`` per step.
+prior weights and has no policy and no tracker. ADO refits every ``--interval`` steps (the preset
+refits every 1000 steps; here the schedule is moved early and made 20x denser so refits happen
+inside the run).
+Runs alternate (static, ADO, static, ADO, ...); the ratio of the median (and of the fastest) wall
+times is printed, with the time inside ``policy.update`` per step, split into the per-step hot path
+and the refits. On a shared machine the wall ratio is noisy (±10 % between identical runs); the
+policy time is measured directly and is the stable figure.
 
     python benchmarks/overhead.py                     # ~1-2 min on 2 cores
     python benchmarks/overhead.py --steps 500 --repeats 5 --device cuda --dtype bf16
@@ -68,31 +71,38 @@ def main() -> None:
         ado = TrainConfig(**common, policy="ado", overrides=ado_overrides)
         train(TrainConfig(**{**common, "steps": 20}, policy=None))  # warm-up (page cache, kernels)
         walls: dict[str, list[float]] = {"static": [], "ado": []}
-        policy_ms: list[float] = []
-        fits = 0.0
+        per_step: list[float] = []  # seconds inside policy.update, every step of every ADO run
+        fits: list[float] = []
         for _ in range(args.repeats):
             walls["static"].append(train(static).wall_seconds)
-            res = train(ado)
+            res = train(ado, on_step=lambda t, s, m: per_step.append(m.last_policy_seconds))
             walls["ado"].append(res.wall_seconds)
-            policy_ms.append(1e3 * res.policy_seconds / args.steps)
-        static_s = statistics.median(walls["static"])
-        ado_s = statistics.median(walls["ado"])
-        fits = args.steps // args.interval
+            assert res.model is not None
+        # refit steps: those where the policy took > 20x the median (the fit runs inside update)
+        median_s = statistics.median(per_step)
+        fits = [t for t in per_step if t > 20 * median_s]
+        static_med, ado_med = statistics.median(walls["static"]), statistics.median(walls["ado"])
+        static_min, ado_min = min(walls["static"]), min(walls["ado"])
+        policy_total = sum(per_step) / args.repeats
         summary = {
             "steps": args.steps,
+            "repeats": args.repeats,
             "device": args.device,
             "dtype": args.dtype,
             "torch_threads": torch.get_num_threads(),
             "static_wall_s": [round(w, 3) for w in walls["static"]],
             "ado_wall_s": [round(w, 3) for w in walls["ado"]],
-            "overhead_ratio": round(ado_s / static_s, 4),
-            "overhead_pct": round(100 * (ado_s / static_s - 1), 2),
-            "policy_ms_per_step_median": round(statistics.median(policy_ms), 4),
-            "policy_share_pct": round(
-                100 * statistics.median(policy_ms) * args.steps / 1e3 / ado_s, 3
+            "step_ms_static_median": round(1e3 * static_med / args.steps, 3),
+            "overhead_ratio_median": round(ado_med / static_med, 4),
+            "overhead_ratio_min": round(ado_min / static_min, 4),
+            "policy_ms_per_step_mean": round(1e3 * policy_total / args.steps, 4),
+            "policy_us_per_step_median": round(1e6 * median_s, 1),
+            "refits_per_run": len(fits) / args.repeats,
+            "refit_ms_mean": round(1e3 * statistics.fmean(fits), 2) if fits else None,
+            "policy_share_of_ado_wall_pct": round(100 * policy_total / ado_med, 3),
+            "policy_share_without_refits_pct": round(
+                100 * (policy_total - sum(fits) / args.repeats) / ado_med, 3
             ),
-            "scheduled_refits": fits,
-            "step_ms_static": round(1e3 * static_s / args.steps, 3),
         }
         print(json.dumps(summary, indent=1))
 

@@ -145,6 +145,8 @@ class DataMixer:
         self._micro = 0
         #: Seconds spent inside ``policy.update`` (wall clock, this process).
         self.policy_seconds = 0.0
+        #: Seconds the last ``policy.update`` took.
+        self.last_policy_seconds = 0.0
         self.last_stats: StepStats | None = None
         loader.set_weights(policy.weights)
 
@@ -201,7 +203,8 @@ class DataMixer:
         stats = self.tracker.step_stats(self._step, self.tokens_per_sample)
         t0 = time.perf_counter()
         self.policy.update(stats)
-        self.policy_seconds += time.perf_counter() - t0
+        self.last_policy_seconds = time.perf_counter() - t0
+        self.policy_seconds += self.last_policy_seconds
         self.loader.set_weights(self.policy.weights)
         self.last_stats = stats
         self._step += 1

@@ -598,6 +598,7 @@ def train(
     )
     result.policy_seconds = mixer.policy_seconds if mixer is not None else 0.0
     weights = mixer.weights if mixer is not None else np.asarray(loader.weights)
+    weights = weights / weights.sum()
     result.weights = {d: float(w) for d, w in zip(manifest.names, weights, strict=True)}
     result.model = model
     return result
