@@ -72,6 +72,8 @@ def main() -> None:
                 f"{base.objective:.12g} (relative difference {rel:+.2e}); "
                 f"baseline took {base_times[-1]:.1f} s"
             )
+        if not base_times:
+            continue
         per_domain = statistics.mean(base_times)
         print(
             f"  baseline: {per_domain:.1f} s per domain -> speed-up per domain "
