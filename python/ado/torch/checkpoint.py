@@ -17,23 +17,17 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import torch
+
+from ado._io import RecordingWriter, fsync_dir, write_failed
 
 __all__ = ["atomic_save", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^step_(\d{8,})\.pt$")
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def atomic_save(obj: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
@@ -50,6 +44,8 @@ def atomic_save(obj: Any, path: str | os.PathLike[str], *, overwrite: bool = Fal
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
+        OSError: the disk is full (``ENOSPC``) or another write error; the message names ``path``.
+            The file at ``path`` (if any) is untouched and no temporary file is left.
     """
     path = Path(path)
     folder = path.parent
@@ -58,20 +54,26 @@ def atomic_save(obj: Any, path: str | os.PathLike[str], *, overwrite: bool = Fal
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     tmp = Path(tmp_name)
+    out: RecordingWriter | None = None
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
+            out = RecordingWriter(f)
+            torch.save(obj, cast(IO[bytes], out))  # a file-like with write/flush
+            out.flush()
             os.fsync(f.fileno())
         if overwrite:
             os.replace(tmp, path)
         else:
             os.link(tmp, path)  # atomic, and fails if path appeared meanwhile
             tmp.unlink()
-        _fsync_dir(folder)
-    except BaseException:
+        fsync_dir(folder)
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        # torch.save reports a full disk as an opaque RuntimeError: name the real cause.
+        clear = write_failed(path, err, out.error if out is not None else None)
+        if clear is not None:
+            raise clear from err
         raise
     return path
 
