@@ -83,8 +83,16 @@ def write_failed(path: Path, err: BaseException, recorded: OSError | None) -> OS
     )
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[RecordingWriter], None]) -> Path:
+def atomic_write(
+    path: str | os.PathLike[str],
+    write: Callable[[RecordingWriter], None],
+    *,
+    overwrite: bool = True,
+) -> Path:
     """Atomically replace ``path`` with what ``write`` writes to the file it is given.
+
+    With ``overwrite=False`` the file is put in place with a hard link, which fails with
+    ``FileExistsError`` (leaving the existing file alone) if ``path`` exists by then.
 
     Raises:
         OSError: the write, fsync or rename failed (full disk, quota, permissions); a full disk is
@@ -103,7 +111,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[RecordingWriter]
             write(out)
             out.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # atomic, and fails if path appeared meanwhile
+            tmp.unlink()
         fsync_dir(folder)
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):

@@ -11,17 +11,15 @@ in a folder and prune old ones only after the new one is durable.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import IO, Any, cast
 
 import torch
 
-from ado._io import RecordingWriter, fsync_dir, write_failed
+from ado._io import RecordingWriter, atomic_write
 
 __all__ = ["atomic_save", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 
@@ -52,30 +50,13 @@ def atomic_save(obj: Any, path: str | os.PathLike[str], *, overwrite: bool = Fal
     folder.mkdir(parents=True, exist_ok=True)
     if not overwrite and path.exists():
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    tmp = Path(tmp_name)
-    out: RecordingWriter | None = None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            out = RecordingWriter(f)
-            torch.save(obj, cast(IO[bytes], out))  # a file-like with write/flush
-            out.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # atomic, and fails if path appeared meanwhile
-            tmp.unlink()
-        fsync_dir(folder)
-    except BaseException as err:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        # torch.save reports a full disk as an opaque RuntimeError: name the real cause.
-        clear = write_failed(path, err, out.error if out is not None else None)
-        if clear is not None:
-            raise clear from err
-        raise
-    return path
+
+    def write(out: RecordingWriter) -> None:
+        # torch.save reports a full disk as an opaque RuntimeError; the RecordingWriter keeps the
+        # real OSError, and atomic_write raises it with the path.
+        torch.save(obj, cast(IO[bytes], out))
+
+    return atomic_write(path, write, overwrite=overwrite)
 
 
 def save_checkpoint(
