@@ -97,9 +97,7 @@ class StepStats:
         if self.ref_loss_sums is not None:
             ref = _vector("ref_loss_sums", self.ref_loss_sums, k)
             if np.minimum.reduce(ref) < 0:
-                raise InvalidInputError(
-                    f"StepStats.ref_loss_sums must be >= 0, got {ref.tolist()}"
-                )
+                raise InvalidInputError(f"StepStats.ref_loss_sums must be >= 0, got {ref.tolist()}")
             object.__setattr__(self, "ref_loss_sums", ref)
 
     @property
