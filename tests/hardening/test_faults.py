@@ -87,12 +87,10 @@ _KILL_CHILD = textwrap.dedent(
 )
 
 
-def test_sigkill_during_checkpoint_write_keeps_previous(tmp_path: Path) -> None:
-    torch = pytest.importorskip("torch")
-    from ado.torch.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-
-    folder = tmp_path / "ckpt"
-    child = subprocess.Popen([sys.executable, "-c", _KILL_CHILD, str(folder)])
+def _kill_mid_write(script: str, folder: Path) -> int:
+    """Run ``script`` on ``folder``; once it signals (``folder/writing``) that it paused inside a
+    write, SIGKILL it. Returns the size of the one temporary file at that moment."""
+    child = subprocess.Popen([sys.executable, "-c", script, str(folder)])
     try:
         deadline = time.monotonic() + 60
         while not (folder / "writing").exists():
@@ -101,13 +99,23 @@ def test_sigkill_during_checkpoint_write_keeps_previous(tmp_path: Path) -> None:
             time.sleep(0.02)
         tmp_files = [p for p in folder.iterdir() if p.name.endswith(".tmp")]
         assert len(tmp_files) == 1
-        assert tmp_files[0].stat().st_size > 1 << 20  # really mid-write
+        size = tmp_files[0].stat().st_size
         child.send_signal(signal.SIGKILL)
     finally:
         if child.poll() is None:
             child.kill()
         child.wait(timeout=60)
     assert child.returncode == -signal.SIGKILL
+    return size
+
+
+def test_sigkill_during_checkpoint_write_keeps_previous(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from ado.torch.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    assert _kill_mid_write(_KILL_CHILD, folder) > 1 << 20  # really mid-write
     latest = latest_checkpoint(folder)
     assert latest is not None
     assert latest.name == "step_00000001.pt"
@@ -142,22 +150,8 @@ _KILL_PLAIN_CHILD = textwrap.dedent(
 
 
 def test_sigkill_during_atomic_write_keeps_previous(tmp_path: Path) -> None:
-    child = subprocess.Popen([sys.executable, "-c", _KILL_PLAIN_CHILD, str(tmp_path)])
-    try:
-        deadline = time.monotonic() + 60
-        while not (tmp_path / "writing").exists():
-            assert child.poll() is None, "child exited before the second write"
-            assert time.monotonic() < deadline, "child never reached the second write"
-            time.sleep(0.02)
-        tmp_files = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-        assert len(tmp_files) == 1
-        assert tmp_files[0].stat().st_size == 4 << 20  # the new bytes are on disk, not in place
-        child.send_signal(signal.SIGKILL)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.wait(timeout=60)
-    assert child.returncode == -signal.SIGKILL
+    # the new bytes are on disk, but only in the temporary file
+    assert _kill_mid_write(_KILL_PLAIN_CHILD, tmp_path) == 4 << 20
     assert json.loads((tmp_path / "report.json").read_text()) == {"version": 1}
 
 
