@@ -53,9 +53,8 @@ class StepStats:
             samples (DoReMi-style excess loss).
 
     Raises:
-        InvalidInputError: wrong shape or length, NaN/inf, negative counts or tokens, a loss sum for
-        a
-            domain with no samples, or a negative step.
+        InvalidInputError: wrong shape or length, NaN/inf, negative counts, tokens or losses, a loss
+            sum for a domain with no samples, or a negative step.
     """
 
     step: int
@@ -75,6 +74,11 @@ class StepStats:
         if np.minimum.reduce(counts) < 0:
             raise InvalidInputError(f"StepStats.counts must be >= 0, got {counts.tolist()}")
         loss_sums = _vector("loss_sums", self.loss_sums, k)
+        if np.minimum.reduce(loss_sums) < 0:
+            raise InvalidInputError(
+                f"StepStats.loss_sums must be >= 0 (sums of per-sample losses), "
+                f"got {loss_sums.tolist()}"
+            )
         if not counts.all() and np.any(loss_sums[counts == 0]):
             raise InvalidInputError(
                 "StepStats.loss_sums is non-zero for a domain with counts == 0: "
@@ -92,6 +96,8 @@ class StepStats:
             object.__setattr__(self, "token_counts", tokens)
         if self.ref_loss_sums is not None:
             ref = _vector("ref_loss_sums", self.ref_loss_sums, k)
+            if np.minimum.reduce(ref) < 0:
+                raise InvalidInputError(f"StepStats.ref_loss_sums must be >= 0, got {ref.tolist()}")
             object.__setattr__(self, "ref_loss_sums", ref)
 
     @property

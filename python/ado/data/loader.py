@@ -138,6 +138,8 @@ class MixtureLoader:
         readahead_threads: Read-ahead threads, started at the first batch.
         cache_dir: Fallback folder for index sidecars (default :func:`default_cache_dir`).
         index_threads: Threads used to index shards at construction (joined before returning).
+        max_open_files: Most shard files kept open at once over all domains; the least recently
+            used is closed first, so descriptors stay bounded with any number of shards/domains.
 
     Raises:
         ShardError: A shard is missing, compressed, corrupt or truncated.
@@ -159,6 +161,7 @@ class MixtureLoader:
         readahead_threads: int = 2,
         cache_dir: str | os.PathLike[str] | None = None,
         index_threads: int = 2,
+        max_open_files: int = 256,
     ) -> None:
         self.manifest = _as_manifest(manifest)
         names = self.manifest.names
@@ -167,9 +170,10 @@ class MixtureLoader:
                 f"need batch_size >= 1, world_size >= 1, 0 <= rank < world_size and seed >= 0; "
                 f"got batch_size={batch_size}, rank={rank}, world_size={world_size}, seed={seed}"
             )
-        if readahead_bytes < 0 or readahead_threads < 0 or index_threads < 1:
+        if readahead_bytes < 0 or readahead_threads < 0 or min(index_threads, max_open_files) < 1:
             raise InvalidInputError(
-                "readahead_bytes/readahead_threads must be >= 0, index_threads >= 1"
+                "readahead_bytes/readahead_threads must be >= 0, index_threads and "
+                "max_open_files >= 1"
             )
         init = _as_weights(weights, names)
         if init is None:
@@ -186,6 +190,7 @@ class MixtureLoader:
             "readahead_threads": readahead_threads,
             "cache_dir": cache_dir,
             "index_threads": index_threads,
+            "max_open_files": max_open_files,
         }
         pack_args = None
         if pack is not None:
@@ -212,6 +217,7 @@ class MixtureLoader:
             cache_dir=str(cache_dir if cache_dir is not None else default_cache_dir()),
             index_threads=index_threads,
             pack=pack_args,
+            max_open_files=max_open_files,
         )
         small = [n for n, c in zip(names, self._core.num_samples, strict=True) if c < world_size]
         if small:
@@ -265,6 +271,12 @@ class MixtureLoader:
     def weights(self) -> list[float]:
         """Current weights (as set, not renormalised)."""
         return list(self._core.weights)
+
+    @property
+    def open_files(self) -> tuple[int, int]:
+        """(shard files open now, files opened so far) on the read path of this loader."""
+        open_now, opened = self._core.file_stats()
+        return int(open_now), int(opened)
 
     @property
     def epochs(self) -> list[int]:

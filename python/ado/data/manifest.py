@@ -25,6 +25,7 @@ import braceexpand
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ado._io import atomic_write_text
 from ado.errors import ConfigError, ShardError
 
 __all__ = ["DomainSpec", "Manifest", "expand_patterns"]
@@ -163,7 +164,7 @@ class Manifest(BaseModel):
         if relative and self.base_dir is not None and Path(self.base_dir) == path.parent.resolve():
             data.pop("base_dir")
         text = json.dumps(data, indent=2) if path.suffix == ".json" else yaml.safe_dump(data)
-        path.write_text(text)
+        atomic_write_text(path, text)
 
     @property
     def names(self) -> list[str]:

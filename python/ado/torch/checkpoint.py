@@ -11,29 +11,21 @@ in a folder and prune old ones only after the new one is durable.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import torch
+
+from ado._io import RecordingWriter, atomic_write
 
 __all__ = ["atomic_save", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^step_(\d{8,})\.pt$")
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def atomic_save(obj: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
@@ -50,30 +42,21 @@ def atomic_save(obj: Any, path: str | os.PathLike[str], *, overwrite: bool = Fal
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is False.
+        OSError: the disk is full (``ENOSPC``) or another write error; the message names ``path``.
+            The file at ``path`` (if any) is untouched and no temporary file is left.
     """
     path = Path(path)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     if not overwrite and path.exists():
         raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # atomic, and fails if path appeared meanwhile
-            tmp.unlink()
-        _fsync_dir(folder)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    return path
+
+    def write(out: RecordingWriter) -> None:
+        # torch.save reports a full disk as an opaque RuntimeError; the RecordingWriter keeps the
+        # real OSError, and atomic_write raises it with the path.
+        torch.save(obj, cast(IO[bytes], out))
+
+    return atomic_write(path, write, overwrite=overwrite)
 
 
 def save_checkpoint(

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from ado._io import atomic_write_text
 from ado.data import Manifest, MixtureLoader, PackConfig, index_shard
 from ado.errors import ConfigError
 from ado.policy import Policy, load_policy
@@ -364,15 +365,29 @@ class _Log:
                     continue
                 if rec.get("step", -1) <= resume_step:
                     kept.append(line)
-            p.write_text("".join(line + "\n" for line in kept))
+            # atomic: a full disk here must not cost the records already logged
+            atomic_write_text(p, "".join(line + "\n" for line in kept))
         elif resume_step is None:
             p.write_text("")
         self.file = p.open("a")
 
     def write(self, record: dict[str, Any]) -> None:
         if self.file is not None:
-            self.file.write(json.dumps(record) + "\n")
-            self.file.flush()
+            try:
+                self.file.write(json.dumps(record) + "\n")
+                self.file.flush()
+            except OSError as err:
+                # The records already written stay; a torn last line is dropped on resume. The
+                # file is closed now (its buffer cannot be flushed), so close() cannot raise again.
+                broken, self.file = self.file, None
+                with contextlib.suppress(OSError):
+                    broken.close()
+                raise OSError(
+                    err.errno,
+                    f"cannot append to the training log {broken.name}: {err.strerror}; "
+                    "the records already written are intact",
+                    broken.name,
+                ) from err
 
     def close(self) -> None:
         if self.file is not None:

@@ -73,6 +73,7 @@ fn cfg(readahead: usize, pack: Option<PackSpec>) -> LoaderConfig {
         mode: Mode::Iid,
         readahead_bytes: readahead,
         threads: 2,
+        max_open_files: 256,
         pack,
     }
 }
@@ -172,5 +173,27 @@ fn sidecar_cache_round_trip_and_truncation() {
         err.contains("truncated") || err.contains("corrupt"),
         "{err}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn open_files_are_capped_without_changing_batches() {
+    let dir = tmp_dir("fdcap");
+    write_domains(&dir);
+    let (doms, fp) = domains(&dir);
+    let (doms2, _) = domains(&dir);
+    let mut wide = Loader::new(cfg(1 << 20, None), doms, None, fp.clone()).expect("loader");
+    let mut tight_cfg = cfg(1 << 20, None);
+    tight_cfg.max_open_files = 1;
+    let mut tight = Loader::new(tight_cfg, doms2, None, fp).expect("loader");
+    assert_eq!(run(&mut wide, 40, 0), run(&mut tight, 40, 0));
+    let (open_wide, opened_wide) = wide.file_stats();
+    let (open_tight, opened_tight) = tight.file_stats();
+    // 5 shards in all: the wide loader keeps what it opened; the tight one keeps one file and
+    // re-opens shards as the streams move between them.
+    assert_eq!(open_wide as u64, opened_wide);
+    assert!(open_wide <= 5);
+    assert_eq!(open_tight, 1);
+    assert!(opened_tight > opened_wide, "{opened_tight} > {opened_wide}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -143,7 +143,8 @@ impl PyMixtureLoaderCore {
     /// vocab_size, tokenizer, int64)` with format one of `npy`, `u16`, `u32`, `txt`.
     #[new]
     #[pyo3(signature = (domains, *, batch_size, seed, rank, world_size, mode, weights,
-                        readahead_bytes, threads, cache_dir, index_threads, pack))]
+                        readahead_bytes, threads, cache_dir, index_threads, pack,
+                        max_open_files=256))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -159,6 +160,7 @@ impl PyMixtureLoaderCore {
         cache_dir: Option<PathBuf>,
         index_threads: usize,
         pack: Option<PackArgs>,
+        max_open_files: usize,
     ) -> PyAdoResult<Self> {
         let mode = Mode::parse(mode)?;
         let pack = match pack {
@@ -217,6 +219,7 @@ impl PyMixtureLoaderCore {
                 mode,
                 readahead_bytes,
                 threads,
+                max_open_files,
                 pack,
             };
             Ok((
@@ -254,6 +257,11 @@ impl PyMixtureLoaderCore {
     #[getter]
     fn weights(&self) -> Vec<f64> {
         lock(&self.inner).weights().to_vec()
+    }
+
+    /// (shard files open now, files opened so far).
+    fn file_stats(&self) -> (usize, u64) {
+        lock(&self.inner).file_stats()
     }
 
     /// Completed epochs of this rank's stream, per domain.

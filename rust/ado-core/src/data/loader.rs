@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::data::sampler::{compose, quantize, Mode};
-use crate::data::stream::{Cursor, Domain, Item, PackSpec, Produced, RawSample, Stream};
+use crate::data::stream::{Cursor, Domain, FilePool, Item, PackSpec, Produced, RawSample, Stream};
 use crate::error::{Error, Result};
 
 /// Loader settings.
@@ -29,6 +29,8 @@ pub struct LoaderConfig {
     pub readahead_bytes: usize,
     /// Number of read-ahead threads (0 disables them).
     pub threads: usize,
+    /// Most shard files open at once over all domains (least recently used closed first).
+    pub max_open_files: usize,
     pub pack: Option<PackSpec>,
 }
 
@@ -104,6 +106,7 @@ impl Sched {
 
 struct Shared {
     streams: Vec<Mutex<Stream>>,
+    files: Arc<FilePool>,
     sched: Mutex<Sched>,
     ready: Condvar,
     work: Condvar,
@@ -309,6 +312,13 @@ impl Loader {
         self.cfg.pack.is_some()
     }
 
+    /// (files open now, files opened so far) by this loader's read path.
+    pub fn file_stats(&self) -> (usize, u64) {
+        self.engine.as_ref().map_or((0, 0), |e| {
+            (e.shared.files.open_files(), e.shared.files.opens())
+        })
+    }
+
     /// The next step to be produced.
     pub fn step(&self) -> u64 {
         self.step
@@ -340,6 +350,7 @@ impl Loader {
         }
         if self.engine.is_none() {
             let k = self.domains.len();
+            let files = Arc::new(FilePool::new(self.cfg.max_open_files));
             let streams = (0..k)
                 .map(|d| {
                     Mutex::new(Stream::new(
@@ -350,6 +361,7 @@ impl Loader {
                         self.cfg.world_size as u64,
                         self.cfg.pack.clone(),
                         self.cursors[d],
+                        Arc::clone(&files),
                     ))
                 })
                 .collect();
@@ -366,6 +378,7 @@ impl Loader {
             let cap = self.cfg.readahead_bytes;
             let shared = Arc::new(Shared {
                 streams,
+                files,
                 sched: Mutex::new(Sched {
                     queues: (0..k).map(|_| VecDeque::new()).collect(),
                     bytes: vec![0; k],
@@ -484,6 +497,7 @@ impl Loader {
                     world,
                     None,
                     Cursor::default(),
+                    Arc::new(FilePool::new(1)),
                 )
                 .per_epoch();
                 self.cursors[d].doc.saturating_sub(u64::from(

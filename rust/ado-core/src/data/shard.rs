@@ -61,6 +61,44 @@ impl ShardIndex {
         &self.members[self.starts[i] as usize..self.starts[i + 1] as usize]
     }
 
+    /// Check the internal consistency every reader relies on: sample boundaries, extension ids,
+    /// members inside the file, no sample without members or with a repeated extension.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.starts.len() != self.keys.len() + 1 {
+            return Err(format!(
+                "{} sample starts for {} keys",
+                self.starts.len(),
+                self.keys.len()
+            ));
+        }
+        if self.starts.first() != Some(&0)
+            || self.starts.last().map(|&s| s as usize) != Some(self.members.len())
+        {
+            return Err("sample starts do not span the members".into());
+        }
+        for (i, w) in self.starts.windows(2).enumerate() {
+            if w[0] >= w[1] {
+                return Err(format!("sample {i} has no member"));
+            }
+            let ms = &self.members[w[0] as usize..w[1] as usize];
+            for (j, m) in ms.iter().enumerate() {
+                if m.ext as usize >= self.exts.len() {
+                    return Err(format!("sample {i}: extension id {} out of range", m.ext));
+                }
+                if m.offset
+                    .checked_add(m.size)
+                    .is_none_or(|e| e > self.file_size)
+                {
+                    return Err(format!("sample {i}: member outside the file"));
+                }
+                if ms[..j].iter().any(|o| o.ext == m.ext) {
+                    return Err(format!("sample {i}: repeated extension"));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Id of extension `ext`, if any sample has it.
     pub fn ext_id(&self, ext: &str) -> Option<u32> {
         self.exts.iter().position(|e| e == ext).map(|i| i as u32)
@@ -108,18 +146,39 @@ pub fn is_meta(name: &str) -> bool {
     first.len() >= 4 && first.starts_with("__") && first.ends_with("__")
 }
 
-/// A `Read + Seek` over a file with `pread`: seeks cost nothing; every byte read is counted and
+/// Positional reads: a shard file (`pread`) or a byte buffer (tests, fuzzing).
+pub trait ReadAt {
+    /// Read into `buf` from offset `pos`; `Ok(0)` at the end.
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize>;
+}
+
+impl ReadAt for File {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        FileExt::read_at(self, buf, pos)
+    }
+}
+
+impl ReadAt for [u8] {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        let start = usize::try_from(pos).map_or(self.len(), |p| p.min(self.len()));
+        let n = buf.len().min(self.len() - start);
+        buf[..n].copy_from_slice(&self[start..start + n]);
+        Ok(n)
+    }
+}
+
+/// A `Read + Seek` over a [`ReadAt`] source: seeks cost nothing; every byte read is counted and
 /// hashed (the header walk only ever reads headers and long-name records).
-struct HeaderReader {
-    file: File,
+struct HeaderReader<'a, R: ReadAt + ?Sized> {
+    src: &'a R,
     pos: u64,
     bytes_read: u64,
     hasher: Xxh3,
 }
 
-impl Read for HeaderReader {
+impl<R: ReadAt + ?Sized> Read for HeaderReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
+        let n = self.src.read_at(buf, self.pos)?;
         self.pos += n as u64;
         self.bytes_read += n as u64;
         self.hasher.update(&buf[..n]);
@@ -127,7 +186,7 @@ impl Read for HeaderReader {
     }
 }
 
-impl Seek for HeaderReader {
+impl<R: ReadAt + ?Sized> Seek for HeaderReader<'_, R> {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
         let new = match pos {
             SeekFrom::Start(p) => Some(p),
@@ -195,11 +254,29 @@ pub fn build_index(path: &Path) -> Result<ShardIndex> {
     check_local_path(path)?;
     let (file_size, mtime_ns) = stat(path)?;
     let file = File::open(path).map_err(|e| io_err(path, e))?;
+    walk(&file, path, file_size, mtime_ns)
+}
+
+/// Index a tar archive held in memory (same rules and errors as [`build_index`]; the errors name
+/// the path `<memory>`). Used by the fuzz harness and the regression corpus.
+pub fn index_bytes(data: &[u8]) -> Result<ShardIndex> {
+    walk(data, Path::new("<memory>"), data.len() as u64, 0)
+}
+
+/// The header walk over `src` of `file_size` bytes. Every allocation is bounded by the input:
+/// names come from headers or long-name records no longer than the file, and each member is
+/// checked to lie inside the file before it is recorded.
+fn walk<R: ReadAt + ?Sized>(
+    src: &R,
+    path: &Path,
+    file_size: u64,
+    mtime_ns: i64,
+) -> Result<ShardIndex> {
     if file_size == 0 {
         return Err(shard_err(path, "empty file, not a tar archive"));
     }
     let mut magic = [0u8; 6];
-    let n = file.read_at(&mut magic, 0).map_err(|e| io_err(path, e))?;
+    let n = src.read_at(&mut magic, 0).map_err(|e| io_err(path, e))?;
     if n >= 2 && magic[..2] == [0x1f, 0x8b] {
         return Err(shard_err(
             path,
@@ -213,7 +290,7 @@ pub fn build_index(path: &Path) -> Result<ShardIndex> {
         ));
     }
     let reader = HeaderReader {
-        file,
+        src,
         pos: 0,
         bytes_read: 0,
         hasher: Xxh3::new(),
@@ -301,6 +378,35 @@ pub fn build_index(path: &Path) -> Result<ShardIndex> {
         members,
     };
     Ok(index)
+}
+
+/// A coarse description of an indexing outcome, stable across inputs that fail (or succeed) the
+/// same way: `ok` with a bucket of the sample count, or the error message without member names
+/// and numbers. The fuzz harness files one input per class into the regression corpus.
+pub fn outcome_class(res: &Result<ShardIndex>) -> String {
+    match res {
+        Ok(idx) => {
+            let bucket = match idx.len() {
+                0 => "0",
+                1 => "1",
+                2..=3 => "2-3",
+                _ => "4+",
+            };
+            format!("ok samples={bucket}")
+        }
+        Err(Error::Shard { message, .. }) => {
+            let m = match message.find(": duplicate file name") {
+                Some(i) => &message[i + 2..],
+                None => message.as_str(),
+            };
+            // Keep "what: why", drop the offending value ("...: <field bytes>", "(extension ..)").
+            let m = m.splitn(3, ": ").take(2).collect::<Vec<_>>().join(": ");
+            let m = m.split(" (").next().unwrap_or_default();
+            let m: String = m.chars().filter(|c| !c.is_ascii_digit()).take(60).collect();
+            format!("err {}", m.trim_end())
+        }
+        Err(e) => format!("err {e}"),
+    }
 }
 
 const MAGIC: &[u8; 8] = b"ADOIDX01";
@@ -392,25 +498,24 @@ impl ShardIndex {
         let mut members = Vec::new();
         for _ in 0..n {
             keys.push(c.string()?);
-            starts.push(members.len() as u32);
+            starts.push(u32::try_from(members.len()).ok()?);
             let m = c.u32()?;
             for _ in 0..m {
                 let ext = c.u32()?;
-                if ext as usize >= exts.len() {
+                let (offset, size) = (c.u64()?, c.u64()?);
+                // A sidecar is trusted only as far as it is consistent: a member outside the
+                // file would make a read allocate (and fail) on a corrupt size.
+                if ext as usize >= exts.len() || offset.checked_add(size)? > file_size {
                     return None;
                 }
-                members.push(Member {
-                    ext,
-                    offset: c.u64()?,
-                    size: c.u64()?,
-                });
+                members.push(Member { ext, offset, size });
             }
         }
-        starts.push(members.len() as u32);
+        starts.push(u32::try_from(members.len()).ok()?);
         if c.pos != buf.len() {
             return None;
         }
-        Some(ShardIndex {
+        let idx = ShardIndex {
             file_size,
             mtime_ns,
             header_hash,
@@ -419,7 +524,9 @@ impl ShardIndex {
             keys,
             starts,
             members,
-        })
+        };
+        idx.validate().ok()?;
+        Some(idx)
     }
 }
 

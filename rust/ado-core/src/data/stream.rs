@@ -7,10 +7,11 @@
 //! shard, both keyed by (seed, domain, epoch[, shard, rank]) through [`crate::data::rng`]. The
 //! `k`-th item of the stream is therefore a pure function of `k`.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::data::rng::{permutation, tag};
 use crate::data::shard::{stat, ShardIndex};
@@ -80,6 +81,87 @@ impl Domain {
             0
         };
         (first, count, world)
+    }
+}
+
+/// The open shard files of one loader, shared by all its streams: at most `cap` stay open, the
+/// least recently used is closed first, so open descriptors stay bounded however many domains
+/// and shards there are. A shard is checked against its index (size, mtime) each time it is
+/// opened.
+pub struct FilePool {
+    cap: usize,
+    inner: Mutex<PoolInner>,
+}
+
+#[derive(Default)]
+struct PoolInner {
+    tick: u64,
+    opens: u64,
+    files: HashMap<(usize, usize), (Arc<File>, u64)>,
+}
+
+impl FilePool {
+    /// A pool keeping at most `cap` (at least 1) files open.
+    pub fn new(cap: usize) -> FilePool {
+        FilePool {
+            cap: cap.max(1),
+            inner: Mutex::new(PoolInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Files open now.
+    pub fn open_files(&self) -> usize {
+        self.lock().files.len()
+    }
+
+    /// Files opened so far (re-opens after eviction included).
+    pub fn opens(&self) -> u64 {
+        self.lock().opens
+    }
+
+    /// The open file of shard `s` of domain `d`, opening (and checking) it if needed.
+    fn get(&self, domains: &[Domain], d: usize, s: usize) -> Result<Arc<File>> {
+        {
+            let mut g = self.lock();
+            g.tick += 1;
+            let tick = g.tick;
+            if let Some((f, t)) = g.files.get_mut(&(d, s)) {
+                *t = tick;
+                return Ok(Arc::clone(f));
+            }
+        }
+        let path = &domains[d].paths[s];
+        let (size, mtime) = stat(path)?;
+        let idx = &domains[d].shards[s];
+        if size != idx.file_size || mtime != idx.mtime_ns {
+            return Err(Error::Shard {
+                path: path.clone(),
+                message: "shard changed since it was indexed; rebuild the loader".into(),
+            });
+        }
+        let file = Arc::new(File::open(path).map_err(|e| Error::Io {
+            path: path.clone(),
+            source: e,
+        })?);
+        let mut g = self.lock();
+        g.tick += 1;
+        g.opens += 1;
+        let tick = g.tick;
+        let file = Arc::clone(&g.files.entry((d, s)).or_insert((file, tick)).0);
+        while g.files.len() > self.cap {
+            // O(cap) scan; evictions happen at most once per shard switch.
+            let Some(oldest) = g.files.iter().min_by_key(|(_, v)| v.1).map(|(k, _)| *k) else {
+                break;
+            };
+            g.files.remove(&oldest);
+        }
+        Ok(file)
     }
 }
 
@@ -168,12 +250,13 @@ pub struct Stream {
     cursor: Cursor,
     epoch_cache: Option<(u64, Vec<u32>, Vec<u64>)>,
     within_cache: Option<(u64, usize, Vec<u32>)>,
-    file: Option<(usize, File)>,
+    files: Arc<FilePool>,
     doc: Option<(Vec<u32>, String)>,
 }
 
 impl Stream {
-    /// A stream positioned at `cursor`.
+    /// A stream positioned at `cursor`, reading through the shared `files`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         domains: Arc<Vec<Domain>>,
         d: usize,
@@ -182,6 +265,7 @@ impl Stream {
         world: u64,
         pack: Option<PackSpec>,
         cursor: Cursor,
+        files: Arc<FilePool>,
     ) -> Stream {
         let dom = &domains[d];
         let per_epoch = (0..dom.shards.len())
@@ -198,7 +282,7 @@ impl Stream {
             cursor,
             epoch_cache: None,
             within_cache: None,
-            file: None,
+            files,
             doc: None,
         }
     }
@@ -258,32 +342,16 @@ impl Stream {
     fn read_sample(&mut self, s: usize, j: usize) -> Result<RawSample> {
         let dom = &self.domains[self.d];
         let path = &dom.paths[s];
-        if self.file.as_ref().is_none_or(|f| f.0 != s) {
-            let (size, mtime) = stat(path)?;
-            let idx = &dom.shards[s];
-            if size != idx.file_size || mtime != idx.mtime_ns {
-                return Err(Error::Shard {
-                    path: path.clone(),
-                    message: "shard changed since it was indexed; rebuild the loader".into(),
-                });
-            }
-            let f = File::open(path).map_err(|e| Error::Io {
-                path: path.clone(),
-                source: e,
-            })?;
-            self.file = Some((s, f));
-        }
+        let file = self.files.get(&self.domains, self.d, s)?;
         let idx = &dom.shards[s];
         let members = idx.sample(j);
         let lo = members.iter().map(|m| m.offset).min().unwrap_or(0);
         let hi = members.iter().map(|m| m.offset + m.size).max().unwrap_or(0);
         let mut data = vec![0u8; (hi - lo) as usize];
-        if let Some((_, f)) = &self.file {
-            f.read_exact_at(&mut data, lo).map_err(|e| Error::Io {
-                path: path.clone(),
-                source: e,
-            })?;
-        }
+        file.read_exact_at(&mut data, lo).map_err(|e| Error::Io {
+            path: path.clone(),
+            source: e,
+        })?;
         let fields = members
             .iter()
             .map(|m| {

@@ -1,0 +1,137 @@
+"""Durable, atomic file writes shared by everything that must not leave a torn file.
+
+:func:`atomic_write` writes to a temporary file in the destination's folder, fsyncs it, renames
+it over the destination and fsyncs the folder. A crash (SIGKILL, power cut) or a full disk at any
+point leaves either the old file or the complete new one, and the temporary file is removed when
+the write fails in-process. :func:`write_failed` turns the errors of a failed write into one
+``OSError`` that names the file and says that the previous version is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["RecordingWriter", "atomic_write", "atomic_write_text", "fsync_dir", "write_failed"]
+
+logger = logging.getLogger(__name__)
+
+
+def fsync_dir(folder: Path) -> None:
+    """fsync a folder, so that a rename inside it is durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class RecordingWriter:
+    """A binary file wrapper that remembers the first ``OSError`` of a write.
+
+    Serializers such as ``torch.save`` turn ``ENOSPC`` into an opaque ``RuntimeError``; the
+    recorded error lets the caller report the real cause.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        """Write ``data``; an ``OSError`` is recorded, then re-raised."""
+        try:
+            return self.raw.write(data)
+        except OSError as err:
+            if self.error is None:
+                self.error = err
+            raise
+
+    def flush(self) -> None:
+        """Flush the wrapped file."""
+        try:
+            self.raw.flush()
+        except OSError as err:
+            if self.error is None:
+                self.error = err
+            raise
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def write_failed(path: Path, err: BaseException, recorded: OSError | None) -> OSError | None:
+    """The error to raise instead of ``err`` when writing ``path`` failed, or ``None`` to re-raise
+    ``err`` as it is. An OS error (``recorded`` by a :class:`RecordingWriter`, or ``err`` itself
+    when it is a full-disk error) becomes an ``OSError`` with the same errno, naming ``path``."""
+    cause = recorded
+    if cause is None and isinstance(err, OSError) and err.errno in _FULL:
+        cause = err
+    if cause is None or cause.errno is None:
+        return None
+    hint = " (disk full or file size limit)" if cause.errno in _FULL else ""
+    return OSError(
+        cause.errno,
+        f"cannot write {path}: {os.strerror(cause.errno)}{hint}; "
+        "files already written are untouched",
+        str(path),
+    )
+
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    write: Callable[[RecordingWriter], None],
+    *,
+    overwrite: bool = True,
+) -> Path:
+    """Atomically replace ``path`` with what ``write`` writes to the file it is given.
+
+    With ``overwrite=False`` the file is put in place with a hard link, which fails with
+    ``FileExistsError`` (leaving the existing file alone) if ``path`` exists by then.
+
+    Raises:
+        OSError: the write, fsync or rename failed (full disk, quota, permissions); a full disk is
+            reported as ``OSError(ENOSPC, "cannot write <path>: No space left on device ...")``.
+            In every case ``path`` is left as it was and no temporary file stays.
+    """
+    path = Path(path)
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    tmp = Path(tmp_name)
+    out: RecordingWriter | None = None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            out = RecordingWriter(f)
+            write(out)
+            out.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # atomic, and fails if path appeared meanwhile
+            tmp.unlink()
+        fsync_dir(folder)
+    except BaseException as err:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        clear = write_failed(path, err, out.error if out is not None else None)
+        if clear is not None:
+            raise clear from err
+        raise
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """:func:`atomic_write` of UTF-8 text."""
+    data = text.encode()
+
+    def write(f: RecordingWriter) -> None:
+        f.write(data)
+
+    return atomic_write(path, write)

@@ -1,0 +1,423 @@
+"""Bad inputs and what the user sees: one function per row of ``docs/bad-inputs.md``.
+
+Each case builds its bad input under a work folder and calls the public API *without* catching
+anything. ``test_bad_inputs.py`` runs every case in a fresh interpreter::
+
+    python tests/hardening/bad_inputs.py CASE WORKDIR
+
+and checks the exit status and the last line of stderr: a case that must fail exits with status 1
+and a traceback ending in the expected ``ado.errors`` exception (never a signal, an abort or a
+``pyo3_runtime.PanicException``); a case that is accepted exits 0 and prints its outcome.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import sys
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["CASES", "Case", "write_tar"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """A bad input: how to run it, and what must come out.
+
+    Attributes:
+        run: Builds the input under the work folder and calls the API.
+        error: Expected exception class name (``None``: the input is accepted).
+        match: Substring of the exception message (or of stdout when accepted).
+    """
+
+    run: Callable[[Path], None]
+    error: str | None
+    match: str
+
+
+def write_tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    """A plain tar with the given (name, data) members, in order."""
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _good(path: Path, n: int = 4, prefix: str = "s") -> Path:
+    members = []
+    for i in range(n):
+        members += [(f"{prefix}{i}.txt", f"{prefix}{i}".encode()), (f"{prefix}{i}.cls", b"1")]
+    return write_tar(path, members)
+
+
+def _loader(work: Path, domains: dict[str, object], **kw: object) -> object:
+    from ado.data import MixtureLoader
+
+    return MixtureLoader(domains, 2, cache_dir=work / "cache", readahead_bytes=0, **kw)  # type: ignore[arg-type]
+
+
+def _index(path: Path) -> None:
+    from ado.data import index_shard
+
+    print(index_shard(path, path.parent / "cache"))
+
+
+def corrupt_tar_header(work: Path) -> None:
+    path = _good(work / "a.tar")
+    data = bytearray(path.read_bytes())
+    data[512 * 2 + 10] ^= 0x55  # a name byte of the second header: its checksum no longer holds
+    path.write_bytes(bytes(data))
+    _index(path)
+
+
+def truncated_tar(work: Path) -> None:
+    path = write_tar(work / "a.tar", [("s0.bin", b"x" * 5000), ("s1.bin", b"y" * 5000)])
+    path.write_bytes(path.read_bytes()[:3000])
+    _index(path)
+
+
+def zero_length_shard(work: Path) -> None:
+    path = work / "a.tar"
+    path.write_bytes(b"")
+    _index(path)
+
+
+def missing_shard(work: Path) -> None:
+    _loader(work, {"web": str(work / "nope-{000..001}.tar")})
+
+
+def glob_matches_nothing(work: Path) -> None:
+    _loader(work, {"web": str(work / "nope-*.tar")})
+
+
+def shard_is_a_directory(work: Path) -> None:
+    (work / "dir.tar").mkdir()
+    _index(work / "dir.tar")
+
+
+def shard_is_a_fifo(work: Path) -> None:
+    # Unreadable for every user, root included (chmod 000 does not stop root): a FIFO is refused
+    # before anything opens it, so indexing cannot block on it.
+    os.mkfifo(work / "fifo.tar")
+    _index(work / "fifo.tar")
+
+
+def compressed_shard(work: Path) -> None:
+    path = _good(work / "a.tar")
+    import gzip
+
+    (work / "a.tar.gz").write_bytes(gzip.compress(path.read_bytes()))
+    _index(work / "a.tar.gz")
+
+
+def gzip_renamed_tar(work: Path) -> None:
+    import gzip
+
+    data = gzip.compress(_good(work / "a.tar").read_bytes())
+    (work / "b.tar").write_bytes(data)
+    _index(work / "b.tar")
+
+
+def duplicate_extension(work: Path) -> None:
+    _index(write_tar(work / "a.tar", [("s0.txt", b"a"), ("s0.TXT", b"b")]))
+
+
+def interleaved_keys(work: Path) -> None:
+    # webdataset groups consecutive members only: s1 becomes two samples, as in webdataset.
+    path = write_tar(work / "a.tar", [("s1.txt", b"a"), ("s2.txt", b"b"), ("s1.cls", b"c")])
+    loader = _loader(work, {"web": str(path)})
+    print(f"samples={loader.num_samples}")  # type: ignore[attr-defined]
+
+
+def empty_domain(work: Path) -> None:
+    # A valid tar archive with no member at all.
+    path = write_tar(work / "empty.tar", [])
+    _loader(work, {"web": str(_good(work / "a.tar")), "empty": str(path)})
+
+
+def domain_empty_after_filtering(work: Path) -> None:
+    # Every member is skipped by the webdataset rules: __meta__ files and names without a dot.
+    path = write_tar(work / "meta.tar", [("__index__", b"x"), ("README", b"y"), ("__k__/a.t", b"")])
+    _loader(work, {"web": str(_good(work / "a.tar")), "meta": str(path)})
+
+
+def _stats(**kw: object) -> None:
+    from ado.stats import StepStats
+
+    args: dict[str, object] = {"step": 1, "counts": [2, 2], "loss_sums": [4.0, 5.0]}
+    args.update(kw)
+    StepStats(**args)  # type: ignore[arg-type]
+
+
+def stats_nan_loss(work: Path) -> None:
+    _stats(loss_sums=[math.nan, 1.0])
+
+
+def stats_inf_loss(work: Path) -> None:
+    _stats(loss_sums=[math.inf, 1.0])
+
+
+def stats_negative_loss(work: Path) -> None:
+    _stats(loss_sums=[-1.0, 1.0])
+
+
+def stats_negative_counts(work: Path) -> None:
+    _stats(counts=[-1, 2])
+
+
+def stats_wrong_length(work: Path) -> None:
+    _stats(loss_sums=[1.0, 2.0, 3.0])
+
+
+def policy_wrong_number_of_domains(work: Path) -> None:
+    from ado.policy import load_policy
+    from ado.stats import StepStats
+
+    policy = load_policy({"kind": "ado"}, domains=["a", "b", "c"])
+    policy.update(StepStats(step=1, counts=np.ones(2), loss_sums=np.full(2, 2.0)))
+
+
+def _set_weights(work: Path, w: list[float]) -> None:
+    loader = _loader(work, {"a": str(_good(work / "a.tar")), "b": str(_good(work / "b.tar"))})
+    loader.set_weights(w)  # type: ignore[attr-defined]
+
+
+def loader_weights_nan(work: Path) -> None:
+    _set_weights(work, [math.nan, 1.0])
+
+
+def loader_weights_negative(work: Path) -> None:
+    _set_weights(work, [-0.5, 1.0])
+
+
+def loader_weights_all_zero(work: Path) -> None:
+    _set_weights(work, [0.0, 0.0])
+
+
+def loader_weights_wrong_length(work: Path) -> None:
+    _set_weights(work, [0.5, 0.25, 0.25])
+
+
+def policy_proposes_bad_weights(work: Path) -> None:
+    # A policy whose update proposes NaN, negative and all-zero weights, behind the fallback
+    # guardrail: each bad proposal is replaced by the weights in force and counted.
+    from ado.policy import Policy, PolicyConfig, load_policy, register_policy
+    from ado.stats import StepStats
+
+    bad = [[math.nan, 1.0], [-0.5, 1.5], [0.0, 0.0]]
+
+    @register_policy
+    class Broken(Policy):
+        class Config(PolicyConfig):
+            kind: Literal["test_broken"] = "test_broken"
+
+        def _update(self, stats: StepStats) -> Any:
+            return np.asarray(bad[stats.step % len(bad)])
+
+    policy = load_policy(
+        {"kind": "test_broken", "guardrails": [{"kind": "fallback"}]}, domains=["a", "b"]
+    )
+    for t in range(3):
+        policy.update(StepStats(step=t, counts=np.ones(2), loss_sums=np.ones(2)))
+    print(f"weights={policy.weights.tolist()} fallbacks={policy.metrics()}")
+
+
+def policy_weights_nan(work: Path) -> None:
+    from ado.policy import load_policy
+
+    load_policy({"kind": "static", "weights": [math.nan, 1.0]}, domains=["a", "b"])
+
+
+def policy_weights_all_zero(work: Path) -> None:
+    from ado.policy import load_policy
+
+    load_policy({"kind": "static", "weights": [0.0, 0.0]}, domains=["a", "b"])
+
+
+def policy_prior_negative(work: Path) -> None:
+    from ado.policy import load_policy
+
+    load_policy({"kind": "ado"}, domains=["a", "b"], prior=[-1.0, 2.0])
+
+
+def yaml_unknown_kind(work: Path) -> None:
+    from ado.policy import load_policy_config
+
+    path = work / "p.yaml"
+    path.write_text("kind: adoo\n")
+    load_policy_config(path)
+
+
+def yaml_extra_field(work: Path) -> None:
+    from ado.policy import load_policy_config
+
+    path = work / "p.yaml"
+    path.write_text("kind: temperature\ntemperature: 2.0\ntemprature: 3.0\n")
+    load_policy_config(path)
+
+
+def manifest_extra_field(work: Path) -> None:
+    from ado.data import Manifest
+
+    path = work / "m.yaml"
+    path.write_text("domains:\n  web: {shards: [a.tar], wieght: 1.0}\n")
+    Manifest.load(path)
+
+
+def policy_state_other_domains(work: Path) -> None:
+    from ado.policy import load_policy
+
+    state = load_policy({"kind": "ado"}, domains=["a", "b"]).state_dict()
+    load_policy({"kind": "ado"}, domains=["a", "c"]).load_state_dict(state)
+
+
+def loader_state_other_manifest(work: Path) -> None:
+    a, b = _good(work / "a.tar"), _good(work / "b.tar", n=6, prefix="t")
+    state = _loader(work, {"web": str(a)}).state_dict()  # type: ignore[attr-defined]
+    _loader(work, {"web": str(b)}).load_state_dict(state)  # type: ignore[attr-defined]
+
+
+def loader_state_garbage(work: Path) -> None:
+    loader = _loader(work, {"web": str(_good(work / "a.tar"))})
+    state = loader.state_dict()  # type: ignore[attr-defined]
+    state["ordinals"] = "lots"
+    loader.load_state_dict(state)  # type: ignore[attr-defined]
+
+
+def pipe_url(work: Path) -> None:
+    _loader(work, {"web": f"pipe:touch {work / 'pwned'} && cat a.tar"})
+
+
+def remote_url(work: Path) -> None:
+    _loader(work, {"web": "https://example.invalid/shard-{000..009}.tar"})
+
+
+def pipe_path_in_core(work: Path) -> None:
+    _index(Path("pipe:cat a.tar"))
+
+
+def pack_token_outside_vocab(work: Path) -> None:
+    from ado.data import PackConfig
+
+    toks = np.array([5, 7, 1234], dtype="<u2").tobytes()
+    path = write_tar(work / "a.tar", [("d0.u16", toks), ("d1.u16", toks)])
+    pack = PackConfig(seq_len=4, eos_id=0, field="u16", vocab_size=1000)
+    loader = _loader(work, {"web": str(path)}, pack=pack)
+    next(loader)  # type: ignore[call-overload]
+
+
+def pack_odd_byte_count(work: Path) -> None:
+    from ado.data import PackConfig
+
+    path = write_tar(work / "a.tar", [("d0.u16", b"\x01\x00\x02")])
+    loader = _loader(work, {"web": str(path)}, pack=PackConfig(seq_len=4, eos_id=0, field="u16"))
+    next(loader)  # type: ignore[call-overload]
+
+
+def shard_changed_after_indexing(work: Path) -> None:
+    path = _good(work / "a.tar")
+    loader = _loader(work, {"web": str(path)})
+    _good(work / "a.tar", n=5, prefix="x")  # rewritten in place after indexing
+    next(loader)  # type: ignore[call-overload]
+
+
+def shard_truncated_while_open(work: Path) -> None:
+    # Shards are read with pread, not mmap: a file cut under an open loader is an I/O error, not a
+    # SIGBUS.
+    path = write_tar(work / "a.tar", [(f"s{i}.bin", bytes(2000)) for i in range(40)])
+    loader = _loader(work, {"web": str(path)})
+    next(loader)  # type: ignore[call-overload]
+    os.truncate(path, 4096)
+    for _ in range(40):
+        next(loader)  # type: ignore[call-overload]
+
+
+def corrupt_sidecar(work: Path) -> None:
+    from ado.data import index_shard
+
+    path = _good(work / "a.tar")
+    first = index_shard(path, work / "cache")
+    side = Path(str(path) + ".adoidx")
+    data = bytearray(side.read_bytes())
+    data[-9] ^= 0xFF  # the last member's size: now far outside the file
+    side.write_bytes(bytes(data))
+    again = index_shard(path, work / "cache")
+    same = again == {**first, "source": again["source"]}
+    print(f"source={again['source']} samples={again['samples']} same={same}")
+
+
+CASES: dict[str, Case] = {
+    "corrupt_tar_header": Case(corrupt_tar_header, "ShardError", "header checksum mismatch"),
+    "truncated_tar": Case(truncated_tar, "ShardError", "truncated tar"),
+    "zero_length_shard": Case(zero_length_shard, "ShardError", "empty file, not a tar archive"),
+    "missing_shard": Case(missing_shard, "ShardError", "No such file or directory"),
+    "glob_matches_nothing": Case(glob_matches_nothing, "ShardError", "no file matches"),
+    "shard_is_a_directory": Case(shard_is_a_directory, "ShardError", "not a regular file"),
+    "shard_is_a_fifo": Case(shard_is_a_fifo, "ShardError", "not a regular file"),
+    "compressed_shard": Case(compressed_shard, "ShardError", "compressed shards cannot be read"),
+    "gzip_renamed_tar": Case(gzip_renamed_tar, "ShardError", "gzip-compressed tar"),
+    "duplicate_extension": Case(duplicate_extension, "ShardError", "duplicate file name"),
+    "interleaved_keys": Case(interleaved_keys, None, "samples=[3]"),
+    "empty_domain": Case(empty_domain, "InvalidInputError", 'domain "empty" is empty'),
+    "domain_empty_after_filtering": Case(
+        domain_empty_after_filtering, "InvalidInputError", 'domain "meta" is empty'
+    ),
+    "stats_nan_loss": Case(stats_nan_loss, "InvalidInputError", "holds NaN or inf"),
+    "stats_inf_loss": Case(stats_inf_loss, "InvalidInputError", "holds NaN or inf"),
+    "stats_negative_loss": Case(stats_negative_loss, "InvalidInputError", "loss_sums must be >= 0"),
+    "stats_negative_counts": Case(
+        stats_negative_counts, "InvalidInputError", "counts must be >= 0"
+    ),
+    "stats_wrong_length": Case(stats_wrong_length, "InvalidInputError", "has 3 entries"),
+    "policy_wrong_number_of_domains": Case(
+        policy_wrong_number_of_domains, "InvalidInputError", "StepStats has 2 domains"
+    ),
+    "loader_weights_nan": Case(loader_weights_nan, "InvalidInputError", "weight"),
+    "loader_weights_negative": Case(loader_weights_negative, "InvalidInputError", "weight"),
+    "loader_weights_all_zero": Case(loader_weights_all_zero, "InvalidInputError", "weight"),
+    "loader_weights_wrong_length": Case(loader_weights_wrong_length, "InvalidInputError", "weight"),
+    "policy_proposes_bad_weights": Case(
+        policy_proposes_bad_weights, None, "weights=[0.5, 0.5] fallbacks="
+    ),
+    "policy_weights_nan": Case(policy_weights_nan, "ConfigError", "invalid 'static' policy config"),
+    "policy_weights_all_zero": Case(policy_weights_all_zero, "ConfigError", "all 0"),
+    "policy_prior_negative": Case(policy_prior_negative, "InvalidInputError", "prior must"),
+    "yaml_unknown_kind": Case(yaml_unknown_kind, "ConfigError", "unknown policy kind 'adoo'"),
+    "yaml_extra_field": Case(yaml_extra_field, "ConfigError", "Extra inputs are not permitted"),
+    "manifest_extra_field": Case(manifest_extra_field, "ConfigError", "Extra inputs"),
+    "policy_state_other_domains": Case(
+        policy_state_other_domains, "StateError", "state is for domains"
+    ),
+    "loader_state_other_manifest": Case(
+        loader_state_other_manifest, "StateError", "different manifest"
+    ),
+    "loader_state_garbage": Case(loader_state_garbage, "StateError", "malformed loader state"),
+    "pipe_url": Case(pipe_url, "ShardError", "pipe: commands and URLs are not supported"),
+    "remote_url": Case(remote_url, "ShardError", "pipe: commands and URLs are not supported"),
+    "pipe_path_in_core": Case(pipe_path_in_core, "ShardError", "pipe: and URLs are not supported"),
+    "pack_token_outside_vocab": Case(
+        pack_token_outside_vocab, "InvalidInputError", "token id 1234 >= vocab_size 1000"
+    ),
+    "pack_odd_byte_count": Case(pack_odd_byte_count, "InvalidInputError", "not a multiple of 2"),
+    "shard_changed_after_indexing": Case(
+        shard_changed_after_indexing, "ShardError", "shard changed since it was indexed"
+    ),
+    "shard_truncated_while_open": Case(
+        shard_truncated_while_open, "ShardError", "failed to fill whole buffer"
+    ),
+    "corrupt_sidecar": Case(corrupt_sidecar, None, "source=built samples=4 same=True"),
+}
+
+
+if __name__ == "__main__":
+    CASES[sys.argv[1]].run(Path(sys.argv[2]))
