@@ -10,7 +10,8 @@ from ado import StepStats
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "policies"
-TESTDATA = REPO.parent / "shared" / "testdata"
+# A copy of shared/testdata/ado_reference_stream.npz (see data/README.md for its provenance).
+TESTDATA = Path(__file__).resolve().parent / "data"
 
 
 def stream(

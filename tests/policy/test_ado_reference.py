@@ -6,14 +6,12 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pytest
 from ado import StepStats, load_policy
 from ado.policy import ADO
 from helpers import POLICIES, TESTDATA
 from scipy.signal import savgol_filter
 
 STREAM = TESTDATA / "ado_reference_stream.npz"
-pytestmark = pytest.mark.skipif(not STREAM.exists(), reason=f"{STREAM} not found")
 
 F = npt.NDArray[np.float64]
 
