@@ -294,6 +294,10 @@ pub(crate) struct Curve {
     pub u: Vec<f64>,
     /// `log L_i`.
     pub y: Vec<f64>,
+    /// Weight of every point in the data term: 1, or `T / M` for an evenly spaced subset of `M` of
+    /// `T` points, so that the subset's sum estimates the full sum and the (unscaled) penalties
+    /// keep their weight relative to the data.
+    pub weight: f64,
 }
 
 impl Curve {
@@ -328,7 +332,7 @@ impl Curve {
             u.push(ni.ln());
             y.push(li.ln());
         }
-        Ok(Curve { u, y })
+        Ok(Curve { u, y, weight: 1.0 })
     }
 
     fn min_loss(&self) -> f64 {

@@ -21,12 +21,13 @@ const RELATIVE_TOLERANCE: f64 = 1e-13;
 
 /// `sum_i H(log L_i - log L(n_i))`.
 pub(crate) fn data_term(curve: &Curve, theta: &[f64; 3], delta: f64) -> f64 {
-    curve
+    let sum: f64 = curve
         .u
         .iter()
         .zip(&curve.y)
         .map(|(&u, &y)| huber(y - log_model(theta, u), delta))
-        .sum()
+        .sum();
+    curve.weight * sum
 }
 
 fn objective(curve: &Curve, limits: &Limits, theta: &[f64; 3], delta: f64) -> f64 {
@@ -75,6 +76,15 @@ fn derivatives(curve: &Curve, theta: &[f64; 3], delta: f64) -> Derivatives {
                 irls[j][l] += w * outer;
                 exact[j][l] += if inside { outer } else { 0.0 } - psi * q * v[j] * v[l];
             }
+        }
+    }
+    let cw = curve.weight;
+    value *= cw;
+    for j in 0..3 {
+        grad[j] *= cw;
+        for l in j..3 {
+            irls[j][l] *= cw;
+            exact[j][l] *= cw;
         }
     }
     for j in 0..3 {
@@ -370,7 +380,11 @@ fn subset(curve: &Curve, m: usize) -> Option<Curve> {
     }
     let idx = (0..m).map(|i| i * (t - 1) / (m - 1));
     let (u, y) = idx.map(|i| (curve.u[i], curve.y[i])).unzip();
-    Some(Curve { u, y })
+    Some(Curve {
+        u,
+        y,
+        weight: curve.weight * t as f64 / m as f64,
+    })
 }
 
 /// Candidate starts from the profile over alpha, best first.
