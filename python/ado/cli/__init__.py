@@ -22,6 +22,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ado.cli.replay",
     "ado.cli.shards",
     "ado.cli.fit",
+    "ado.cli.corpus",
+
 )
 
 
