@@ -237,6 +237,16 @@ class MixtureLoader:
         return self.manifest.names
 
     @property
+    def rank(self) -> int:
+        """This loader's rank."""
+        return int(self._config["rank"])
+
+    @property
+    def world_size(self) -> int:
+        """Number of ranks sharing the global batch."""
+        return int(self._config["world_size"])
+
+    @property
     def num_samples(self) -> list[int]:
         """Samples per domain (all ranks)."""
         return list(self._core.num_samples)

@@ -1,0 +1,132 @@
+"""Train a small GPT on a WebDataset mixture under any policy preset (the readable example).
+
+CPU by default; on a GPU add ``--device cuda --dtype bf16`` (and a bigger model). Logs the policy
+metrics and tokens/s to JSONL (``--log``) and shows a progress bar. Under ``torchrun`` every rank
+runs this script; the process group (gloo on CPU, NCCL on CUDA) is set up by ``ado.torch.train``.
+
+    # a synthetic 3-domain corpus (a counting pattern, repeated pairs, noise), then ADO with a
+    # refit every 50 steps:
+    python benchmarks/train_gpt.py --demo-corpus /tmp/ado-demo --policy ado --steps 300 \
+        --set ignore_steps=10 --set start_step=100 --set update_interval=50 --set min_points=5 \
+        --set subsample=2 --set window=11 --log /tmp/ado-demo/ado.jsonl
+    python benchmarks/train_gpt.py --manifest corpus/manifest.yaml --policy natural
+    torchrun --nproc_per_node 2 benchmarks/train_gpt.py --manifest M --ckpt-dir ckpt --ckpt-every 50
+    python benchmarks/train_gpt.py --config run.json     # any TrainConfig field, JSON or YAML
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from ado.cli._common import parse_overrides
+from ado.torch import TrainConfig, train
+
+VOCAB = 64
+
+
+def write_demo_corpus(root: Path, seed: int = 0) -> Path:
+    """Three synthetic domains of ``u16`` token documents (ids ``< 64``, 0 = EOS) as tar shards:
+    ``cycle`` (learnable), ``pairs`` (half learnable) and ``noise`` (unlearnable). Returns the
+    manifest path."""
+    rng = np.random.default_rng(seed)
+    for name, n in (("cycle", 600), ("pairs", 600), ("noise", 600)):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for shard in range(n // 200):
+            with tarfile.open(root / name / f"shard-{shard:03d}.tar", "w") as tar:
+                for i in range(200):
+                    length = int(rng.integers(50, 300))
+                    if name == "cycle":
+                        doc = (int(rng.integers(1, VOCAB)) + np.arange(length)) % (VOCAB - 1) + 1
+                    elif name == "pairs":
+                        doc = np.repeat(rng.integers(1, VOCAB, (length + 1) // 2), 2)[:length]
+                    else:
+                        doc = rng.integers(1, VOCAB, length)
+                    data = doc.astype("<u2").tobytes()
+                    info = tarfile.TarInfo(f"{name}-{shard:03d}-{i:04d}.u16")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+    manifest = root / "manifest.yaml"
+    manifest.write_text(
+        "domains:\n" + "".join(f"  {n}: {n}/*.tar\n" for n in ("cycle", "pairs", "noise"))
+    )
+    return manifest
+
+
+def main() -> None:
+    """Parse the flags, build the :class:`~ado.torch.TrainConfig` and train."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", help="JSON/YAML file of TrainConfig fields (flags override it)")
+    p.add_argument("--manifest", help="training manifest (shards with token ids)")
+    p.add_argument("--demo-corpus", metavar="DIR", help="write a synthetic corpus to DIR, use it")
+    p.add_argument("--policy", help="preset name (ado, natural, uniform, ...) or YAML path")
+    p.add_argument(
+        "--set",
+        dest="set_overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a policy-config field (repeatable)",
+    )
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--grad-accum", type=int)
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--vocab-size", type=int)
+    p.add_argument("--n-layer", type=int)
+    p.add_argument("--n-head", type=int)
+    p.add_argument("--n-embd", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device")
+    p.add_argument("--dtype", choices=["fp32", "bf16"])
+    p.add_argument("--threads", type=int)
+    p.add_argument("--log", dest="log_path", help="JSONL metrics file")
+    p.add_argument("--log-every", type=int)
+    p.add_argument("--ckpt-dir")
+    p.add_argument("--ckpt-every", type=int)
+    p.add_argument("--eval-manifest")
+    p.add_argument("--eval-every", type=int)
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    fields: dict[str, Any] = {}
+    if args.config:
+        text = Path(args.config).read_text()
+        fields.update(json.loads(text) if args.config.endswith(".json") else yaml.safe_load(text))
+    if args.demo_corpus:
+        fields["manifest"] = str(write_demo_corpus(Path(args.demo_corpus)))
+        fields.setdefault("vocab_size", VOCAB)
+    for name, value in vars(args).items():
+        if name in TrainConfig.model_fields and value is not None:
+            fields[name] = value
+    if args.set_overrides:
+        fields["overrides"] = {**fields.get("overrides", {}), **parse_overrides(args.set_overrides)}
+    cfg = TrainConfig(**fields)
+    result = train(cfg)
+    summary = {
+        "steps": result.steps,
+        "tokens": result.tokens,
+        "wall_s": round(result.wall_seconds, 3),
+        "tokens_per_s": round(result.tokens_per_second, 1),
+        "policy_ms_per_step": round(
+            1e3 * result.policy_seconds / max(result.steps - (result.resumed_from or 0), 1), 4
+        ),
+        "final_loss": result.train_losses[-1] if result.train_losses else None,
+        "weights": {k: round(v, 4) for k, v in result.weights.items()},
+    }
+    if result.evals:
+        summary["eval"] = result.evals[-1]
+    logging.getLogger("train_gpt").info("done: %s", json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""``DataMixer``: wires a :class:`~ado.data.MixtureLoader`, a :class:`~ado.Policy` and a
+:class:`~ado.torch.DomainLossTracker` into a training loop.
+
+The contract (tested in ``tests/torch``):
+
+* The weights change only at optimizer-step boundaries. One optimizer step is ``grad_accum``
+  micro-batches; all of them are drawn with the weights in force at the start of the step.
+  :meth:`DataMixer.next_batch` refuses a ``grad_accum + 1``-th micro-batch and
+  :meth:`DataMixer.step` refuses to run before all ``grad_accum`` were drawn, so every rank draws
+  the same number.
+* :meth:`DataMixer.step` at the end of optimizer step ``t`` all-reduces the losses recorded over all
+  micro-batches and ranks (one float64 ``[2K]`` all-reduce), feeds them to the policy as
+  ``StepStats(step=t)`` and sets the policy's new weights on the loader: the batches of step
+  ``t + 1`` use them (a lag of 0 steps). Every rank runs the same policy on the same reduced
+  numbers in float64, so the weights agree on every rank (checked with ``verify_every``).
+* :meth:`DataMixer.state_dict` is the whole data side (policy, this rank's loader and tracker); it
+  satisfies ``torch.distributed.checkpoint``'s ``Stateful`` protocol and pickles with
+  ``torch.save``.
+
+Example::
+
+    mixer = DataMixer(loader, policy, device=device, grad_accum=2)
+    for step in range(steps):
+        for _ in range(2):
+            batch = mixer.next_batch()
+            x, y, domain = lm_tensors(batch, device)
+            per_seq = model.per_sequence_loss(x, y)
+            (per_seq.mean() / 2).backward()
+            mixer.record(per_seq, domain)
+        optimizer.step(); optimizer.zero_grad()
+        mixer.step()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.distributed as dist
+
+from ado.data import Batch, MixtureLoader
+from ado.errors import InvalidInputError, StateError
+from ado.policy import Policy
+from ado.stats import StepStats
+from ado.torch.tracker import DomainLossTracker
+
+__all__ = ["STATE_FORMAT_VERSION", "DataMixer", "lm_tensors", "weights_hash"]
+
+logger = logging.getLogger(__name__)
+
+#: Version of :meth:`DataMixer.state_dict`'s layout.
+STATE_FORMAT_VERSION = 1
+
+
+def weights_hash(weights: npt.ArrayLike) -> str:
+    """SHA-256 (hex, 16 chars) of the float64 bytes of ``weights``: equal iff bitwise equal."""
+    arr = np.ascontiguousarray(np.asarray(weights, dtype=np.float64))
+    return hashlib.sha256(arr.tobytes()).hexdigest()[:16]
+
+
+def lm_tensors(
+    batch: Batch, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Inputs ``[B, T]``, targets ``[B, T]`` and domain ids ``[B]`` of a packed batch, on
+    ``device``.
+
+    Raises:
+        InvalidInputError: the batch is not packed (the loader has no ``pack``).
+    """
+    if batch.tokens is None:
+        raise InvalidInputError("lm_tensors needs a packed batch (MixtureLoader(..., pack=...))")
+    tokens = torch.from_numpy(np.asarray(batch.tokens, dtype=np.int64))
+    device = torch.device(device)
+    pin = device.type == "cuda"
+    if pin:
+        tokens = tokens.pin_memory()
+    tokens = tokens.to(device, non_blocking=pin)
+    domain = torch.from_numpy(np.asarray(batch.domain, dtype=np.int64)).to(device)
+    return tokens[:, :-1], tokens[:, 1:], domain
+
+
+class DataMixer:
+    """Loader ↔ policy ↔ tracker for one rank.
+
+    Args:
+        loader: this rank's loader (its ``rank``/``world_size`` match the process group).
+        policy: the policy; must have the loader's domains, in the same order. Its current weights
+            are set on the loader now.
+        device: where losses are accumulated (the model's device).
+        grad_accum: micro-batches per optimizer step.
+        group: process group for the loss all-reduce (``None``: the default group, if any).
+        tokens_per_sample: tokens per row for ``StepStats.token_counts`` (packed rows:
+            ``seq_len``); ``None`` leaves token counts out.
+        verify_every: every this many steps, all-gather a hash of the weights and raise
+            :class:`~ado.errors.StateError` if the ranks disagree (0: never; a debug check, it
+            costs one small collective).
+
+    Raises:
+        InvalidInputError: the policy's and loader's domains differ, or ``grad_accum < 1``.
+    """
+
+    def __init__(
+        self,
+        loader: MixtureLoader,
+        policy: Policy,
+        *,
+        device: torch.device | str = "cpu",
+        grad_accum: int = 1,
+        group: dist.ProcessGroup | None = None,
+        tokens_per_sample: int | None = None,
+        verify_every: int = 0,
+    ) -> None:
+        if list(policy.domains) != list(loader.domains):
+            raise InvalidInputError(
+                f"policy domains {policy.domains} differ from loader domains {loader.domains}"
+            )
+        if grad_accum < 1 or verify_every < 0:
+            raise InvalidInputError(
+                f"need grad_accum >= 1 and verify_every >= 0, got {grad_accum}, {verify_every}"
+            )
+        self.loader = loader
+        self.policy = policy
+        self.device = torch.device(device)
+        self.grad_accum = int(grad_accum)
+        self.group = group
+        self.tokens_per_sample = tokens_per_sample
+        self.verify_every = int(verify_every)
+        self.tracker = DomainLossTracker(len(loader.domains), device=self.device, group=group)
+        self._step = policy.step + 1
+        self._micro = 0
+        #: Seconds spent inside ``policy.update`` (wall clock, this process).
+        self.policy_seconds = 0.0
+        self.last_stats: StepStats | None = None
+        loader.set_weights(policy.weights)
+
+    @property
+    def steps_done(self) -> int:
+        """Completed optimizer steps (:meth:`step` calls) = the index of the step in progress."""
+        return self._step
+
+    @property
+    def weights(self) -> npt.NDArray[np.float64]:
+        """The weights the current step's batches are drawn with."""
+        return self.policy.weights
+
+    @property
+    def domains(self) -> list[str]:
+        """Domain names (``batch.domain`` indexes them)."""
+        return self.loader.domains
+
+    def next_batch(self) -> Batch:
+        """This rank's next micro-batch of the current optimizer step.
+
+        Raises:
+            StateError: ``grad_accum`` micro-batches were already drawn in this step.
+        """
+        if self._micro >= self.grad_accum:
+            raise StateError(
+                f"step {self._step} already drew its {self.grad_accum} micro-batch(es); "
+                "call DataMixer.step() after the optimizer step"
+            )
+        self._micro += 1
+        return next(self.loader)
+
+    def record(self, loss: torch.Tensor, domain: torch.Tensor | npt.ArrayLike) -> None:
+        """Record a micro-batch's per-sequence losses ``[B]`` (or per-token ``[B, T]``) and its
+        domain ids ``[B]``; accumulated on the device, no host transfer."""
+        if not isinstance(domain, torch.Tensor):
+            domain = torch.from_numpy(np.asarray(domain, dtype=np.int64))
+        self.tracker.add(loss, domain)
+
+    def step(self) -> StepStats:
+        """End the optimizer step: reduce the losses, update the policy, set the next weights.
+
+        Returns:
+            The reduced statistics of the step that just ended.
+
+        Raises:
+            StateError: fewer than ``grad_accum`` micro-batches were drawn in this step, or (with
+            ``verify_every``) the ranks' weights differ.
+        """
+        if self._micro != self.grad_accum:
+            raise StateError(
+                f"step {self._step} drew {self._micro} of its {self.grad_accum} micro-batch(es)"
+            )
+        stats = self.tracker.step_stats(self._step, self.tokens_per_sample)
+        t0 = time.perf_counter()
+        self.policy.update(stats)
+        self.policy_seconds += time.perf_counter() - t0
+        self.loader.set_weights(self.policy.weights)
+        self.last_stats = stats
+        self._step += 1
+        self._micro = 0
+        if self.verify_every and self._step % self.verify_every == 0:
+            self.verify()
+        return stats
+
+    def verify(self) -> None:
+        """All-gather the weights' hash and raise if any rank differs (no-op without a group).
+
+        Raises:
+            StateError: the ranks' weights are not bitwise equal.
+        """
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        mine = weights_hash(self.policy.weights)
+        hashes: list[Any] = [None] * dist.get_world_size(self.group)
+        dist.all_gather_object(hashes, mine, group=self.group)
+        if len(set(hashes)) != 1:
+            raise StateError(f"step {self._step}: ranks disagree on the weights: {hashes}")
+
+    # -- state --------------------------------------------------------------------------------
+    def _rank_key(self) -> str:
+        return f"rank_{self.loader.rank}"
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole data side: policy (shared by all ranks) plus this rank's loader and tracker
+        under ``rank_<r>`` (distinct keys, so ``torch.distributed.checkpoint`` keeps every rank's).
+
+        Every value is a plain Python object (JSON-safe); nothing here is a tensor.
+        """
+        return {
+            "format_version": STATE_FORMAT_VERSION,
+            "step": self._step,
+            "policy": self.policy.state_dict(),
+            self._rank_key(): {
+                "micro": self._micro,
+                "loader": self.loader.state_dict(),
+                "tracker": self.tracker.state_dict(),
+            },
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` output; the following batches, losses and weights then equal
+        those of the uninterrupted run.
+
+        Raises:
+            StateError: another format version, no entry for this rank, or a policy/loader/tracker
+            state that does not fit.
+        """
+        version = state.get("format_version")
+        if version != STATE_FORMAT_VERSION:
+            raise StateError(f"data state format_version {version!r} is not {STATE_FORMAT_VERSION}")
+        key = self._rank_key()
+        mine = state.get(key)
+        if not isinstance(mine, Mapping):
+            have = sorted(k for k in state if str(k).startswith("rank_"))
+            raise StateError(f"data state has no {key!r} entry (has {have})")
+        self.policy.load_state_dict(state["policy"])
+        self.loader.load_state_dict(mine["loader"])
+        self.tracker.load_state_dict(dict(mine["tracker"]))
+        self._step = int(state["step"])
+        self._micro = int(mine["micro"])
+        if self.policy.step + 1 != self._step:
+            raise StateError(
+                f"data state step {self._step} does not follow the policy's step {self.policy.step}"
+            )
+        # the loader's own state already carries the weights it draws with; keep it authoritative.

@@ -1,0 +1,655 @@
+"""A readable GPT training loop over a :class:`~ado.data.MixtureLoader` driven by any policy.
+
+``train(TrainConfig(...))`` is what ``benchmarks/train_gpt.py``, ``benchmarks/overhead.py`` and
+``ado compare`` run. One optimizer step is ``grad_accum`` micro-batches; the policy sees the losses
+of all of them (reduced over ranks) and its new weights apply from the next step on
+(:class:`~ado.torch.DataMixer`). Under ``torchrun`` the process group is initialised here (NCCL on
+CUDA, gloo on CPU) and the model is wrapped in DDP.
+
+Resume: with ``ckpt_dir`` and ``ckpt_every``, the model, optimizer and whole data side are saved
+atomically every ``ckpt_every`` steps (rank 0 writes the model/optimizer/policy, every rank its own
+loader position); a restarted run continues from the newest checkpoint and reproduces the
+uninterrupted run bitwise on CPU with ``deterministic=True``. The JSONL log is cut back to the
+checkpoint's step on resume, so it too equals the uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from pydantic import BaseModel, ConfigDict, Field
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from ado.data import Manifest, MixtureLoader, PackConfig, index_shard
+from ado.errors import ConfigError
+from ado.policy import Policy, load_policy
+from ado.stats import StepStats
+from ado.torch.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from ado.torch.gpt import GPT, GPTConfig
+from ado.torch.mixer import DataMixer, lm_tensors, weights_hash
+from ado.torch.tracker import DomainLossTracker
+
+__all__ = [
+    "HeldOut",
+    "TrainConfig",
+    "TrainResult",
+    "natural_prior",
+    "resolve_policy_path",
+    "train",
+]
+
+logger = logging.getLogger(__name__)
+
+_REPO_POLICIES = Path(__file__).resolve().parents[3] / "policies"
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run depends on (validated; unknown fields are errors).
+
+    Attributes:
+        manifest: manifest file (YAML/JSON) of the training shards (token ids in ``field``).
+        policy: a preset name (``ado``, ``natural``, ...: ``policies/<name>.yaml``), a YAML path,
+            or ``None`` for static prior weights with no policy and no loss tracking (the baseline
+            of ``benchmarks/overhead.py``).
+        overrides: policy-config field overrides (see :func:`ado.load_policy`).
+        prior: prior weights ``mu``; default :func:`natural_prior` (token counts).
+        seq_len: tokens per training row.
+        vocab_size: token ids are ``< vocab_size``.
+        eos_id: token appended after each document.
+        field: sample member holding the tokens (``u16``, ``u32``, ``npy``...).
+        batch_size: rows per micro-batch per rank.
+        grad_accum: micro-batches per optimizer step.
+        steps: optimizer steps.
+        lr: peak learning rate (AdamW), after ``warmup`` linear steps, then cosine to ``lr/10``.
+        n_layer: transformer blocks.
+        n_head: attention heads.
+        n_embd: model width.
+        seed: model init and data seed.
+        mode: loader sampling mode (``iid`` or ``deficit``).
+        device: ``cpu``, ``cuda``, ``cuda:1``...; under torchrun ``cuda`` means the local rank's.
+        dtype: ``fp32`` or ``bf16`` (autocast).
+        threads: ``torch.set_num_threads`` (None: leave it).
+        deterministic: ``torch.use_deterministic_algorithms(True)`` (CPU resume is then bitwise).
+        log_path: JSONL log (rank 0; every rank if the path contains ``{rank}``): one record per
+            ``log_every`` steps with the loss, tokens/s and the policy's metrics, plus eval records.
+        log_batches: add this rank's batch keys and domains to each record (tests).
+        ckpt_dir: checkpoint folder (None: no checkpoints, no resume).
+        ckpt_every: save every this many steps (0: never).
+        keep: checkpoints kept.
+        eval_manifest: held-out manifest; per-domain loss every ``eval_every`` steps and at the end.
+        eval_every: steps between evaluations (0: only at the end, if ``eval_manifest``).
+        eval_batches: batches per domain per evaluation.
+        verify_every: all-gather a hash of the weights every this many steps (debug).
+        progress: show a tqdm progress bar (rank 0).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    manifest: str
+    policy: str | None = "ado"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    prior: list[float] | None = None
+    seq_len: int = Field(128, gt=0)
+    vocab_size: int = Field(256, gt=0)
+    eos_id: int = Field(0, ge=0)
+    field: str = "u16"
+    batch_size: int = Field(16, gt=0)
+    grad_accum: int = Field(1, gt=0)
+    steps: int = Field(200, gt=0)
+    lr: float = Field(3e-3, gt=0)
+    warmup: int = Field(20, ge=0)
+    weight_decay: float = Field(0.1, ge=0)
+    grad_clip: float = Field(1.0, ge=0)
+    n_layer: int = Field(2, gt=0)
+    n_head: int = Field(2, gt=0)
+    n_embd: int = Field(64, gt=0)
+    seed: int = Field(0, ge=0)
+    mode: Literal["iid", "deficit"] = "iid"
+    device: str = "cpu"
+    dtype: Literal["fp32", "bf16"] = "fp32"
+    threads: int | None = Field(None, gt=0)
+    deterministic: bool = False
+    log_path: str | None = None
+    log_every: int = Field(10, gt=0)
+    log_batches: bool = False
+    ckpt_dir: str | None = None
+    ckpt_every: int = Field(0, ge=0)
+    keep: int = Field(2, gt=0)
+    eval_manifest: str | None = None
+    eval_every: int = Field(0, ge=0)
+    eval_batches: int = Field(4, gt=0)
+    verify_every: int = Field(0, ge=0)
+    progress: bool = True
+
+    def gpt_config(self) -> GPTConfig:
+        """The model shape."""
+        return GPTConfig(
+            vocab_size=self.vocab_size,
+            seq_len=self.seq_len,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_embd=self.n_embd,
+        )
+
+    def pack(self) -> PackConfig:
+        """The loader's packing configuration."""
+        return PackConfig(
+            seq_len=self.seq_len, eos_id=self.eos_id, field=self.field, vocab_size=self.vocab_size
+        )
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns (on every rank).
+
+    Attributes:
+        steps: optimizer steps completed (including those before a resume).
+        tokens: training tokens over all ranks.
+        wall_seconds: wall time of this process's loop (after a resume: since the resume).
+        policy_seconds: time inside ``policy.update`` (this process, since start/resume).
+        tokens_per_second: tokens trained per wall second (since start/resume).
+        weights: final weights per domain.
+        train_losses: global mean training loss per step run in this process.
+        evals: per-domain held-out losses: ``[{"step": t, "loss/<domain>": ..., ...}]``.
+        resumed_from: the step of the checkpoint resumed from, or None.
+        model: the trained model (unwrapped from DDP).
+    """
+
+    steps: int
+    tokens: int
+    wall_seconds: float
+    policy_seconds: float
+    tokens_per_second: float
+    weights: dict[str, float]
+    train_losses: list[float] = field(default_factory=list)
+    evals: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: int | None = None
+    model: GPT | None = None
+
+
+def resolve_policy_path(policy: str) -> Path:
+    """A preset name (``ado``) or path → the YAML file.
+
+    Raises:
+        ConfigError: neither a file nor a known preset.
+    """
+    path = Path(policy)
+    if path.is_file():
+        return path
+    for folder in (Path.cwd() / "policies", _REPO_POLICIES):
+        candidate = folder / f"{policy}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"policy {policy!r} is neither a YAML file nor a preset in policies/")
+
+
+def natural_prior(manifest: Manifest, field: str = "u16") -> list[float]:
+    """The natural mixture: the manifest's weights if it has them, else each domain's share of
+    tokens (raw ``u16``/``u32`` fields, from the shard index), else of samples."""
+    prior = manifest.prior_weights()
+    if prior is not None:
+        return prior
+    ext = field.rsplit(".", 1)[-1]
+    totals = []
+    for paths in manifest.resolve().values():
+        infos = [index_shard(p) for p in paths]
+        tokens = [i.get("tokens", {}).get(ext) for i in infos]
+        if all(t is not None for t in tokens):
+            totals.append(float(sum(tokens)))
+        else:
+            totals.append(float(sum(i["samples"] for i in infos)))
+    return totals
+
+
+def _distributed_setup(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = torch.device(device)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend)
+    if dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    else:
+        rank, world = 0, 1
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    return rank, world, dev
+
+
+def _lr(cfg: TrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    span = max(cfg.steps - cfg.warmup, 1)
+    progress = min((step - cfg.warmup) / span, 1.0)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def _autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if cfg.dtype == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class HeldOut:
+    """Per-domain held-out rows, the same at every evaluation.
+
+    One loader per domain draws only that domain; each evaluation rewinds it to its first batch.
+    Under ``torch.distributed`` each rank evaluates its own slice and the sums are all-reduced, so
+    every rank gets the same numbers.
+
+    Args:
+        manifest: the held-out manifest (same domains, in the same order, as training).
+        batch_size: rows per batch per rank.
+        pack: packing (as in training).
+        batches: batches per domain per evaluation.
+        seed: which rows.
+        rank: this rank.
+        world_size: ranks.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest | str | os.PathLike[str],
+        *,
+        batch_size: int,
+        pack: PackConfig,
+        batches: int = 4,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.manifest = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
+        self.domains = self.manifest.names
+        self.batches = batches
+        k = len(self.domains)
+        self.loaders = [
+            MixtureLoader(
+                self.manifest,
+                batch_size,
+                seed=seed,
+                rank=rank,
+                world_size=world_size,
+                weights=[float(i == d) for i in range(k)],
+                pack=pack,
+                readahead_bytes=0,
+            )
+            for d in range(k)
+        ]
+        self._starts = [loader.state_dict() for loader in self.loaders]
+
+    @torch.no_grad()
+    def evaluate(
+        self,
+        model: torch.nn.Module,
+        device: torch.device | str,
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    ) -> dict[str, float]:
+        """Mean held-out loss per domain (``loss/<domain>``) and their uniform average
+        (``loss/uniform_avg``, the paper's unweighted validation loss).
+
+        Args:
+            model: a :class:`~ado.torch.GPT` (or a DDP wrapper of one).
+            device: the model's device.
+            autocast: context-manager factory for the forward pass.
+        """
+        inner: Any = model.module if isinstance(model, DistributedDataParallel) else model
+        was_training = inner.training
+        inner.eval()
+        device = torch.device(device)
+        tracker = DomainLossTracker(len(self.loaders), device=device)
+        for loader, start in zip(self.loaders, self._starts, strict=True):
+            loader.load_state_dict(start)
+            for _ in range(self.batches):
+                x, y, d = lm_tensors(next(loader), device)
+                with autocast():
+                    tracker.add(inner.per_sequence_loss(x, y), d)
+        host = tracker.reduce()
+        k = len(self.loaders)
+        means = np.full(k, np.nan)
+        np.divide(host[:k], host[k:], out=means, where=host[k:] > 0)
+        inner.train(was_training)
+        out = {f"loss/{d}": float(v) for d, v in zip(self.domains, means, strict=True)}
+        out["loss/uniform_avg"] = float(np.nanmean(means))
+        return out
+
+
+def _held_out(cfg: TrainConfig, rank: int, world: int) -> HeldOut | None:
+    if cfg.eval_manifest is None:
+        return None
+    return HeldOut(
+        cfg.eval_manifest,
+        batch_size=cfg.batch_size,
+        pack=cfg.pack(),
+        batches=cfg.eval_batches,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world,
+    )
+
+
+class _Log:
+    """JSONL writer: rank 0 only, or every rank when the path contains ``{rank}``."""
+
+    def __init__(self, path: str | None, rank: int, resume_step: int | None) -> None:
+        self.file = None
+        if path is None or (rank != 0 and "{rank}" not in path):
+            return
+        p = Path(path.replace("{rank}", str(rank)))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and p.exists():
+            # keep the records up to the checkpoint (a killed run may have logged further, or
+            # left a torn last line)
+            kept = []
+            for line in p.read_text().splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if rec.get("step", -1) <= resume_step:
+                    kept.append(line)
+            p.write_text("".join(line + "\n" for line in kept))
+        elif resume_step is None:
+            p.write_text("")
+        self.file = p.open("a")
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _build_policy(cfg: TrainConfig, manifest: Manifest) -> Policy | None:
+    if cfg.policy is None:
+        return None
+    prior = cfg.prior if cfg.prior is not None else natural_prior(manifest, cfg.field)
+    return load_policy(
+        resolve_policy_path(cfg.policy),
+        domains=manifest.names,
+        prior=prior,
+        overrides=cfg.overrides,
+    )
+
+
+def _micro_batches(
+    model: torch.nn.Module, n: int
+) -> Iterator[contextlib.AbstractContextManager[Any]]:
+    """Per micro-batch a context: DDP's ``no_sync`` for all but the last (one gradient all-reduce
+    per optimizer step)."""
+    for i in range(n):
+        if isinstance(model, DistributedDataParallel) and i < n - 1:
+            yield model.no_sync()
+        else:
+            yield contextlib.nullcontext()
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    on_step: Callable[[int, StepStats | None, DataMixer], None] | None = None,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train a GPT on the mixture for ``cfg.steps`` optimizer steps.
+
+    Args:
+        cfg: the run.
+        on_step: called after every optimizer step with (completed steps, the step's reduced
+            statistics (None without a policy), the mixer).
+        on_eval: called after every evaluation with (completed steps, ``{"loss/<domain>": ...}``).
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ConfigError: unknown policy preset, bad manifest.
+        StateError: a checkpoint that does not match this run.
+    """
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    rank, world, device = _distributed_setup(cfg.device)
+    torch.manual_seed(cfg.seed)
+    manifest = Manifest.load(cfg.manifest)
+    policy = _build_policy(cfg, manifest)
+    prior = cfg.prior if cfg.prior is not None else manifest.prior_weights()
+    loader = MixtureLoader(
+        manifest,
+        cfg.batch_size,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world,
+        weights=prior if policy is None else None,
+        mode=cfg.mode,
+        pack=cfg.pack(),
+    )
+    mixer = (
+        DataMixer(
+            loader,
+            policy,
+            device=device,
+            grad_accum=cfg.grad_accum,
+            tokens_per_sample=cfg.seq_len,
+            verify_every=cfg.verify_every,
+        )
+        if policy is not None
+        else None
+    )
+    model = GPT(cfg.gpt_config()).to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
+    )
+    start = 0
+    resumed_from: int | None = None
+    if cfg.ckpt_dir is not None:
+        ckpt = latest_checkpoint(Path(cfg.ckpt_dir) / "rank_0")
+        if ckpt is not None:
+            start = int(ckpt.stem.split("_")[1])
+            state = load_checkpoint(ckpt, map_location=device)
+            mine = load_checkpoint(
+                Path(cfg.ckpt_dir) / f"rank_{rank}" / ckpt.name, map_location=device
+            )
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            data = {**state["data"], **mine["data"]}
+            if mixer is not None:
+                mixer.load_state_dict(data)
+            else:
+                loader.load_state_dict(data["loader"])
+            resumed_from = start
+            logger.info("resumed from %s (step %d)", ckpt, start)
+    ddp: torch.nn.Module = (
+        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if world > 1
+        else model
+    )
+    held_out = _held_out(cfg, rank, world)
+    log = _Log(cfg.log_path, rank, resumed_from)
+    if resumed_from is None:
+        log.write(
+            {
+                "event": "start",
+                "step": 0,
+                "config": cfg.model_dump(),
+                "world_size": world,
+                "domains": manifest.names,
+                "params": model.num_params(),
+            }
+        )
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * world * cfg.seq_len
+    result = TrainResult(
+        steps=start,
+        tokens=start * tokens_per_step,
+        wall_seconds=0.0,
+        policy_seconds=0.0,
+        tokens_per_second=0.0,
+        weights={},
+        resumed_from=resumed_from,
+    )
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start,
+        disable=not cfg.progress or rank != 0,
+        unit="step",
+        dynamic_ncols=True,
+    )
+    pending_loss = torch.zeros((), dtype=torch.float64, device=device)
+    t0 = time.perf_counter()
+
+    def run_eval(step: int) -> None:
+        assert held_out is not None
+        rec = held_out.evaluate(ddp, device, lambda: _autocast(cfg, device))
+        result.evals.append({"step": float(step), **rec})
+        log.write({"event": "eval", "step": step, **rec})
+        if on_eval is not None:
+            on_eval(step, rec)
+
+    model.train()
+    for step in range(start, cfg.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr(cfg, step)
+        keys: list[str] = []
+        domains: list[int] = []
+        for ctx in _micro_batches(ddp, cfg.grad_accum):
+            batch = mixer.next_batch() if mixer is not None else next(loader)
+            x, y, d = lm_tensors(batch, device)
+            with ctx:
+                with _autocast(cfg, device):
+                    per_seq = _forward(ddp, x, y)
+                (per_seq.mean() / cfg.grad_accum).backward()  # type: ignore[no-untyped-call]
+            if mixer is not None:
+                mixer.record(per_seq, d)
+            else:
+                pending_loss += per_seq.detach().sum().double()
+            if cfg.log_batches:
+                keys.extend(batch.keys)
+                domains.extend(int(v) for v in batch.domain)
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        stats = mixer.step() if mixer is not None else None
+        done = step + 1
+        if stats is not None:
+            loss = float(stats.loss_sums.sum() / stats.counts.sum())
+            result.train_losses.append(loss)
+        else:
+            loss = float("nan")
+        if on_step is not None and mixer is not None:
+            on_step(done, stats, mixer)
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            if stats is None:  # baseline: one sync per log interval
+                if dist.is_initialized():
+                    dist.all_reduce(pending_loss)
+                rows = cfg.batch_size * cfg.grad_accum * world * cfg.log_every
+                loss = float(pending_loss.item()) / rows
+                pending_loss.zero_()
+            elapsed = time.perf_counter() - t0
+            rec: dict[str, Any] = {
+                "event": "train",
+                "step": done,
+                "loss": loss,
+                "lr": _lr(cfg, step),
+                "tokens": done * tokens_per_step,
+                "tokens_per_s": (done - start) * tokens_per_step / max(elapsed, 1e-9),
+            }
+            if mixer is not None:
+                rec["weights_hash"] = weights_hash(mixer.weights)
+                rec["policy_ms_per_step"] = 1e3 * mixer.policy_seconds / (done - start)
+                rec.update(mixer.policy.metrics())
+            if cfg.log_batches:
+                rec["keys"] = keys
+                rec["domain"] = domains
+            log.write(rec)
+            bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
+        bar.update(1)
+        if held_out is not None and cfg.eval_every and done % cfg.eval_every == 0:
+            run_eval(done)  # before the checkpoint, so a resumed log never lacks it
+        if cfg.ckpt_dir is not None and cfg.ckpt_every and done % cfg.ckpt_every == 0:
+            _save(cfg, rank, done, model, optimizer, mixer, loader)
+    if held_out is not None and not (cfg.eval_every and cfg.steps % cfg.eval_every == 0):
+        run_eval(cfg.steps)
+    bar.close()
+    log.close()
+    result.wall_seconds = time.perf_counter() - t0
+    result.steps = cfg.steps
+    result.tokens = cfg.steps * tokens_per_step
+    result.tokens_per_second = (
+        (cfg.steps - start) * tokens_per_step / max(result.wall_seconds, 1e-9)
+    )
+    result.policy_seconds = mixer.policy_seconds if mixer is not None else 0.0
+    weights = mixer.weights if mixer is not None else np.asarray(loader.weights)
+    result.weights = {d: float(w) for d, w in zip(manifest.names, weights, strict=True)}
+    result.model = model
+    return result
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sequence loss through the (possibly DDP-wrapped) model, so DDP sees the forward."""
+    if isinstance(model, DistributedDataParallel):
+        logits: torch.Tensor = model(x)
+        return (
+            torch.nn.functional.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none"
+            )
+            .view(y.shape)
+            .mean(dim=1)
+        )
+    out: torch.Tensor = model.per_sequence_loss(x, y)  # type: ignore[operator]
+    return out
+
+
+def _save(
+    cfg: TrainConfig,
+    rank: int,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    mixer: DataMixer | None,
+    loader: MixtureLoader,
+) -> None:
+    """Rank r writes ``ckpt_dir/rank_r/step_*.pt`` with its data state; rank 0 adds the model,
+    optimizer and policy. Ranks write their own file before rank 0 (barrier), so the newest
+    ``rank_0`` checkpoint always has every rank's file."""
+    assert cfg.ckpt_dir is not None
+    data = mixer.state_dict() if mixer is not None else {"loader": loader.state_dict()}
+    shared = {k: v for k, v in data.items() if not k.startswith("rank_") and k != "loader"}
+    own = {k: v for k, v in data.items() if k.startswith("rank_") or k == "loader"}
+    root = Path(cfg.ckpt_dir)
+    if rank != 0:
+        # one more than rank 0 keeps: if rank 0 dies before writing step, its newest
+        # checkpoint (the one resumed from) still has this rank's file
+        save_checkpoint(root / f"rank_{rank}", step, {"data": own}, keep=cfg.keep + 1)
+    if dist.is_initialized():
+        dist.barrier()
+    if rank == 0:
+        save_checkpoint(
+            root / "rank_0",
+            step,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "data": {**shared, **own},
+                "config": cfg.model_dump(),
+            },
+            keep=cfg.keep,
+        )
