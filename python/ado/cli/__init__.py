@@ -1,7 +1,8 @@
 """The ``ado`` command line.
 
-Each subcommand lives in its own module under ``ado.cli`` and exposes ``register(subparsers)``, which
-adds its parser and sets ``func`` (a callable taking the parsed namespace and returning an exit code).
+Each subcommand lives in its own module under ``ado.cli`` and exposes ``register(subparsers)``,
+which adds its parser and sets ``func`` (a callable taking the parsed namespace and returning an
+exit code).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ado.cli.shards",
     "ado.cli.fit",
     "ado.cli.corpus",
+    "ado.cli.compare",
 
 )
 

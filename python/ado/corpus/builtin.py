@@ -44,8 +44,9 @@ def stdlib_files(include_tests: bool = True) -> list[Path]:
         rel = p.relative_to(root)
         if "site-packages" in rel.parts or "dist-packages" in rel.parts:
             continue
-        if not include_tests and ("test" in rel.parts or "tests" in rel.parts or
-                                  "idle_test" in rel.parts):
+        if not include_tests and (
+            "test" in rel.parts or "tests" in rel.parts or "idle_test" in rel.parts
+        ):
             continue
         files.append(rel)
     files.sort(key=lambda r: hashlib.sha1(r.as_posix().encode()).hexdigest())
@@ -72,9 +73,7 @@ def _module_docstrings(path: Path) -> str:
         return ""
     docs = []
     for node in ast.walk(tree):
-        if isinstance(
-            node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
-        ):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
             doc = ast.get_docstring(node, clean=True)
             if doc and len(doc) > 40:
                 docs.append(doc)
@@ -85,8 +84,9 @@ def _docstrings(workers: int) -> Iterator[Document]:
     root = _stdlib_root()
     files = stdlib_files(include_tests=False)
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for path, text in zip(files, pool.map(_module_docstrings, files, chunksize=16),
-                              strict=True):
+        for path, text in zip(
+            files, pool.map(_module_docstrings, files, chunksize=16), strict=True
+        ):
             if text:
                 yield Document(f"docstrings/{path.relative_to(root).as_posix()}", text)
 
@@ -113,8 +113,9 @@ def _unicode() -> Iterator[Document]:
                 f"{unicodedata.bidirectional(ch)}\t{unicodedata.decomposition(ch)}"
             )
         if lines:
-            yield Document(f"unicodedata/{unicodedata.unidata_version}/U+{block:04X}",
-                           "\n".join(lines))
+            yield Document(
+                f"unicodedata/{unicodedata.unidata_version}/U+{block:04X}", "\n".join(lines)
+            )
 
 
 def builtin_recipes(noise_bytes: int = 300_000, workers: int = 2) -> list[DomainRecipe]:

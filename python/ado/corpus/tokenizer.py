@@ -1,4 +1,4 @@
-"""Tokenizers for built corpora: a byte-level BPE trained with Hugging Face ``tokenizers``, or bytes.
+"""Corpus tokenizers: a byte-level BPE trained with Hugging Face ``tokenizers``, or bytes.
 
 Both map text to token ids ``< vocab_size`` with a reserved end-of-document id (``eos_id``), and
 both give the id of each of the 256 raw bytes (the noise domain is drawn over those ids, so its
@@ -97,7 +97,9 @@ class CorpusTokenizer:
     def encode_batch(self, texts: Sequence[str]) -> list[U16]:
         """Token ids of each text (no ``eos_id``: the loader appends it when packing)."""
         if self._hf is None:
-            return [np.frombuffer(t.encode("utf-8"), dtype=np.uint8).astype(np.uint16) for t in texts]
+            return [
+                np.frombuffer(t.encode("utf-8"), dtype=np.uint8).astype(np.uint16) for t in texts
+            ]
         encs = self._hf.encode_batch(list(texts), add_special_tokens=False)
         return [np.asarray(e.ids, dtype=np.uint16) for e in encs]
 
