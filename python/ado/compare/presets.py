@@ -117,22 +117,22 @@ PRESETS: dict[str, Preset] = {
         log_every=5,
         ado_overrides=_ado(10, 40, 10, 1, 11, 10),
     ),
-    # The 10-domain CPU benchmark (about 6-8 min per run on 2 uncontended cores).
+    # The 10-domain CPU benchmark: 8 runs (6 policies + 2 extra seeds) in about 45 min on 2 cores.
     "cpu-full": Preset(
         name="cpu-full",
         n_layer=2,
-        n_head=4,
-        n_embd=128,
+        n_head=2,
+        n_embd=64,
         seq_len=128,
         batch_size=16,
-        steps=600,
-        lr=2e-3,
-        warmup=30,
+        steps=400,
+        lr=3e-3,
+        warmup=20,
         eval_every=50,
         eval_batches=4,
         ckpt_every=50,
-        log_every=10,
-        ado_overrides=_ado(50, 150, 50, 2, 31, 30),
+        log_every=5,
+        ado_overrides=_ado(20, 100, 25, 1, 21, 20),
     ),
     # One GPU: a 6-layer, 384-wide model on ~330 M tokens per policy.
     "gpu": Preset(
