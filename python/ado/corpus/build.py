@@ -218,6 +218,7 @@ def _collect(recipe: DomainRecipe, cfg: BuildConfig) -> _Collected:
 
     streams = [stream(n, s) for n, s in recipe.sources]
     cap = cfg.cap_bytes
+    full = False  # training text reached the cap: only look for missing held-out text
     while streams:
         alive = []
         for it in streams:
@@ -231,12 +232,16 @@ def _collect(recipe: DomainRecipe, cfg: BuildConfig) -> _Collected:
             # held-out splits are capped in proportion, so a cap keeps them small too
             if split != "train" and cap is not None and part.nbytes >= cap * 0.05 + 65536:
                 continue
+            if full and (split == "train" or part.texts):
+                continue
             part.sources.append(source)
             part.texts.append(text)
             part.nbytes += n
             if split == "train":
                 sub_bytes[name] += n
             if cap is not None and splits["train"].nbytes >= cap:
+                full = True
+            if full and splits["val"].texts and splits["tok"].texts:
                 alive = []
                 break
         streams = alive

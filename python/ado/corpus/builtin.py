@@ -83,12 +83,15 @@ def _module_docstrings(path: Path) -> str:
 def _docstrings(workers: int) -> Iterator[Document]:
     root = _stdlib_root()
     files = stdlib_files(include_tests=False)
+    # in slices, so that a size cap stops the parsing too
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        for path, text in zip(
-            files, pool.map(_module_docstrings, files, chunksize=16), strict=True
-        ):
-            if text:
-                yield Document(f"docstrings/{path.relative_to(root).as_posix()}", text)
+        for i in range(0, len(files), 64):
+            part = files[i : i + 64]
+            for path, text in zip(
+                part, pool.map(_module_docstrings, part, chunksize=8), strict=True
+            ):
+                if text:
+                    yield Document(f"docstrings/{path.relative_to(root).as_posix()}", text)
 
 
 def _topics() -> Iterator[Document]:
