@@ -11,8 +11,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
 
-from ado.cli import main  # noqa: E402
-from ado.compare import PRESETS, REPORT_VERSION, CompareConfig, run_compare  # noqa: E402
+from ado.cli import main
+from ado.compare import PRESETS, REPORT_VERSION, CompareConfig, run_compare
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = [REPO / "policies" / "natural.yaml", REPO / "policies" / "ado.yaml"]
@@ -43,7 +43,8 @@ def _check_schema(report: dict[str, object], domains: list[str]) -> None:
     assert report["version"] == REPORT_VERSION
     assert report["domains"] == domains
     runs = report["runs"]
-    assert isinstance(runs, list) and {r["policy"] for r in runs} == {"natural", "ado"}
+    assert isinstance(runs, list)
+    assert {r["policy"] for r in runs} == {"natural", "ado"}
     for r in runs:
         assert set(r["heldout_loss"]) == set(domains)
         assert set(r["tokens_seen"]) == set(domains)
@@ -52,9 +53,11 @@ def _check_schema(report: dict[str, object], domains: list[str]) -> None:
             assert isinstance(r[key], float | int), key
         assert r["uniform_avg"] == pytest.approx(sum(r["heldout_loss"].values()) / len(domains))
     summary = report["summary"]
-    assert isinstance(summary, list) and [s["policy"] for s in summary] == ["natural", "ado"]
+    assert isinstance(summary, list)
+    assert [s["policy"] for s in summary] == ["natural", "ado"]
     (vs,) = report["ado_vs_baselines"]  # type: ignore[misc]
-    assert vs["baseline"] == "natural" and vs["ado_lower"] == (vs["delta"] < 0)
+    assert vs["baseline"] == "natural"
+    assert vs["ado_lower"] == (vs["delta"] < 0)
     assert set(report["files"]) == {"markdown", "metrics", "plots"}  # type: ignore[arg-type]
 
 
@@ -73,7 +76,8 @@ def test_smoke_compare_and_resume(tiny_corpus: Path, tmp_path: Path) -> None:
         "ado_fits.png",
     }
     md = (out / "report.md").read_text()
-    assert "| natural |" in md and "uniform avg" in md
+    assert "| natural |" in md
+    assert "uniform avg" in md
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert {r["policy"] for r in records} == {"natural", "ado"}
     assert any(r.get("event") == "eval" for r in records)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from ado.cli import main
 from ado.cli.corpus import build_builtin
 from ado.corpus import BuildConfig, Document, DomainRecipe, build_corpus, split_of
@@ -32,14 +31,16 @@ def test_builtin_layout_and_manifest(tiny_corpus: Path) -> None:
     assert weights is not None
     assert sum(weights) == pytest.approx(1.0, abs=1e-6)
     for name, meta in info["domains"].items():
-        assert meta["train"]["tokens"] > 0 and meta["val"]["tokens"] > 0, name
+        assert meta["train"]["tokens"] > 0
+        assert meta["val"]["tokens"] > 0, name
     # every shard is listed with its sha256 and holds u16 tokens + json metadata
     shard = tiny_corpus / "train" / "structured" / "structured-00000.tar"
     assert "train/structured/structured-00000.tar" in info["shards"]
     members = _members(shard)
     key = sorted(members)[0].split(".")[0]
     meta = json.loads(members[f"{key}.json"])
-    assert meta["domain"] == "structured" and meta["source"].startswith("unicodedata/")
+    assert meta["domain"] == "structured"
+    assert meta["source"].startswith("unicodedata/")
     text = np.frombuffer(members[f"{key}.u16"], dtype="<u2").astype(np.uint8).tobytes()
     assert text.decode("utf-8").startswith("U+")
 
@@ -55,7 +56,9 @@ def test_splits_are_disjoint_by_source(tiny_corpus: Path) -> None:
 
     for domain in ("code_python", "docs_prose"):
         train, val = sources("train", domain), sources("val", domain)
-        assert train and val and not train & val
+        assert train
+        assert val
+        assert not train & val
         assert all(split_of(s, 50, 100) == "val" for s in val)
 
 
@@ -72,12 +75,13 @@ def test_loader_reads_the_corpus(tiny_corpus: Path) -> None:
         readahead_bytes=0,
     )
     batch = next(loader)
-    assert batch.tokens is not None and batch.tokens.shape == (4, 33)
+    assert batch.tokens is not None
+    assert batch.tokens.shape == (4, 33)
     assert int(batch.tokens.max()) < tok["vocab_size"]
 
 
 def test_byte_reproducible_and_refuses_overwrite(tmp_path: Path) -> None:
-    kwargs = dict(tokenizer="bpe", vocab_size=300, cap_bytes=30_000, progress=False)
+    kwargs = {"tokenizer": "bpe", "vocab_size": 300, "cap_bytes": 30_000, "progress": False}
     a, b = tmp_path / "a", tmp_path / "b"
     build_builtin(a, **kwargs)  # type: ignore[arg-type]
     build_builtin(b, **kwargs)  # type: ignore[arg-type]
@@ -114,7 +118,8 @@ def test_noise_domain_is_uniform_bytes(tmp_path: Path) -> None:
             np.frombuffer(v, dtype="<u2") for k, v in _members(shard).items() if k.endswith(".u16")
         ]
     counts = np.bincount(np.concatenate(ids), minlength=256)
-    assert counts.shape == (256,) and counts.min() > 0  # every byte value occurs
+    assert counts.shape == (256,)
+    assert counts.min() > 0  # every byte value occurs
     # "shared" is an exact-duplicate paragraph: kept once in the whole domain
     assert info["domains"]["text"]["train"]["bytes"] < 400 * len("para 000\n\nshared")
 
@@ -131,8 +136,11 @@ def test_samples_dedup_and_cut() -> None:
 def test_strip_roff() -> None:
     src = '.\\" comment\n.TH LS 1\n.SH NAME\nls \\- list \\fBfiles\\fR \\(em fast\n.PP\nK\\(:ase\n'
     text = strip_roff(src)
-    assert "comment" not in text and "\\f" not in text
-    assert "NAME" in text and "ls - list files \u2014 fast" in text and "K\u00e4se" in text
+    assert "comment" not in text
+    assert "\\f" not in text
+    assert "NAME" in text
+    assert "ls - list files \u2014 fast" in text
+    assert "K\u00e4se" in text
     assert strip_roff(".so man1/other.1\n") == ""
 
 
@@ -141,7 +149,8 @@ def test_roundtrip_bpe_ids_fit_u16(tmp_path: Path) -> None:
 
     tok = train_bpe(["hello world\n\ndef f(x):\n    return x"] * 20, vocab_size=300)
     ids = tok.encode_batch(["hello world"])[0]
-    assert ids.dtype == np.uint16 and int(ids.max()) < tok.vocab_size
+    assert ids.dtype == np.uint16
+    assert int(ids.max()) < tok.vocab_size
     assert tok.byte_ids(bytes(range(256))).shape == (256,)
     tok.save(tmp_path)
     from tokenizers import Tokenizer
