@@ -70,6 +70,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--device", default=None, help="override the preset's device")
     p.add_argument("--force", action="store_true", help="replace another comparison in --out")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the report from the runs finished so far, train nothing",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -122,7 +127,12 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         command="ado " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None,
     )
-    report = run_compare(cfg)
+    if args.report_only:
+        from ado.compare.run import report_finished
+
+        report = report_finished(cfg)
+    else:
+        report = run_compare(cfg)
     print()
     print(format_table(report))
     for v in report["ado_vs_baselines"]:

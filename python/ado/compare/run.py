@@ -33,7 +33,7 @@ from ado.errors import ConfigError
 from ado.policy import load_policy_config
 from ado.stats import StepStats
 
-__all__ = ["CompareConfig", "RunSpec", "run_compare"]
+__all__ = ["CompareConfig", "RunSpec", "report_finished", "run_compare"]
 
 logger = logging.getLogger(__name__)
 
@@ -347,6 +347,29 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
                 run(ref_spec)
             run(spec)
     outer.close()
+    return write_report(cfg, info, results, kinds, command=cfg.command)
+
+
+def report_finished(cfg: CompareConfig) -> dict[str, Any]:
+    """Write the report from the runs that finished so far (nothing is trained).
+
+    Raises:
+        ConfigError: no finished run in ``cfg.out``.
+    """
+    from ado.compare.report import write_report
+
+    info = corpus_info(cfg.corpus)
+    kinds = {p.stem: _policy_kind(p) for p in cfg.policies}
+    kinds.setdefault(REFERENCE, "static")
+    results = []
+    for path in sorted((cfg.out / "runs").glob("*/seed*/result.json")):
+        res = json.loads(path.read_text())
+        res["kind"] = kinds.get(res["policy"], "static")
+        results.append(res)
+    if not results:
+        raise ConfigError(f"{cfg.out}: no finished run to report")
+    order = {p.stem: i for i, p in enumerate(cfg.policies)}
+    results.sort(key=lambda r: (order.get(r["policy"], -1), r["seed"]))
     return write_report(cfg, info, results, kinds, command=cfg.command)
 
 
