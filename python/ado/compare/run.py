@@ -340,7 +340,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
         ]
         if needs_ref and "doremi" in targets:
             extra.sort(key=lambda s: (s.seed, s.label not in ("natural", REFERENCE)))
-        outer.total += len(extra)
+        outer.total = (outer.total or 0) + len(extra)
         for spec in extra:
             if kinds.get(spec.label) == "doremi" and spec.seed not in reference:
                 ref_spec = RunSpec(REFERENCE, natural_path or cfg.policies[0], spec.seed)

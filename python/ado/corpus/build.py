@@ -386,7 +386,7 @@ def build_corpus(recipes: list[DomainRecipe], cfg: BuildConfig) -> dict[str, Any
             )
         tok = train_bpe(sample, cfg.vocab_size)
     elif cfg.tokenizer == "bytes":
-        tok = CorpusTokenizer.bytes()
+        tok = CorpusTokenizer.plain_bytes()
     else:
         raise ConfigError(f"unknown tokenizer {cfg.tokenizer!r} (bpe or bytes)")
     tok.save(out)
@@ -395,9 +395,9 @@ def build_corpus(recipes: list[DomainRecipe], cfg: BuildConfig) -> dict[str, Any
     val_manifest: dict[str, Any] = {}
     domains_meta: dict[str, Any] = {}
     shard_hashes: dict[str, str] = {}
-    bar = tqdm(collected, desc="corpus: tokenise + write", unit="domain", disable=not cfg.progress)
-    for c in bar:
-        bar.set_postfix_str(c.name)
+    wbar = tqdm(collected, desc="corpus: tokenise + write", unit="domain", disable=not cfg.progress)
+    for c in wbar:
+        wbar.set_postfix_str(c.name)
         meta: dict[str, Any] = {"sub_source_bytes": c.sub_bytes, "noise": c.noise}
         for split in ("train", "val"):
             part = c.splits[split]

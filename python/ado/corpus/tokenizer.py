@@ -48,7 +48,7 @@ def _byte_chars() -> list[str]:
 class CorpusTokenizer:
     """Text → token ids, for shard building.
 
-    Use :meth:`bytes` or :func:`train_bpe` to make one, :meth:`load` to read one saved with a
+    Use :meth:`plain_bytes` or :func:`train_bpe` to make one, :meth:`load` to read one saved with a
     corpus.
 
     Attributes:
@@ -80,7 +80,7 @@ class CorpusTokenizer:
             raise ConfigError(f"vocab_size {self.vocab_size} does not fit the u16 shard field")
 
     @classmethod
-    def bytes(cls) -> CorpusTokenizer:
+    def plain_bytes(cls) -> CorpusTokenizer:
         """Plain UTF-8 bytes: ids 0-255, ``eos_id`` 256."""
         return cls("bytes")
 
@@ -89,7 +89,7 @@ class CorpusTokenizer:
         """The tokenizer of a built corpus (``tokenizer.json`` if present, else bytes)."""
         path = Path(folder) / "tokenizer.json"
         if not path.exists():
-            return cls.bytes()
+            return cls.plain_bytes()
         from tokenizers import Tokenizer
 
         return cls("bpe", Tokenizer.from_file(str(path)))
