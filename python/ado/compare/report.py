@@ -170,6 +170,11 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         format_table(report),
         "",
+        *(
+            [f"**Incomplete:** these runs did not finish: {', '.join(report['missing_runs'])}.", ""]
+            if report.get("missing_runs")
+            else []
+        ),
         "## ADO against each baseline",
         "",
         *(_verdicts(report) or ["(no ADO run in this comparison)"]),
@@ -227,6 +232,7 @@ def write_report(
     results: list[dict[str, Any]],
     kinds: dict[str, str],
     command: str | None = None,
+    missing: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Write ``report.json``, ``report.md``, ``metrics.jsonl`` and ``plots/*.png`` into ``cfg.out``.
 
@@ -236,6 +242,7 @@ def write_report(
         results: one ``result.json`` per finished run.
         kinds: policy label → policy kind.
         command: the command line, recorded in the report.
+        missing: runs (``policy/seedK``) that were asked for but did not finish.
 
     Returns:
         The report.
@@ -284,6 +291,7 @@ def write_report(
         "summary": summary,
         "ado_vs_baselines": _ado_vs(summary, compared),
         "command": command,
+        "missing_runs": list(missing),
         "versions": _versions(),
         "files": {"markdown": "report.md", "metrics": "metrics.jsonl", "plots": []},
     }

@@ -370,7 +370,17 @@ def report_finished(cfg: CompareConfig) -> dict[str, Any]:
         raise ConfigError(f"{cfg.out}: no finished run to report")
     order = {p.stem: i for i, p in enumerate(cfg.policies)}
     results.sort(key=lambda r: (order.get(r["policy"], -1), r["seed"]))
-    return write_report(cfg, info, results, kinds, command=cfg.command)
+    have = {f"{r['policy']}/seed{r['seed']}" for r in results}
+    missing = [s.key for s in _expand(cfg) if s.key not in have]
+    if cfg.extra_seeds and cfg.extra_for:
+        targets = _extra_targets(cfg, results, kinds)
+        missing += [
+            f"{p.stem}/seed{s}"
+            for s in cfg.extra_seeds
+            for p in cfg.policies
+            if p.stem in targets and f"{p.stem}/seed{s}" not in have
+        ]
+    return write_report(cfg, info, results, kinds, command=cfg.command, missing=missing)
 
 
 def _extra_targets(
