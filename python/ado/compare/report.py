@@ -60,6 +60,11 @@ def _summary(runs: list[dict[str, Any]], domains: list[str]) -> list[dict[str, A
                 "uniform_avg_mean": float(np.mean(ua)),
                 "uniform_avg_std": _std(ua),
                 "natural_avg_mean": float(np.mean([r["natural_avg"] for r in rs])),
+                "uniform_avg_text_mean": (
+                    float(np.mean([r["uniform_avg_text"] for r in rs]))
+                    if "uniform_avg_text" in rs[0]
+                    else None
+                ),
                 "heldout_loss_mean": {
                     d: float(np.mean([r["heldout_loss"][d] for r in rs])) for d in domains
                 },
@@ -109,7 +114,10 @@ def _ado_vs(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[d
 def format_table(report: dict[str, Any]) -> str:
     """The comparison table (Markdown): per policy, held-out loss per domain and the averages."""
     domains: list[str] = report["domains"]
+    text = bool(report.get("noise_domains"))
     head = ["policy", "seeds", *domains, "uniform avg", "natural avg", "wall s", "policy s"]
+    if text:
+        head.insert(len(domains) + 4, "uniform avg w/o noise")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     best = min(s["uniform_avg_mean"] for s in report["summary"])
     for s in report["summary"]:
@@ -124,6 +132,7 @@ def format_table(report: dict[str, Any]) -> str:
             *(f"{s['heldout_loss_mean'][d]:.3f}" for d in domains),
             ua,
             f"{s['natural_avg_mean']:.4f}",
+            *([f"{s['uniform_avg_text_mean']:.4f}"] if text else []),
             f"{s['wall_seconds_mean']:.0f}",
             f"{s['policy_seconds_mean']:.2f}",
         ]
@@ -167,6 +176,15 @@ def _markdown(report: dict[str, Any]) -> str:
         "Held-out loss (nats/token) per domain at the end of training; *uniform avg* is the "
         "unweighted mean over domains (the paper's validation metric), *natural avg* weights "
         "domains by their token share. Mean (± std over seeds where there are several).",
+        *(
+            [
+                "*uniform avg w/o noise* leaves out the random-byte control domain(s) "
+                f"{report['noise_domains']}: their loss cannot go below ln 256 per byte, and a "
+                "policy that starves them (as it should) pays for it in the plain uniform avg.",
+            ]
+            if report.get("noise_domains")
+            else []
+        ),
         "",
         format_table(report),
         "",
@@ -253,10 +271,15 @@ def write_report(
     domains = list(info["domains"])
     total = sum(d["train"]["tokens"] for d in info["domains"].values())
     natural = {d: info["domains"][d]["train"]["tokens"] / total for d in domains}
+    noise = [d for d in domains if info["domains"][d].get("noise")]
     runs = []
     for r in results:
         r = dict(r)
         r["uniform_avg"] = _avg(r["heldout_loss"])
+        if noise:
+            r["uniform_avg_text"] = _avg(
+                {d: v for d, v in r["heldout_loss"].items() if d not in noise}
+            )
         r["natural_avg"] = _avg(r["heldout_loss"], natural)
         runs.append(r)
     compared = [r for r in runs if r["policy"] != "reference"]
@@ -275,6 +298,7 @@ def write_report(
         "tokens_per_run": cfg.preset.tokens_per_run(),
         "domains": domains,
         "natural_weights": natural,
+        "noise_domains": noise,
         "ado_overrides": cfg.preset.ado_overrides if "ado" in kinds.values() else {},
         "reference": {
             "policy": "natural",
