@@ -8,7 +8,7 @@ runs this script; the process group (gloo on CPU, NCCL on CUDA) is set up by ``a
     # refit every 50 steps:
     python benchmarks/train_gpt.py --demo-corpus /tmp/ado-demo --policy ado --steps 300 \
         --set ignore_steps=10 --set start_step=100 --set update_interval=50 --set min_points=5 \
-        --set subsample=2 --set window=11 --log /tmp/ado-demo/ado.jsonl
+        --set subsample=2 --set window=11 --jsonl /tmp/ado-demo/ado.jsonl
     python benchmarks/train_gpt.py --manifest corpus/manifest.yaml --policy natural
     torchrun --nproc_per_node 2 benchmarks/train_gpt.py --manifest M --ckpt-dir ckpt --ckpt-every 50
     python benchmarks/train_gpt.py --config run.json     # any TrainConfig field, JSON or YAML
@@ -88,7 +88,7 @@ def main() -> None:
     p.add_argument("--device")
     p.add_argument("--dtype", choices=["fp32", "bf16"])
     p.add_argument("--threads", type=int)
-    p.add_argument("--log", dest="log_path", help="JSONL metrics file")
+    p.add_argument("--jsonl", dest="log_path", help="JSONL metrics file")
     p.add_argument("--log-every", type=int)
     p.add_argument("--ckpt-dir")
     p.add_argument("--ckpt-every", type=int)

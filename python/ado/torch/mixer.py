@@ -34,6 +34,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -83,6 +84,14 @@ def lm_tensors(
     tokens = tokens.to(device, non_blocking=pin)
     domain = torch.from_numpy(np.asarray(batch.domain, dtype=np.int64)).to(device)
     return tokens[:, :-1], tokens[:, 1:], domain
+
+
+def _decode(value: Any) -> dict[str, Any]:
+    """A state entry: a JSON string (as saved) or an already-decoded mapping."""
+    out = json.loads(value) if isinstance(value, str | bytes) else dict(value)
+    if not isinstance(out, dict):
+        raise TypeError(f"expected a JSON object, got {type(out).__name__}")
+    return out
 
 
 class DataMixer:
@@ -136,6 +145,8 @@ class DataMixer:
         self._micro = 0
         #: Seconds spent inside ``policy.update`` (wall clock, this process).
         self.policy_seconds = 0.0
+        #: Seconds the last ``policy.update`` took.
+        self.last_policy_seconds = 0.0
         self.last_stats: StepStats | None = None
         loader.set_weights(policy.weights)
 
@@ -192,7 +203,8 @@ class DataMixer:
         stats = self.tracker.step_stats(self._step, self.tokens_per_sample)
         t0 = time.perf_counter()
         self.policy.update(stats)
-        self.policy_seconds += time.perf_counter() - t0
+        self.last_policy_seconds = time.perf_counter() - t0
+        self.policy_seconds += self.last_policy_seconds
         self.loader.set_weights(self.policy.weights)
         self.last_stats = stats
         self._step += 1
@@ -220,20 +232,25 @@ class DataMixer:
         return f"rank_{self.loader.rank}"
 
     def state_dict(self) -> dict[str, Any]:
-        """The whole data side: policy (shared by all ranks) plus this rank's loader and tracker
-        under ``rank_<r>`` (distinct keys, so ``torch.distributed.checkpoint`` keeps every rank's).
+        """The whole data side: ``{"format_version", "step", "policy", "rank_<r>"}``.
 
-        Every value is a plain Python object (JSON-safe); nothing here is a tensor.
+        ``policy`` (identical on every rank) and ``rank_<r>`` (this rank's loader position and
+        not-yet-reduced tracker sums) are JSON strings: ``torch.distributed.checkpoint`` stores each
+        as one opaque object (it would otherwise flatten nested lists and dicts and demand the same
+        shape on load, which a policy's growing history does not have), the distinct ``rank_<r>``
+        keys keep every rank's entry, and ``torch.save``/``torch.load(weights_only=True)`` and JSON
+        carry them as they are. ``json.loads`` them to inspect.
         """
+        mine = {
+            "micro": self._micro,
+            "loader": self.loader.state_dict(),
+            "tracker": self.tracker.state_dict(),
+        }
         return {
             "format_version": STATE_FORMAT_VERSION,
             "step": self._step,
-            "policy": self.policy.state_dict(),
-            self._rank_key(): {
-                "micro": self._micro,
-                "loader": self.loader.state_dict(),
-                "tracker": self.tracker.state_dict(),
-            },
+            "policy": json.dumps(self.policy.state_dict()),
+            self._rank_key(): json.dumps(mine),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -248,17 +265,21 @@ class DataMixer:
         if version != STATE_FORMAT_VERSION:
             raise StateError(f"data state format_version {version!r} is not {STATE_FORMAT_VERSION}")
         key = self._rank_key()
-        mine = state.get(key)
-        if not isinstance(mine, Mapping):
+        if key not in state:
             have = sorted(k for k in state if str(k).startswith("rank_"))
             raise StateError(f"data state has no {key!r} entry (has {have})")
-        self.policy.load_state_dict(state["policy"])
-        self.loader.load_state_dict(mine["loader"])
-        self.tracker.load_state_dict(dict(mine["tracker"]))
+        try:
+            policy = _decode(state["policy"])
+            mine = _decode(state[key])
+            loader, tracker, micro = mine["loader"], mine["tracker"], int(mine["micro"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise StateError(f"data state is malformed: {err!r}") from None
+        self.policy.load_state_dict(policy)
+        self.loader.load_state_dict(loader)
+        self.tracker.load_state_dict(tracker)
+        self._micro = micro
         self._step = int(state["step"])
-        self._micro = int(mine["micro"])
         if self.policy.step + 1 != self._step:
             raise StateError(
                 f"data state step {self._step} does not follow the policy's step {self.policy.step}"
             )
-        # the loader's own state already carries the weights it draws with; keep it authoritative.

@@ -82,7 +82,8 @@ class TrainConfig(BaseModel):
         device: ``cpu``, ``cuda``, ``cuda:1``...; under torchrun ``cuda`` means the local rank's.
         dtype: ``fp32`` or ``bf16`` (autocast).
         threads: ``torch.set_num_threads`` (None: leave it).
-        deterministic: ``torch.use_deterministic_algorithms(True)`` (CPU resume is then bitwise).
+        deterministic: ``torch.use_deterministic_algorithms(True)``, process-wide and left on (CPU
+            resume is then bitwise).
         log_path: JSONL log (rank 0; every rank if the path contains ``{rank}``): one record per
             ``log_every`` steps with the loss, tokens/s and the policy's metrics, plus eval records.
         log_batches: add this rank's batch keys and domains to each record (tests).
@@ -598,6 +599,7 @@ def train(
     )
     result.policy_seconds = mixer.policy_seconds if mixer is not None else 0.0
     weights = mixer.weights if mixer is not None else np.asarray(loader.weights)
+    weights = weights / weights.sum()
     result.weights = {d: float(w) for d, w in zip(manifest.names, weights, strict=True)}
     result.model = model
     return result

@@ -1,0 +1,72 @@
+"""``train()`` in process: evaluation, callbacks, the static baseline and the GPT's loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from ado.errors import ConfigError
+from ado.torch import GPT, GPTConfig, HeldOut, TrainConfig, train
+from torch_runs import tiny_config
+
+
+def test_train_evaluates_and_calls_back(make_corpus: Any, tmp_path: Path) -> None:
+    manifest = make_corpus()
+    cfg = TrainConfig(
+        **tiny_config(manifest, steps=6, log_batches=False),
+        eval_manifest=str(manifest),
+        eval_every=3,
+        eval_batches=2,
+        log_path=str(tmp_path / "log.jsonl"),
+    )
+    steps: list[int] = []
+    evals: list[tuple[int, dict[str, float]]] = []
+    result = train(
+        cfg,
+        on_step=lambda t, stats, mixer: steps.append(t),
+        on_eval=lambda t, rec: evals.append((t, rec)),
+    )
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert [t for t, _ in evals] == [3, 6]
+    rec = evals[-1][1]
+    assert set(rec) == {"loss/cycle", "loss/pairs", "loss/noise", "loss/uniform_avg"}
+    assert rec["loss/uniform_avg"] == pytest.approx(
+        (rec["loss/cycle"] + rec["loss/pairs"] + rec["loss/noise"]) / 3
+    )
+    assert len(result.train_losses) == 6
+    assert result.tokens == 6 * 4 * 16
+    assert result.model is not None
+    assert sum(result.weights.values()) == pytest.approx(1.0)
+    # the held-out rows are the same at every evaluation: evaluating the final model again
+    # reproduces the last evaluation exactly
+    held = HeldOut(manifest, batch_size=4, pack=cfg.pack(), batches=2)
+    assert held.evaluate(result.model, "cpu") == rec
+    assert held.evaluate(result.model, "cpu") == rec
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + 6 + 2  # start, one record per step, two evaluations
+
+
+def test_static_baseline_has_no_policy(make_corpus: Any) -> None:
+    cfg = TrainConfig(**tiny_config(make_corpus(), steps=3, log_batches=False, policy=None))
+    result = train(cfg)
+    assert result.policy_seconds == 0.0
+    assert result.train_losses == []
+    assert result.weights == pytest.approx({"cycle": 1 / 3, "pairs": 1 / 3, "noise": 1 / 3})
+    with pytest.raises(ConfigError, match="neither a YAML file nor a preset"):
+        train(TrainConfig(**tiny_config(make_corpus(name="x"), steps=1, policy="nope")))
+
+
+def test_gpt_per_sequence_loss_is_the_row_mean() -> None:
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=16, seq_len=8, n_layer=1, n_head=2, n_embd=8))
+    x = torch.randint(0, 16, (3, 8))
+    y = torch.randint(0, 16, (3, 8))
+    per_seq = model.per_sequence_loss(x, y)
+    logits = model(x)
+    full = torch.nn.functional.cross_entropy(logits.reshape(-1, 16), y.reshape(-1))
+    assert per_seq.shape == (3,)
+    torch.testing.assert_close(per_seq.mean(), full)
+    with pytest.raises(ValueError, match="exceeds seq_len"):
+        model(torch.zeros(1, 9, dtype=torch.long))
