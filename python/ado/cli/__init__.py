@@ -23,6 +23,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ado.cli.replay",
     "ado.cli.shards",
     "ado.cli.fit",
+    "ado.cli.corpus",
+    "ado.cli.compare",
+
 )
 
 

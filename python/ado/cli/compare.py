@@ -1,0 +1,145 @@
+"""``ado compare``: train the same model and seed under each policy and write a report.
+
+Example::
+
+    ado compare --corpus builtin --preset cpu-small --out runs/readme
+    ado compare --corpus corpora/debian --policies policies/natural.yaml policies/ado.yaml \\
+        --preset cpu-full --out runs/debian --extra-seeds 1 --extra-for ado best
+
+``--corpus builtin`` builds the built-in corpus (once) under ``~/.cache/ado/corpus``. A killed
+compare resumes when started again with the same arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ado.errors import ConfigError
+
+__all__ = ["DEFAULT_POLICIES", "builtin_corpus_dir", "register", "run"]
+
+#: The policies compared by default (presets in ``policies/``).
+DEFAULT_POLICIES = ("natural", "uniform", "temperature", "doremi", "odm", "ado")
+
+
+def register(sub: Any) -> None:
+    """Add the ``compare`` subcommand."""
+    from ado.compare.presets import PRESETS
+
+    p: argparse.ArgumentParser = sub.add_parser(
+        "compare",
+        help="compare mixing policies on a corpus (train, evaluate, report)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--corpus", required=True, help="a folder built by `ado corpus build`, or 'builtin'"
+    )
+    p.add_argument(
+        "--policies",
+        nargs="+",
+        default=list(DEFAULT_POLICIES),
+        help="policy YAML files or preset names (default: " + " ".join(DEFAULT_POLICIES) + ")",
+    )
+    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument(
+        "--extra-seeds",
+        type=int,
+        nargs="*",
+        default=[],
+        help="more seeds, only for the policies of --extra-for",
+    )
+    p.add_argument(
+        "--extra-for",
+        nargs="*",
+        default=[],
+        help="policy names for --extra-seeds; 'best' = the best baseline",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="override the preset's steps (cadences and ADO's schedule scale along)",
+    )
+    p.add_argument("--device", default=None, help="override the preset's device")
+    p.add_argument("--force", action="store_true", help="replace another comparison in --out")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the report from the runs finished so far, train nothing",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def builtin_corpus_dir() -> Path:
+    """Where ``--corpus builtin`` lives: ``$ADO_CACHE_DIR/corpus`` or ``~/.cache/ado/corpus``."""
+    import os
+    import platform
+
+    root = os.environ.get("ADO_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "ado"
+    return base / "corpus" / f"builtin-py{platform.python_version()}"
+
+
+def _corpus(arg: str, progress: bool) -> Path:
+    if arg != "builtin":
+        return Path(arg)
+    folder = builtin_corpus_dir()
+    if not (folder / "corpus.json").exists():
+        from ado.cli.corpus import build_builtin
+
+        print(f"building the built-in corpus in {folder}", file=sys.stderr)
+        build_builtin(folder, force=True, progress=progress)
+    return folder
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the comparison and print its table."""
+    try:
+        from ado.compare import PRESETS, CompareConfig, format_table, run_compare
+        from ado.torch.train import resolve_policy_path
+    except ImportError as err:
+        raise ConfigError(f"ado compare needs torch (pip install 'ado[torch]'): {err}") from err
+    preset = PRESETS[args.preset]
+    if args.steps is not None:
+        preset = preset.scaled(args.steps)
+    if args.device is not None:
+        preset = preset.model_copy(update={"device": args.device})
+    start = time.perf_counter()
+    corpus = _corpus(args.corpus, not args.no_progress)
+    cfg = CompareConfig(
+        corpus=corpus,
+        policies=[resolve_policy_path(p) for p in args.policies],
+        preset=preset,
+        out=args.out,
+        seeds=args.seeds,
+        extra_seeds=args.extra_seeds,
+        extra_for=args.extra_for,
+        force=args.force,
+        progress=not args.no_progress,
+        command="ado " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None,
+    )
+    if args.report_only:
+        from ado.compare.run import report_finished
+
+        report = report_finished(cfg)
+    else:
+        report = run_compare(cfg)
+    print()
+    print(format_table(report))
+    for v in report["ado_vs_baselines"]:
+        word = "lower" if v["ado_lower"] else "NOT lower"
+        print(
+            f"ADO vs {v['baseline']}: uniform-avg loss {word} by {abs(v['delta']):.4f} "
+            f"({100 * v['relative_delta']:+.2f} %)"
+        )
+    print(f"report: {args.out / 'report.md'} ({time.perf_counter() - start:.0f} s)")
+    return 0

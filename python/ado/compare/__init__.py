@@ -1,0 +1,21 @@
+"""``ado compare``: the same model and seed under several mixing policies, with a report.
+
+Needs torch (``pip install 'ado[torch]'``); matplotlib for the plots.
+"""
+
+from __future__ import annotations
+
+from ado.compare.presets import PRESETS, Preset
+from ado.compare.report import REPORT_VERSION, format_table, write_report
+from ado.compare.run import CompareConfig, RunSpec, run_compare
+
+__all__ = [
+    "PRESETS",
+    "REPORT_VERSION",
+    "CompareConfig",
+    "Preset",
+    "RunSpec",
+    "format_table",
+    "run_compare",
+    "write_report",
+]

@@ -1,0 +1,339 @@
+"""The comparison report: JSON, Markdown, JSONL metrics and PNG plots.
+
+``report.json`` (schema version :data:`REPORT_VERSION`)::
+
+    {"version", "corpus": {...}, "preset": {...}, "domains": [...], "natural_weights": {...},
+     "reference": {"policy", "note", "losses": {seed: {domain: loss}}},
+     "runs": [{"policy", "kind", "seed", "heldout_loss": {domain: loss}, "uniform_avg",
+               "natural_avg", "tokens_seen": {domain: n}, "wall_seconds", "policy_seconds", ...}],
+     "summary": [{"policy", "kind", "seeds", "uniform_avg_mean", "uniform_avg_std",
+                  "natural_avg_mean", "heldout_loss_mean": {...}, "wall_seconds_mean",
+                  "policy_seconds_mean"}],
+     "ado_vs_baselines": [{"baseline", "ado", "delta", "relative_delta", "spread",
+                           "delta_over_spread", "ado_lower"}],
+     "files": {"markdown", "metrics", "plots": [...]}}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["REPORT_VERSION", "format_table", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+REPORT_VERSION = 1
+
+
+def _avg(losses: dict[str, float], weights: dict[str, float] | None = None) -> float:
+    if weights is None:
+        return float(np.mean(list(losses.values())))
+    total = sum(weights[d] for d in losses)
+    return float(sum(losses[d] * weights[d] for d in losses) / total)
+
+
+def _std(xs: Sequence[float]) -> float | None:
+    return float(np.std(xs, ddof=1)) if len(xs) >= 2 else None
+
+
+def _summary(runs: list[dict[str, Any]], domains: list[str]) -> list[dict[str, Any]]:
+    order: list[str] = []
+    for r in runs:
+        if r["policy"] not in order:
+            order.append(r["policy"])
+    out = []
+    for name in order:
+        rs = [r for r in runs if r["policy"] == name]
+        ua = [r["uniform_avg"] for r in rs]
+        out.append(
+            {
+                "policy": name,
+                "kind": rs[0]["kind"],
+                "seeds": [r["seed"] for r in rs],
+                "uniform_avg_mean": float(np.mean(ua)),
+                "uniform_avg_std": _std(ua),
+                "natural_avg_mean": float(np.mean([r["natural_avg"] for r in rs])),
+                "uniform_avg_text_mean": (
+                    float(np.mean([r["uniform_avg_text"] for r in rs]))
+                    if "uniform_avg_text" in rs[0]
+                    else None
+                ),
+                "heldout_loss_mean": {
+                    d: float(np.mean([r["heldout_loss"][d] for r in rs])) for d in domains
+                },
+                "tokens_seen_mean": {
+                    d: float(np.mean([r["tokens_seen"][d] for r in rs])) for d in domains
+                },
+                "wall_seconds_mean": float(np.mean([r["wall_seconds"] for r in rs])),
+                "policy_seconds_mean": float(np.mean([r["policy_seconds"] for r in rs])),
+            }
+        )
+    return out
+
+
+def _ado_vs(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ado = [s for s in summary if s["kind"] == "ado"]
+    if not ado:
+        return []
+    a = ado[0]
+    a_runs = [r["uniform_avg"] for r in runs if r["policy"] == a["policy"]]
+    out = []
+    for s in summary:
+        if s["kind"] == "ado" or s["policy"] == "reference":
+            continue
+        b_runs = [r["uniform_avg"] for r in runs if r["policy"] == s["policy"]]
+        delta = a["uniform_avg_mean"] - s["uniform_avg_mean"]
+        sa, sb = _std(a_runs), _std(b_runs)
+        stds = [x for x in (sa, sb) if x is not None]
+        spread = float(math.sqrt(np.mean(np.square(stds)))) if stds else None
+        out.append(
+            {
+                "ado": a["policy"],
+                "baseline": s["policy"],
+                "ado_seeds": len(a_runs),
+                "baseline_seeds": len(b_runs),
+                "ado_uniform_avg": a["uniform_avg_mean"],
+                "baseline_uniform_avg": s["uniform_avg_mean"],
+                "delta": delta,
+                "relative_delta": delta / s["uniform_avg_mean"],
+                "spread": spread,
+                "delta_over_spread": (delta / spread) if spread else None,
+                "ado_lower": bool(delta < 0),
+            }
+        )
+    return out
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The comparison table (Markdown): per policy, held-out loss per domain and the averages."""
+    domains: list[str] = report["domains"]
+    text = bool(report.get("noise_domains"))
+    head = ["policy", "seeds", *domains, "uniform avg", "natural avg", "wall s", "policy s"]
+    if text:
+        head.insert(len(domains) + 4, "uniform avg w/o noise")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    best = min(s["uniform_avg_mean"] for s in report["summary"])
+    for s in report["summary"]:
+        ua = f"{s['uniform_avg_mean']:.4f}"
+        if s["uniform_avg_std"] is not None:
+            ua += f" ± {s['uniform_avg_std']:.4f}"
+        if s["uniform_avg_mean"] == best:
+            ua = f"**{ua}**"
+        cells = [
+            s["policy"],
+            str(len(s["seeds"])),
+            *(f"{s['heldout_loss_mean'][d]:.3f}" for d in domains),
+            ua,
+            f"{s['natural_avg_mean']:.4f}",
+            *([f"{s['uniform_avg_text_mean']:.4f}"] if text else []),
+            f"{s['wall_seconds_mean']:.0f}",
+            f"{s['policy_seconds_mean']:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _verdicts(report: dict[str, Any]) -> list[str]:
+    out = []
+    for v in report["ado_vs_baselines"]:
+        word = "lower" if v["ado_lower"] else "not lower"
+        if v["delta_over_spread"] is not None:
+            spread = (
+                f"{abs(v['delta_over_spread']):.1f}x the seed-to-seed spread "
+                f"(std {v['spread']:.4f}; {v['ado_seeds']} ADO seeds, "
+                f"{v['baseline_seeds']} baseline seeds)"
+            )
+        else:
+            spread = "spread unknown (one seed each)"
+        out.append(
+            f"- vs **{v['baseline']}**: ADO's uniform-average held-out loss is {word} "
+            f"({v['ado_uniform_avg']:.4f} vs {v['baseline_uniform_avg']:.4f}, "
+            f"Δ = {v['delta']:+.4f}, {100 * v['relative_delta']:+.2f} %); |Δ| is {spread}."
+        )
+    return out
+
+
+def _markdown(report: dict[str, Any]) -> str:
+    p = report["preset"]
+    c = report["corpus"]
+    tokens = report["tokens_per_run"]
+    lines = [
+        "# ado compare report",
+        "",
+        f"Corpus: `{c['path']}` (recipe `{c.get('recipe')}`, tokenizer "
+        f"{c['tokenizer']['kind']} with {c['tokenizer']['vocab_size']} ids, "
+        f"{len(report['domains'])} domains). Preset `{p['name']}`: GPT {p['n_layer']} layers x "
+        f"{p['n_embd']} wide, {p['seq_len']}-token rows, batch {p['batch_size']}, {p['steps']} "
+        f"steps = {tokens:,} training tokens per run, same model init and data seed per policy.",
+        "",
+        "Held-out loss (nats/token) per domain at the end of training; *uniform avg* is the "
+        "unweighted mean over domains (the paper's validation metric), *natural avg* weights "
+        "domains by their token share. Mean (± std over seeds where there are several).",
+        *(
+            [
+                "*uniform avg w/o noise* leaves out the random-byte control domain(s) "
+                f"{report['noise_domains']}: their loss cannot go below ln 256 per byte, and a "
+                "policy that starves them (as it should) pays for it in the plain uniform avg.",
+            ]
+            if report.get("noise_domains")
+            else []
+        ),
+        "",
+        format_table(report),
+        "",
+        *(
+            [f"**Incomplete:** these runs did not finish: {', '.join(report['missing_runs'])}.", ""]
+            if report.get("missing_runs")
+            else []
+        ),
+        "## ADO against each baseline",
+        "",
+        *(_verdicts(report) or ["(no ADO run in this comparison)"]),
+        "",
+        "## Tokens seen per domain",
+        "",
+        "| policy | " + " | ".join(report["domains"]) + " |",
+        "|" + "---|" * (len(report["domains"]) + 1),
+    ]
+    for s in report["summary"]:
+        lines.append(
+            f"| {s['policy']} | "
+            + " | ".join(f"{s['tokens_seen_mean'][d]:,.0f}" for d in report["domains"])
+            + " |"
+        )
+    ref = report["reference"]
+    lines += ["", "## Setup", "", f"- DoReMi reference losses: {ref['note']}"]
+    for seed, losses in ref["losses"].items():
+        lines.append(f"  - seed {seed}: " + ", ".join(f"{d} {v:.3f}" for d, v in losses.items()))
+    if report.get("ado_overrides"):
+        lines.append(
+            "- ADO's schedule, scaled to the run length (the rule's constants are the paper's): "
+            + ", ".join(f"`{k}={v}`" for k, v in report["ado_overrides"].items())
+        )
+    lines.append(
+        "- Natural weights (token shares): "
+        + ", ".join(f"{d} {w:.3f}" for d, w in report["natural_weights"].items())
+    )
+    if report.get("command"):
+        lines += ["", "Command:", "", "```", report["command"], "```"]
+    if report.get("versions"):
+        lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items())]
+    lines += ["", "## Plots", ""]
+    for f in report["files"]["plots"]:
+        lines.append(f"![{Path(f).stem}]({f})")
+    return "\n".join(lines) + "\n"
+
+
+def _versions() -> dict[str, str]:
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("ado", "torch", "numpy", "tokenizers"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def write_report(
+    cfg: Any,
+    info: dict[str, Any],
+    results: list[dict[str, Any]],
+    kinds: dict[str, str],
+    command: str | None = None,
+    missing: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Write ``report.json``, ``report.md``, ``metrics.jsonl`` and ``plots/*.png`` into ``cfg.out``.
+
+    Args:
+        cfg: the :class:`~ado.compare.run.CompareConfig`.
+        info: the corpus' ``corpus.json``.
+        results: one ``result.json`` per finished run.
+        kinds: policy label → policy kind.
+        command: the command line, recorded in the report.
+        missing: runs (``policy/seedK``) that were asked for but did not finish.
+
+    Returns:
+        The report.
+    """
+    from ado.compare.plots import make_plots
+
+    out = Path(cfg.out)
+    domains = list(info["domains"])
+    total = sum(d["train"]["tokens"] for d in info["domains"].values())
+    natural = {d: info["domains"][d]["train"]["tokens"] / total for d in domains}
+    noise = [d for d in domains if info["domains"][d].get("noise")]
+    runs = []
+    for r in results:
+        r = dict(r)
+        r["uniform_avg"] = _avg(r["heldout_loss"])
+        if noise:
+            r["uniform_avg_text"] = _avg(
+                {d: v for d, v in r["heldout_loss"].items() if d not in noise}
+            )
+        r["natural_avg"] = _avg(r["heldout_loss"], natural)
+        runs.append(r)
+    compared = [r for r in runs if r["policy"] != "reference"]
+    summary = _summary(compared, domains)
+    ref_runs = [r for r in runs if r["policy"] in ("reference", "natural")]
+    has_doremi = "doremi" in kinds.values()
+    report: dict[str, Any] = {
+        "version": REPORT_VERSION,
+        "corpus": {
+            "path": str(cfg.corpus),
+            "recipe": info.get("recipe"),
+            "tokenizer": info["tokenizer"],
+            "python": info.get("python"),
+        },
+        "preset": cfg.preset.model_dump(),
+        "tokens_per_run": cfg.preset.tokens_per_run(),
+        "domains": domains,
+        "natural_weights": natural,
+        "noise_domains": noise,
+        "ado_overrides": cfg.preset.ado_overrides if "ado" in kinds.values() else {},
+        "reference": {
+            "policy": "natural",
+            "note": (
+                "final per-domain held-out losses of the natural-mix run (same model, seed and "
+                "token count), trained by compare before the DoReMi run; DoReMi's excess loss is "
+                "max(training-batch loss - reference, 0)"
+                if has_doremi
+                else "not needed (no DoReMi policy)"
+            ),
+            "losses": {str(r["seed"]): r["heldout_loss"] for r in ref_runs} if has_doremi else {},
+        },
+        "runs": runs,
+        "summary": summary,
+        "ado_vs_baselines": _ado_vs(summary, compared),
+        "command": command,
+        "missing_runs": list(missing),
+        "versions": _versions(),
+        "files": {"markdown": "report.md", "metrics": "metrics.jsonl", "plots": []},
+    }
+    with (out / "metrics.jsonl").open("w") as f:
+        for r in runs:
+            folder = out / "runs" / r["policy"] / f"seed{r['seed']}"
+            for path in (folder / "train.jsonl", folder / "steps.jsonl"):
+                for line in path.read_text().splitlines() if path.exists() else []:
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    rec = {"policy": r["policy"], "seed": r["seed"], "source": path.stem, **rec}
+                    f.write(json.dumps(rec) + "\n")
+    try:
+        report["files"]["plots"] = make_plots(out, runs, domains, kinds)
+    except ImportError:
+        logger.warning("matplotlib is not installed: no plots (pip install matplotlib)")
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(_markdown(report))
+    return report

@@ -1,0 +1,395 @@
+"""``ado compare``: train the same model from the same seed under each policy, then report.
+
+Layout of ``--out``::
+
+    compare.json                     what was asked (checked on resume)
+    runs/<policy>/seed<k>/ckpt/      per-run checkpoints (a killed compare resumes from them)
+    runs/<policy>/seed<k>/train.jsonl   the training loop's log (weights, policy metrics, evals)
+    runs/<policy>/seed<k>/steps.jsonl   per-step domain counts and losses, elapsed and policy time
+    runs/<policy>/seed<k>/result.json   written when the run finished (finished runs are skipped)
+    report.md, report.json, metrics.jsonl, plots/*.png
+
+DoReMi needs reference losses: the ``natural`` run (same model, seed and tokens) is trained first
+and its final held-out loss per domain is DoReMi's reference table; without ``natural`` in the list
+a ``reference`` natural-mix run is trained for that purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from ado.compare.presets import Preset
+from ado.errors import ConfigError
+from ado.policy import load_policy_config
+from ado.stats import StepStats
+
+__all__ = ["CompareConfig", "RunSpec", "report_finished", "run_compare"]
+
+logger = logging.getLogger(__name__)
+
+REFERENCE = "reference"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a policy file under a seed.
+
+    Attributes:
+        label: the policy's name in the report (the YAML file's stem).
+        path: the policy YAML.
+        seed: model-init and data seed.
+    """
+
+    label: str
+    path: Path
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """``<label>/seed<k>``."""
+        return f"{self.label}/seed{self.seed}"
+
+
+@dataclass
+class CompareConfig:
+    """A comparison.
+
+    Attributes:
+        corpus: a built corpus folder (``manifest.yaml``, ``val.yaml``, ``corpus.json``).
+        policies: policy YAML files (labels are their stems and must be distinct).
+        preset: run size.
+        out: output folder.
+        seeds: seeds of every policy.
+        extra_seeds: more seeds, only for ``extra_for``.
+        extra_for: policy labels that get ``extra_seeds``; ``best`` means the baseline with the
+            lowest uniform-average held-out loss after the first seeds.
+        force: wipe a non-empty ``out`` that holds another comparison.
+        progress: progress bars.
+        command: the command line, recorded in the report.
+    """
+
+    corpus: Path
+    policies: list[Path]
+    preset: Preset
+    out: Path
+    seeds: list[int] = field(default_factory=lambda: [0])
+    extra_seeds: list[int] = field(default_factory=list)
+    extra_for: list[str] = field(default_factory=list)
+    force: bool = False
+    progress: bool = True
+    command: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe identity of the comparison (what a resume must match)."""
+        return {
+            "corpus": str(Path(self.corpus).resolve()),
+            "policies": [str(p) for p in self.policies],
+            "preset": self.preset.model_dump(),
+            "seeds": self.seeds,
+            "extra_seeds": self.extra_seeds,
+            "extra_for": self.extra_for,
+        }
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a torn last line from a kill
+    return out
+
+
+def _prepare_out(cfg: CompareConfig) -> None:
+    out = cfg.out
+    meta = out / "compare.json"
+    want = cfg.describe()
+    if out.exists() and any(out.iterdir()):
+        have = json.loads(meta.read_text()) if meta.exists() else None
+        if have != want:
+            if not cfg.force:
+                raise ConfigError(
+                    f"{out} holds {'another comparison' if have else 'other files'}; "
+                    "pass --force to replace it, or use another --out"
+                )
+            if have is None:
+                raise ConfigError(f"{out} holds files that are not a comparison; not deleting")
+            for name in ("runs", "plots", "report.md", "report.json", "metrics.jsonl"):
+                p = out / name
+                if p.is_dir():
+                    shutil.rmtree(p)
+                elif p.exists():
+                    p.unlink()
+        else:
+            logger.info("resuming the comparison in %s", out)
+    out.mkdir(parents=True, exist_ok=True)
+    meta.write_text(json.dumps(want, indent=2) + "\n")
+
+
+def corpus_info(corpus: Path) -> dict[str, Any]:
+    """``corpus.json`` of a built corpus.
+
+    Raises:
+        ConfigError: not a built corpus.
+    """
+    path = Path(corpus) / "corpus.json"
+    if not path.exists():
+        raise ConfigError(f"{corpus}: no corpus.json (build one with `ado corpus build`)")
+    info: dict[str, Any] = json.loads(path.read_text())
+    return info
+
+
+def _policy_kind(path: Path) -> str:
+    return str(load_policy_config(path).kind)
+
+
+def train_one(
+    cfg: CompareConfig,
+    spec: RunSpec,
+    overrides: dict[str, Any],
+    info: dict[str, Any],
+) -> dict[str, Any]:
+    """Train (or resume, or skip) one run; returns its ``result.json`` content."""
+    from ado.torch import TrainConfig, latest_checkpoint, train
+
+    folder = cfg.out / "runs" / spec.label / f"seed{spec.seed}"
+    done = folder / "result.json"
+    if done.exists():
+        result: dict[str, Any] = json.loads(done.read_text())
+        return result
+    folder.mkdir(parents=True, exist_ok=True)
+    p = cfg.preset
+    tok = info["tokenizer"]
+    ckpt_dir = folder / "ckpt"
+    ckpt = latest_checkpoint(ckpt_dir / "rank_0") if ckpt_dir.exists() else None
+    resume_step = int(ckpt.stem.split("_")[1]) if ckpt is not None else 0
+    # per-step records up to the checkpoint survive; later ones are replayed
+    steps_path = folder / "steps.jsonl"
+    kept = [r for r in _read_jsonl(steps_path) if r["step"] <= resume_step]
+    steps_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    prev_elapsed = kept[-1]["elapsed"] if kept else 0.0
+    prev_policy = kept[-1]["policy_s"] if kept else 0.0
+    counts = np.asarray(kept[-1]["samples_seen"], dtype=np.float64) if kept else None
+
+    tcfg = TrainConfig(
+        manifest=str(Path(cfg.corpus) / "manifest.yaml"),
+        eval_manifest=str(Path(cfg.corpus) / "val.yaml"),
+        policy=str(spec.path),
+        overrides=overrides,
+        seq_len=p.seq_len,
+        vocab_size=int(tok["vocab_size"]),
+        eos_id=int(tok["eos_id"]),
+        field=str(info.get("field", "u16")),
+        batch_size=p.batch_size,
+        steps=p.steps,
+        lr=p.lr,
+        warmup=p.warmup,
+        n_layer=p.n_layer,
+        n_head=p.n_head,
+        n_embd=p.n_embd,
+        seed=spec.seed,
+        device=p.device,
+        dtype=p.dtype,
+        threads=p.threads,
+        log_path=str(folder / "train.jsonl"),
+        log_every=p.log_every,
+        ckpt_dir=str(ckpt_dir),
+        ckpt_every=p.ckpt_every,
+        eval_every=p.eval_every,
+        eval_batches=p.eval_batches,
+        progress=cfg.progress,
+    )
+    log = steps_path.open("a")
+    t0 = time.perf_counter()
+
+    def on_step(step: int, stats: StepStats | None, mixer: Any) -> None:
+        nonlocal counts
+        if stats is None:
+            return
+        counts = stats.counts.copy() if counts is None else counts + stats.counts
+        rec = {
+            "step": step,
+            "counts": stats.counts.tolist(),
+            "loss_sums": stats.loss_sums.tolist(),
+            "samples_seen": counts.tolist(),
+            "elapsed": prev_elapsed + time.perf_counter() - t0,
+            "policy_s": prev_policy + float(mixer.policy_seconds),
+        }
+        log.write(json.dumps(rec) + "\n")
+        if step % p.ckpt_every == 0:
+            log.flush()
+
+    try:
+        res = train(tcfg, on_step=on_step)
+    finally:
+        log.close()
+    records = _read_jsonl(steps_path)
+    evals = [r for r in _read_jsonl(folder / "train.jsonl") if r.get("event") == "eval"]
+    if not evals:
+        raise ConfigError(f"{spec.key}: the run logged no held-out evaluation")
+    final = evals[-1]
+    domains = list(info["domains"])
+    samples = np.asarray(records[-1]["samples_seen"], dtype=np.float64)
+    result = {
+        "policy": spec.label,
+        "policy_path": str(spec.path),
+        "seed": spec.seed,
+        "overrides": overrides,
+        "steps": res.steps,
+        "tokens": res.tokens,
+        "final_eval_step": final["step"],
+        "heldout_loss": {d: final[f"loss/{d}"] for d in domains},
+        "tokens_seen": {d: int(s * p.seq_len) for d, s in zip(domains, samples, strict=True)},
+        "final_weights": res.weights,
+        "wall_seconds": records[-1]["elapsed"],
+        "policy_seconds": records[-1]["policy_s"],
+        "resumed": resume_step > 0,
+    }
+    done.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _expand(cfg: CompareConfig) -> list[RunSpec]:
+    labels = [p.stem for p in cfg.policies]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"policy files must have distinct names, got {labels}")
+    return [RunSpec(p.stem, p, s) for s in cfg.seeds for p in cfg.policies]
+
+
+def run_compare(cfg: CompareConfig) -> dict[str, Any]:
+    """Run (or resume) every run of the comparison, then write the report.
+
+    Returns:
+        The report (also written as ``report.json``).
+
+    Raises:
+        ConfigError: bad corpus or policy list, or ``out`` holds something else.
+    """
+    from ado.compare.report import write_report
+
+    info = corpus_info(cfg.corpus)
+    for p in cfg.policies:
+        if not Path(p).is_file():
+            raise ConfigError(f"{p}: no such policy file")
+    kinds = {p.stem: _policy_kind(p) for p in cfg.policies}
+    _prepare_out(cfg)
+    specs = _expand(cfg)
+    natural_path = next((p for p in cfg.policies if p.stem == "natural"), None)
+    needs_ref = "doremi" in kinds.values()
+    reference: dict[int, dict[str, float]] = {}
+    if needs_ref:
+        # the natural run of each seed is DoReMi's reference: train it first
+        specs.sort(key=lambda s: (s.seed, s.label != "natural"))
+        if natural_path is None:
+            policies = Path(__file__).resolve().parents[3] / "policies" / "natural.yaml"
+            nat = next(
+                (
+                    p.parent / "natural.yaml"
+                    for p in cfg.policies
+                    if (p.parent / "natural.yaml").is_file()
+                ),
+                policies,
+            )
+            if not nat.is_file():
+                raise ConfigError("DoReMi needs a natural-mix reference run: pass natural.yaml")
+            for s in sorted(set(cfg.seeds)):
+                specs.insert(0, RunSpec(REFERENCE, nat, s))
+            specs.sort(key=lambda s: (s.seed, s.label not in ("natural", REFERENCE)))
+    results: list[dict[str, Any]] = []
+    outer = tqdm(total=len(specs), desc="compare", unit="run", disable=not cfg.progress, position=0)
+
+    def run(spec: RunSpec) -> None:
+        kind = kinds.get(spec.label, "static")
+        overrides: dict[str, Any] = {}
+        if kind == "ado":
+            overrides = dict(cfg.preset.ado_overrides)
+        elif kind == "doremi":
+            if spec.seed not in reference:
+                raise ConfigError("internal: DoReMi ran before its reference")
+            overrides = {"estimator.reference_losses": reference[spec.seed]}
+        outer.set_postfix_str(spec.key)
+        res = train_one(cfg, spec, overrides, info)
+        if spec.label in ("natural", REFERENCE):
+            reference.setdefault(spec.seed, res["heldout_loss"])
+        res["kind"] = kinds.get(spec.label, "static")
+        results.append(res)
+        outer.update(1)
+
+    for spec in specs:
+        run(spec)
+    if cfg.extra_seeds and cfg.extra_for:
+        targets = _extra_targets(cfg, results, kinds)
+        extra = [
+            RunSpec(p.stem, p, s)
+            for s in cfg.extra_seeds
+            for p in cfg.policies
+            if p.stem in targets
+        ]
+        if needs_ref and "doremi" in targets:
+            extra.sort(key=lambda s: (s.seed, s.label not in ("natural", REFERENCE)))
+        outer.total = (outer.total or 0) + len(extra)
+        for spec in extra:
+            if kinds.get(spec.label) == "doremi" and spec.seed not in reference:
+                ref_spec = RunSpec(REFERENCE, natural_path or cfg.policies[0], spec.seed)
+                run(ref_spec)
+            run(spec)
+    outer.close()
+    return write_report(cfg, info, results, kinds, command=cfg.command)
+
+
+def report_finished(cfg: CompareConfig) -> dict[str, Any]:
+    """Write the report from the runs that finished so far (nothing is trained).
+
+    Raises:
+        ConfigError: no finished run in ``cfg.out``.
+    """
+    from ado.compare.report import write_report
+
+    info = corpus_info(cfg.corpus)
+    kinds = {p.stem: _policy_kind(p) for p in cfg.policies}
+    kinds.setdefault(REFERENCE, "static")
+    results = []
+    for path in sorted((cfg.out / "runs").glob("*/seed*/result.json")):
+        res = json.loads(path.read_text())
+        res["kind"] = kinds.get(res["policy"], "static")
+        results.append(res)
+    if not results:
+        raise ConfigError(f"{cfg.out}: no finished run to report")
+    order = {p.stem: i for i, p in enumerate(cfg.policies)}
+    results.sort(key=lambda r: (order.get(r["policy"], -1), r["seed"]))
+    have = {f"{r['policy']}/seed{r['seed']}" for r in results}
+    missing = [s.key for s in _expand(cfg) if s.key not in have]
+    if cfg.extra_seeds and cfg.extra_for:
+        targets = _extra_targets(cfg, results, kinds)
+        missing += [
+            f"{p.stem}/seed{s}"
+            for s in cfg.extra_seeds
+            for p in cfg.policies
+            if p.stem in targets and f"{p.stem}/seed{s}" not in have
+        ]
+    return write_report(cfg, info, results, kinds, command=cfg.command, missing=missing)
+
+
+def _extra_targets(
+    cfg: CompareConfig, results: Sequence[dict[str, Any]], kinds: dict[str, str]
+) -> list[str]:
+    targets = [t for t in cfg.extra_for if t != "best"]
+    if "best" in cfg.extra_for:
+        base = [r for r in results if kinds.get(r["policy"]) != "ado" and r["policy"] != REFERENCE]
+        if base:
+            best = min(base, key=lambda r: float(np.mean(list(r["heldout_loss"].values()))))
+            targets.append(best["policy"])
+    return sorted(set(targets))

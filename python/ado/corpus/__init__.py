@@ -1,0 +1,32 @@
+"""Corpus building: real multi-domain text → WebDataset shards of token ids plus a manifest.
+
+``ado corpus build --recipe builtin|debian --out DIR`` (see :mod:`ado.cli.corpus`) runs
+:func:`build_corpus` on the domains of :func:`builtin_recipes` (standard library, ``unicodedata``,
+random bytes) or :func:`debian_recipes` (the 10-domain set of ``docs/corpus.md``).
+"""
+
+from __future__ import annotations
+
+from ado.corpus.build import (
+    CORPUS_FORMAT_VERSION,
+    BuildConfig,
+    Document,
+    DomainRecipe,
+    build_corpus,
+    split_of,
+)
+from ado.corpus.builtin import builtin_metadata, builtin_recipes
+from ado.corpus.tokenizer import CorpusTokenizer, train_bpe
+
+__all__ = [
+    "CORPUS_FORMAT_VERSION",
+    "BuildConfig",
+    "CorpusTokenizer",
+    "Document",
+    "DomainRecipe",
+    "build_corpus",
+    "builtin_metadata",
+    "builtin_recipes",
+    "split_of",
+    "train_bpe",
+]

@@ -1,0 +1,159 @@
+"""``ado corpus build``: real shards, manifest, reproducibility, splits, refusal to overwrite."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ado.cli import main
+from ado.cli.corpus import build_builtin
+from ado.corpus import BuildConfig, Document, DomainRecipe, build_corpus, split_of
+from ado.corpus.build import _samples
+from ado.corpus.debian import strip_roff
+from ado.data import Manifest, MixtureLoader, PackConfig
+from ado.errors import ConfigError
+
+
+def _members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+
+
+def test_builtin_layout_and_manifest(tiny_corpus: Path) -> None:
+    info = json.loads((tiny_corpus / "corpus.json").read_text())
+    assert list(info["domains"]) == ["code_python", "docs_prose", "structured", "noise"]
+    assert info["tokenizer"] == {"kind": "bytes", "vocab_size": 257, "eos_id": 256}
+    manifest = Manifest.load(tiny_corpus / "manifest.yaml")
+    weights = manifest.prior_weights()
+    assert weights is not None
+    assert sum(weights) == pytest.approx(1.0, abs=1e-6)
+    for name, meta in info["domains"].items():
+        assert meta["train"]["tokens"] > 0
+        assert meta["val"]["tokens"] > 0, name
+    # every shard is listed with its sha256 and holds u16 tokens + json metadata
+    shard = tiny_corpus / "train" / "structured" / "structured-00000.tar"
+    assert "train/structured/structured-00000.tar" in info["shards"]
+    members = _members(shard)
+    key = sorted(members)[0].split(".")[0]
+    meta = json.loads(members[f"{key}.json"])
+    assert meta["domain"] == "structured"
+    assert meta["source"].startswith("unicodedata/")
+    text = np.frombuffer(members[f"{key}.u16"], dtype="<u2").astype(np.uint8).tobytes()
+    assert text.decode("utf-8").startswith("U+")
+
+
+def test_splits_are_disjoint_by_source(tiny_corpus: Path) -> None:
+    def sources(split: str, domain: str) -> set[str]:
+        out = set()
+        for shard in sorted((tiny_corpus / split / domain).glob("*.tar")):
+            for name, data in _members(shard).items():
+                if name.endswith(".json"):
+                    out.add(json.loads(data)["source"])
+        return out
+
+    for domain in ("code_python", "docs_prose"):
+        train, val = sources("train", domain), sources("val", domain)
+        assert train
+        assert val
+        assert not train & val
+        assert all(split_of(s, 50, 100) == "val" for s in val)
+
+
+def test_loader_reads_the_corpus(tiny_corpus: Path) -> None:
+    info = json.loads((tiny_corpus / "corpus.json").read_text())
+    tok = info["tokenizer"]
+    loader = MixtureLoader(
+        tiny_corpus / "manifest.yaml",
+        4,
+        seed=0,
+        pack=PackConfig(
+            seq_len=32, eos_id=tok["eos_id"], field="u16", vocab_size=tok["vocab_size"]
+        ),
+        readahead_bytes=0,
+    )
+    batch = next(loader)
+    assert batch.tokens is not None
+    assert batch.tokens.shape == (4, 33)
+    assert int(batch.tokens.max()) < tok["vocab_size"]
+
+
+def test_byte_reproducible_and_refuses_overwrite(tmp_path: Path) -> None:
+    kwargs = {"tokenizer": "bpe", "vocab_size": 300, "cap_bytes": 30_000, "progress": False}
+    a, b = tmp_path / "a", tmp_path / "b"
+    build_builtin(a, **kwargs)  # type: ignore[arg-type]
+    build_builtin(b, **kwargs)  # type: ignore[arg-type]
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert files_a == files_b
+    for rel in files_a:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    assert (a / "tokenizer.json").exists()
+    with pytest.raises(ConfigError, match="not empty"):
+        build_builtin(a, **kwargs)  # type: ignore[arg-type]
+    mine = a / "notes.txt"
+    mine.write_text("mine")
+    build_builtin(a, force=True, **kwargs)  # type: ignore[arg-type]
+    assert mine.read_text() == "mine"  # --force removes only what a build writes
+
+
+def test_cli_refuses_non_empty_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "x").write_text("x")
+    assert main(["corpus", "build", "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_noise_domain_is_uniform_bytes(tmp_path: Path) -> None:
+    cfg = BuildConfig(out=tmp_path / "c", tokenizer="bytes", cap_bytes=None, progress=False)
+    text = DomainRecipe(
+        "text", [("t", lambda: [Document(f"d{i}", f"para {i}\n\nshared") for i in range(400)])]
+    )
+    info = build_corpus([text, DomainRecipe("noise", noise_bytes=40_000)], cfg)
+    assert info["domains"]["noise"]["noise"] is True
+    ids = []
+    for shard in sorted((tmp_path / "c" / "train" / "noise").glob("*.tar")):
+        ids += [
+            np.frombuffer(v, dtype="<u2") for k, v in _members(shard).items() if k.endswith(".u16")
+        ]
+    counts = np.bincount(np.concatenate(ids), minlength=256)
+    assert counts.shape == (256,)
+    assert counts.min() > 0  # every byte value occurs
+    # "shared" is an exact-duplicate paragraph: kept once in the whole domain
+    assert info["domains"]["text"]["train"]["bytes"] < 400 * len("para 000\n\nshared")
+
+
+def test_samples_dedup_and_cut() -> None:
+    seen: set[bytes] = set()
+    doc = Document("s", "alpha\n\nbeta\n\nalpha\n\n" + "x" * 50)
+    out = list(_samples(doc, seen, max_bytes=20))
+    assert "".join(out).count("alpha") == 1
+    assert all(len(s.encode()) <= 20 for s in out)
+    assert list(_samples(Document("t", "beta"), seen, 20)) == []
+
+
+def test_strip_roff() -> None:
+    src = '.\\" comment\n.TH LS 1\n.SH NAME\nls \\- list \\fBfiles\\fR \\(em fast\n.PP\nK\\(:ase\n'
+    text = strip_roff(src)
+    assert "comment" not in text
+    assert "\\f" not in text
+    assert "NAME" in text
+    assert "ls - list files \u2014 fast" in text
+    assert "K\u00e4se" in text
+    assert strip_roff(".so man1/other.1\n") == ""
+
+
+def test_roundtrip_bpe_ids_fit_u16(tmp_path: Path) -> None:
+    from ado.corpus import train_bpe
+
+    tok = train_bpe(["hello world\n\ndef f(x):\n    return x"] * 20, vocab_size=300)
+    ids = tok.encode_batch(["hello world"])[0]
+    assert ids.dtype == np.uint16
+    assert int(ids.max()) < tok.vocab_size
+    assert tok.byte_ids(bytes(range(256))).shape == (256,)
+    tok.save(tmp_path)
+    from tokenizers import Tokenizer
+
+    hf = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    assert hf.decode(ids.tolist()) == "hello world"
