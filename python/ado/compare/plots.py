@@ -62,18 +62,9 @@ def make_plots(
             ax.plot(steps, [r.get(f"weight/{d}", np.nan) for r in recs], color=colors(i), label=d)
         ax.set_title(policy)
         ax.set_xlabel("step")
-    for ax in axes.flat[len(first) :]:
-        ax.axis("off")
-    axes[0][0].set_ylabel("sampling weight")
-    fig.legend(
-        *axes[0][0].get_legend_handles_labels(),
-        loc="upper center",
-        ncol=min(len(domains), 6),
-        fontsize=8,
+    _finish_grid(
+        fig, axes, len(first), "sampling weight", min(len(domains), 6), plots / "weights.png"
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
-    fig.savefig(plots / "weights.png", dpi=90)
-    plt.close(fig)
     written.append("plots/weights.png")
 
     # 2. held-out loss curves, one panel per domain plus the uniform average
@@ -94,18 +85,9 @@ def make_plots(
     for ax, d in zip(axes.flat, names, strict=False):
         ax.set_title(d)
         ax.set_xlabel("step")
-    for ax in axes.flat[len(names) :]:
-        ax.axis("off")
-    axes[0][0].set_ylabel("held-out loss")
-    fig.legend(
-        *axes[0][0].get_legend_handles_labels(),
-        loc="upper center",
-        ncol=min(len(folders), 7),
-        fontsize=8,
+    _finish_grid(
+        fig, axes, len(names), "held-out loss", min(len(folders), 7), plots / "heldout.png"
     )
-    fig.tight_layout(rect=(0, 0, 1, 0.92))
-    fig.savefig(plots / "heldout.png", dpi=90)
-    plt.close(fig)
     written.append("plots/heldout.png")
 
     # 3. ADO's fitted power laws L(n) = eps + beta n^-alpha against the observed training losses
@@ -148,3 +130,16 @@ def make_plots(
         plt.close(fig)
         written.append("plots/ado_fits.png")
     return written
+
+
+def _finish_grid(fig: Any, axes: Any, used: int, ylabel: str, ncol: int, path: Path) -> None:
+    """Hide the unused panels, label the first, put one shared legend on top, save and close."""
+    import matplotlib.pyplot as plt
+
+    for ax in axes.flat[used:]:
+        ax.axis("off")
+    axes[0][0].set_ylabel(ylabel)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncol=ncol, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
