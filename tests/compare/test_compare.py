@@ -13,6 +13,7 @@ pytest.importorskip("matplotlib")
 
 from ado.cli import main
 from ado.compare import PRESETS, REPORT_VERSION, CompareConfig, run_compare
+from ado.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = [REPO / "policies" / "natural.yaml", REPO / "policies" / "ado.yaml"]
@@ -101,6 +102,24 @@ def test_smoke_compare_and_resume(tiny_corpus: Path, tmp_path: Path) -> None:
     assert os.stat(out / "runs" / "natural" / "seed0" / "result.json").st_mtime_ns == nat_mtime
     _check_schema(again, domains)
 
+    # adding a seed to the same comparison trains only the new runs
+    ado_mtime = os.stat(folder / "result.json").st_mtime_ns
+    wider = run_compare(_cfg(tiny_corpus, out, seeds=[0, 1]))
+    assert sorted((r["policy"], r["seed"]) for r in wider["runs"]) == [
+        ("ado", 0),
+        ("ado", 1),
+        ("natural", 0),
+        ("natural", 1),
+    ]
+    assert os.stat(out / "runs" / "natural" / "seed0" / "result.json").st_mtime_ns == nat_mtime
+    assert os.stat(folder / "result.json").st_mtime_ns == ado_mtime
+    assert json.loads((out / "compare.json").read_text())["seeds"] == [0, 1]
+    # the same seeds under another preset are another comparison
+    other = _cfg(tiny_corpus, out)
+    other.preset = other.preset.model_copy(update={"lr": 1e-3})
+    with pytest.raises(ConfigError, match="another comparison"):
+        run_compare(other)
+
 
 def test_refuses_another_comparison(
     tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -124,3 +143,18 @@ def test_refuses_another_comparison(
     assert code == 2
     assert "--force" in capsys.readouterr().err
     assert (out / "mine.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_schedule_a_fit_on_enough_points(name: str) -> None:
+    # every preset's ADO schedule is a valid ADO configuration (also scaled to a quarter of its
+    # length) whose first refit, well inside the run, already has min_points points per domain
+    from ado.policy.base import load_policy_config
+
+    preset = PRESETS[name]
+    for p in (preset, preset.scaled(preset.steps // 4)):
+        assert load_policy_config(REPO / "policies" / "ado.yaml", p.ado_overrides).kind == "ado"
+        assert p.ado_overrides["start_step"] < p.steps, name
+    over = preset.ado_overrides
+    points = (over["start_step"] - over["ignore_steps"]) // over["subsample"]
+    assert points >= over["min_points"], (name, points)

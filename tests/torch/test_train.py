@@ -48,6 +48,27 @@ def test_train_evaluates_and_calls_back(make_corpus: Any, tmp_path: Path) -> Non
     assert len(lines) == 1 + 6 + 2  # start, one record per step, two evaluations
 
 
+def test_held_out_rows_do_not_depend_on_the_training_seed(make_corpus: Any) -> None:
+    # runs under different seeds are scored on the same rows (``eval_seed``), so the spread
+    # between seeds in a comparison is training noise, not a different evaluation sample
+    manifest = make_corpus()
+    evals: list[dict[str, float]] = []
+    cfg = TrainConfig(
+        **tiny_config(manifest, steps=2, log_batches=False, seed=3),
+        eval_manifest=str(manifest),
+        eval_batches=2,
+    )
+    result = train(cfg, on_eval=lambda t, rec: evals.append(rec))
+    assert result.model is not None
+    same_rows = HeldOut(manifest, batch_size=4, pack=cfg.pack(), batches=2, seed=0)
+    other_rows = HeldOut(manifest, batch_size=4, pack=cfg.pack(), batches=2, seed=3)
+    assert same_rows.evaluate(result.model, "cpu") == evals[-1]
+    assert other_rows.evaluate(result.model, "cpu") != evals[-1]
+    moved = train(cfg.model_copy(update={"eval_seed": 3}), on_eval=lambda t, rec: evals.append(rec))
+    assert moved.model is not None
+    assert other_rows.evaluate(moved.model, "cpu") == evals[-1]
+
+
 def test_static_baseline_has_no_policy(make_corpus: Any) -> None:
     cfg = TrainConfig(**tiny_config(make_corpus(), steps=3, log_batches=False, policy=None))
     result = train(cfg)

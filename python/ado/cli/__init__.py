@@ -25,7 +25,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ado.cli.fit",
     "ado.cli.corpus",
     "ado.cli.compare",
-
 )
 
 

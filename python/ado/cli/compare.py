@@ -4,10 +4,11 @@ Example::
 
     ado compare --corpus builtin --preset cpu-small --out runs/readme
     ado compare --corpus corpora/debian --policies policies/natural.yaml policies/ado.yaml \\
-        --preset cpu-full --out runs/debian --extra-seeds 1 --extra-for ado best
+        --preset cpu-full --out runs/debian --seeds 0 1
 
 ``--corpus builtin`` builds the built-in corpus (once) under ``~/.cache/ado/corpus``. A killed
-compare resumes when started again with the same arguments.
+compare resumes when started again with the same arguments; started again with more seeds, it
+trains only the new runs.
 """
 
 from __future__ import annotations

@@ -89,12 +89,22 @@ class CompareConfig:
     progress: bool = True
     command: str | None = None
 
-    def describe(self) -> dict[str, Any]:
-        """JSON-safe identity of the comparison (what a resume must match)."""
+    def identity(self) -> dict[str, Any]:
+        """What makes runs comparable: corpus, policies and preset (what a resume must match).
+
+        Seeds are not part of it: a run is keyed by policy and seed, so adding seeds to a
+        comparison trains only the new runs.
+        """
         return {
             "corpus": str(Path(self.corpus).resolve()),
             "policies": [str(p) for p in self.policies],
             "preset": self.preset.model_dump(),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe record of the comparison (``compare.json``): its identity and its seeds."""
+        return {
+            **self.identity(),
             "seeds": self.seeds,
             "extra_seeds": self.extra_seeds,
             "extra_for": self.extra_for,
@@ -116,9 +126,11 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 def _prepare_out(cfg: CompareConfig) -> None:
     out = cfg.out
     meta = out / "compare.json"
-    want = cfg.describe()
+    want = cfg.identity()
     if out.exists() and any(out.iterdir()):
         have = json.loads(meta.read_text()) if meta.exists() else None
+        if have is not None:
+            have = {k: have.get(k) for k in want}
         if have != want:
             if not cfg.force:
                 raise ConfigError(
@@ -136,7 +148,7 @@ def _prepare_out(cfg: CompareConfig) -> None:
         else:
             logger.info("resuming the comparison in %s", out)
     out.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps(want, indent=2) + "\n")
+    meta.write_text(json.dumps(cfg.describe(), indent=2) + "\n")
 
 
 def corpus_info(corpus: Path) -> dict[str, Any]:

@@ -94,6 +94,8 @@ class TrainConfig(BaseModel):
         eval_manifest: held-out manifest; per-domain loss every ``eval_every`` steps and at the end.
         eval_every: steps between evaluations (0: only at the end, if ``eval_manifest``).
         eval_batches: batches per domain per evaluation.
+        eval_seed: which held-out rows are evaluated; independent of ``seed``, so runs under
+            different seeds are scored on the same rows and their spread is training noise only.
         verify_every: all-gather a hash of the weights every this many steps (debug).
         progress: show a tqdm progress bar (rank 0).
     """
@@ -133,6 +135,7 @@ class TrainConfig(BaseModel):
     eval_manifest: str | None = None
     eval_every: int = Field(0, ge=0)
     eval_batches: int = Field(4, gt=0)
+    eval_seed: int = Field(0, ge=0)
     verify_every: int = Field(0, ge=0)
     progress: bool = True
 
@@ -339,7 +342,7 @@ def _held_out(cfg: TrainConfig, rank: int, world: int) -> HeldOut | None:
         batch_size=cfg.batch_size,
         pack=cfg.pack(),
         batches=cfg.eval_batches,
-        seed=cfg.seed,
+        seed=cfg.eval_seed,
         rank=rank,
         world_size=world,
     )
