@@ -59,6 +59,12 @@ def _check_schema(report: dict[str, object], domains: list[str]) -> None:
     (vs,) = report["ado_vs_baselines"]  # type: ignore[misc]
     assert vs["baseline"] == "natural"
     assert vs["ado_lower"] == (vs["delta"] < 0)
+    by_run = {(r["policy"], r["seed"]): r["uniform_avg"] for r in runs}
+    seeds = sorted({r["seed"] for r in runs})
+    assert vs["paired_deltas"] == {
+        str(k): pytest.approx(by_run[("ado", k)] - by_run[("natural", k)]) for k in seeds
+    }
+    assert vs["lower_on_seeds"] == sum(d < 0 for d in vs["paired_deltas"].values())
     assert set(report["files"]) == {"markdown", "metrics", "plots"}  # type: ignore[arg-type]
 
 
@@ -113,6 +119,8 @@ def test_smoke_compare_and_resume(tiny_corpus: Path, tmp_path: Path) -> None:
     ]
     assert os.stat(out / "runs" / "natural" / "seed0" / "result.json").st_mtime_ns == nat_mtime
     assert os.stat(folder / "result.json").st_mtime_ns == ado_mtime
+    _check_schema(wider, domains)
+    assert len(wider["ado_vs_baselines"][0]["paired_deltas"]) == 2
     assert json.loads((out / "compare.json").read_text())["seeds"] == [0, 1]
     # the same seeds under another preset are another comparison
     other = _cfg(tiny_corpus, out)

@@ -10,7 +10,8 @@
                   "natural_avg_mean", "heldout_loss_mean": {...}, "wall_seconds_mean",
                   "policy_seconds_mean"}],
      "ado_vs_baselines": [{"baseline", "ado", "delta", "relative_delta", "spread",
-                           "delta_over_spread", "ado_lower"}],
+                           "delta_over_spread", "ado_lower",
+                           "paired_deltas": {seed: delta}, "lower_on_seeds"}],
      "files": {"markdown", "metrics", "plots": [...]}}
 """
 
@@ -89,6 +90,12 @@ def _ado_vs(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[d
         if s["kind"] == "ado" or s["policy"] == "reference":
             continue
         b_runs = [r["uniform_avg"] for r in runs if r["policy"] == s["policy"]]
+        # same seed = same model init, data order seed and held-out rows: a paired difference
+        a_by_seed = {r["seed"]: r["uniform_avg"] for r in runs if r["policy"] == a["policy"]}
+        b_by_seed = {r["seed"]: r["uniform_avg"] for r in runs if r["policy"] == s["policy"]}
+        paired = {
+            str(k): float(a_by_seed[k] - b_by_seed[k]) for k in sorted(a_by_seed) if k in b_by_seed
+        }
         delta = a["uniform_avg_mean"] - s["uniform_avg_mean"]
         sa, sb = _std(a_runs), _std(b_runs)
         stds = [x for x in (sa, sb) if x is not None]
@@ -106,6 +113,8 @@ def _ado_vs(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[d
                 "spread": spread,
                 "delta_over_spread": (delta / spread) if spread else None,
                 "ado_lower": bool(delta < 0),
+                "paired_deltas": paired,
+                "lower_on_seeds": sum(d < 0 for d in paired.values()),
             }
         )
     return out
@@ -152,10 +161,19 @@ def _verdicts(report: dict[str, Any]) -> list[str]:
             )
         else:
             spread = "spread unknown (one seed each)"
+        paired = v.get("paired_deltas") or {}
+        per_seed = (
+            " Per seed (paired): "
+            + ", ".join(f"seed {k} {d:+.4f}" for k, d in paired.items())
+            + f"; lower on {v['lower_on_seeds']} of {len(paired)}."
+            if paired
+            else ""
+        )
         out.append(
             f"- vs **{v['baseline']}**: ADO's uniform-average held-out loss is {word} "
             f"({v['ado_uniform_avg']:.4f} vs {v['baseline_uniform_avg']:.4f}, "
             f"Δ = {v['delta']:+.4f}, {100 * v['relative_delta']:+.2f} %); |Δ| is {spread}."
+            + per_seed
         )
     return out
 
