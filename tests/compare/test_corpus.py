@@ -133,6 +133,42 @@ def test_samples_dedup_and_cut() -> None:
     assert list(_samples(Document("t", "beta"), seen, 20)) == []
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("max_sample_bytes", 10, "max_sample_bytes must be at least 64"),
+        ("val_permille", 1001, "val_permille must be in"),
+        ("cap_bytes", 0, "cap_bytes must be positive"),
+        ("vocab_size", 0, "vocab_size must be positive"),
+    ],
+)
+def test_build_config_rejects_bad_values(
+    tmp_path: Path, field: str, value: int, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        BuildConfig(out=tmp_path, **{field: value})  # type: ignore[arg-type]
+
+
+def test_cli_passes_max_sample_bytes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "c"
+    args = ["corpus", "build", "--recipe", "builtin", "--tokenizer", "bytes", "--cap-mb", "0.05"]
+    assert main([*args, "--max-sample-bytes", "512", "--out", str(out), "--no-progress"]) == 0
+    info = json.loads((out / "corpus.json").read_text())
+    assert info["settings"]["max_sample_bytes"] == 512
+    # byte tokens: no text sample is longer than the limit (the noise domain is not text)
+    lengths = [
+        len(data) // 2
+        for tar in (out / "train").glob("*/*.tar")
+        if tar.parent.name != "noise"
+        for name, data in _members(tar).items()
+        if name.endswith(".u16")
+    ]
+    assert len(lengths) > 50
+    assert max(lengths) <= 512
+    assert main([*args, "--max-sample-bytes", "8", "--out", str(tmp_path / "d")]) == 2
+    assert "max_sample_bytes must be at least 64" in capsys.readouterr().err
+
+
 def test_strip_roff() -> None:
     src = '.\\" comment\n.TH LS 1\n.SH NAME\nls \\- list \\fBfiles\\fR \\(em fast\n.PP\nK\\(:ase\n'
     text = strip_roff(src)

@@ -85,9 +85,12 @@ def builtin_corpus_dir() -> Path:
     import os
     import platform
 
+    from ado.corpus import BUILTIN_CORPUS_VERSION
+
     root = os.environ.get("ADO_CACHE_DIR")
     base = Path(root) if root else Path.home() / ".cache" / "ado"
-    return base / "corpus" / f"builtin-py{platform.python_version()}"
+    name = f"builtin-v{BUILTIN_CORPUS_VERSION}-py{platform.python_version()}"
+    return base / "corpus" / name
 
 
 def _corpus(arg: str, progress: bool) -> Path:

@@ -59,6 +59,13 @@ def register(sub: Any) -> None:
         default=None,
         help="validation share by source hash (default 50 builtin, 20 debian)",
     )
+    b.add_argument(
+        "--max-sample-bytes",
+        type=int,
+        default=BuildConfig.max_sample_bytes,
+        help="longest sample; documents are cut at blank lines (default %(default)s: short "
+        "samples keep a domain's rows in a short run from many documents)",
+    )
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--workers", type=int, default=2, help="processes for extraction")
     b.add_argument(
@@ -84,6 +91,7 @@ def build_builtin(
     vocab_size: int = 4096,
     cap_bytes: int | None = DEFAULT_CAPS["builtin"],
     val_permille: int = 50,
+    max_sample_bytes: int = BuildConfig.max_sample_bytes,
     seed: int = 0,
     workers: int = 2,
     force: bool = False,
@@ -98,6 +106,7 @@ def build_builtin(
         val_permille=val_permille,
         tok_permille=100,
         tok_sample_bytes=400_000,
+        max_sample_bytes=max_sample_bytes,
         seed=seed,
         force=force,
         metadata=builtin_metadata(),
@@ -119,6 +128,7 @@ def run_build(args: argparse.Namespace) -> int:
             vocab_size=args.vocab_size or 4096,
             cap_bytes=cap,
             val_permille=args.val_permille if args.val_permille is not None else 50,
+            max_sample_bytes=args.max_sample_bytes,
             seed=args.seed,
             workers=args.workers,
             force=args.force,
@@ -136,6 +146,7 @@ def run_build(args: argparse.Namespace) -> int:
             val_permille=args.val_permille if args.val_permille is not None else 20,
             tok_permille=20,
             tok_sample_bytes=1_000_000,
+            max_sample_bytes=args.max_sample_bytes,
             seed=args.seed,
             force=args.force,
             metadata=debian_metadata(args.cache),

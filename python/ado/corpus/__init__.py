@@ -15,10 +15,11 @@ from ado.corpus.build import (
     build_corpus,
     split_of,
 )
-from ado.corpus.builtin import builtin_metadata, builtin_recipes
+from ado.corpus.builtin import BUILTIN_CORPUS_VERSION, builtin_metadata, builtin_recipes
 from ado.corpus.tokenizer import CorpusTokenizer, train_bpe
 
 __all__ = [
+    "BUILTIN_CORPUS_VERSION",
     "CORPUS_FORMAT_VERSION",
     "BuildConfig",
     "CorpusTokenizer",

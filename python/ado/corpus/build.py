@@ -4,7 +4,11 @@ A recipe gives, per domain, named sub-sources that yield :class:`Document` objec
 :func:`build_corpus` then
 
 1. cuts each document into samples of at most ``max_sample_bytes`` at blank lines, dropping
-   paragraphs already seen in the domain (exact duplicates after stripping whitespace);
+   paragraphs already seen in the domain (exact duplicates after stripping whitespace). Samples are
+   short (2 KB by default) because the loader packs a sample into consecutive rows: with 64 KB
+   samples, a domain's rows in a short run come from a handful of documents, its training loss
+   jumps from one document to the next (that noise, not learning, drove ADO's fits), and a
+   held-out evaluation of a few batches scores one or two documents per domain;
 2. assigns each document to the ``train``, ``val`` or ``tok`` split by a hash of its ``source``
    (so no document straddles splits), round-robins the sub-sources sample by sample and stops a
    domain once its training text reaches the size cap (every sub-source keeps its share);
@@ -107,7 +111,8 @@ class BuildConfig:
         val_permille: held-out validation share, by source hash (per mille).
         tok_permille: tokenizer-training share, by source hash (per mille).
         tok_sample_bytes: tokenizer training text per text domain.
-        max_sample_bytes: longest sample; longer documents are cut at blank lines.
+        max_sample_bytes: longest sample; longer documents are cut at blank lines (see the module
+            docstring for why it is small).
         shard_bytes: target tar size.
         seed: seed of the noise domain.
         force: replace an existing build in ``out``.
@@ -122,12 +127,24 @@ class BuildConfig:
     val_permille: int = 20
     tok_permille: int = 20
     tok_sample_bytes: int = 1_000_000
-    max_sample_bytes: int = 65536
+    max_sample_bytes: int = 2048
     shard_bytes: int = 16 << 20
     seed: int = 0
     force: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "tok_sample_bytes", "max_sample_bytes", "shard_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_sample_bytes < 64:
+            raise ConfigError(f"max_sample_bytes must be at least 64, got {self.max_sample_bytes}")
+        for name in ("val_permille", "tok_permille"):
+            if not 0 <= getattr(self, name) <= 1000:
+                raise ConfigError(f"{name} must be in [0, 1000], got {getattr(self, name)}")
+        if self.cap_bytes is not None and self.cap_bytes < 1:
+            raise ConfigError(f"cap_bytes must be positive or None, got {self.cap_bytes}")
 
 
 def split_of(source: str, val_permille: int, tok_permille: int) -> str:

@@ -29,7 +29,11 @@ from pathlib import Path
 
 from ado.corpus.build import Document, DomainRecipe
 
-__all__ = ["builtin_metadata", "builtin_recipes", "stdlib_files"]
+__all__ = ["BUILTIN_CORPUS_VERSION", "builtin_metadata", "builtin_recipes", "stdlib_files"]
+
+#: Bumped whenever the built-in recipe or a build default changes the corpus' bytes, so that a
+#: cached ``--corpus builtin`` from an older version is rebuilt rather than reused.
+BUILTIN_CORPUS_VERSION = 2
 
 
 def _stdlib_root() -> Path:
