@@ -84,28 +84,30 @@ def _ado_vs(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[d
     if not ado:
         return []
     a = ado[0]
-    a_runs = [r["uniform_avg"] for r in runs if r["policy"] == a["policy"]]
+
+    def by_seed(policy: str) -> dict[int, float]:
+        return {r["seed"]: r["uniform_avg"] for r in runs if r["policy"] == policy}
+
+    a_by_seed = by_seed(a["policy"])
     out = []
     for s in summary:
         if s["kind"] == "ado" or s["policy"] == "reference":
             continue
-        b_runs = [r["uniform_avg"] for r in runs if r["policy"] == s["policy"]]
+        b_by_seed = by_seed(s["policy"])
         # same seed = same model init, data order seed and held-out rows: a paired difference
-        a_by_seed = {r["seed"]: r["uniform_avg"] for r in runs if r["policy"] == a["policy"]}
-        b_by_seed = {r["seed"]: r["uniform_avg"] for r in runs if r["policy"] == s["policy"]}
         paired = {
             str(k): float(a_by_seed[k] - b_by_seed[k]) for k in sorted(a_by_seed) if k in b_by_seed
         }
         delta = a["uniform_avg_mean"] - s["uniform_avg_mean"]
-        sa, sb = _std(a_runs), _std(b_runs)
+        sa, sb = _std(list(a_by_seed.values())), _std(list(b_by_seed.values()))
         stds = [x for x in (sa, sb) if x is not None]
         spread = float(math.sqrt(np.mean(np.square(stds)))) if stds else None
         out.append(
             {
                 "ado": a["policy"],
                 "baseline": s["policy"],
-                "ado_seeds": len(a_runs),
-                "baseline_seeds": len(b_runs),
+                "ado_seeds": len(a_by_seed),
+                "baseline_seeds": len(b_by_seed),
                 "ado_uniform_avg": a["uniform_avg_mean"],
                 "baseline_uniform_avg": s["uniform_avg_mean"],
                 "delta": delta,

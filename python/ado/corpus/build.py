@@ -135,7 +135,7 @@ class BuildConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "tok_sample_bytes", "max_sample_bytes", "shard_bytes"):
+        for name in ("vocab_size", "tok_sample_bytes", "shard_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.max_sample_bytes < 64:
