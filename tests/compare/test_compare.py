@@ -154,15 +154,41 @@ def test_refuses_another_comparison(
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_presets_schedule_a_fit_on_enough_points(name: str) -> None:
+@pytest.mark.parametrize("policy", ["ado.yaml", "ado-reference.yaml"])
+def test_presets_schedule_a_fit_on_enough_points(name: str, policy: str) -> None:
     # every preset's ADO schedule is a valid ADO configuration (also scaled to a quarter of its
     # length) whose first refit, well inside the run, already has min_points points per domain
     from ado.policy.base import load_policy_config
 
     preset = PRESETS[name]
     for p in (preset, preset.scaled(preset.steps // 4)):
-        assert load_policy_config(REPO / "policies" / "ado.yaml", p.ado_overrides).kind == "ado"
+        assert load_policy_config(REPO / "policies" / policy, p.ado_overrides).kind == "ado"
         assert p.ado_overrides["start_step"] < p.steps, name
-    over = preset.ado_overrides
-    points = (over["start_step"] - over["ignore_steps"]) // over["subsample"]
-    assert points >= over["min_points"], (name, points)
+    cfg = load_policy_config(REPO / "policies" / policy, preset.ado_overrides)
+    points = (cfg.start_step - cfg.ignore_steps) // cfg.subsample  # type: ignore[attr-defined]
+    assert points >= cfg.min_points, (name, points)  # type: ignore[attr-defined]
+
+
+def test_parallel_jobs_train_the_same_runs(tiny_corpus: Path, tmp_path: Path) -> None:
+    # two runs at once in worker processes give the results of one at a time, in the same order,
+    # with every ADO variant compared against every baseline (paired, with an interval)
+    seq = run_compare(_cfg(tiny_corpus, tmp_path / "seq", seeds=[0, 1]))
+    par = run_compare(_cfg(tiny_corpus, tmp_path / "par", seeds=[0, 1], jobs=2))
+    assert [(r["policy"], r["seed"]) for r in par["runs"]] == [
+        (r["policy"], r["seed"]) for r in seq["runs"]
+    ]
+    for a, b in zip(seq["runs"], par["runs"], strict=True):
+        assert a["heldout_loss"] == b["heldout_loss"]
+        assert a["final_weights"] == b["final_weights"]
+    (vs,) = par["ado_vs_baselines"]
+    lo, hi = vs["paired_ci95"]
+    mean = sum(vs["paired_deltas"].values()) / 2
+    assert lo <= mean <= hi
+    assert set(vs["paired_natural_avg_deltas"]) == {"0", "1"}
+
+
+def test_compare_refuses_bad_jobs_and_threads(tiny_corpus: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="jobs"):
+        _cfg(tiny_corpus, tmp_path, jobs=0)
+    with pytest.raises(ConfigError, match="threads"):
+        _cfg(tiny_corpus, tmp_path, threads=0)

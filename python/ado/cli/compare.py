@@ -70,6 +70,18 @@ def register(sub: Any) -> None:
         help="override the preset's steps (cadences and ADO's schedule scale along)",
     )
     p.add_argument("--device", default=None, help="override the preset's device")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs trained at once, each in its own process (default 1)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads per run (default: the usable cores divided by --jobs)",
+    )
     p.add_argument("--force", action="store_true", help="replace another comparison in --out")
     p.add_argument(
         "--report-only",
@@ -130,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         progress=not args.no_progress,
         command="ado " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None,
+        jobs=args.jobs,
+        threads=args.threads,
     )
     if args.report_only:
         from ado.compare.run import report_finished
@@ -140,9 +154,9 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_table(report))
     for v in report["ado_vs_baselines"]:
-        word = "lower" if v["ado_lower"] else "NOT lower"
+        word = "lower" if v["ado_lower"] else "higher"
         print(
-            f"ADO vs {v['baseline']}: uniform-avg loss {word} by {abs(v['delta']):.4f} "
+            f"{v['ado']} vs {v['baseline']}: uniform-avg loss {word} by {abs(v['delta']):.4f} "
             f"({100 * v['relative_delta']:+.2f} %)"
         )
     print(f"report: {args.out / 'report.md'} ({time.perf_counter() - start:.0f} s)")

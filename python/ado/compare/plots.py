@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["make_plots"]
 
@@ -23,6 +25,32 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def _over_seeds(
+    folders: list[Path], event: str, keys: list[str]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``(steps, values[seed, step, key])`` of ``event`` records, on the steps all seeds logged."""
+    per_seed = []
+    for folder in folders:
+        recs = [r for r in _records(folder / "train.jsonl") if r.get("event") == event]
+        per_seed.append({r["step"]: [r.get(k, np.nan) for k in keys] for r in recs})
+    common = sorted(set.intersection(*(set(p) for p in per_seed))) if per_seed else []
+    values = np.asarray([[p[t] for t in common] for p in per_seed], dtype=np.float64)
+    return np.asarray(common, dtype=np.float64), values.reshape(len(folders), len(common), -1)
+
+
+def _band(ax: Any, steps: Any, values: Any, color: Any, label: str, marker: str = "") -> None:
+    """Mean over seeds (rows of ``values``) as a line, min to max as a shaded band."""
+    if values.shape[1] == 0:
+        return
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        mean = np.nanmean(values, axis=0)
+        ax.plot(steps, mean, color=color, label=label, marker=marker)
+        if values.shape[0] > 1:
+            lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+            ax.fill_between(steps, lo, hi, color=color, alpha=0.2, linewidth=0)
+
+
 def _grid(n: int) -> tuple[int, int]:
     cols = min(n, 4)
     return math.ceil(n / cols), cols
@@ -33,7 +61,9 @@ def make_plots(
 ) -> list[str]:
     """Write ``plots/weights.png``, ``plots/heldout.png`` and (with ADO) ``plots/ado_fits.png``.
 
-    Each policy is drawn from its first seed. Returns the paths written, relative to ``out``.
+    Weights and held-out losses show every seed (mean line, min-max band); the fitted power laws
+    are those of the first ADO policy's first seed. Returns the paths written, relative to
+    ``out``.
 
     Raises:
         ImportError: matplotlib is missing.
@@ -45,63 +75,53 @@ def make_plots(
 
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
-    first: dict[str, dict[str, Any]] = {}
+    seeds: dict[str, list[Path]] = {}
     for r in runs:
-        first.setdefault(r["policy"], r)
-    folders = {p: out / "runs" / p / f"seed{r['seed']}" for p, r in first.items()}
+        seeds.setdefault(r["policy"], []).append(out / "runs" / r["policy"] / f"seed{r['seed']}")
+    folders = {p: fs[0] for p, fs in seeds.items()}
     written = []
     colors = plt.get_cmap("tab10" if len(domains) <= 10 else "tab20")
 
-    # 1. weights over time, one panel per policy
-    rows, cols = _grid(len(first))
+    # 1. weights over time, one panel per policy: mean over seeds, band from min to max
+    rows, cols = _grid(len(seeds))
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False, sharey=True)
-    for ax, (policy, folder) in zip(axes.flat, folders.items(), strict=False):
-        recs = [r for r in _records(folder / "train.jsonl") if r.get("event") == "train"]
-        steps = [r["step"] for r in recs]
+    for ax, (policy, fs) in zip(axes.flat, seeds.items(), strict=False):
+        steps, w = _over_seeds(fs, "train", [f"weight/{d}" for d in domains])
         for i, d in enumerate(domains):
-            ax.plot(steps, [r.get(f"weight/{d}", np.nan) for r in recs], color=colors(i), label=d)
-        ax.set_title(policy)
+            _band(ax, steps, w[:, :, i], colors(i), d)
+        ax.set_title(f"{policy} ({len(fs)} seed{'s' if len(fs) > 1 else ''})")
         ax.set_xlabel("step")
     _finish_grid(
-        fig, axes, len(first), "sampling weight", min(len(domains), 6), plots / "weights.png"
+        fig, axes, len(seeds), "sampling weight", min(len(domains), 6), plots / "weights.png"
     )
     written.append("plots/weights.png")
 
-    # 2. held-out loss curves, one panel per domain plus the uniform average
+    # 2. held-out loss curves, one panel per domain plus the uniform average (mean and band)
     names = [*domains, "uniform_avg"]
     rows, cols = _grid(len(names))
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-    for j, (policy, folder) in enumerate(folders.items()):
-        evals = [r for r in _records(folder / "train.jsonl") if r.get("event") == "eval"]
-        steps = [r["step"] for r in evals]
-        for ax, d in zip(axes.flat, names, strict=False):
-            ax.plot(
-                steps,
-                [r.get(f"loss/{d}", np.nan) for r in evals],
-                marker=".",
-                color=plt.get_cmap("tab10")(j % 10),
-                label=policy,
-            )
+    for j, (policy, fs) in enumerate(seeds.items()):
+        steps, losses = _over_seeds(fs, "eval", [f"loss/{d}" for d in names])
+        for i, ax in enumerate(axes.flat[: len(names)]):
+            _band(ax, steps, losses[:, :, i], plt.get_cmap("tab10")(j % 10), policy, marker=".")
     for ax, d in zip(axes.flat, names, strict=False):
         ax.set_title(d)
         ax.set_xlabel("step")
-    _finish_grid(
-        fig, axes, len(names), "held-out loss", min(len(folders), 7), plots / "heldout.png"
-    )
+    _finish_grid(fig, axes, len(names), "held-out loss", min(len(seeds), 7), plots / "heldout.png")
     written.append("plots/heldout.png")
 
     # 3. ADO's fitted power laws L(n) = eps + beta n^-alpha against the observed training losses
     ado = [p for p in folders if kinds.get(p) == "ado"]
     if ado:
         folder = folders[ado[0]]
-        steps = _records(folder / "steps.jsonl")
+        stream = _records(folder / "steps.jsonl")
         recs = [r for r in _records(folder / "train.jsonl") if r.get("event") == "train"]
         fit = next((r for r in reversed(recs) if f"eps/{domains[0]}" in r), None)
         rows, cols = _grid(len(domains))
         fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-        if steps:
-            counts = np.asarray([s["counts"] for s in steps], dtype=np.float64)
-            sums = np.asarray([s["loss_sums"] for s in steps], dtype=np.float64)
+        if stream:
+            counts = np.asarray([s["counts"] for s in stream], dtype=np.float64)
+            sums = np.asarray([s["loss_sums"] for s in stream], dtype=np.float64)
             n = np.cumsum(counts.sum(axis=1))
             with np.errstate(invalid="ignore", divide="ignore"):
                 losses = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["REPORT_VERSION", "format_table", "write_report"]
+__all__ = ["REPORT_VERSION", "format_table", "paired_interval", "write_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,46 +79,60 @@ def _summary(runs: list[dict[str, Any]], domains: list[str]) -> list[dict[str, A
     return out
 
 
+def paired_interval(deltas: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
+    """Student-t confidence interval of the mean of paired differences (None below 2 pairs)."""
+    if len(deltas) < 2:
+        return None
+    from scipy import stats  # type: ignore[import-untyped]
+
+    d = np.asarray(deltas, dtype=np.float64)
+    half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+    return float(d.mean() - half), float(d.mean() + half)
+
+
 def _ado_vs(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    ado = [s for s in summary if s["kind"] == "ado"]
-    if not ado:
-        return []
-    a = ado[0]
+    """Every ADO policy (there may be several variants) against every other policy."""
 
-    def by_seed(policy: str) -> dict[int, float]:
-        return {r["seed"]: r["uniform_avg"] for r in runs if r["policy"] == policy}
+    def by_seed(policy: str, metric: str) -> dict[int, float]:
+        return {r["seed"]: r[metric] for r in runs if r["policy"] == policy}
 
-    a_by_seed = by_seed(a["policy"])
     out = []
-    for s in summary:
-        if s["kind"] == "ado" or s["policy"] == "reference":
-            continue
-        b_by_seed = by_seed(s["policy"])
-        # same seed = same model init, data order seed and held-out rows: a paired difference
-        paired = {
-            str(k): float(a_by_seed[k] - b_by_seed[k]) for k in sorted(a_by_seed) if k in b_by_seed
-        }
-        delta = a["uniform_avg_mean"] - s["uniform_avg_mean"]
-        sa, sb = _std(list(a_by_seed.values())), _std(list(b_by_seed.values()))
-        stds = [x for x in (sa, sb) if x is not None]
-        spread = float(math.sqrt(np.mean(np.square(stds)))) if stds else None
-        out.append(
-            {
-                "ado": a["policy"],
-                "baseline": s["policy"],
-                "ado_seeds": len(a_by_seed),
-                "baseline_seeds": len(b_by_seed),
-                "ado_uniform_avg": a["uniform_avg_mean"],
-                "baseline_uniform_avg": s["uniform_avg_mean"],
-                "delta": delta,
-                "relative_delta": delta / s["uniform_avg_mean"],
-                "spread": spread,
-                "delta_over_spread": (delta / spread) if spread else None,
-                "ado_lower": bool(delta < 0),
-                "paired_deltas": paired,
-                "lower_on_seeds": sum(d < 0 for d in paired.values()),
-            }
-        )
+    for a in (s for s in summary if s["kind"] == "ado"):
+        a_by_seed = by_seed(a["policy"], "uniform_avg")
+        a_nat = by_seed(a["policy"], "natural_avg")
+        for s in summary:
+            if s["kind"] == "ado" or s["policy"] == "reference":
+                continue
+            b_by_seed = by_seed(s["policy"], "uniform_avg")
+            b_nat = by_seed(s["policy"], "natural_avg")
+            # same seed = same model init, data order seed and held-out rows: a paired difference
+            seeds = [k for k in sorted(a_by_seed) if k in b_by_seed]
+            paired = {str(k): float(a_by_seed[k] - b_by_seed[k]) for k in seeds}
+            paired_nat = {str(k): float(a_nat[k] - b_nat[k]) for k in seeds}
+            ci = paired_interval(list(paired.values()))
+            delta = a["uniform_avg_mean"] - s["uniform_avg_mean"]
+            sa, sb = _std(list(a_by_seed.values())), _std(list(b_by_seed.values()))
+            stds = [x for x in (sa, sb) if x is not None]
+            spread = float(math.sqrt(np.mean(np.square(stds)))) if stds else None
+            out.append(
+                {
+                    "ado": a["policy"],
+                    "baseline": s["policy"],
+                    "ado_seeds": len(a_by_seed),
+                    "baseline_seeds": len(b_by_seed),
+                    "ado_uniform_avg": a["uniform_avg_mean"],
+                    "baseline_uniform_avg": s["uniform_avg_mean"],
+                    "delta": delta,
+                    "relative_delta": delta / s["uniform_avg_mean"],
+                    "spread": spread,
+                    "delta_over_spread": (delta / spread) if spread else None,
+                    "ado_lower": bool(delta < 0),
+                    "paired_deltas": paired,
+                    "paired_ci95": list(ci) if ci is not None else None,
+                    "paired_natural_avg_deltas": paired_nat,
+                    "lower_on_seeds": sum(d < 0 for d in paired.values()),
+                }
+            )
     return out
 
 
@@ -153,16 +167,17 @@ def format_table(report: dict[str, Any]) -> str:
 
 def _verdicts(report: dict[str, Any]) -> list[str]:
     out = []
+    several = len({v["ado"] for v in report["ado_vs_baselines"]}) > 1
     for v in report["ado_vs_baselines"]:
-        word = "lower" if v["ado_lower"] else "not lower"
-        if v["delta_over_spread"] is not None:
-            spread = (
-                f"{abs(v['delta_over_spread']):.1f}x the seed-to-seed spread "
-                f"(std {v['spread']:.4f}; {v['ado_seeds']} ADO seeds, "
-                f"{v['baseline_seeds']} baseline seeds)"
-            )
-        else:
-            spread = "spread unknown (one seed each)"
+        word = "lower" if v["ado_lower"] else "higher"
+        name = f"`{v['ado']}`" if several else "ADO"
+        spread = (
+            f" |Δ| is {abs(v['delta_over_spread']):.1f}x the seed-to-seed spread "
+            f"(std {v['spread']:.4f}; {v['ado_seeds']} ADO seeds, "
+            f"{v['baseline_seeds']} baseline seeds)."
+            if v["delta_over_spread"] is not None
+            else " One seed each: no spread."
+        )
         paired = v.get("paired_deltas") or {}
         per_seed = (
             " Per seed (paired): "
@@ -171,11 +186,13 @@ def _verdicts(report: dict[str, Any]) -> list[str]:
             if paired
             else ""
         )
+        ci = v.get("paired_ci95")
+        if ci is not None:
+            per_seed += f" Paired 95 % interval of Δ: [{ci[0]:+.4f}, {ci[1]:+.4f}]."
         out.append(
-            f"- vs **{v['baseline']}**: ADO's uniform-average held-out loss is {word} "
-            f"({v['ado_uniform_avg']:.4f} vs {v['baseline_uniform_avg']:.4f}, "
-            f"Δ = {v['delta']:+.4f}, {100 * v['relative_delta']:+.2f} %); |Δ| is {spread}."
-            + per_seed
+            f"- {name} vs **{v['baseline']}**: uniform-average held-out loss {word} by "
+            f"{abs(v['delta']):.4f} ({100 * v['relative_delta']:+.2f} %; "
+            f"{v['ado_uniform_avg']:.4f} vs {v['baseline_uniform_avg']:.4f}).{spread}" + per_seed
         )
     return out
 

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +79,9 @@ class CompareConfig:
         force: wipe a non-empty ``out`` that holds another comparison.
         progress: progress bars.
         command: the command line, recorded in the report.
+        jobs: runs trained at once, each in its own process.
+        threads: torch CPU threads per run; None: the preset's, or else the usable cores
+            divided by ``jobs`` (never more threads than cores in all).
     """
 
     corpus: Path
@@ -88,6 +94,22 @@ class CompareConfig:
     force: bool = False
     progress: bool = True
     command: str | None = None
+    jobs: int = 1
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1:
+            raise ConfigError(f"jobs must be >= 1, got {self.jobs}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+
+    def run_threads(self) -> int:
+        """torch threads of each run (see ``threads``)."""
+        if self.threads is not None:
+            return self.threads
+        if self.preset.threads is not None:
+            return self.preset.threads
+        return max(1, len(os.sched_getaffinity(0)) // self.jobs)
 
     def identity(self) -> dict[str, Any]:
         """What makes runs comparable: corpus, policies and preset (what a resume must match).
@@ -215,7 +237,7 @@ def train_one(
         seed=spec.seed,
         device=p.device,
         dtype=p.dtype,
-        threads=p.threads,
+        threads=cfg.run_threads(),
         log_path=str(folder / "train.jsonl"),
         log_every=p.log_every,
         ckpt_dir=str(ckpt_dir),
@@ -301,7 +323,6 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     specs = _expand(cfg)
     natural_path = next((p for p in cfg.policies if p.stem == "natural"), None)
     needs_ref = "doremi" in kinds.values()
-    reference: dict[int, dict[str, float]] = {}
     if needs_ref:
         # the natural run of each seed is DoReMi's reference: train it first
         specs.sort(key=lambda s: (s.seed, s.label != "natural"))
@@ -320,28 +341,9 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
             for s in sorted(set(cfg.seeds)):
                 specs.insert(0, RunSpec(REFERENCE, nat, s))
             specs.sort(key=lambda s: (s.seed, s.label not in ("natural", REFERENCE)))
-    results: list[dict[str, Any]] = []
     outer = tqdm(total=len(specs), desc="compare", unit="run", disable=not cfg.progress, position=0)
-
-    def run(spec: RunSpec) -> None:
-        kind = kinds.get(spec.label, "static")
-        overrides: dict[str, Any] = {}
-        if kind == "ado":
-            overrides = dict(cfg.preset.ado_overrides)
-        elif kind == "doremi":
-            if spec.seed not in reference:
-                raise ConfigError("internal: DoReMi ran before its reference")
-            overrides = {"estimator.reference_losses": reference[spec.seed]}
-        outer.set_postfix_str(spec.key)
-        res = train_one(cfg, spec, overrides, info)
-        if spec.label in ("natural", REFERENCE):
-            reference.setdefault(spec.seed, res["heldout_loss"])
-        res["kind"] = kinds.get(spec.label, "static")
-        results.append(res)
-        outer.update(1)
-
-    for spec in specs:
-        run(spec)
+    reference: dict[int, dict[str, float]] = {}
+    results = _execute(cfg, specs, kinds, info, reference, outer)
     if cfg.extra_seeds and cfg.extra_for:
         targets = _extra_targets(cfg, results, kinds)
         extra = [
@@ -350,16 +352,84 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
             for p in cfg.policies
             if p.stem in targets
         ]
-        if needs_ref and "doremi" in targets:
-            extra.sort(key=lambda s: (s.seed, s.label not in ("natural", REFERENCE)))
+        ref_path = natural_path or cfg.policies[0]
+        for s in sorted({x.seed for x in extra if kinds.get(x.label) == "doremi"}):
+            if s not in reference and not any(x.seed == s and x.label == "natural" for x in extra):
+                extra.insert(0, RunSpec(REFERENCE, ref_path, s))
         outer.total = (outer.total or 0) + len(extra)
-        for spec in extra:
-            if kinds.get(spec.label) == "doremi" and spec.seed not in reference:
-                ref_spec = RunSpec(REFERENCE, natural_path or cfg.policies[0], spec.seed)
-                run(ref_spec)
-            run(spec)
+        results += _execute(cfg, extra, kinds, info, reference, outer)
     outer.close()
     return write_report(cfg, info, results, kinds, command=cfg.command)
+
+
+def _overrides(
+    cfg: CompareConfig, spec: RunSpec, kind: str, reference: dict[int, dict[str, float]]
+) -> dict[str, Any]:
+    """What compare serves a run on top of its policy file."""
+    if kind == "ado":
+        return dict(cfg.preset.ado_overrides)
+    if kind == "doremi":
+        return {"estimator.reference_losses": reference[spec.seed]}
+    return {}
+
+
+def _submit(
+    pool: ProcessPoolExecutor | None, fn: Callable[..., dict[str, Any]], *args: Any
+) -> Future[dict[str, Any]]:
+    """``pool.submit``, or run in this process now (a finished future) without a pool."""
+    if pool is not None:
+        return pool.submit(fn, *args)
+    fut: Future[dict[str, Any]] = Future()
+    try:
+        fut.set_result(fn(*args))
+    except Exception as err:
+        fut.set_exception(err)
+    return fut
+
+
+def _execute(
+    cfg: CompareConfig,
+    specs: Sequence[RunSpec],
+    kinds: dict[str, str],
+    info: dict[str, Any],
+    reference: dict[int, dict[str, float]],
+    outer: Any,
+) -> list[dict[str, Any]]:
+    """Train ``specs``, ``cfg.jobs`` at a time (in order; a DoReMi run waits for its seed's
+    reference run). Fills ``reference``; returns the results in the order of ``specs``."""
+    pending = list(specs)
+    running: dict[Future[dict[str, Any]], RunSpec] = {}
+    done_by_spec: dict[RunSpec, dict[str, Any]] = {}
+    # a worker's inner progress bar would fight the others' for the terminal
+    worker_cfg = replace(cfg, progress=cfg.progress and cfg.jobs == 1)
+    pool = ProcessPoolExecutor(cfg.jobs, mp_context=get_context("spawn")) if cfg.jobs > 1 else None
+    try:
+        while pending or running:
+            for spec in list(pending):
+                if len(running) >= cfg.jobs:
+                    break
+                kind = kinds.get(spec.label, "static")
+                if kind == "doremi" and spec.seed not in reference:
+                    continue
+                pending.remove(spec)
+                outer.set_postfix_str(spec.key)
+                overrides = _overrides(cfg, spec, kind, reference)
+                running[_submit(pool, train_one, worker_cfg, spec, overrides, info)] = spec
+            if not running:
+                raise ConfigError(f"internal: no reference run for {[s.key for s in pending]}")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                spec = running.pop(fut)
+                res = fut.result()
+                if spec.label in ("natural", REFERENCE):
+                    reference.setdefault(spec.seed, res["heldout_loss"])
+                res["kind"] = kinds.get(spec.label, "static")
+                done_by_spec[spec] = res
+                outer.update(1)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return [done_by_spec[s] for s in specs]
 
 
 def report_finished(cfg: CompareConfig) -> dict[str, Any]:
