@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ado.errors import ConfigError
+from ado.policy.presets import resolve_policy
 
 __all__ = ["DEFAULT_POLICIES", "builtin_corpus_dir", "register", "run"]
 
@@ -45,7 +46,7 @@ def register(sub: Any) -> None:
         "--policies",
         nargs="+",
         default=list(DEFAULT_POLICIES),
-        help="policy YAML files or preset names (default: " + " ".join(DEFAULT_POLICIES) + ")",
+        help="preset names or policy YAML files (default: " + " ".join(DEFAULT_POLICIES) + ")",
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
     p.add_argument("--out", type=Path, required=True)
@@ -120,8 +121,8 @@ def _corpus(arg: str, progress: bool) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Run the comparison and print its table."""
     try:
+        import ado.torch  # noqa: F401
         from ado.compare import PRESETS, CompareConfig, format_table, run_compare
-        from ado.torch.train import resolve_policy_path
     except ImportError as err:
         raise ConfigError(f"ado compare needs torch (pip install 'ado[torch]'): {err}") from err
     preset = PRESETS[args.preset]
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     corpus = _corpus(args.corpus, not args.no_progress)
     cfg = CompareConfig(
         corpus=corpus,
-        policies=[resolve_policy_path(p) for p in args.policies],
+        policies=[resolve_policy(p) for p in args.policies],
         preset=preset,
         out=args.out,
         seeds=args.seeds,

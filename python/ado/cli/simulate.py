@@ -23,7 +23,9 @@ def register(sub: Any) -> None:
         "and stats per step) and weights.png to --out, and prints the final weights and losses.",
     )
     p.add_argument(
-        "--policy", required=True, type=Path, help="policy YAML (e.g. policies/ado.yaml)"
+        "--policy",
+        required=True,
+        help="preset name (e.g. ado) or policy YAML file",
     )
     p.add_argument("--domains", type=Path, help="simulator spec YAML (default: built-in 4+1)")
     p.add_argument("--steps", type=int, default=6000, help="training steps (default 6000)")
@@ -58,6 +60,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {log_path}")
     if not args.no_plot:
         png = args.out / "weights.png"
-        plot_weights(result, png, title=f"{args.policy.name} (seed {args.seed})")
+        plot_weights(result, png, title=f"{args.policy} (seed {args.seed})")
         print(f"wrote {png}")
     return 0

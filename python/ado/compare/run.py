@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ado.compare.presets import Preset
 from ado.errors import ConfigError
-from ado.policy import load_policy_config
+from ado.policy import load_policy_config, presets
 from ado.stats import StepStats
 
 __all__ = ["CompareConfig", "RunSpec", "report_finished", "run_compare"]
@@ -327,17 +327,15 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
         # the natural run of each seed is DoReMi's reference: train it first
         specs.sort(key=lambda s: (s.seed, s.label != "natural"))
         if natural_path is None:
-            policies = Path(__file__).resolve().parents[3] / "policies" / "natural.yaml"
+            # a natural.yaml beside the policy files, else the shipped preset
             nat = next(
                 (
                     p.parent / "natural.yaml"
                     for p in cfg.policies
                     if (p.parent / "natural.yaml").is_file()
                 ),
-                policies,
+                presets()["natural"],
             )
-            if not nat.is_file():
-                raise ConfigError("DoReMi needs a natural-mix reference run: pass natural.yaml")
             for s in sorted(set(cfg.seeds)):
                 specs.insert(0, RunSpec(REFERENCE, nat, s))
             specs.sort(key=lambda s: (s.seed, s.label not in ("natural", REFERENCE)))

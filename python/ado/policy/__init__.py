@@ -30,6 +30,7 @@ from ado.policy.guardrails import (
     project_floor,
 )
 from ado.policy.odm import ODM
+from ado.policy.presets import preset_dir, presets, resolve_policy
 from ado.policy.static import Static
 from ado.policy.temperature import Temperature
 
@@ -55,6 +56,9 @@ __all__ = [
     "load_policy",
     "load_policy_config",
     "policy_kinds",
+    "preset_dir",
+    "presets",
     "project_floor",
     "register_policy",
+    "resolve_policy",
 ]

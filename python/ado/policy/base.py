@@ -392,7 +392,8 @@ def load_policy_config(
     """Read and validate a policy configuration.
 
     Args:
-        source: a YAML file path, or an already-parsed mapping.
+        source: a preset name (``"ado"``, see :func:`ado.policy.presets`), a YAML file path, or
+            an already-parsed mapping.
         overrides: field values replacing those of ``source`` before validation; keys are field
             names, or dotted paths into nested fields (``"estimator.decay"``,
             ``"guardrails.0.rate"``).
@@ -404,7 +405,9 @@ def load_policy_config(
     if isinstance(source, Mapping):
         data: Any = json.loads(json.dumps(source))  # a deep, plain copy
     else:
-        path = Path(source)
+        from ado.policy.presets import resolve_policy
+
+        path = resolve_policy(source)
         where = str(path)
         try:
             data = yaml.safe_load(path.read_text())
@@ -441,14 +444,13 @@ def load_policy(
     """Load a policy from a YAML preset (or mapping) and build it for ``domains``.
 
     Args:
-        source: YAML path or mapping (``kind`` plus fields).
+        source: preset name, YAML path or mapping (``kind`` plus fields).
         domains: the K domain names.
         prior: the prior mu (None: uniform).
         overrides: replacement field values, validated like the YAML (see
             :func:`load_policy_config`).
 
     Example:
-        ``load_policy("policies/ado.yaml", domains=names, prior=mu,
-        overrides=dict(update_interval=200))``
+        ``load_policy("ado", domains=names, prior=mu, overrides=dict(update_interval=200))``
     """
     return load_policy_config(source, overrides).build(domains, prior)

@@ -35,7 +35,6 @@ from tqdm import tqdm
 
 from ado._io import atomic_write_text
 from ado.data import Manifest, MixtureLoader, PackConfig, index_shard
-from ado.errors import ConfigError
 from ado.policy import Policy, load_policy
 from ado.stats import StepStats
 from ado.torch.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -48,13 +47,10 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "natural_prior",
-    "resolve_policy_path",
     "train",
 ]
 
 logger = logging.getLogger(__name__)
-
-_REPO_POLICIES = Path(__file__).resolve().parents[3] / "policies"
 
 
 class TrainConfig(BaseModel):
@@ -183,22 +179,6 @@ class TrainResult:
     evals: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int | None = None
     model: GPT | None = None
-
-
-def resolve_policy_path(policy: str) -> Path:
-    """A preset name (``ado``) or path → the YAML file.
-
-    Raises:
-        ConfigError: neither a file nor a known preset.
-    """
-    path = Path(policy)
-    if path.is_file():
-        return path
-    for folder in (Path.cwd() / "policies", _REPO_POLICIES):
-        candidate = folder / f"{policy}.yaml"
-        if candidate.is_file():
-            return candidate
-    raise ConfigError(f"policy {policy!r} is neither a YAML file nor a preset in policies/")
 
 
 def natural_prior(manifest: Manifest, field: str = "u16") -> list[float]:
@@ -402,7 +382,7 @@ def _build_policy(cfg: TrainConfig, manifest: Manifest) -> Policy | None:
         return None
     prior = cfg.prior if cfg.prior is not None else natural_prior(manifest, cfg.field)
     return load_policy(
-        resolve_policy_path(cfg.policy),
+        cfg.policy,
         domains=manifest.names,
         prior=prior,
         overrides=cfg.overrides,
