@@ -1,11 +1,12 @@
 """ADO ablation: the reference, the default, and the default with each departure switched back.
 
 Every variant is `policies/ado.yaml` with one field set back to the reference's value (the
-variant files are written to ``OUT-variants/`` beside ``OUT``); `policies/ado-reference.yaml` and `natural` run
-beside them. All ADO variants get the same schedule (the preset's, as in ``ado compare``), and
-every policy trains the same model from the same seeds, so each variant's held-out loss is paired
-per seed against `natural`. The table goes to ``OUT/ablation.md`` and ``OUT/ablation.json``; the
-runs, report and plots (weights over time, mean and band over seeds) are ``ado compare``'s.
+variant files are written to ``OUT-variants/`` beside ``OUT``); `policies/ado-reference.yaml`
+and `natural` run beside them. All ADO variants get the same schedule (the preset's, as in
+``ado compare``), and every policy trains the same model from the same seeds, so each variant's
+held-out loss is paired per seed against `natural`. The table goes to ``OUT/ablation.md`` and
+``OUT/ablation.json``; the runs, report and plots (weights over time, mean and band over seeds)
+are ``ado compare``'s.
 
     python benchmarks/ado_ablation.py --corpus .cache/corpora/debian-8mb \\
         --out runs/ado-ablation --seeds 0 1 2 --jobs 2

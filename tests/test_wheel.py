@@ -1,4 +1,4 @@
-"""The package works from a wheel installed outside the repository: presets by name, CLI, compare."""
+"""A wheel installed outside the repository works: presets by name, the CLI, compare."""
 
 from __future__ import annotations
 
