@@ -2,7 +2,10 @@
 
 ``AdoError`` is the base of every error ``ado`` raises on purpose. Errors about the arguments of a
 call (wrong shape, NaN, out of range) are ``InvalidInputError``, which is also a ``ValueError``.
-The Rust core raises these same classes.
+The Rust core raises these same classes. Errors from the operating system keep their kind: a
+missing shard is a :class:`ShardNotFoundError`, both a :class:`ShardError` and a
+``FileNotFoundError`` (likewise :class:`ShardPermissionError`); an allocation failure is a
+``MemoryError``; a broken internal invariant is an :class:`InternalError` (a bug: please report it).
 """
 
 from __future__ import annotations
@@ -11,8 +14,11 @@ __all__ = [
     "AdoError",
     "ConfigError",
     "FitError",
+    "InternalError",
     "InvalidInputError",
     "ShardError",
+    "ShardNotFoundError",
+    "ShardPermissionError",
     "StateError",
 ]
 
@@ -39,3 +45,15 @@ class StateError(AdoError):
 
 class ShardError(AdoError):
     """A WebDataset shard is missing, unreadable, corrupt or truncated."""
+
+
+class ShardNotFoundError(ShardError, FileNotFoundError):
+    """A shard (or its folder) does not exist. ``errno``, ``strerror`` and ``filename`` are set."""
+
+
+class ShardPermissionError(ShardError, PermissionError):
+    """A shard cannot be opened for lack of permission. ``errno`` etc. are set."""
+
+
+class InternalError(AdoError):
+    """An internal invariant of ``ado`` does not hold: a bug, not a problem with the input."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import os
@@ -13,7 +14,7 @@ import pytest
 import webdataset as wds  # type: ignore[import-untyped]
 from ado._core import shard_members
 from ado.data import Manifest, MixtureLoader, index_shard
-from ado.errors import InvalidInputError, ShardError
+from ado.errors import InvalidInputError, ShardError, ShardNotFoundError
 
 LONG_DIR = "deep/" + "d" * 120
 
@@ -131,8 +132,13 @@ def test_corrupt_tar(make_domain: Any, tmp_path: Path) -> None:
 
 def test_missing_shard_and_empty_domain(make_domain: Any, tmp_path: Path) -> None:
     shards = make_domain("m", 5, per_shard=5)
-    with pytest.raises(ShardError, match=r"nope-7\.tar"):
+    with pytest.raises(ShardError, match=r"nope-7\.tar") as caught:
         MixtureLoader({"m": [str(shards[0]), str(tmp_path / "nope-7.tar")]}, batch_size=2)
+    # the OS error keeps its kind: also a FileNotFoundError, with errno and filename
+    assert isinstance(caught.value, FileNotFoundError)
+    assert isinstance(caught.value, ShardNotFoundError)
+    assert caught.value.errno == errno.ENOENT
+    assert caught.value.filename == str(tmp_path / "nope-7.tar")
     empty = tmp_path / "empty.tar"
     with tarfile.open(empty, "w"):
         pass

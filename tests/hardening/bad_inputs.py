@@ -360,7 +360,7 @@ CASES: dict[str, Case] = {
     "corrupt_tar_header": Case(corrupt_tar_header, "ShardError", "header checksum mismatch"),
     "truncated_tar": Case(truncated_tar, "ShardError", "truncated tar"),
     "zero_length_shard": Case(zero_length_shard, "ShardError", "empty file, not a tar archive"),
-    "missing_shard": Case(missing_shard, "ShardError", "No such file or directory"),
+    "missing_shard": Case(missing_shard, "ShardNotFoundError", "No such file or directory"),
     "glob_matches_nothing": Case(glob_matches_nothing, "ShardError", "no file matches"),
     "shard_is_a_directory": Case(shard_is_a_directory, "ShardError", "not a regular file"),
     "shard_is_a_fifo": Case(shard_is_a_fifo, "ShardError", "not a regular file"),

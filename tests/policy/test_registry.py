@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from ado import (
     ConfigError,
+    InvalidInputError,
     Policy,
     PolicyConfig,
     StepStats,
@@ -220,3 +221,64 @@ def test_custom_policy_from_an_entry_point(tmp_path: Path, monkeypatch: pytest.M
     np.testing.assert_allclose(policy.weights, MU[::-1])
     assert "test_reverse_prior" in policy_kinds()
     monkeypatch.delitem(sys.modules, "ado_test_plugin")
+
+
+@register_policy
+class ReturnsGiven(Policy):
+    """Test policy: proposes whatever ``next_weights`` holds."""
+
+    class Config(PolicyConfig):
+        kind: Literal["test_returns_given"] = "test_returns_given"
+
+    config: Config
+    next_weights: Any = None
+
+    def _update(self, stats: StepStats) -> Any:
+        return self.next_weights
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [0.5, np.nan, 0.25, 0.25],
+        [0.5, np.inf, 0.25, 0.25],
+        [0.5, -0.1, 0.3, 0.3],
+        [0.0, 0.0, 0.0, 0.0],
+        [0.5, 0.5],
+        [[0.25] * 4],
+    ],
+    ids=["nan", "inf", "negative", "zero-sum", "short", "2-d"],
+)
+def test_update_rejects_weights_that_are_not_a_distribution(bad: list[Any]) -> None:
+    policy = load_policy({"kind": "test_returns_given"}, domains=NAMES, prior=MU)
+    assert isinstance(policy, ReturnsGiven)
+    before = policy.weights.copy()
+    policy.next_weights = bad
+    stats = StepStats(step=0, counts=[1, 1, 1, 1], loss_sums=[1.0, 1.0, 1.0, 1.0])
+    with pytest.raises(
+        InvalidInputError, match=r"policy ReturnsGiven \(kind 'test_returns_given'\)"
+    ):
+        policy.update(stats)
+    np.testing.assert_array_equal(policy.weights, before)
+
+
+def test_update_renormalises_the_policys_weights() -> None:
+    policy = load_policy({"kind": "test_returns_given"}, domains=NAMES, prior=MU)
+    assert isinstance(policy, ReturnsGiven)
+    policy.next_weights = [2.0, 1.0, 1.0, 0.0]
+    policy.update(StepStats(step=0, counts=[1, 1, 1, 1], loss_sums=[1.0, 1.0, 1.0, 1.0]))
+    np.testing.assert_array_equal(policy.weights, [0.5, 0.25, 0.25, 0.0])
+
+
+def test_presets_resolve_by_name_and_path() -> None:
+    from ado.policy import presets, resolve_policy
+
+    shipped = presets()
+    assert set(shipped) == {p.stem for p in PRESETS}
+    assert resolve_policy("ado") == shipped["ado"]
+    assert resolve_policy(POLICIES / "ado.yaml") == POLICIES / "ado.yaml"
+    np.testing.assert_allclose(load_policy("natural", domains=NAMES, prior=MU).weights, MU)
+    with pytest.raises(ConfigError, match="neither a file nor a preset name; presets: "):
+        resolve_policy("no-such-preset")
+    with pytest.raises(ConfigError, match="no such file"):
+        resolve_policy("somewhere/ado.yaml")

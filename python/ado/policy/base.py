@@ -19,6 +19,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -178,8 +179,15 @@ class Policy(ABC):
 
         Raises:
             InvalidInputError: the stats have the wrong number of domains, or the step does not
-            increase.
+            increase, or the policy computed weights that are not a distribution (NaN/inf,
+            negative, wrong length, zero sum; the message names the policy). The policy is
+            left as it was only for the first two.
         """
+        self._set_weights(self._checked(self._advance(stats)))
+
+    def _advance(self, stats: StepStats) -> npt.ArrayLike:
+        """Check ``stats`` against this policy, run :meth:`_update` and move to its step; returns
+        the weights exactly as :meth:`_update` proposed them (not yet checked)."""
         if stats.counts.shape[0] != self._k:
             raise InvalidInputError(
                 f"StepStats has {stats.counts.shape[0]} domains; the policy has {self._k}"
@@ -190,7 +198,27 @@ class Policy(ABC):
             )
         w = self._update(stats)
         self._step = stats.step
-        self._set_weights(w)
+        return w
+
+    def _name(self) -> str:
+        return f"{type(self).__name__} (kind {self.config.kind!r})"
+
+    def _checked(self, w: npt.ArrayLike) -> F64:
+        """``w`` renormalised to sum 1, after checking that it is a distribution over K.
+
+        Weights that already sum to 1 up to rounding are returned bitwise as they are (dividing by
+        a sum of 1 ± 1 ulp would only move their last bits, and a static prior must stay itself).
+        """
+        arr = np.asarray(w, dtype=np.float64)
+        total = float(np.add.reduce(arr)) if arr.shape == (self._k,) else math.nan
+        # a finite positive sum of non-negative numbers rules out NaN and inf entries too
+        if not (math.isfinite(total) and total > 0.0 and arr.min() >= 0.0):
+            raise InvalidInputError(
+                f"policy {self._name()} computed invalid "
+                f"weights (want {self._k} finite, non-negative values with a positive sum): "
+                f"{np.array2string(arr, threshold=12)}"
+            )
+        return arr if abs(total - 1.0) <= 1e-12 else arr / total
 
     @abstractmethod
     def _update(self, stats: StepStats) -> F64:
@@ -277,12 +305,16 @@ class Guarded(Policy):
         self._set_weights(w)
 
     def _update(self, stats: StepStats) -> F64:
-        self.inner.update(stats)
-        w = self.inner.weights
+        # the raw proposal: a guardrail (fallback) may be there to replace a bad one
+        w = np.asarray(self.inner._advance(stats), dtype=np.float64)
+        self.inner._set_weights(w)
         prev = self._weights
         for rail in self.rails:
             w = rail.apply(w, prev, stats)
         return w
+
+    def _name(self) -> str:
+        return f"{self.inner._name()} with guardrails"
 
     def metrics(self) -> dict[str, float]:
         """The wrapped policy's metrics (its ``weight/*`` renamed ``proposed/*``), the final weights

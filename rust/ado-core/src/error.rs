@@ -2,7 +2,9 @@
 //!
 //! Each variant maps to one Python exception in `ado.errors` (see the `ado-py` crate):
 //! `InvalidInput` → `InvalidInputError` (a `ValueError`), `Fit` → `FitError`,
-//! `State` → `StateError`, `Shard` and `Io` → `ShardError`.
+//! `State` → `StateError`, `Shard` → `ShardError`, `Io` → `ShardError` of the matching OS kind
+//! (`ShardNotFoundError`, `ShardPermissionError`; out of memory: `MemoryError`), `Internal` →
+//! `InternalError`.
 
 use std::path::PathBuf;
 
@@ -21,6 +23,9 @@ pub enum Error {
     /// A shard is malformed (corrupt or truncated tar, bad sample grouping, ...).
     #[error("{path}: {message}")]
     Shard { path: PathBuf, message: String },
+    /// A broken internal invariant: a bug in ado, never a problem with the input.
+    #[error("internal error (please report): {0}")]
+    Internal(String),
     /// An operating-system error while touching a file.
     #[error("{path}: {source}")]
     Io {
@@ -36,5 +41,10 @@ impl Error {
     /// Shorthand for [`Error::InvalidInput`].
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::InvalidInput(message.into())
+    }
+
+    /// Shorthand for [`Error::Internal`].
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal(message.into())
     }
 }

@@ -37,7 +37,7 @@ pub fn index_shard<'py>(
     cache_dir: Option<PathBuf>,
 ) -> PyAdoResult<Bound<'py, PyDict>> {
     let mut res = py.detach(|| index_shards(&[path], cache_dir.as_deref(), 1))?;
-    let (idx, source) = res.pop().ok_or_else(|| Error::State("no index".into()))?;
+    let (idx, source) = res.pop().ok_or_else(|| Error::internal("no index"))?;
     let out = PyDict::new(py);
     let set = |k: &str, v: Bound<'py, PyAny>| out.set_item(k, v);
     let r: PyResult<()> = (|| {
@@ -88,7 +88,7 @@ pub fn shard_members(
     cache_dir: Option<PathBuf>,
 ) -> PyAdoResult<Vec<SampleMembers>> {
     let mut res = py.detach(|| index_shards(&[path], cache_dir.as_deref(), 1))?;
-    let (idx, _) = res.pop().ok_or_else(|| Error::State("no index".into()))?;
+    let (idx, _) = res.pop().ok_or_else(|| Error::internal("no index"))?;
     Ok((0..idx.len())
         .map(|i| {
             let ms = idx
@@ -297,11 +297,11 @@ impl PyMixtureLoaderCore {
             let row = tokens_len(&batch.tokens).checked_div(b).unwrap_or(0);
             let arr = match batch.tokens {
                 Tokens::I32(v) => Array2::from_shape_vec((b, row), v)
-                    .map_err(|e| PyAdoError(Error::State(e.to_string())))?
+                    .map_err(|e| PyAdoError(Error::internal(e.to_string())))?
                     .into_pyarray(py)
                     .into_any(),
                 Tokens::I64(v) => Array2::from_shape_vec((b, row), v)
-                    .map_err(|e| PyAdoError(Error::State(e.to_string())))?
+                    .map_err(|e| PyAdoError(Error::internal(e.to_string())))?
                     .into_pyarray(py)
                     .into_any(),
             };
@@ -322,7 +322,7 @@ impl PyMixtureLoaderCore {
     /// The loader state as a JSON string.
     fn state_json(&self) -> PyAdoResult<String> {
         serde_json::to_string(&lock(&self.inner).state())
-            .map_err(|e| PyAdoError(Error::State(e.to_string())))
+            .map_err(|e| PyAdoError(Error::internal(e.to_string())))
     }
 
     /// Restore a state from `state_json`.

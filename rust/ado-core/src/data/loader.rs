@@ -408,7 +408,7 @@ impl Loader {
         }
         match &self.engine {
             Some(e) => Ok(&e.shared),
-            None => Err(Error::State("loader engine missing".into())),
+            None => Err(Error::internal("loader engine missing")),
         }
     }
 
@@ -456,7 +456,7 @@ impl Loader {
         }
         for &d in mine {
             let Some(p) = items[d as usize].pop_front() else {
-                return Err(Error::State("read-ahead returned too few items".into()));
+                return Err(Error::internal("read-ahead returned too few items"));
             };
             cursors[d as usize] = p.after;
             match p.item {

@@ -51,7 +51,7 @@ pub fn index_shards(
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(Error::State("shard left unindexed".into()))))
+        .map(|r| r.unwrap_or_else(|| Err(Error::internal("shard left unindexed"))))
         .collect()
 }
 
