@@ -16,6 +16,7 @@ __all__ = [
     "FitError",
     "InternalError",
     "InvalidInputError",
+    "MissingDependencyError",
     "ShardError",
     "ShardNotFoundError",
     "ShardPermissionError",
@@ -57,3 +58,7 @@ class ShardPermissionError(ShardError, PermissionError):
 
 class InternalError(AdoError):
     """An internal invariant of ``ado`` does not hold: a bug, not a problem with the input."""
+
+
+class MissingDependencyError(AdoError, ImportError):
+    """An optional dependency is missing; the message names the ``ado`` extra that brings it."""

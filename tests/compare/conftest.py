@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ado.cli.corpus import build_builtin
+from ado.corpus import build_builtin
 
 
 @pytest.fixture(scope="session")

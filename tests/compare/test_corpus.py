@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ado.cli import main
-from ado.cli.corpus import build_builtin
-from ado.corpus import BuildConfig, Document, DomainRecipe, build_corpus, split_of
+from ado.corpus import BuildConfig, Document, DomainRecipe, build_builtin, build_corpus, split_of
 from ado.corpus.build import _samples
 from ado.corpus.debian import strip_roff
 from ado.data import Manifest, MixtureLoader, PackConfig

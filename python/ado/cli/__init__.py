@@ -30,7 +30,11 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
-    parser = argparse.ArgumentParser(prog="ado", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ado",
+        description="ado: adaptive data mixtures for language-model pretraining. "
+        "Run 'ado COMMAND --help' for a command's options.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:

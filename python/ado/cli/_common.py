@@ -1,15 +1,23 @@
-"""Helpers shared by the policy subcommands."""
+"""Helpers shared by the subcommands."""
 
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Any
 
 import yaml
 
 from ado.errors import ConfigError
 
-__all__ = ["add_override_arg", "parse_overrides"]
+__all__ = ["add_override_arg", "parse_overrides", "plain"]
+
+
+def plain(doc: str | None) -> str:
+    """A module docstring as plain help text: reST literals unquoted, ``Example::`` → ``Example:``
+    (print it with ``argparse.RawDescriptionHelpFormatter`` to keep its lines and lists)."""
+    text = re.sub(r"``(.+?)``", r"\1", doc or "", flags=re.S)
+    return re.sub(r"::$", ":", text, flags=re.M)
 
 
 def add_override_arg(p: argparse.ArgumentParser) -> None:

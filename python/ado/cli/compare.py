@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ado.errors import ConfigError
+from ado._deps import require
+from ado.cli._common import plain
 from ado.policy.presets import resolve_policy
 
 __all__ = ["DEFAULT_POLICIES", "builtin_corpus_dir", "register", "run"]
@@ -36,7 +37,7 @@ def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "compare",
         help="compare mixing policies on a corpus (train, evaluate, report)",
-        description=__doc__,
+        description=plain(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -48,9 +49,16 @@ def register(sub: Any) -> None:
         default=list(DEFAULT_POLICIES),
         help="preset names or policy YAML files (default: " + " ".join(DEFAULT_POLICIES) + ")",
     )
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu-small")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default="cpu-small",
+        help="run size: model, tokens, evaluation cadence, ADO schedule (default cpu-small)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output folder (runs, report, plots)")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="seeds of every policy (default 0)"
+    )
     p.add_argument(
         "--extra-seeds",
         type=int,
@@ -89,7 +97,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="write the report from the runs finished so far, train nothing",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
@@ -111,7 +119,7 @@ def _corpus(arg: str, progress: bool) -> Path:
         return Path(arg)
     folder = builtin_corpus_dir()
     if not (folder / "corpus.json").exists():
-        from ado.cli.corpus import build_builtin
+        from ado.corpus import build_builtin
 
         print(f"building the built-in corpus in {folder}", file=sys.stderr)
         build_builtin(folder, force=True, progress=progress)
@@ -120,11 +128,10 @@ def _corpus(arg: str, progress: bool) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Run the comparison and print its table."""
-    try:
-        import ado.torch  # noqa: F401
-        from ado.compare import PRESETS, CompareConfig, format_table, run_compare
-    except ImportError as err:
-        raise ConfigError(f"ado compare needs torch (pip install 'ado[torch]'): {err}") from err
+    for module in ("torch", "tokenizers", "matplotlib", "scipy"):
+        require(module, "compare", "ado compare")
+    from ado.compare import PRESETS, CompareConfig, format_table, run_compare
+
     preset = PRESETS[args.preset]
     if args.steps is not None:
         preset = preset.scaled(args.steps)

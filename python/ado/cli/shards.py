@@ -15,6 +15,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ado.cli._common import plain
 from ado.data import Manifest, expand_patterns, index_shard
 from ado.data.loader import default_cache_dir
 from ado.errors import ConfigError
@@ -25,7 +26,10 @@ __all__ = ["register"]
 def register(sub: Any) -> None:
     """Add the ``shards`` subcommand group."""
     p: argparse.ArgumentParser = sub.add_parser(
-        "shards", help="index WebDataset shards, write manifests", description=__doc__
+        "shards",
+        help="index WebDataset shards, write manifests",
+        description=plain(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     shards_sub = p.add_subparsers(dest="shards_command", required=True, metavar="ACTION")
 
@@ -35,7 +39,9 @@ def register(sub: Any) -> None:
         description="Index uncompressed tar shards once; patterns use brace expansion and globs "
         "(e.g. 'data/web/shard-{000..099}.tar').",
     )
-    idx.add_argument("patterns", nargs="+", metavar="PATTERN")
+    idx.add_argument(
+        "patterns", nargs="+", metavar="PATTERN", help="shard paths, globs or brace patterns"
+    )
     idx.add_argument(
         "--cache-dir",
         type=Path,
@@ -52,7 +58,7 @@ def register(sub: Any) -> None:
         description="Write DIR/manifest.yaml (or --output) with one domain per sub-directory of "
         "DIR that holds shards.",
     )
-    man.add_argument("dir", type=Path)
+    man.add_argument("dir", type=Path, help="a folder with one sub-folder of shards per domain")
     man.add_argument("--pattern", default="*.tar", help="shard file pattern (default *.tar)")
     man.add_argument("--output", "-o", type=Path, default=None, help="default DIR/manifest.yaml")
     man.add_argument("--force", action="store_true", help="overwrite an existing manifest")

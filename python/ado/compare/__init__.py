@@ -1,6 +1,6 @@
 """``ado compare``: the same model and seed under several mixing policies, with a report.
 
-Needs torch (``pip install 'ado[torch]'``); matplotlib for the plots.
+Needs ``pip install 'ado[compare]'`` (torch, tokenizers, matplotlib, scipy).
 """
 
 from __future__ import annotations

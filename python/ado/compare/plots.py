@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ado._deps import require
+
 __all__ = ["make_plots"]
 
 
@@ -66,12 +68,10 @@ def make_plots(
     ``out``.
 
     Raises:
-        ImportError: matplotlib is missing.
+        MissingDependencyError: matplotlib is missing (``pip install 'ado[plot]'``).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    require("matplotlib", "plot", "the comparison plots").use("Agg")
+    plt = require("matplotlib.pyplot", "plot", "the comparison plots")
 
     plots = out / "plots"
     plots.mkdir(exist_ok=True)

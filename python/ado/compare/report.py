@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ado._deps import require
+
 __all__ = ["REPORT_VERSION", "format_table", "paired_interval", "write_report"]
 
 logger = logging.getLogger(__name__)
@@ -83,8 +85,7 @@ def paired_interval(deltas: Sequence[float], level: float = 0.95) -> tuple[float
     """Student-t confidence interval of the mean of paired differences (None below 2 pairs)."""
     if len(deltas) < 2:
         return None
-    from scipy import stats  # type: ignore[import-untyped]
-
+    stats = require("scipy.stats", "compare", "the paired confidence interval")
     d = np.asarray(deltas, dtype=np.float64)
     half = float(stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
     return float(d.mean() - half), float(d.mean() + half)
@@ -369,8 +370,8 @@ def write_report(
                     f.write(json.dumps(rec) + "\n")
     try:
         report["files"]["plots"] = make_plots(out, runs, domains, kinds)
-    except ImportError:
-        logger.warning("matplotlib is not installed: no plots (pip install matplotlib)")
+    except ImportError as err:
+        logger.warning("no plots: %s", err)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(_markdown(report))
     return report

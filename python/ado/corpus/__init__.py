@@ -2,7 +2,8 @@
 
 ``ado corpus build --recipe builtin|debian --out DIR`` (see :mod:`ado.cli.corpus`) runs
 :func:`build_corpus` on the domains of :func:`builtin_recipes` (standard library, ``unicodedata``,
-random bytes) or :func:`debian_recipes` (the 10-domain set of ``docs/corpus.md``).
+random bytes) or :func:`ado.corpus.debian.debian_recipes` (the 10-domain benchmark set of Debian
+and PyPI packages). :func:`build_builtin` builds the built-in corpus in one call.
 """
 
 from __future__ import annotations
@@ -15,16 +16,24 @@ from ado.corpus.build import (
     build_corpus,
     split_of,
 )
-from ado.corpus.builtin import BUILTIN_CORPUS_VERSION, builtin_metadata, builtin_recipes
+from ado.corpus.builtin import (
+    BUILTIN_CAP_BYTES,
+    BUILTIN_CORPUS_VERSION,
+    build_builtin,
+    builtin_metadata,
+    builtin_recipes,
+)
 from ado.corpus.tokenizer import CorpusTokenizer, train_bpe
 
 __all__ = [
+    "BUILTIN_CAP_BYTES",
     "BUILTIN_CORPUS_VERSION",
     "CORPUS_FORMAT_VERSION",
     "BuildConfig",
     "CorpusTokenizer",
     "Document",
     "DomainRecipe",
+    "build_builtin",
     "build_corpus",
     "builtin_metadata",
     "builtin_recipes",

@@ -26,10 +26,18 @@ import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
-from ado.corpus.build import Document, DomainRecipe
+from ado.corpus.build import BuildConfig, Document, DomainRecipe, build_corpus
 
-__all__ = ["BUILTIN_CORPUS_VERSION", "builtin_metadata", "builtin_recipes", "stdlib_files"]
+__all__ = [
+    "BUILTIN_CAP_BYTES",
+    "BUILTIN_CORPUS_VERSION",
+    "build_builtin",
+    "builtin_metadata",
+    "builtin_recipes",
+    "stdlib_files",
+]
 
 #: Bumped whenever the built-in recipe or a build default changes the corpus' bytes, so that a
 #: cached ``--corpus builtin`` from an older version is rebuilt rather than reused.
@@ -150,3 +158,43 @@ def builtin_metadata() -> dict[str, object]:
         "stdlib": str(_stdlib_root()),
         "unicode_version": unicodedata.unidata_version,
     }
+
+
+#: Default cap on each domain's training text (bytes).
+BUILTIN_CAP_BYTES = 1_500_000
+
+
+def build_builtin(
+    out: str | Path,
+    *,
+    tokenizer: str = "bpe",
+    vocab_size: int = 4096,
+    cap_bytes: int | None = BUILTIN_CAP_BYTES,
+    val_permille: int = 50,
+    max_sample_bytes: int = BuildConfig.max_sample_bytes,
+    seed: int = 0,
+    workers: int = 2,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Build the built-in corpus into ``out`` (what ``ado compare --corpus builtin`` calls).
+
+    Returns:
+        ``corpus.json``'s content.
+    """
+    cfg = BuildConfig(
+        out=Path(out),
+        tokenizer=tokenizer,  # type: ignore[arg-type]
+        vocab_size=vocab_size,
+        cap_bytes=cap_bytes,
+        val_permille=val_permille,
+        tok_permille=100,
+        tok_sample_bytes=400_000,
+        max_sample_bytes=max_sample_bytes,
+        seed=seed,
+        force=force,
+        metadata=builtin_metadata(),
+        progress=progress,
+    )
+    noise = max(cap_bytes // 5, 20_000) if cap_bytes else 300_000
+    return build_corpus(builtin_recipes(noise_bytes=noise, workers=workers), cfg)

@@ -134,8 +134,8 @@ def train_bpe(texts: Sequence[str], vocab_size: int = 8192) -> CorpusTokenizer:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ConfigError(
-            "--tokenizer bpe needs the 'tokenizers' package (pip install tokenizers), "
-            "or use --tokenizer bytes"
+            "--tokenizer bpe needs the 'tokenizers' package: pip install 'ado[corpus]' "
+            "(or use --tokenizer bytes)"
         ) from err
     if not texts:
         raise ConfigError("no text to train the tokenizer on")

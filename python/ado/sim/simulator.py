@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, ValidationError
 
+from ado._deps import require
 from ado.errors import ConfigError
 from ado.policy.base import Policy
 from ado.stats import F64, StepStats
@@ -234,11 +235,13 @@ def simulate(
 
 
 def plot_weights(result: SimResult, path: str | Path, title: str = "") -> None:
-    """Write a PNG: weights over time (top) and noise-free losses (bottom). Needs matplotlib."""
-    import matplotlib
+    """Write a PNG: weights over time (top) and noise-free losses (bottom).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Raises:
+        MissingDependencyError: matplotlib is not installed (``pip install 'ado[plot]'``).
+    """
+    require("matplotlib", "plot", "the weights plot").use("Agg")
+    plt = require("matplotlib.pyplot", "plot", "the weights plot")
 
     steps = np.arange(result.weights.shape[0])
     fig, (ax_w, ax_l) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
