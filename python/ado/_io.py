@@ -18,9 +18,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["RecordingWriter", "atomic_write", "atomic_write_text", "fsync_dir", "write_failed"]
+__all__ = [
+    "RecordingWriter",
+    "atomic_write",
+    "atomic_write_text",
+    "cache_root",
+    "fsync_dir",
+    "write_failed",
+]
 
 logger = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    """ado's cache folder: ``$ADO_CACHE_DIR`` if set, else ``~/.cache/ado``.
+
+    Its sub-folders: ``index/`` (shard index sidecars that cannot sit beside their shard) and
+    ``corpus/`` (the built-in corpus of ``ado compare --corpus builtin``).
+    """
+    env = os.environ.get("ADO_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "ado"
 
 
 def fsync_dir(folder: Path) -> None:

@@ -50,7 +50,7 @@ def _reference_policy(d: dict[str, Any], **overrides: Any) -> ADO:
 def restate(
     task_ids: npt.NDArray[np.int32], mu: F, fits: dict[int, tuple[Any, Any, Any]], start_step: int
 ) -> F:
-    """The reference rules (ado-method.md §1), written out step by step, given the fits
+    """The reference rules (see ado.policy.ado), written out step by step, given the fits
     ``{step: (eps, beta, alpha)}`` accepted at each refit step."""
     k = mu.shape[0]
     h, pi_bar, params = mu.copy(), mu.copy(), None

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ado._deps import require
+from ado._io import cache_root
 from ado.cli._common import plain
 from ado.policy.presets import resolve_policy
 
@@ -102,16 +103,13 @@ def register(sub: Any) -> None:
 
 
 def builtin_corpus_dir() -> Path:
-    """Where ``--corpus builtin`` lives: ``$ADO_CACHE_DIR/corpus`` or ``~/.cache/ado/corpus``."""
-    import os
+    """Where ``--corpus builtin`` lives: ``corpus/`` under :func:`ado._io.cache_root`."""
     import platform
 
     from ado.corpus import BUILTIN_CORPUS_VERSION
 
-    root = os.environ.get("ADO_CACHE_DIR")
-    base = Path(root) if root else Path.home() / ".cache" / "ado"
     name = f"builtin-v{BUILTIN_CORPUS_VERSION}-py{platform.python_version()}"
-    return base / "corpus" / name
+    return cache_root() / "corpus" / name
 
 
 def _corpus(arg: str, progress: bool) -> Path:

