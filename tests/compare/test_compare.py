@@ -192,3 +192,31 @@ def test_compare_refuses_bad_jobs_and_threads(tiny_corpus: Path, tmp_path: Path)
         _cfg(tiny_corpus, tmp_path, jobs=0)
     with pytest.raises(ConfigError, match="threads"):
         _cfg(tiny_corpus, tmp_path, threads=0)
+
+
+def test_replay_reads_a_training_log_and_reproduces_its_weights(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    # a compare run's train.jsonl is a run log: replayed through the same policy (with the
+    # overrides compare served) it gives, after each step, the weights the next step drew from
+    import io
+
+    from ado.runlog import read_run_log
+    from ado.sim import replay
+
+    out = tmp_path / "run"
+    run_compare(_cfg(tiny_corpus, out))
+    folder = out / "runs" / "ado" / "seed0"
+    result = json.loads((folder / "result.json").read_text())
+    log = read_run_log(folder / "train.jsonl")
+    steps = log.events("step")
+    assert [r["step"] for r in steps] == list(range(result["steps"]))
+    assert result["tokens_seen"] == {
+        d: int(sum(r["counts"][k] for r in steps)) * 16 for k, d in enumerate(log.domains)
+    }
+    buf = io.StringIO()
+    replay(folder / "train.jsonl", "ado", buf, overrides=result["overrides"])
+    replayed = [json.loads(x) for x in buf.getvalue().splitlines()][1:]
+    assert [r["weights"] for r in replayed[:-1]] == [r["weights"] for r in steps[1:]]
+    code = main(["replay", str(folder / "train.jsonl"), "--policy", "uniform"])
+    assert code == 0

@@ -11,7 +11,8 @@ import pytest
 from ado import load_policy
 from ado.cli import main
 from ado.policy import ADO
-from ado.sim import SimSpec, default_spec, load_spec, read_run, replay, simulate
+from ado.runlog import read_run_log
+from ado.sim import SimSpec, default_spec, load_spec, replay, simulate
 from helpers import POLICIES
 
 
@@ -84,8 +85,9 @@ def test_replay_matches_running_the_policy_on_the_logged_stats(tmp_path: Path) -
     simulate(load_policy(POLICIES / "uniform.yaml", domains=spec.names), spec, 400, seed=2, log=log)
     run = tmp_path / "run.jsonl"
     run.write_text(log.getvalue())
-    header, steps = read_run(run)
-    assert header["domains"] == spec.names
+    log = read_run_log(run)
+    assert log.domains == spec.names
+    steps = list(log.steps())
     direct = load_policy(POLICIES / "odm.yaml", domains=spec.names)
     expected = []
     for s in steps:
@@ -94,7 +96,7 @@ def test_replay_matches_running_the_policy_on_the_logged_stats(tmp_path: Path) -
     out = io.StringIO()
     replayed = replay(run, POLICIES / "odm.yaml", out)
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert rows[0]["type"] == "header"
+    assert rows[0]["event"] == "start"
     assert [r["step"] for r in rows[1:]] == list(range(400))
     assert np.array_equal(np.array([r["weights"] for r in rows[1:]]), np.array(expected))
     assert np.array_equal(replayed.weights, direct.weights)

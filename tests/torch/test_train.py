@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,12 @@ def test_train_evaluates_and_calls_back(make_corpus: Any, tmp_path: Path) -> Non
     held = HeldOut(manifest, batch_size=4, pack=cfg.pack(), batches=2)
     assert held.evaluate(result.model, "cpu") == rec
     assert held.evaluate(result.model, "cpu") == rec
-    lines = (tmp_path / "log.jsonl").read_text().splitlines()
-    assert len(lines) == 1 + 6 + 2  # start, one record per step, two evaluations
+    events = [json.loads(x)["event"] for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    # start; per step its statistics and (log_every=1) the metrics; two evaluations
+    assert events.count("start") == 1
+    assert events.count("step") == 6
+    assert events.count("train") == 6
+    assert events.count("eval") == 2
 
 
 def test_held_out_rows_do_not_depend_on_the_training_seed(make_corpus: Any) -> None:
@@ -75,7 +80,7 @@ def test_static_baseline_has_no_policy(make_corpus: Any) -> None:
     assert result.policy_seconds == 0.0
     assert result.train_losses == []
     assert result.weights == pytest.approx({"cycle": 1 / 3, "pairs": 1 / 3, "noise": 1 / 3})
-    with pytest.raises(ConfigError, match="neither a YAML file nor a preset"):
+    with pytest.raises(ConfigError, match="neither a file nor a preset name"):
         train(TrainConfig(**tiny_config(make_corpus(name="x"), steps=1, policy="nope")))
 
 

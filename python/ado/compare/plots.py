@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from pathlib import Path
@@ -12,19 +11,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ado._deps import require
+from ado.runlog import read_records
 
 __all__ = ["make_plots"]
-
-
-def _records(path: Path) -> list[dict[str, Any]]:
-    out = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return out
 
 
 def _over_seeds(
@@ -33,7 +22,7 @@ def _over_seeds(
     """``(steps, values[seed, step, key])`` of ``event`` records, on the steps all seeds logged."""
     per_seed = []
     for folder in folders:
-        recs = [r for r in _records(folder / "train.jsonl") if r.get("event") == event]
+        recs = [r for r in read_records(folder / "train.jsonl") if r.get("event") == event]
         per_seed.append({r["step"]: [r.get(k, np.nan) for k in keys] for r in recs})
     common = sorted(set.intersection(*(set(p) for p in per_seed))) if per_seed else []
     values = np.asarray([[p[t] for t in common] for p in per_seed], dtype=np.float64)
@@ -114,8 +103,12 @@ def make_plots(
     ado = [p for p in folders if kinds.get(p) == "ado"]
     if ado:
         folder = folders[ado[0]]
-        stream = _records(folder / "steps.jsonl")
-        recs = [r for r in _records(folder / "train.jsonl") if r.get("event") == "train"]
+        log = read_records(folder / "train.jsonl")
+        # runs logged before the run log had step records kept them in steps.jsonl
+        stream = [r for r in log if r.get("event") == "step"] or read_records(
+            folder / "steps.jsonl"
+        )
+        recs = [r for r in log if r.get("event") == "train"]
         fit = next((r for r in reversed(recs) if f"eps/{domains[0]}" in r), None)
         rows, cols = _grid(len(domains))
         fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)

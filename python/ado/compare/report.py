@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 
 from ado._deps import require
+from ado._io import atomic_write_text
+from ado.runlog import read_records
 
 __all__ = ["REPORT_VERSION", "format_table", "paired_interval", "write_report"]
 
@@ -357,21 +359,19 @@ def write_report(
         "versions": _versions(),
         "files": {"markdown": "report.md", "metrics": "metrics.jsonl", "plots": []},
     }
-    with (out / "metrics.jsonl").open("w") as f:
-        for r in runs:
-            folder = out / "runs" / r["policy"] / f"seed{r['seed']}"
-            for path in (folder / "train.jsonl", folder / "steps.jsonl"):
-                for line in path.read_text().splitlines() if path.exists() else []:
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    rec = {"policy": r["policy"], "seed": r["seed"], "source": path.stem, **rec}
-                    f.write(json.dumps(rec) + "\n")
+    lines = []
+    for r in runs:
+        folder = out / "runs" / r["policy"] / f"seed{r['seed']}"
+        # steps.jsonl: the per-step log of runs trained before the run log had step records
+        for path in (folder / "train.jsonl", folder / "steps.jsonl"):
+            for rec in read_records(path):
+                rec = {"policy": r["policy"], "seed": r["seed"], "source": path.stem, **rec}
+                lines.append(json.dumps(rec) + "\n")
+    atomic_write_text(out / "metrics.jsonl", "".join(lines))
     try:
         report["files"]["plots"] = make_plots(out, runs, domains, kinds)
     except ImportError as err:
         logger.warning("no plots: %s", err)
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "report.md").write_text(_markdown(report))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "report.md", _markdown(report))
     return report

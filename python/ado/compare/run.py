@@ -4,8 +4,8 @@ Layout of ``--out``::
 
     compare.json                     what was asked (checked on resume)
     runs/<policy>/seed<k>/ckpt/      per-run checkpoints (a killed compare resumes from them)
-    runs/<policy>/seed<k>/train.jsonl   the training loop's log (weights, policy metrics, evals)
-    runs/<policy>/seed<k>/steps.jsonl   per-step domain counts and losses, elapsed and policy time
+    runs/<policy>/seed<k>/train.jsonl   the run log (ado.runlog): per-step statistics, weights and
+                                        timings, periodic policy metrics, held-out evaluations
     runs/<policy>/seed<k>/result.json   written when the run finished (finished runs are skipped)
     report.md, report.json, metrics.jsonl, plots/*.png
 
@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import shutil
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -31,10 +30,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ado._io import atomic_write_text
 from ado.compare.presets import Preset
 from ado.errors import ConfigError
 from ado.policy import load_policy_config, presets
-from ado.stats import StepStats
+from ado.runlog import read_run_log
 
 __all__ = ["CompareConfig", "RunSpec", "report_finished", "run_compare"]
 
@@ -133,18 +133,6 @@ class CompareConfig:
         }
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a torn last line from a kill
-    return out
-
-
 def _prepare_out(cfg: CompareConfig) -> None:
     out = cfg.out
     meta = out / "compare.json"
@@ -170,7 +158,7 @@ def _prepare_out(cfg: CompareConfig) -> None:
         else:
             logger.info("resuming the comparison in %s", out)
     out.mkdir(parents=True, exist_ok=True)
-    meta.write_text(json.dumps(cfg.describe(), indent=2) + "\n")
+    atomic_write_text(meta, json.dumps(cfg.describe(), indent=2) + "\n")
 
 
 def corpus_info(corpus: Path) -> dict[str, Any]:
@@ -210,14 +198,6 @@ def train_one(
     ckpt_dir = folder / "ckpt"
     ckpt = latest_checkpoint(ckpt_dir / "rank_0") if ckpt_dir.exists() else None
     resume_step = int(ckpt.stem.split("_")[1]) if ckpt is not None else 0
-    # per-step records up to the checkpoint survive; later ones are replayed
-    steps_path = folder / "steps.jsonl"
-    kept = [r for r in _read_jsonl(steps_path) if r["step"] <= resume_step]
-    steps_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    prev_elapsed = kept[-1]["elapsed"] if kept else 0.0
-    prev_policy = kept[-1]["policy_s"] if kept else 0.0
-    counts = np.asarray(kept[-1]["samples_seen"], dtype=np.float64) if kept else None
-
     tcfg = TrainConfig(
         manifest=str(Path(cfg.corpus) / "manifest.yaml"),
         eval_manifest=str(Path(cfg.corpus) / "val.yaml"),
@@ -246,37 +226,15 @@ def train_one(
         eval_batches=p.eval_batches,
         progress=cfg.progress,
     )
-    log = steps_path.open("a")
-    t0 = time.perf_counter()
-
-    def on_step(step: int, stats: StepStats | None, mixer: Any) -> None:
-        nonlocal counts
-        if stats is None:
-            return
-        counts = stats.counts.copy() if counts is None else counts + stats.counts
-        rec = {
-            "step": step,
-            "counts": stats.counts.tolist(),
-            "loss_sums": stats.loss_sums.tolist(),
-            "samples_seen": counts.tolist(),
-            "elapsed": prev_elapsed + time.perf_counter() - t0,
-            "policy_s": prev_policy + float(mixer.policy_seconds),
-        }
-        log.write(json.dumps(rec) + "\n")
-        if step % p.ckpt_every == 0:
-            log.flush()
-
-    try:
-        res = train(tcfg, on_step=on_step)
-    finally:
-        log.close()
-    records = _read_jsonl(steps_path)
-    evals = [r for r in _read_jsonl(folder / "train.jsonl") if r.get("event") == "eval"]
+    res = train(tcfg)
+    log = read_run_log(folder / "train.jsonl")  # the run log: step records survive a resume
+    evals = log.events("eval")
     if not evals:
         raise ConfigError(f"{spec.key}: the run logged no held-out evaluation")
     final = evals[-1]
     domains = list(info["domains"])
-    samples = np.asarray(records[-1]["samples_seen"], dtype=np.float64)
+    steps = log.events("step")
+    samples = np.sum([r["counts"] for r in steps], axis=0)
     result = {
         "policy": spec.label,
         "policy_path": str(spec.path),
@@ -288,11 +246,11 @@ def train_one(
         "heldout_loss": {d: final[f"loss/{d}"] for d in domains},
         "tokens_seen": {d: int(s * p.seq_len) for d, s in zip(domains, samples, strict=True)},
         "final_weights": res.weights,
-        "wall_seconds": records[-1]["elapsed"],
-        "policy_seconds": records[-1]["policy_s"],
+        "wall_seconds": float(sum(r["step_s"] for r in steps)),
+        "policy_seconds": float(sum(r["policy_s"] for r in steps)),
         "resumed": resume_step > 0,
     }
-    done.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_text(done, json.dumps(result, indent=2) + "\n")
     return result
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ado.sim.replay import read_run, replay
+from ado.sim.replay import replay
 from ado.sim.simulator import (
     DomainSpec,
     SimResult,
@@ -20,7 +20,6 @@ __all__ = [
     "default_spec",
     "load_spec",
     "plot_weights",
-    "read_run",
     "replay",
     "simulate",
 ]

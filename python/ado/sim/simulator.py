@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 import yaml
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFlo
 from ado._deps import require
 from ado.errors import ConfigError
 from ado.policy.base import Policy
+from ado.runlog import start_record, step_record
 from ado.stats import F64, StepStats
 
 __all__ = [
@@ -185,14 +186,14 @@ def simulate(
     out_s = np.empty((steps, k))
     out_l = np.empty((steps, k))
     if log is not None:
-        header = {
-            "type": "header",
-            "domains": spec.names,
-            "prior": policy.prior.tolist(),
-            "spec": spec.model_dump(mode="json"),
-            "policy": policy.config.model_dump(mode="json"),
-            "seed": seed,
-        }
+        header = start_record(
+            spec.names,
+            policy.prior,
+            source="simulate",
+            spec=spec.model_dump(mode="json"),
+            policy=policy.config.model_dump(mode="json"),
+            seed=seed,
+        )
         log.write(json.dumps(header) + "\n")
     it: Iterator[int] = iter(range(steps))
     if progress:
@@ -218,8 +219,7 @@ def simulate(
         seen += counts
         out_w[t], out_c[t], out_s[t], out_l[t] = w, counts, loss_sums, expected
         if log is not None:
-            row: dict[str, Any] = {"type": "step", "weights": w.tolist(), **stats.to_dict()}
-            row["expected_loss"] = expected.tolist()
+            row = step_record(stats, w, expected_loss=expected.tolist())
             log.write(json.dumps(row) + "\n")
         if on_step is not None:
             on_step(t, policy)

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from ado._io import atomic_write_text
 from ado.data import Manifest, MixtureLoader, PackConfig, index_shard
 from ado.policy import Policy, load_policy
+from ado.runlog import read_records, start_record, step_record
 from ado.stats import StepStats
 from ado.torch.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from ado.torch.gpt import GPT, GPTConfig
@@ -339,15 +340,13 @@ class _Log:
         p.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and p.exists():
             # keep the records up to the checkpoint (a killed run may have logged further, or
-            # left a torn last line)
-            kept = []
-            for line in p.read_text().splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if rec.get("step", -1) <= resume_step:
-                    kept.append(line)
+            # left a torn last line); a step record carries its 0-based step index, the others
+            # the number of steps done
+            kept = [
+                json.dumps(rec)
+                for rec in read_records(p)
+                if rec.get("step", -1) < resume_step + (rec.get("event") != "step")
+            ]
             # atomic: a full disk here must not cost the records already logged
             atomic_write_text(p, "".join(line + "\n" for line in kept))
         elif resume_step is None:
@@ -485,14 +484,15 @@ def train(
     log = _Log(cfg.log_path, rank, resumed_from)
     if resumed_from is None:
         log.write(
-            {
-                "event": "start",
-                "step": 0,
-                "config": cfg.model_dump(),
-                "world_size": world,
-                "domains": manifest.names,
-                "params": model.num_params(),
-            }
+            start_record(
+                manifest.names,
+                mixer.policy.prior if mixer is not None else loader.weights,
+                step=0,
+                source="train",
+                config=cfg.model_dump(),
+                world_size=world,
+                params=model.num_params(),
+            )
         )
     tokens_per_step = cfg.batch_size * cfg.grad_accum * world * cfg.seq_len
     result = TrainResult(
@@ -512,7 +512,7 @@ def train(
         dynamic_ncols=True,
     )
     pending_loss = torch.zeros((), dtype=torch.float64, device=device)
-    t0 = time.perf_counter()
+    t0 = mark = time.perf_counter()  # mark: the end of the last logged step
 
     def run_eval(step: int) -> None:
         assert held_out is not None
@@ -528,6 +528,7 @@ def train(
             group["lr"] = _lr(cfg, step)
         keys: list[str] = []
         domains: list[int] = []
+        drawn = mixer.weights if mixer is not None else None  # this step's batches' weights
         for ctx in _micro_batches(ddp, cfg.grad_accum):
             batch = mixer.next_batch() if mixer is not None else next(loader)
             x, y, d = lm_tensors(batch, device)
@@ -553,6 +554,11 @@ def train(
             result.train_losses.append(loss)
         else:
             loss = float("nan")
+        if stats is not None:
+            now = time.perf_counter()
+            policy_s = mixer.last_policy_seconds if mixer is not None else 0.0
+            log.write(step_record(stats, drawn, step_s=now - mark, policy_s=policy_s))
+            mark = now
         if on_step is not None and mixer is not None:
             on_step(done, stats, mixer)
         if done % cfg.log_every == 0 or done == cfg.steps:
