@@ -220,3 +220,42 @@ def test_replay_reads_a_training_log_and_reproduces_its_weights(
     assert [r["weights"] for r in replayed[:-1]] == [r["weights"] for r in steps[1:]]
     code = main(["replay", str(folder / "train.jsonl"), "--policy", "uniform"])
     assert code == 0
+
+
+def test_runs_are_keyed_by_their_policy(tiny_corpus: Path, tmp_path: Path) -> None:
+    # adding a policy trains only its runs; a folder of another configuration under the same
+    # label is refused; a run folder copied from another comparison is reused under its new label
+    import shutil
+
+    out = tmp_path / "run"
+    run_compare(_cfg(tiny_corpus, out))
+    nat = out / "runs" / "natural" / "seed0" / "result.json"
+    mtime = os.stat(nat).st_mtime_ns
+    cfg = _cfg(tiny_corpus, out)
+    cfg.policies = [*POLICIES, REPO / "policies" / "uniform.yaml"]
+    wider = run_compare(cfg)
+    assert [s["policy"] for s in wider["summary"]] == ["natural", "ado", "uniform"]
+    assert os.stat(nat).st_mtime_ns == mtime
+
+    changed = tmp_path / "p" / "ado.yaml"
+    changed.parent.mkdir()
+    changed.write_text((REPO / "policies" / "ado.yaml").read_text() + "mix_rate: 0.2\n")
+    cfg = _cfg(tiny_corpus, out)
+    cfg.policies = [POLICIES[0], changed]
+    with pytest.raises(ConfigError, match="another policy configuration"):
+        run_compare(cfg)
+
+    other = tmp_path / "other"
+    cfg = _cfg(tiny_corpus, other)
+    cfg.policies = [REPO / "policies" / "uniform.yaml"]
+    run_compare(cfg)
+    renamed = tmp_path / "p" / "static-natural.yaml"
+    renamed.write_text((REPO / "policies" / "natural.yaml").read_text())
+    shutil.copytree(out / "runs" / "natural" / "seed0", other / "runs" / "static-natural" / "seed0")
+    copied = other / "runs" / "static-natural" / "seed0" / "result.json"
+    copied_mtime = os.stat(copied).st_mtime_ns
+    cfg.policies = [REPO / "policies" / "uniform.yaml", renamed]
+    again = run_compare(cfg)
+    assert os.stat(copied).st_mtime_ns == copied_mtime  # reused, not trained again
+    assert [r["policy"] for r in again["runs"]] == ["uniform", "static-natural"]
+    assert again["runs"][1]["heldout_loss"] == json.loads(nat.read_text())["heldout_loss"]

@@ -112,14 +112,16 @@ class CompareConfig:
         return max(1, len(os.sched_getaffinity(0)) // self.jobs)
 
     def identity(self) -> dict[str, Any]:
-        """What makes runs comparable: corpus, policies and preset (what a resume must match).
+        """What makes runs comparable: the corpus and the preset (what a resume must match).
 
-        Seeds are not part of it: a run is keyed by policy and seed, so adding seeds to a
-        comparison trains only the new runs.
+        Seeds and policies are not part of it: each run folder records the policy it trained
+        (``run.json``: the policy's configuration fingerprint, with compare's overrides) and is
+        reused only by a run of that same policy and seed. So adding seeds or policies to a
+        comparison trains only the new runs, and a run folder copied from another comparison of
+        the same corpus and preset is reused when its policy matches.
         """
         return {
             "corpus": str(Path(self.corpus).resolve()),
-            "policies": [str(p) for p in self.policies],
             "preset": self.preset.model_dump(),
         }
 
@@ -127,6 +129,7 @@ class CompareConfig:
         """JSON-safe record of the comparison (``compare.json``): its identity and its seeds."""
         return {
             **self.identity(),
+            "policies": [str(p) for p in self.policies],
             "seeds": self.seeds,
             "extra_seeds": self.extra_seeds,
             "extra_for": self.extra_for,
@@ -189,10 +192,17 @@ def train_one(
 
     folder = cfg.out / "runs" / spec.label / f"seed{spec.seed}"
     done = folder / "result.json"
+    identity = {
+        "policy_fingerprint": load_policy_config(spec.path, overrides).fingerprint(),
+        "seed": spec.seed,
+    }
+    _check_run_identity(folder, identity, spec)
     if done.exists():
         result: dict[str, Any] = json.loads(done.read_text())
+        result["policy"] = spec.label  # a folder copied from another comparison
         return result
     folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "run.json", json.dumps(identity, indent=2) + "\n")
     p = cfg.preset
     tok = info["tokenizer"]
     ckpt_dir = folder / "ckpt"
@@ -234,6 +244,11 @@ def train_one(
     final = evals[-1]
     domains = list(info["domains"])
     steps = log.events("step")
+    if [r["step"] for r in steps] != list(range(res.steps)):
+        raise ConfigError(
+            f"{folder / 'train.jsonl'}: the run log does not hold one step record per step "
+            "(a run begun by an older ado?); remove the folder to train it again"
+        )
     samples = np.sum([r["counts"] for r in steps], axis=0)
     result = {
         "policy": spec.label,
@@ -252,6 +267,32 @@ def train_one(
     }
     atomic_write_text(done, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _check_run_identity(folder: Path, identity: dict[str, Any], spec: RunSpec) -> None:
+    """Refuse to resume or reuse a run folder that trained another policy or seed.
+
+    Raises:
+        ConfigError: the folder's ``run.json`` (or, for folders written before it existed, its
+            ``result.json``) names another policy configuration or seed.
+    """
+    have: dict[str, Any] | None = None
+    if (folder / "run.json").exists():
+        have = json.loads((folder / "run.json").read_text())
+    elif (folder / "result.json").exists():  # a run finished before run.json was written
+        old = json.loads((folder / "result.json").read_text())
+        path = Path(old.get("policy_path", ""))
+        fingerprint = (
+            load_policy_config(path, old.get("overrides") or {}).fingerprint()
+            if path.is_file()
+            else None
+        )
+        have = {"policy_fingerprint": fingerprint, "seed": old.get("seed")}
+    if have is not None and have != identity:
+        raise ConfigError(
+            f"{folder} holds a run of another policy configuration or seed than {spec.key} "
+            f"({spec.path}); use another --out, or remove that folder to train it again"
+        )
 
 
 def _expand(cfg: CompareConfig) -> list[RunSpec]:
