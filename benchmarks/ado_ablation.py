@@ -25,33 +25,45 @@ from typing import Any
 
 import numpy as np
 import yaml
+from ado import StepStats, load_policy
 from ado.compare import PRESETS, CompareConfig, run_compare
 from ado.compare.report import paired_interval
+from ado.data import Manifest
+from ado.policy import load_policy_config
+from ado.runlog import read_records
+from ado.torch.train import natural_prior
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = ROOT / "policies"
 
-#: Departure of ``ado.yaml`` -> the fields that switch it back to the reference's behaviour.
-DEPARTURES: dict[str, tuple[dict[str, Any], str]] = {
-    "average": (
-        {"average": "step"},
-        "pi_bar averaged over every step (the prior keeps the weight of the steps before the "
-        "first fit) instead of from the first fit on with prior_weight 1",
-    ),
-    "alpha_floor": ({"alpha_floor": 0.05}, "alpha floored at 0.05 in the slope"),
-    "fit": ({"fit": "reference"}, "the reference's fit objective (log-space penalties)"),
-    "min_points": ({"min_points": 3}, "fit on as few as 3 points"),
-    "max_points": ({"max_points": None}, "unbounded fit memory"),
+#: What switching a field back to the reference's value means (for the table).
+WHAT = {
+    "average": "pi_bar averaged over every step (the prior keeps the weight of the steps before "
+    "the first fit) instead of from the first fit on with prior_weight 1",
+    "alpha_floor": "alpha floored at 0.05 in the slope",
+    "fit": "the reference's fit objective (log-space penalties)",
+    "min_points": "fit on as few as 3 points",
+    "max_points": "unbounded fit memory",
 }
 
 
-def write_variants(folder: Path, names: list[str]) -> list[Path]:
-    """``ado-no-<departure>.yaml`` for each name: ``ado.yaml`` with that departure switched back."""
+def departures(overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each field in which ``ado.yaml`` departs from ``ado-reference.yaml`` (both under the
+    preset's schedule ``overrides``) → the change that switches it back."""
+    ado, ref = (
+        load_policy_config(POLICIES / name, overrides).model_dump(mode="json")
+        for name in ("ado.yaml", "ado-reference.yaml")
+    )
+    return {k: {k: ref[k]} for k in ado if ado[k] != ref[k]}
+
+
+def write_variants(folder: Path, changes: dict[str, dict[str, Any]]) -> list[Path]:
+    """``ado-no-<field>.yaml`` per departure: ``ado.yaml`` with that departure switched back."""
     folder.mkdir(parents=True, exist_ok=True)
     base = yaml.safe_load((POLICIES / "ado.yaml").read_text())
     paths = []
-    for name in names:
-        change, what = DEPARTURES[name]
+    for name, change in changes.items():
+        what = WHAT.get(name, f"{name} = {change[name]!r}")
         path = folder / f"ado-no-{name}.yaml"
         text = (
             f"# policies/ado.yaml with one departure switched back: {what}.\n"
@@ -62,6 +74,45 @@ def write_variants(folder: Path, names: list[str]) -> list[Path]:
             path.write_text(text)
         paths.append(path)
     return paths
+
+
+def _logged_steps(folder: Path) -> list[StepStats]:
+    """The statistics a finished run's policy was given, from its run log (or, for runs logged
+    before the run log had step records, from compare's former ``steps.jsonl``)."""
+    records = [r for r in read_records(folder / "train.jsonl") if r.get("event") == "step"]
+    if records:
+        return [StepStats.from_dict(r) for r in records]
+    legacy = read_records(folder / "steps.jsonl")  # "step" counted the steps done
+    return [StepStats.from_dict({**r, "step": r["step"] - 1}) for r in legacy]
+
+
+def same_on_replay(
+    out: Path, corpus: Path, overrides: dict[str, Any], change: dict[str, Any]
+) -> tuple[int, int, int | None]:
+    """Replay every finished run of the default through ``ado.yaml`` and through ``ado.yaml``
+    with ``change``. Equal weights after every step mean the variant's runs would be the
+    default's runs (same seed: same batches, same losses, same weights, by induction).
+
+    Returns:
+        (runs replayed, steps replayed, first step where the weights differ or None).
+    """
+    manifest = Manifest.load(corpus / "manifest.yaml")
+    prior = natural_prior(manifest)
+    base = yaml.safe_load((POLICIES / "ado.yaml").read_text())
+    runs = steps = 0
+    for result in sorted((out / "runs" / "ado").glob("seed*/result.json")):
+        a = load_policy(base, domains=manifest.names, prior=prior, overrides=overrides)
+        b = load_policy(
+            {**base, **change}, domains=manifest.names, prior=prior, overrides=overrides
+        )
+        for stats in _logged_steps(result.parent):
+            a.update(stats)
+            b.update(stats)
+            steps += 1
+            if not np.array_equal(a.weights, b.weights):
+                return runs, steps, stats.step
+        runs += 1
+    return runs, steps, None
 
 
 def _row(runs: list[dict[str, Any]], policy: str, natural: dict[int, dict[str, Any]]) -> dict:
@@ -134,9 +185,9 @@ def main() -> None:
     parser.add_argument(
         "--departures",
         nargs="*",
-        choices=sorted(DEPARTURES),
-        default=list(DEPARTURES),
-        help="departures to switch back one at a time (default: all)",
+        default=None,
+        help="fields to switch back one at a time (default: every field in which ado.yaml "
+        "departs from ado-reference.yaml under the preset's schedule)",
     )
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run")
@@ -146,11 +197,16 @@ def main() -> None:
     preset = PRESETS[args.preset]
     if args.steps is not None:
         preset = preset.scaled(args.steps)
-    variants = write_variants(args.out.parent / f"{args.out.name}-variants", args.departures)
+    found = departures(preset.ado_overrides)
+    unknown = set(args.departures or ()) - set(found)
+    if unknown:
+        parser.error(f"not departures of ado.yaml: {sorted(unknown)}; they are {sorted(found)}")
+    wanted = found if args.departures is None else {k: found[k] for k in args.departures}
+    variants = write_variants(args.out.parent / f"{args.out.name}-variants", wanted)
     labels = {
         "ado-reference": "the reference (`policies/ado-reference.yaml`)",
         "ado": "— (the default)",
-        **{p.stem: DEPARTURES[n][1] for p, n in zip(variants, args.departures, strict=True)},
+        **{f"ado-no-{k}": WHAT.get(k, f"{k} = {v[k]!r}") for k, v in wanted.items()},
     }
     policies = [POLICIES / "natural.yaml", POLICIES / "ado-reference.yaml", POLICIES / "ado.yaml"]
     cfg = CompareConfig(
@@ -166,8 +222,36 @@ def main() -> None:
     )
     report = run_compare(cfg)
     rows, md = table(report, labels)
+    checked = []
+    for name, change in found.items():
+        if name in wanted:
+            continue
+        runs, steps, differs = same_on_replay(args.out, args.corpus, preset.ado_overrides, change)
+        checked.append(
+            {"departure": name, "change": change, "runs": runs, "steps": steps, "differs": differs}
+        )
+    notes = [
+        f"- `{c['departure']}` switched back ({WHAT.get(c['departure'], '')}): "
+        + (
+            f"not trained: replaying the {c['runs']} runs of the default ({c['steps']} steps) "
+            "through both gives bitwise the same weights after every step, so its runs are the "
+            "default's."
+            if c["differs"] is None and c["runs"]
+            else f"NOT the same as the default (weights differ at step {c['differs']}); train it "
+            f"with --departures {c['departure']}."
+        )
+        for c in checked
+    ]
     (args.out / "ablation.json").write_text(
-        json.dumps({"command": cfg.command, "preset": preset.model_dump(), "rows": rows}, indent=2)
+        json.dumps(
+            {
+                "command": cfg.command,
+                "preset": preset.model_dump(),
+                "rows": rows,
+                "untrained_departures": checked,
+            },
+            indent=2,
+        )
         + "\n"
     )
     (args.out / "ablation.md").write_text(
@@ -179,9 +263,11 @@ def main() -> None:
         + ", ".join(f"`{k}={v}`" for k, v in preset.ado_overrides.items())
         + ".\n\n"
         + md
+        + ("\n\nDepartures not trained:\n\n" + "\n".join(notes) if notes else "")
         + f"\n\nCommand: `{cfg.command}`\n"
     )
     print(md)
+    print("\n".join(notes))
 
 
 if __name__ == "__main__":
