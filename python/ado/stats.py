@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from ado.errors import InvalidInputError
 
-__all__ = ["F64", "StepStats"]
+__all__ = ["F64", "StepStats", "normalised"]
 
 F64 = npt.NDArray[np.float64]
 
@@ -36,6 +36,20 @@ def _vector(name: str, value: Any, k: int | None) -> F64:
     if not math.isfinite(_sum(arr)):
         raise InvalidInputError(f"StepStats.{name} holds NaN or inf: {arr.tolist()}")
     return arr
+
+
+def normalised(w: npt.ArrayLike) -> F64:
+    """``w / sum(w)`` for finite, non-negative ``w`` with a positive sum, also when the sum
+    overflows (``[1e308, 1e308]`` gives ``[0.5, 0.5]``, not ``[0, 0]``). Weights whose sum is
+    finite are divided by it exactly as ``w / w.sum()`` would."""
+    arr = np.asarray(w, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        total = float(np.add.reduce(arr))
+    if not np.isfinite(total):
+        arr = arr / np.maximum.reduce(arr)  # finite entries, so the sum is now <= K
+        total = float(np.add.reduce(arr))
+    out: F64 = arr / total
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -282,3 +282,23 @@ def test_presets_resolve_by_name_and_path() -> None:
         resolve_policy("no-such-preset")
     with pytest.raises(ConfigError, match="no such file"):
         resolve_policy("somewhere/ado.yaml")
+
+
+def test_huge_priors_and_weights_normalise_without_overflow() -> None:
+    for source in ("natural", {"kind": "static", "weights": [1e308, 1e308, 1e308, 1e308]}):
+        policy = load_policy(source, domains=NAMES, prior=[1e308] * 4)
+        np.testing.assert_array_equal(policy.weights, [0.25] * 4)
+    from ado.stats import normalised
+
+    np.testing.assert_allclose(normalised([1e308, 1.5e308, 0.0]), [0.4, 0.6, 0.0], rtol=1e-15)
+    w = np.array([0.1, 0.2, 0.3])
+    np.testing.assert_array_equal(normalised(w), w / w.sum())  # the plain division otherwise
+
+
+def test_many_domains_load_in_linear_time() -> None:
+    # the duplicate check is a count, not a scan per name (10^5 names took minutes before)
+    names = [f"d{i}" for i in range(100_000)]
+    policy = load_policy("natural", domains=names)
+    assert policy.num_domains == 100_000
+    with pytest.raises(InvalidInputError, match=r"repeated: \['d7'\]"):
+        load_policy("natural", domains=[*names, "d7"])

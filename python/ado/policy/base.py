@@ -19,8 +19,8 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import math
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ado.errors import ConfigError, InvalidInputError, StateError
 from ado.policy.guardrails import Guardrail, GuardrailConfig
-from ado.stats import F64, StepStats
+from ado.stats import F64, StepStats, normalised
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -99,7 +99,7 @@ def _check_domains(domains: Sequence[str]) -> list[str]:
     names = [str(d) for d in domains]
     if not names:
         raise InvalidInputError("domains is empty")
-    dupes = sorted({d for d in names if names.count(d) > 1})
+    dupes = sorted(d for d, n in Counter(names).items() if n > 1)
     if dupes:
         raise InvalidInputError(f"domain names must be unique; repeated: {dupes}")
     return names
@@ -111,10 +111,9 @@ def _check_prior(prior: npt.ArrayLike | None, k: int) -> F64:
     mu = np.asarray(prior, dtype=np.float64)
     if mu.shape != (k,):
         raise InvalidInputError(f"prior must have shape ({k},), got {mu.shape}")
-    if not np.all(np.isfinite(mu)) or mu.min() < 0 or mu.sum() <= 0:
+    if not np.all(np.isfinite(mu)) or mu.min() < 0 or mu.max() <= 0:
         raise InvalidInputError(f"prior must be finite, >= 0 and not all 0, got {mu.tolist()}")
-    out: F64 = mu / mu.sum()
-    return out
+    return normalised(mu)
 
 
 def _readonly(w: F64) -> F64:
@@ -210,15 +209,15 @@ class Policy(ABC):
         a sum of 1 ± 1 ulp would only move their last bits, and a static prior must stay itself).
         """
         arr = np.asarray(w, dtype=np.float64)
-        total = float(np.add.reduce(arr)) if arr.shape == (self._k,) else math.nan
-        # a finite positive sum of non-negative numbers rules out NaN and inf entries too
-        if not (math.isfinite(total) and total > 0.0 and arr.min() >= 0.0):
+        ok = arr.shape == (self._k,) and bool(np.isfinite(arr).all()) and arr.min() >= 0.0
+        if not (ok and arr.max() > 0.0):
             raise InvalidInputError(
                 f"policy {self._name()} computed invalid "
                 f"weights (want {self._k} finite, non-negative values with a positive sum): "
                 f"{np.array2string(arr, threshold=12)}"
             )
-        return arr if abs(total - 1.0) <= 1e-12 else arr / total
+        total = float(np.add.reduce(arr))
+        return arr if abs(total - 1.0) <= 1e-12 else normalised(arr)
 
     @abstractmethod
     def _update(self, stats: StepStats) -> F64:

@@ -11,7 +11,7 @@ from pydantic import NonNegativeFloat
 
 from ado.errors import ConfigError
 from ado.policy.base import Policy, PolicyConfig, register_policy
-from ado.stats import F64, StepStats
+from ado.stats import F64, StepStats, normalised
 
 __all__ = ["Static"]
 
@@ -55,10 +55,9 @@ class Static(Policy):
             if len(spec) != k:
                 raise ConfigError(f"static weights has {len(spec)} entries for {k} domains")
             w = np.asarray(spec, dtype=np.float64)
-        if w.sum() <= 0:
+        if w.max() <= 0:
             raise ConfigError("static weights are all 0")
-        out: F64 = w / w.sum()
-        return out
+        return normalised(w)
 
     def _update(self, stats: StepStats) -> F64:
         return self._weights
