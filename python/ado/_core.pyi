@@ -10,6 +10,7 @@ __all__ = [
     "MixtureLoaderCore",
     "PowerLawEstimator",
     "__version__",
+    "default_configs",
     "fit_power_laws",
     "index_shard",
     "objective",
@@ -18,44 +19,21 @@ __all__ = [
 
 __version__: str
 
-_Limit = tuple[float, float | None] | None
 _F64 = npt.NDArray[np.float64]
 _I64 = npt.NDArray[np.int64]
 _FitArrays = tuple[_F64, _F64, _F64, _F64, _I64, _I64]
 
 @final
 class FitSpec:
-    def __new__(
-        cls,
-        *,
-        huber_delta: float,
-        lower: tuple[_Limit, _Limit, _Limit] | list[_Limit],
-        upper: tuple[_Limit, _Limit, _Limit] | list[_Limit],
-        eps_below_min_loss: bool,
-        eps_min_ratio: float | None,
-        constant: float,
-        alpha_grid: int,
-        search_points: int,
-        max_iter: int,
-    ) -> FitSpec: ...
+    def __new__(cls, config_json: str) -> FitSpec: ...
 
+def default_configs() -> tuple[str, str]: ...
 def fit_power_laws(n: _F64, losses: _F64, spec: FitSpec) -> _FitArrays: ...
 def objective(n: _F64, losses: _F64, eps: _F64, beta: _F64, alpha: _F64, spec: FitSpec) -> _F64: ...
 
 @final
 class PowerLawEstimator:
-    def __new__(
-        cls,
-        num_domains: int,
-        *,
-        ignore_steps: int,
-        subsample: int,
-        window: int,
-        order: int,
-        max_points: int | None,
-        overflow: str,
-        missing: str,
-    ) -> PowerLawEstimator: ...
+    def __new__(cls, num_domains: int, config_json: str) -> PowerLawEstimator: ...
     @property
     def num_domains(self) -> int: ...
     @property

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from ado import InvalidInputError, StateError, StepStats
+from ado import InvalidInputError, StateError, StepStats, load_policy
 from ado.estimators import (
     Estimator,
     ExcessLossEstimator,
     LossEMAConfig,
     LossEMAEstimator,
+    PowerLawEstimator,
     ScalingLawEstimator,
 )
+from helpers import POLICIES
 
 
 def test_builtin_estimators_satisfy_the_protocol() -> None:
@@ -50,3 +52,41 @@ def test_excess_loss_prefers_ref_loss_sums_and_keeps_absent_domains() -> None:
     np.testing.assert_allclose(est.signal(), [2.0, 0.0])  # from ref_loss_sums, clipped at 0
     est.observe(StepStats(step=1, counts=[0, 1], loss_sums=[0.0, 12.0]))
     np.testing.assert_allclose(est.signal(), [2.0, 2.0])  # table; domain 0 absent keeps 2
+
+
+def test_each_configuration_has_one_set_of_defaults_across_rust_and_python() -> None:
+    # the Python models are passed to Rust whole (JSON); their defaults are Rust's
+    import json
+
+    from ado import _core
+    from ado.estimators import FitConfig, PowerLawEstimatorConfig
+
+    fit_json, est_json = _core.default_configs()
+    assert json.loads(fit_json) == FitConfig().model_dump(mode="json")
+    assert json.loads(est_json) == PowerLawEstimatorConfig().model_dump(mode="json")
+
+
+def test_ado_config_is_the_estimator_config_plus_the_rule() -> None:
+    # each ADO option is declared once: the estimator's fields come from ScalingLawConfig
+    from ado.estimators import PowerLawEstimatorConfig, ScalingLawConfig
+    from ado.policy import ADO
+
+    assert issubclass(ADO.Config, ScalingLawConfig)
+    assert issubclass(ScalingLawConfig, PowerLawEstimatorConfig)
+    own = set(ADO.Config.model_fields) - set(ScalingLawConfig.model_fields)
+    assert own == {
+        "kind",
+        "guardrails",
+        "credit_rate",
+        "credit_exponent",
+        "credit_source",
+        "min_prob",
+        "mix_rate",
+        "average",
+        "prior_weight",
+    }
+    policy = load_policy(POLICIES / "ado.yaml", domains=["a", "b"])
+    assert isinstance(policy, ADO)
+    assert policy.estimator.config is policy.config  # passed whole, not copied field by field
+    with pytest.raises(InvalidInputError, match="window"):
+        PowerLawEstimator(2, window=100)  # validated in Rust: must be odd

@@ -13,11 +13,12 @@ from ado.estimators.power_law import (
     FitConfig,
     Limit,
     PowerLawEstimator,
+    PowerLawEstimatorConfig,
     PowerLawFit,
     fit_power_laws,
     objective,
 )
-from ado.estimators.scaling import ScalingLawEstimator
+from ado.estimators.scaling import ScalingLawConfig, ScalingLawEstimator
 
 #: The estimators a policy can be given in YAML (``estimator: {kind: loss_ema | excess_loss}``).
 EstimatorConfig = Annotated[LossEMAConfig | ExcessLossConfig, Field(discriminator="kind")]
@@ -33,7 +34,9 @@ __all__ = [
     "LossEMAConfig",
     "LossEMAEstimator",
     "PowerLawEstimator",
+    "PowerLawEstimatorConfig",
     "PowerLawFit",
+    "ScalingLawConfig",
     "ScalingLawEstimator",
     "fit_power_laws",
     "objective",

@@ -19,7 +19,16 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PrivateAttr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    PrivateAttr,
+    ValidationError,
+)
 
 from ado import _core
 from ado.errors import InvalidInputError
@@ -28,6 +37,7 @@ __all__ = [
     "FitConfig",
     "Limit",
     "PowerLawEstimator",
+    "PowerLawEstimatorConfig",
     "PowerLawFit",
     "fit_power_laws",
     "objective",
@@ -43,9 +53,6 @@ class Limit(BaseModel):
 
     at: float
     weight: float | None = Field(default=None, ge=0, description="None: hard bound")
-
-    def _spec(self) -> tuple[float, float | None]:
-        return (self.at, self.weight)
 
 
 class FitConfig(BaseModel):
@@ -76,18 +83,8 @@ class FitConfig(BaseModel):
     _core_spec: _core.FitSpec = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
-        """Build (and so validate) the Rust-side specification once."""
-        self._core_spec = _core.FitSpec(
-            huber_delta=self.huber_delta,
-            lower=[_lim(self.log_beta_lower), _lim(self.log_eps_lower), _lim(self.alpha_lower)],
-            upper=[_lim(self.log_beta_upper), _lim(self.log_eps_upper), _lim(self.alpha_upper)],
-            eps_below_min_loss=self.eps_below_min_loss,
-            eps_min_ratio=self.eps_min_ratio,
-            constant=self.constant,
-            alpha_grid=self.alpha_grid,
-            search_points=self.search_points,
-            max_iter=self.max_iter,
-        )
+        """Build (and so validate) the Rust-side configuration once, from this model whole."""
+        self._core_spec = _core.FitSpec(self.model_dump_json())
 
     @classmethod
     def reference(cls) -> FitConfig:
@@ -102,10 +99,6 @@ class FitConfig(BaseModel):
             eps_min_ratio=None,
             constant=-0.001,
         )
-
-
-def _lim(limit: Limit | None) -> tuple[float, float | None] | None:
-    return None if limit is None else limit._spec()
 
 
 @dataclass(frozen=True)
@@ -205,50 +198,63 @@ def objective(
     return _core.objective(x, y, vec(eps), vec(beta), vec(alpha), cfg._core_spec)
 
 
+class PowerLawEstimatorConfig(BaseModel):
+    """What the online estimator keeps of the loss stream; the Rust ``EstimatorConfig`` (the
+    same fields and defaults, tested; passed to Rust whole as JSON, validated there too).
+
+    Attributes:
+        ignore_steps: observations at steps below this never become fit points.
+        subsample: keep every ``subsample``-th observation as a fit point.
+        window: Savitzky-Golay window (odd; 1 disables smoothing).
+        order: Savitzky-Golay polynomial order (below ``window``).
+        max_points: per-domain fit-point capacity (None: unbounded).
+        overflow: when ``max_points`` is reached: ``"thin"`` (keep every other point and double
+            the stride, so the whole run stays covered) or ``"drop_oldest"`` (slide).
+        missing: a domain absent from a step: ``"carry"`` its last loss forward, or ``"skip"``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ignore_steps: NonNegativeInt = 0
+    subsample: PositiveInt = 10
+    window: PositiveInt = 101
+    order: NonNegativeInt = 3
+    max_points: PositiveInt | None = 4096
+    overflow: Literal["thin", "drop_oldest"] = "thin"
+    missing: Literal["carry", "skip"] = "carry"
+
+
 class PowerLawEstimator:
     """Online per-domain power-law estimator with bounded memory (Rust).
 
-    Feed one row of per-domain mean losses per step; the estimator smooths each domain's series
-    (Savitzky-Golay, ``window``/``order``), keeps every ``subsample``-th point from
-    ``ignore_steps`` on in a buffer of at most ``max_points`` (``overflow="thin"`` keeps the whole
-    run covered by doubling the stride, ``"drop_oldest"`` slides), and fits on demand.
+    Feed one row of per-domain mean losses per step; the estimator smooths each domain's series,
+    keeps fit points as its :class:`PowerLawEstimatorConfig` says, and fits on demand.
 
     Args:
         num_domains: K.
-        ignore_steps: steps before this never become fit points.
-        subsample: keep every ``subsample``-th observation.
-        window: smoothing window (odd; 1 disables smoothing).
-        order: smoothing polynomial order.
-        max_points: per-domain fit-point capacity (None: unbounded).
-        overflow: ``"thin"`` or ``"drop_oldest"``.
-        missing: absent domain → ``"carry"`` its last loss forward, or ``"skip"`` the point.
+        config: the configuration; or give its fields as keywords.
+
+    Raises:
+        InvalidInputError: a bad configuration (the message names the field).
     """
 
     def __init__(
         self,
         num_domains: int,
-        *,
-        ignore_steps: int = 0,
-        subsample: int = 10,
-        window: int = 101,
-        order: int = 3,
-        max_points: int | None = 4096,
-        overflow: Literal["thin", "drop_oldest"] = "thin",
-        missing: Literal["carry", "skip"] = "carry",
+        config: PowerLawEstimatorConfig | None = None,
+        **fields: Any,
     ) -> None:
-        for name, value in (("num_domains", num_domains), ("ignore_steps", ignore_steps)):
-            if value < 0:
-                raise InvalidInputError(f"{name} must be >= 0, got {value}")
-        self._inner = _core.PowerLawEstimator(
-            num_domains,
-            ignore_steps=ignore_steps,
-            subsample=subsample,
-            window=window,
-            order=order,
-            max_points=max_points,
-            overflow=overflow,
-            missing=missing,
-        )
+        if num_domains < 0:
+            raise InvalidInputError(f"num_domains must be >= 0, got {num_domains}")
+        if config is None:
+            try:
+                config = PowerLawEstimatorConfig(**fields)
+            except ValidationError as err:
+                raise InvalidInputError(f"estimator config: {err}") from None
+        elif fields:
+            raise InvalidInputError("give a PowerLawEstimatorConfig or its fields, not both")
+        self.config = config
+        self._inner = _core.PowerLawEstimator(num_domains, config.model_dump_json())
 
     @property
     def num_domains(self) -> int:

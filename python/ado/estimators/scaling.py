@@ -26,12 +26,19 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
 
 from ado.errors import FitError, InvalidInputError, StateError
-from ado.estimators.power_law import FitConfig, PowerLawEstimator, PowerLawFit, fit_power_laws
+from ado.estimators.power_law import (
+    FitConfig,
+    PowerLawEstimator,
+    PowerLawEstimatorConfig,
+    PowerLawFit,
+    fit_power_laws,
+)
 from ado.stats import F64, StepStats
 
-__all__ = ["ScalingLawEstimator"]
+__all__ = ["ScalingLawConfig", "ScalingLawEstimator"]
 
 _sum = np.add.reduce
 _FIT_FIELDS = ("eps", "beta", "alpha", "objective", "n_points", "iterations")
@@ -61,76 +68,98 @@ def _fit_from_dict(data: dict[str, Any]) -> PowerLawFit:
 logger = logging.getLogger(__name__)
 
 
+class ScalingLawConfig(PowerLawEstimatorConfig):
+    """ADO's estimator: what it keeps of the loss stream (:class:`PowerLawEstimatorConfig`),
+    when it refits, what it fits, and its slope rule. The defaults are those of
+    ``policies/ado.yaml``; ``ADO.Config`` is this model plus the policy's own fields.
+
+    Attributes:
+        ignore_steps: observations at steps below this never become fit points.
+        start_step: no refit before this step.
+        update_interval: refit at steps ``t >= start_step`` with ``t % update_interval == 0``.
+        x_axis: ``"total"``: n = all samples trained so far, the same for every domain (the
+            reference); ``"domain"``: n_k = samples of domain k so far (floored at 1).
+        fit: the fitting objective: ``"default"`` (:class:`FitConfig` ``()``), ``"reference"``
+            (:meth:`FitConfig.reference`) or a :class:`FitConfig`.
+        min_points: a refit is skipped while any domain has fewer fit points (>= 3, the
+            fitter's minimum).
+        alpha_floor: the exponent floor in the slope multiplier (the reference: 0.05).
+        fit_delay: 0: refit synchronously; d > 0: fit in the background and apply the result
+            at the scheduled step + d (must be < ``update_interval``).
+    """
+
+    ignore_steps: NonNegativeInt = 1000
+    start_step: NonNegativeInt = 2000
+    update_interval: PositiveInt = 1000
+    x_axis: Literal["total", "domain"] = "total"
+    fit: Literal["default", "reference"] | FitConfig = "default"
+    min_points: int = Field(50, ge=3)
+    alpha_floor: float = Field(0.0, ge=0.0)
+    fit_delay: int = Field(
+        0,
+        ge=0,
+        description="0: refit synchronously; d: in the background, "
+        "applied d steps after the scheduled step",
+    )
+
+    @model_validator(mode="after")
+    def _delay_within_interval(self) -> ScalingLawConfig:
+        if self.fit_delay >= self.update_interval:
+            raise ValueError(
+                f"fit_delay ({self.fit_delay}) must be < update_interval ({self.update_interval})"
+            )
+        return self
+
+    def fit_config(self) -> FitConfig:
+        """The fitting objective."""
+        if self.fit == "default":
+            return FitConfig()
+        if self.fit == "reference":
+            return FitConfig.reference()
+        return self.fit
+
+    def estimator_config(self) -> PowerLawEstimatorConfig:
+        """The part that configures the online estimator."""
+        return PowerLawEstimatorConfig(
+            **self.model_dump(include=set(PowerLawEstimatorConfig.model_fields))
+        )
+
+
 class ScalingLawEstimator:
     """Online per-domain power laws and their learning potential.
 
     Args:
         num_domains: K.
-        ignore_steps: observations at steps below this never become fit points.
-        start_step: no refit before this step.
-        update_interval: refit at steps ``t >= start_step`` with ``t % update_interval == 0``.
-        subsample: keep every ``subsample``-th observation as a fit point.
-        window: Savitzky-Golay window (odd; 1 disables smoothing).
-        order: Savitzky-Golay polynomial order.
-        max_points: per-domain fit-point capacity (None: unbounded, the reference).
-        overflow: ``"thin"`` or ``"drop_oldest"`` when ``max_points`` is reached.
-        missing: absent domain: ``"carry"`` its last loss forward (reference) or ``"skip"`` it.
-        x_axis: ``"total"``: n = all samples trained so far, the same for every domain (reference);
-            ``"domain"``: n_k = samples of domain k so far (floored at 1).
-        fit: the fitting objective.
-        min_points: a refit is skipped while any domain has fewer fit points (>= 3, the fitter's
-            minimum).
-        alpha_floor: the exponent floor in the slope multiplier (reference 0.05).
-        fit_delay: 0: refit synchronously; d > 0: fit in the background and apply the result at
-            the scheduled step + d (must be < ``update_interval``).
+        config: a :class:`ScalingLawConfig` (``ADO.Config`` is one); or give its fields as
+            keywords.
+
+    Raises:
+        InvalidInputError: a bad configuration (the message names the field).
     """
 
     def __init__(
-        self,
-        num_domains: int,
-        *,
-        ignore_steps: int,
-        start_step: int,
-        update_interval: int,
-        subsample: int = 10,
-        window: int = 101,
-        order: int = 3,
-        max_points: int | None = 4096,
-        overflow: Literal["thin", "drop_oldest"] = "thin",
-        missing: Literal["carry", "skip"] = "carry",
-        x_axis: Literal["total", "domain"] = "total",
-        fit: FitConfig | None = None,
-        min_points: int = 3,
-        alpha_floor: float = 0.05,
-        fit_delay: int = 0,
+        self, num_domains: int, config: ScalingLawConfig | None = None, **fields: Any
     ) -> None:
-        if update_interval < 1:
-            raise InvalidInputError(f"update_interval must be >= 1, got {update_interval}")
-        if not 0 <= fit_delay < update_interval:
-            raise InvalidInputError(
-                f"fit_delay must be in [0, update_interval={update_interval}), got {fit_delay}"
-            )
-        self.fit_delay = fit_delay
+        if config is None:
+            try:
+                config = ScalingLawConfig(**fields)
+            except ValidationError as err:
+                raise InvalidInputError(f"estimator config: {err}") from None
+        elif fields:
+            raise InvalidInputError("give a ScalingLawConfig or its fields, not both")
+        self.config = config
+        self.fit_delay = config.fit_delay
         self._pool: ThreadPoolExecutor | None = None
         # (scheduled step, apply step, result): a Future while running, then the fit or the error
         self._pending: tuple[int, int, Future[PowerLawFit] | PowerLawFit | FitError] | None = None
         self._k = num_domains
-        self.start_step = start_step
-        self.update_interval = update_interval
-        self.x_axis = x_axis
-        self.fit_config = fit or FitConfig()
-        self.min_points = max(3, min_points)
-        self.alpha_floor = alpha_floor
-        self._est = PowerLawEstimator(
-            num_domains,
-            ignore_steps=ignore_steps,
-            subsample=subsample,
-            window=window,
-            order=order,
-            max_points=max_points,
-            overflow=overflow,
-            missing=missing,
-        )
+        self.start_step = config.start_step
+        self.update_interval = config.update_interval
+        self.x_axis = config.x_axis
+        self.fit_config = config.fit_config()
+        self.min_points = config.min_points
+        self.alpha_floor = config.alpha_floor
+        self._est = PowerLawEstimator(num_domains, config.estimator_config())
         self._total = 0.0
         self.last_batch = 0.0
         self._domain_n = np.zeros(num_domains)

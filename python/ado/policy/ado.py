@@ -56,10 +56,10 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field
 
 from ado.errors import StateError
-from ado.estimators import FitConfig, ScalingLawEstimator
+from ado.estimators import ScalingLawConfig, ScalingLawEstimator
 from ado.policy.base import Policy, PolicyConfig, register_policy
 from ado.stats import F64, StepStats
 
@@ -84,32 +84,12 @@ def clip_min_probability(probs: F64, min_prob: float) -> F64:
 class ADO(Policy):
     """Adaptive Data Optimization: per-domain scaling laws, credit assignment, smoothed policy."""
 
-    class Config(PolicyConfig):
-        """``kind: ado``. Defaults are those of ``policies/ado.yaml``."""
+    class Config(PolicyConfig, ScalingLawConfig):
+        """``kind: ado``: the estimator's fields (:class:`~ado.estimators.ScalingLawConfig`:
+        schedule, fit data, objective, slope rule) plus the rule's. Defaults are those of
+        ``policies/ado.yaml``."""
 
         kind: Literal["ado"] = "ado"
-        # schedule (the reference's names)
-        ignore_steps: int = Field(1000, ge=0)
-        start_step: int = Field(2000, ge=0)
-        update_interval: PositiveInt = 1000
-        # fit data
-        subsample: PositiveInt = 10
-        window: PositiveInt = 101
-        order: int = Field(3, ge=0)
-        max_points: PositiveInt | None = 4096
-        overflow: Literal["thin", "drop_oldest"] = "thin"
-        missing: Literal["carry", "skip"] = "carry"
-        x_axis: Literal["total", "domain"] = "total"
-        fit: Literal["default", "reference"] | FitConfig = "default"
-        min_points: int = Field(50, ge=3)
-        fit_delay: int = Field(
-            0,
-            ge=0,
-            description="0: refit synchronously; d: in the background, "
-            "applied d steps after the scheduled step",
-        )
-        # rule
-        alpha_floor: float = Field(0.0, ge=0.0)
         credit_rate: float = Field(0.1, gt=0.0, le=1.0)
         credit_exponent: float = Field(0.5, ge=0.0)
         credit_source: Literal["realised", "policy"] = "realised"
@@ -118,23 +98,6 @@ class ADO(Policy):
         average: Literal["step", "first_fit"] = "first_fit"
         prior_weight: float = Field(1.0, ge=0.0)
 
-        @model_validator(mode="after")
-        def _delay_within_interval(self) -> ADO.Config:
-            if self.fit_delay >= self.update_interval:
-                raise ValueError(
-                    f"fit_delay ({self.fit_delay}) must be < update_interval "
-                    f"({self.update_interval})"
-                )
-            return self
-
-        def fit_config(self) -> FitConfig:
-            """The fitting objective."""
-            if self.fit == "default":
-                return FitConfig()
-            if self.fit == "reference":
-                return FitConfig.reference()
-            return self.fit
-
     config: Config
 
     def __init__(
@@ -142,23 +105,7 @@ class ADO(Policy):
     ) -> None:
         super().__init__(config, domains, prior)
         cfg = self.config
-        self.estimator = ScalingLawEstimator(
-            self.num_domains,
-            ignore_steps=cfg.ignore_steps,
-            start_step=cfg.start_step,
-            update_interval=cfg.update_interval,
-            subsample=cfg.subsample,
-            window=cfg.window,
-            order=cfg.order,
-            max_points=cfg.max_points,
-            overflow=cfg.overflow,
-            missing=cfg.missing,
-            x_axis=cfg.x_axis,
-            fit=cfg.fit_config(),
-            min_points=cfg.min_points,
-            alpha_floor=cfg.alpha_floor,
-            fit_delay=cfg.fit_delay,
-        )
+        self.estimator = ScalingLawEstimator(self.num_domains, cfg)
         mu = self.prior
         self._h = mu.copy()
         self._pi_bar = mu.copy()

@@ -40,8 +40,10 @@ pub enum Overflow {
     Thin,
 }
 
-/// Settings of [`PowerLawEstimator`].
+/// Settings of [`PowerLawEstimator`]. Its JSON form is the Python model
+/// `ado.estimators.PowerLawEstimatorConfig` (same fields, same defaults).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct EstimatorConfig {
     /// Observations at steps below this are smoothed over but never become fit points.
     pub ignore_steps: u64,
@@ -74,6 +76,14 @@ impl Default for EstimatorConfig {
 }
 
 impl EstimatorConfig {
+    /// Parse and validate the JSON form.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let config: EstimatorConfig = serde_json::from_str(json)
+            .map_err(|e| Error::invalid(format!("estimator config: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
     fn validate(&self) -> Result<()> {
         if self.window == 0 || self.window % 2 == 0 {
             return Err(Error::invalid(format!(
@@ -422,6 +432,20 @@ impl PowerLawEstimator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_json_form() {
+        let json = serde_json::to_string(&EstimatorConfig::default()).unwrap_or_default();
+        assert_eq!(
+            EstimatorConfig::from_json(&json).ok(),
+            Some(EstimatorConfig::default())
+        );
+        assert!(json.contains(r#""overflow":"thin""#) && json.contains(r#""missing":"carry""#));
+        let bad = json.replace(r#""window":101"#, r#""window":100"#);
+        assert!(EstimatorConfig::from_json(&bad).is_err());
+        let unknown = json.replace(r#""order":3"#, r#""order":3,"odrer":3"#);
+        assert!(EstimatorConfig::from_json(&unknown).is_err());
+    }
     use crate::savgol::savgol_interp;
 
     fn stream(t: usize) -> Vec<f64> {

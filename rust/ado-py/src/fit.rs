@@ -1,7 +1,7 @@
 //! Bindings of `ado_core::fit` and `ado_core::estimator`.
 
-use ado_core::estimator::{EstimatorConfig, Missing, Overflow, PowerLawEstimator};
-use ado_core::fit::{self, FitConfig, FitResult, Limit};
+use ado_core::estimator::{EstimatorConfig, PowerLawEstimator};
+use ado_core::fit::{self, FitConfig, FitResult};
 use ado_core::Error;
 use numpy::{PyArray1, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
@@ -14,53 +14,28 @@ pub struct PyFitSpec {
     pub inner: FitConfig,
 }
 
-type LimitSpec = Option<(f64, Option<f64>)>;
-
-fn limit(spec: LimitSpec) -> Limit {
-    match spec {
-        None => Limit::Free,
-        Some((at, None)) => Limit::Hard(at),
-        Some((at, Some(weight))) => Limit::Linear { at, weight },
-    }
-}
-
 #[pymethods]
 impl PyFitSpec {
-    /// Limits are `None` (free), `(at, None)` (hard bound) or `(at, weight)` (linear penalty), for
-    /// `(a, e, alpha)` in that order.
+    /// From the JSON form of `ado.estimators.FitConfig` (its `model_dump_json()`).
     #[new]
-    #[pyo3(signature = (*, huber_delta, lower, upper, eps_below_min_loss, eps_min_ratio, constant,
-                        alpha_grid, search_points, max_iter))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        huber_delta: f64,
-        lower: [LimitSpec; 3],
-        upper: [LimitSpec; 3],
-        eps_below_min_loss: bool,
-        eps_min_ratio: Option<f64>,
-        constant: f64,
-        alpha_grid: usize,
-        search_points: usize,
-        max_iter: usize,
-    ) -> PyAdoResult<Self> {
-        let inner = FitConfig {
-            huber_delta,
-            lower: lower.map(limit),
-            upper: upper.map(limit),
-            eps_below_min_loss,
-            eps_min_ratio,
-            constant,
-            alpha_grid,
-            search_points,
-            max_iter,
-        };
-        inner.validate()?;
-        Ok(PyFitSpec { inner })
+    fn new(config_json: &str) -> PyAdoResult<Self> {
+        Ok(PyFitSpec {
+            inner: FitConfig::from_json(config_json)?,
+        })
     }
 
     fn __repr__(&self) -> String {
         format!("FitSpec({:?})", self.inner)
     }
+}
+
+/// The defaults of the Rust configurations, as JSON: `(fit config, estimator config)` (the
+/// Python models' defaults are tested against these).
+#[pyfunction]
+pub fn default_configs() -> PyAdoResult<(String, String)> {
+    let estimator = serde_json::to_string(&EstimatorConfig::default())
+        .map_err(|e| Error::internal(e.to_string()))?;
+    Ok((FitConfig::default().to_json(), estimator))
 }
 
 /// A 1-D float64 numpy array.
@@ -174,57 +149,12 @@ pub struct PyPowerLawEstimator {
     inner: PowerLawEstimator,
 }
 
-fn parse_enum<T>(what: &str, value: &str, options: &[(&str, T)]) -> PyAdoResult<T>
-where
-    T: Copy,
-{
-    options
-        .iter()
-        .find(|(name, _)| *name == value)
-        .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-            PyAdoError(Error::invalid(format!(
-                "{what} must be one of {names:?}, got {value:?}"
-            )))
-        })
-}
-
 #[pymethods]
 impl PyPowerLawEstimator {
+    /// `config_json`: the JSON form of `ado.estimators.PowerLawEstimatorConfig`.
     #[new]
-    #[pyo3(signature = (num_domains, *, ignore_steps, subsample, window, order, max_points, overflow, missing))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        num_domains: usize,
-        ignore_steps: u64,
-        subsample: u64,
-        window: usize,
-        order: usize,
-        max_points: Option<usize>,
-        overflow: &str,
-        missing: &str,
-    ) -> PyAdoResult<Self> {
-        let config = EstimatorConfig {
-            ignore_steps,
-            subsample,
-            window,
-            order,
-            max_points,
-            overflow: parse_enum(
-                "overflow",
-                overflow,
-                &[
-                    ("thin", Overflow::Thin),
-                    ("drop_oldest", Overflow::DropOldest),
-                ],
-            )?,
-            missing: parse_enum(
-                "missing",
-                missing,
-                &[("carry", Missing::Carry), ("skip", Missing::Skip)],
-            )?,
-        };
+    fn new(num_domains: usize, config_json: &str) -> PyAdoResult<Self> {
+        let config = EstimatorConfig::from_json(config_json)?;
         Ok(PyPowerLawEstimator {
             inner: PowerLawEstimator::new(num_domains, config)?,
         })

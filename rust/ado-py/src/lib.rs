@@ -11,7 +11,7 @@ mod _core {
     #[pymodule_export]
     use crate::data::{index_shard, shard_members, PyMixtureLoaderCore};
     #[pymodule_export]
-    use crate::fit::{fit_power_laws, objective, PyFitSpec, PyPowerLawEstimator};
+    use crate::fit::{default_configs, fit_power_laws, objective, PyFitSpec, PyPowerLawEstimator};
 
     use pyo3::prelude::*;
 

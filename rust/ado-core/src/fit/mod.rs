@@ -23,6 +23,7 @@ mod solver;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
 
 /// Index of `a = log beta` in a parameter vector.
 pub const A: usize = 0;
@@ -95,7 +96,98 @@ impl Default for FitConfig {
     }
 }
 
+/// One limit in the JSON form of [`FitConfig`]: `{"at": x, "weight": w}` (`weight` null: a hard
+/// bound); an absent limit is `null`.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitJson {
+    at: f64,
+    weight: Option<f64>,
+}
+
+/// The JSON form of [`FitConfig`]: the fields of the Python model `ado.estimators.FitConfig`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FitConfigJson {
+    huber_delta: f64,
+    log_beta_lower: Option<LimitJson>,
+    log_beta_upper: Option<LimitJson>,
+    log_eps_lower: Option<LimitJson>,
+    log_eps_upper: Option<LimitJson>,
+    alpha_lower: Option<LimitJson>,
+    alpha_upper: Option<LimitJson>,
+    eps_below_min_loss: bool,
+    eps_min_ratio: Option<f64>,
+    constant: f64,
+    alpha_grid: usize,
+    search_points: usize,
+    max_iter: usize,
+}
+
+fn limit_from_json(l: Option<LimitJson>) -> Limit {
+    match l {
+        None => Limit::Free,
+        Some(LimitJson { at, weight: None }) => Limit::Hard(at),
+        Some(LimitJson {
+            at,
+            weight: Some(weight),
+        }) => Limit::Linear { at, weight },
+    }
+}
+
+fn limit_to_json(l: Limit) -> Option<LimitJson> {
+    match l {
+        Limit::Free => None,
+        Limit::Hard(at) => Some(LimitJson { at, weight: None }),
+        Limit::Linear { at, weight } => Some(LimitJson {
+            at,
+            weight: Some(weight),
+        }),
+    }
+}
+
 impl FitConfig {
+    /// Parse and validate the JSON form (the Python model `ado.estimators.FitConfig`).
+    pub fn from_json(json: &str) -> Result<Self> {
+        let j: FitConfigJson =
+            serde_json::from_str(json).map_err(|e| Error::invalid(format!("fit config: {e}")))?;
+        let config = FitConfig {
+            huber_delta: j.huber_delta,
+            lower: [j.log_beta_lower, j.log_eps_lower, j.alpha_lower].map(limit_from_json),
+            upper: [j.log_beta_upper, j.log_eps_upper, j.alpha_upper].map(limit_from_json),
+            eps_below_min_loss: j.eps_below_min_loss,
+            eps_min_ratio: j.eps_min_ratio,
+            constant: j.constant,
+            alpha_grid: j.alpha_grid,
+            search_points: j.search_points,
+            max_iter: j.max_iter,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The JSON form (what [`FitConfig::from_json`] reads).
+    pub fn to_json(&self) -> String {
+        let [log_beta_lower, log_eps_lower, alpha_lower] = self.lower.map(limit_to_json);
+        let [log_beta_upper, log_eps_upper, alpha_upper] = self.upper.map(limit_to_json);
+        let j = FitConfigJson {
+            huber_delta: self.huber_delta,
+            log_beta_lower,
+            log_beta_upper,
+            log_eps_lower,
+            log_eps_upper,
+            alpha_lower,
+            alpha_upper,
+            eps_below_min_loss: self.eps_below_min_loss,
+            eps_min_ratio: self.eps_min_ratio,
+            constant: self.constant,
+            alpha_grid: self.alpha_grid,
+            search_points: self.search_points,
+            max_iter: self.max_iter,
+        };
+        serde_json::to_string(&j).unwrap_or_default()
+    }
+
     /// Exactly the objective of the reference implementation (`ado.py`, `loss_fn`): Huber delta 1e-3,
     /// summed, with the linear penalties `max(alpha - 0.8, 0) - min(alpha, 0.001) + max(a - 6.5, 0) +
     /// max(0.5 - e, 0)`.
@@ -426,6 +518,23 @@ pub fn objective(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_form_round_trips_and_rejects_unknown_fields() {
+        for config in [FitConfig::default(), FitConfig::reference()] {
+            assert_eq!(FitConfig::from_json(&config.to_json()).ok(), Some(config));
+        }
+        let mut json: serde_json::Value =
+            serde_json::from_str(&FitConfig::default().to_json()).unwrap_or_default();
+        json["alpha_gird"] = serde_json::json!(48);
+        let err = FitConfig::from_json(&json.to_string())
+            .err()
+            .map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.contains("alpha_gird")));
+        json = serde_json::from_str(&FitConfig::default().to_json()).unwrap_or_default();
+        json["alpha_grid"] = serde_json::json!(0);
+        assert!(FitConfig::from_json(&json.to_string()).is_err()); // validated
+    }
 
     fn curve(eps: f64, beta: f64, alpha: f64, t: usize) -> (Vec<f64>, Vec<f64>) {
         let n: Vec<f64> = (1..=t).map(|i| 1000.0 * i as f64).collect();
