@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use ado_core::data::loader::{Loader, LoaderConfig, Tokens};
 use ado_core::data::sampler::Mode;
 use ado_core::data::shard::{build_index, load_or_build, IndexSource};
-use ado_core::data::stream::{Domain, PackSpec, TokenFormat};
-use ado_core::data::{fingerprint, index_shards};
+use ado_core::data::stream::{PackSpec, TokenFormat};
 
 fn tmp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ado-core-{name}-{}", std::process::id()));
@@ -46,22 +45,18 @@ fn write_domains(dir: &Path) {
     }
 }
 
-fn domains(dir: &Path) -> (Vec<Domain>, String) {
-    let mut out = Vec::new();
-    for (name, shards) in [("a", 3), ("b", 2)] {
-        let paths: Vec<PathBuf> = (0..shards)
-            .map(|s| dir.join(format!("{name}-{s}.tar")))
-            .collect();
-        let idx = index_shards(&paths, None, 2).expect("index");
-        let idx = idx.into_iter().map(|(i, _)| i).collect();
-        out.push(Domain::new(name.into(), paths, idx).expect("domain"));
-    }
-    let fp = fingerprint(
-        &out.iter()
-            .map(|d| (d.name.clone(), d.shards.iter().collect()))
-            .collect::<Vec<_>>(),
-    );
-    (out, fp)
+/// The loader over the two domains of `write_domains`, as `Loader::open` builds it.
+fn open(dir: &Path, cfg: LoaderConfig, weights: Option<Vec<f64>>) -> Loader {
+    let domains = [("a", 3), ("b", 2)]
+        .iter()
+        .map(|&(name, shards)| {
+            let paths = (0..shards)
+                .map(|s| dir.join(format!("{name}-{s}.tar")))
+                .collect();
+            (name.to_string(), paths)
+        })
+        .collect();
+    Loader::open(cfg, domains, weights, None, 2).expect("loader")
 }
 
 fn cfg(readahead: usize, pack: Option<PackSpec>) -> LoaderConfig {
@@ -97,22 +92,20 @@ fn run(loader: &mut Loader, steps: usize, from: usize) -> Vec<(Vec<String>, Vec<
 fn deterministic_across_readahead_and_exact_resume() {
     let dir = tmp_dir("resume");
     write_domains(&dir);
-    let (doms, fp) = domains(&dir);
-    let (doms2, _) = domains(&dir);
-    let (doms3, _) = domains(&dir);
-    let mut a = Loader::new(cfg(0, None), doms, None, fp.clone()).expect("loader");
-    let mut b = Loader::new(cfg(1 << 20, None), doms2, None, fp.clone()).expect("loader");
+    let mut a = open(&dir, cfg(0, None), None);
+    let mut b = open(&dir, cfg(1 << 20, None), None);
+    assert_eq!(a.num_samples(), vec![60, 18]);
+    assert_eq!(a.fingerprint(), b.fingerprint());
     let full = run(&mut a, 30, 0);
     assert_eq!(full, run(&mut b, 30, 0));
     // Staleness 0: a one-hot weight is honoured by the very next batch.
     assert!(full[0].1.iter().all(|&d| d == 0));
 
-    let mut c = Loader::new(cfg(1 << 20, None), doms3, None, fp).expect("loader");
+    let mut c = open(&dir, cfg(1 << 20, None), None);
     let head = run(&mut c, 12, 0);
     let state = c.state();
     let json = serde_json::to_string(&state).expect("json");
-    let (doms4, fp4) = domains(&dir);
-    let mut d = Loader::new(cfg(0, None), doms4, None, fp4).expect("loader");
+    let mut d = open(&dir, cfg(0, None), None);
     d.load_state(&serde_json::from_str(&json).expect("parse"))
         .expect("load");
     let tail = run(&mut d, 18, 12);
@@ -124,7 +117,6 @@ fn deterministic_across_readahead_and_exact_resume() {
 fn packing_covers_the_stream() {
     let dir = tmp_dir("pack");
     write_domains(&dir);
-    let (doms, fp) = domains(&dir);
     let spec = PackSpec {
         seq_len: 7,
         eos: 0,
@@ -134,8 +126,7 @@ fn packing_covers_the_stream() {
         tokenizer: None,
         int64: true,
     };
-    let mut l =
-        Loader::new(cfg(1 << 16, Some(spec)), doms, Some(vec![1.0, 0.0]), fp).expect("loader");
+    let mut l = open(&dir, cfg(1 << 16, Some(spec)), Some(vec![1.0, 0.0]));
     let mut stream = Vec::new();
     for _ in 0..10 {
         let b = l.next_batch().expect("batch");
@@ -180,12 +171,10 @@ fn sidecar_cache_round_trip_and_truncation() {
 fn open_files_are_capped_without_changing_batches() {
     let dir = tmp_dir("fdcap");
     write_domains(&dir);
-    let (doms, fp) = domains(&dir);
-    let (doms2, _) = domains(&dir);
-    let mut wide = Loader::new(cfg(1 << 20, None), doms, None, fp.clone()).expect("loader");
+    let mut wide = open(&dir, cfg(1 << 20, None), None);
     let mut tight_cfg = cfg(1 << 20, None);
     tight_cfg.max_open_files = 1;
-    let mut tight = Loader::new(tight_cfg, doms2, None, fp).expect("loader");
+    let mut tight = open(&dir, tight_cfg, None);
     assert_eq!(run(&mut wide, 40, 0), run(&mut tight, 40, 0));
     let (open_wide, opened_wide) = wide.file_stats();
     let (open_tight, opened_tight) = tight.file_stats();
@@ -195,5 +184,25 @@ fn open_files_are_capped_without_changing_batches() {
     assert!(open_wide <= 5);
     assert_eq!(open_tight, 1);
     assert!(opened_tight > opened_wide, "{opened_tight} > {opened_wide}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn open_refuses_a_text_field_without_a_tokenizer() {
+    let dir = tmp_dir("txt");
+    write_domains(&dir);
+    let spec = PackSpec {
+        seq_len: 7,
+        eos: 0,
+        field: "txt".into(),
+        format: TokenFormat::parse("txt").expect("format"),
+        vocab_size: None,
+        tokenizer: None,
+        int64: true,
+    };
+    let domains = vec![("a".to_string(), vec![dir.join("a-0.tar")])];
+    let err = Loader::open(cfg(0, Some(spec)), domains, None, None, 1).err();
+    assert!(err.is_some_and(|e| e.to_string().contains("tokenizer")));
+    assert!(TokenFormat::parse("u8").is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }

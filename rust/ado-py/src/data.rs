@@ -7,11 +7,11 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use ado_core::data::index_shards;
 use ado_core::data::loader::{Batch, Loader, LoaderConfig, LoaderState, Tokens};
 use ado_core::data::sampler::Mode;
 use ado_core::data::shard::IndexSource;
-use ado_core::data::stream::{Domain, PackSpec, TokenFormat, Tokenize};
-use ado_core::data::{fingerprint, index_shards};
+use ado_core::data::stream::{PackSpec, TokenFormat, Tokenize};
 use ado_core::Error;
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1};
@@ -53,21 +53,9 @@ pub fn index_shard<'py>(
         )?;
         set("source", source_name(source).into_pyobject(py)?.into_any())?;
         set("exts", PyList::new(py, &idx.exts)?.into_any())?;
-        // Token counts where the format tells them without reading data: raw .u16 / .u32 fields.
         let tokens = PyDict::new(py);
-        for (e, ext) in idx.exts.iter().enumerate() {
-            let width = match ext.rsplit('.').next() {
-                Some("u16") => 2,
-                Some("u32") => 4,
-                _ => continue,
-            };
-            let bytes: u64 = idx
-                .members
-                .iter()
-                .filter(|m| m.ext as usize == e)
-                .map(|m| m.size)
-                .sum();
-            tokens.set_item(ext, bytes / width)?;
+        for (ext, n) in idx.token_counts() {
+            tokens.set_item(ext, n)?;
         }
         set("tokens", tokens.into_any())?;
         Ok(())
@@ -165,69 +153,31 @@ impl PyMixtureLoaderCore {
         let mode = Mode::parse(mode)?;
         let pack = match pack {
             None => None,
-            Some((seq_len, eos, field, format, vocab_size, tokenizer, int64)) => {
-                let format = match format.as_str() {
-                    "npy" => TokenFormat::Npy,
-                    "u16" => TokenFormat::U16,
-                    "u32" => TokenFormat::U32,
-                    "txt" => TokenFormat::Text,
-                    other => {
-                        return Err(Error::invalid(format!(
-                            "token format must be npy, u16, u32 or txt, got {other:?}"
-                        ))
-                        .into())
-                    }
-                };
-                if format == TokenFormat::Text && tokenizer.is_none() {
-                    return Err(Error::invalid("a txt token field needs a tokenizer").into());
-                }
-                let tokenizer = tokenizer.map(|t| Arc::new(PyTokenizer(t)) as Arc<dyn Tokenize>);
-                Some(PackSpec {
-                    seq_len,
-                    eos,
-                    field,
-                    format,
-                    vocab_size,
-                    tokenizer,
-                    int64,
-                })
-            }
+            Some((seq_len, eos, field, format, vocab_size, tokenizer, int64)) => Some(PackSpec {
+                seq_len,
+                eos,
+                field,
+                format: TokenFormat::parse(&format)?,
+                vocab_size,
+                tokenizer: tokenizer.map(|t| Arc::new(PyTokenizer(t)) as Arc<dyn Tokenize>),
+                int64,
+            }),
         };
-        let (loader, num_samples, fp) = py.detach(move || -> PyAdoResult<_> {
-            let all: Vec<PathBuf> = domains
-                .iter()
-                .flat_map(|(_, p)| p.iter().cloned())
-                .collect();
-            let mut indexes = index_shards(&all, cache_dir.as_deref(), index_threads)?.into_iter();
-            let mut doms = Vec::with_capacity(domains.len());
-            for (name, paths) in domains {
-                let shards: Vec<_> = indexes.by_ref().take(paths.len()).map(|(i, _)| i).collect();
-                doms.push(Domain::new(name, paths, shards)?);
-            }
-            let fp = fingerprint(
-                &doms
-                    .iter()
-                    .map(|d| (d.name.clone(), d.shards.iter().collect()))
-                    .collect::<Vec<_>>(),
-            );
-            let num_samples = doms.iter().map(Domain::len).collect();
-            let cfg = LoaderConfig {
-                batch_size,
-                seed,
-                rank,
-                world_size,
-                mode,
-                readahead_bytes,
-                threads,
-                max_open_files,
-                pack,
-            };
-            Ok((
-                Loader::new(cfg, doms, weights, fp.clone())?,
-                num_samples,
-                fp,
-            ))
+        let cfg = LoaderConfig {
+            batch_size,
+            seed,
+            rank,
+            world_size,
+            mode,
+            readahead_bytes,
+            threads,
+            max_open_files,
+            pack,
+        };
+        let loader = py.detach(move || {
+            Loader::open(cfg, domains, weights, cache_dir.as_deref(), index_threads)
         })?;
+        let (num_samples, fp) = (loader.num_samples(), loader.fingerprint().to_string());
         Ok(PyMixtureLoaderCore {
             inner: Mutex::new(loader),
             num_samples,

@@ -8,13 +8,17 @@
 //! timing, so batches are identical with any read-ahead setting.
 
 use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
 use crate::data::sampler::{compose, quantize, Mode};
-use crate::data::stream::{Cursor, Domain, FilePool, Item, PackSpec, Produced, RawSample, Stream};
+use crate::data::stream::{
+    Cursor, Domain, FilePool, Item, PackSpec, Produced, RawSample, Stream, TokenFormat,
+};
+use crate::data::{fingerprint, index_shards};
 use crate::error::{Error, Result};
 
 /// Loader settings.
@@ -256,6 +260,50 @@ pub struct Loader {
 }
 
 impl Loader {
+    /// Index every shard of `domains` (`(name, shard paths)`; sidecars beside the shards or in
+    /// `cache_dir`, `index_threads` at a time), fingerprint the manifest and build the loader.
+    /// A txt packing field needs a tokenizer.
+    pub fn open(
+        cfg: LoaderConfig,
+        domains: Vec<(String, Vec<PathBuf>)>,
+        weights: Option<Vec<f64>>,
+        cache_dir: Option<&Path>,
+        index_threads: usize,
+    ) -> Result<Loader> {
+        if let Some(p) = &cfg.pack {
+            if p.format == TokenFormat::Text && p.tokenizer.is_none() {
+                return Err(Error::invalid("a txt token field needs a tokenizer"));
+            }
+        }
+        let all: Vec<PathBuf> = domains
+            .iter()
+            .flat_map(|(_, p)| p.iter().cloned())
+            .collect();
+        let mut indexes = index_shards(&all, cache_dir, index_threads)?.into_iter();
+        let mut doms = Vec::with_capacity(domains.len());
+        for (name, paths) in domains {
+            let shards: Vec<_> = indexes.by_ref().take(paths.len()).map(|(i, _)| i).collect();
+            doms.push(Domain::new(name, paths, shards)?);
+        }
+        let fp = fingerprint(
+            &doms
+                .iter()
+                .map(|d| (d.name.clone(), d.shards.iter().collect()))
+                .collect::<Vec<_>>(),
+        );
+        Loader::new(cfg, doms, weights, fp)
+    }
+
+    /// Content fingerprint of the manifest (see [`fingerprint`]).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Samples per domain.
+    pub fn num_samples(&self) -> Vec<u64> {
+        self.domains.iter().map(Domain::len).collect()
+    }
+
     /// A loader over indexed domains. No thread is started here.
     pub fn new(
         cfg: LoaderConfig,

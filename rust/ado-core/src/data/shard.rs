@@ -46,6 +46,29 @@ pub struct ShardIndex {
 }
 
 impl ShardIndex {
+    /// Tokens per field, where the format tells them without reading data: raw `.u16` / `.u32`
+    /// fields (`(extension, tokens)`, in the order of `exts`).
+    pub fn token_counts(&self) -> Vec<(String, u64)> {
+        self.exts
+            .iter()
+            .enumerate()
+            .filter_map(|(e, ext)| {
+                let width = match ext.rsplit('.').next() {
+                    Some("u16") => 2,
+                    Some("u32") => 4,
+                    _ => return None,
+                };
+                let bytes: u64 = self
+                    .members
+                    .iter()
+                    .filter(|m| m.ext as usize == e)
+                    .map(|m| m.size)
+                    .sum();
+                Some((ext.clone(), bytes / width))
+            })
+            .collect()
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.keys.len()

@@ -182,6 +182,21 @@ pub enum TokenFormat {
     Text,
 }
 
+impl TokenFormat {
+    /// `npy`, `u16`, `u32` or `txt` (a field's last extension).
+    pub fn parse(name: &str) -> Result<TokenFormat> {
+        match name {
+            "npy" => Ok(TokenFormat::Npy),
+            "u16" => Ok(TokenFormat::U16),
+            "u32" => Ok(TokenFormat::U32),
+            "txt" => Ok(TokenFormat::Text),
+            other => Err(Error::invalid(format!(
+                "token format must be npy, u16, u32 or txt, got {other:?}"
+            ))),
+        }
+    }
+}
+
 /// A user tokenizer for `.txt` fields.
 pub trait Tokenize: Send + Sync {
     /// Token ids of one document.
