@@ -1,8 +1,8 @@
-"""Wall-time overhead of ADO + loss tracking against the same run with static weights.
+"""Wall-time overhead of ADO against the same run with static weights.
 
 Both runs train the same tiny GPT from the same seed for the same steps over the same
-``MixtureLoader`` (synthetic 3-domain corpus from ``train_gpt.py``); the static run draws with the
-prior weights and has no policy and no tracker. ADO refits every ``--interval`` steps (the preset
+``MixtureLoader`` (synthetic 3-domain corpus from ``train_gpt.py``) through the same loop (data
+mixer, loss tracker, one all-reduce per step); the static run's policy keeps the prior weights. ADO refits every ``--interval`` steps (the preset
 refits every 1000 steps; here the schedule is moved early and made 20x denser so refits happen
 inside the run).
 Runs alternate (static, ADO, static, ADO, ...); the ratio of the median (and of the fastest) wall

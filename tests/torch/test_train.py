@@ -74,12 +74,15 @@ def test_held_out_rows_do_not_depend_on_the_training_seed(make_corpus: Any) -> N
     assert other_rows.evaluate(moved.model, "cpu") == evals[-1]
 
 
-def test_static_baseline_has_no_policy(make_corpus: Any) -> None:
+def test_without_a_policy_the_loop_runs_the_static_mixture(make_corpus: Any) -> None:
+    # policy=None is the static mixture of the manifest's weights (uniform when it has none),
+    # through the same loop as any policy
     cfg = TrainConfig(**tiny_config(make_corpus(), steps=3, log_batches=False, policy=None))
     result = train(cfg)
-    assert result.policy_seconds == 0.0
-    assert result.train_losses == []
+    assert len(result.train_losses) == 3
     assert result.weights == pytest.approx({"cycle": 1 / 3, "pairs": 1 / 3, "noise": 1 / 3})
+    uniform = train(cfg.model_copy(update={"policy": "uniform", "overrides": {}}))
+    assert uniform.train_losses == result.train_losses
     with pytest.raises(ConfigError, match="neither a file nor a preset name"):
         train(TrainConfig(**tiny_config(make_corpus(name="x"), steps=1, policy="nope")))
 
@@ -89,7 +92,8 @@ def test_gpt_per_sequence_loss_is_the_row_mean() -> None:
     model = GPT(GPTConfig(vocab_size=16, seq_len=8, n_layer=1, n_head=2, n_embd=8))
     x = torch.randint(0, 16, (3, 8))
     y = torch.randint(0, 16, (3, 8))
-    per_seq = model.per_sequence_loss(x, y)
+    per_seq = model(x, y)
+    assert torch.equal(per_seq, model.per_sequence_loss(x, y))
     logits = model(x)
     full = torch.nn.functional.cross_entropy(logits.reshape(-1, 16), y.reshape(-1))
     assert per_seq.shape == (3,)

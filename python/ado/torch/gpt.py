@@ -1,8 +1,8 @@
 """A small GPT (nanoGPT-style decoder) with a per-sequence loss, for the training example and
 ``ado compare``.
 
-``GPT(GPTConfig(...))(idx)`` returns logits ``[B, T, V]``; :meth:`GPT.per_sequence_loss` returns the
-mean token cross-entropy of each row ``[B]`` (what :class:`~ado.torch.DomainLossTracker` takes).
+``model(idx)`` returns logits ``[B, T, V]``; ``model(idx, targets)`` returns the mean token
+cross-entropy of each row ``[B]`` (what :class:`~ado.torch.DomainLossTracker` takes).
 """
 
 from __future__ import annotations
@@ -108,8 +108,10 @@ class GPT(nn.Module):
         """Parameters (the tied head counted once)."""
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        """Logits ``[B, T, V]`` for token ids ``[B, T]`` (``T <= seq_len``)."""
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``[B, T, V]`` for token ids ``[B, T]`` (``T <= seq_len``); with ``targets``
+        ``[B, T]``, each row's mean token cross-entropy instead: ``[B]`` float32
+        (differentiable; what the data mixer records per sequence)."""
         t = idx.shape[1]
         if t > self.config.seq_len:
             raise ValueError(f"input length {t} exceeds seq_len={self.config.seq_len}")
@@ -118,12 +120,14 @@ class GPT(nn.Module):
         for block in self.blocks:
             x = block(x)
         logits: torch.Tensor = self.head(self.ln_f(x))
-        return logits
-
-    def per_sequence_loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean token cross-entropy of each row: ``[B]`` float32 (differentiable)."""
-        logits = self(idx)
+        if targets is None:
+            return logits
         loss = F.cross_entropy(
             logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none"
         )
         return loss.view(targets.shape).mean(dim=1)
+
+    def per_sequence_loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``self(idx, targets)``: mean token cross-entropy of each row, ``[B]``."""
+        out: torch.Tensor = self(idx, targets)
+        return out

@@ -24,7 +24,7 @@ Example::
         for _ in range(2):
             batch = mixer.next_batch()
             x, y, domain = lm_tensors(batch, device)
-            per_seq = model.per_sequence_loss(x, y)
+            per_seq = model(x, y)
             (per_seq.mean() / 2).backward()
             mixer.record(per_seq, domain)
         optimizer.step(); optimizer.zero_grad()

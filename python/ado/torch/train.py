@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.distributed as dist
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,9 +60,9 @@ class TrainConfig(BaseModel):
 
     Attributes:
         manifest: manifest file (YAML/JSON) of the training shards (token ids in ``field``).
-        policy: a preset name (``ado``, ``natural``, ...: ``policies/<name>.yaml``), a YAML path,
-            or ``None`` for static prior weights with no policy and no loss tracking (the baseline
-            of ``benchmarks/overhead.py``).
+        policy: a preset name (``ado``, ``natural``, ...), a YAML path, or ``None`` for the
+            static mixture of ``prior`` (or the manifest's weights), the baseline of
+            ``benchmarks/overhead.py``; every run goes through the same loop.
         overrides: policy-config field overrides (see :func:`ado.load_policy`).
         prior: prior weights ``mu``; default :func:`natural_prior` (token counts).
         seq_len: tokens per training row.
@@ -304,7 +305,7 @@ class HeldOut:
             for _ in range(self.batches):
                 x, y, d = lm_tensors(next(loader), device)
                 with autocast():
-                    tracker.add(inner.per_sequence_loss(x, y), d)
+                    tracker.add(inner(x, y), d)
         host = tracker.reduce()
         k = len(self.loaders)
         means = np.full(k, np.nan)
@@ -376,16 +377,16 @@ class _Log:
             self.file.close()
 
 
-def _build_policy(cfg: TrainConfig, manifest: Manifest) -> Policy | None:
+def _build_policy(cfg: TrainConfig, manifest: Manifest) -> Policy:
+    """The run's policy; without one (``policy=None``), the static mixture of ``cfg.prior`` or
+    the manifest's weights (uniform if it has none), so every run goes through the same loop."""
     if cfg.policy is None:
-        return None
+        prior = cfg.prior if cfg.prior is not None else manifest.prior_weights()
+        return load_policy(
+            {"kind": "static", "weights": "natural"}, domains=manifest.names, prior=prior
+        )
     prior = cfg.prior if cfg.prior is not None else natural_prior(manifest, cfg.field)
-    return load_policy(
-        cfg.policy,
-        domains=manifest.names,
-        prior=prior,
-        overrides=cfg.overrides,
-    )
+    return load_policy(cfg.policy, domains=manifest.names, prior=prior, overrides=cfg.overrides)
 
 
 def _micro_batches(
@@ -400,18 +401,176 @@ def _micro_batches(
             yield contextlib.nullcontext()
 
 
+@dataclass
+class _Run:
+    """Everything one training run holds (what :func:`setup` builds and the step functions use).
+
+    ``start`` is the step to continue from (0, or the checkpoint's after :func:`resume`).
+    """
+
+    cfg: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    manifest: Manifest
+    mixer: DataMixer
+    model: GPT
+    ddp: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    held_out: HeldOut | None
+    start: int = 0
+    resumed_from: int | None = None
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Training tokens of one optimizer step over all ranks."""
+        return self.cfg.batch_size * self.cfg.grad_accum * self.world * self.cfg.seq_len
+
+
+def setup(cfg: TrainConfig) -> _Run:
+    """Process group, seed, data (loader, policy, mixer), model and optimizer of a fresh run."""
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    rank, world, device = _distributed_setup(cfg.device)
+    torch.manual_seed(cfg.seed)
+    manifest = Manifest.load(cfg.manifest)
+    policy = _build_policy(cfg, manifest)
+    loader = MixtureLoader(
+        manifest,
+        cfg.batch_size,
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world,
+        mode=cfg.mode,
+        pack=cfg.pack(),
+    )
+    mixer = DataMixer(
+        loader,
+        policy,
+        device=device,
+        grad_accum=cfg.grad_accum,
+        tokens_per_sample=cfg.seq_len,
+        verify_every=cfg.verify_every,
+    )
+    model = GPT(cfg.gpt_config()).to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
+    )
+    ddp: torch.nn.Module = (
+        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if world > 1
+        else model
+    )
+    return _Run(
+        cfg,
+        rank,
+        world,
+        device,
+        manifest,
+        mixer,
+        model,
+        ddp,
+        optimizer,
+        _held_out(cfg, rank, world),
+    )
+
+
+def resume(run: _Run) -> None:
+    """Continue from the newest checkpoint in ``cfg.ckpt_dir``, if there is one: model,
+    optimizer, and the whole data side (policy, loader position, loss tracker)."""
+    cfg = run.cfg
+    if cfg.ckpt_dir is None:
+        return
+    ckpt = latest_checkpoint(Path(cfg.ckpt_dir) / "rank_0")
+    if ckpt is None:
+        return
+    state = load_checkpoint(ckpt, map_location=run.device)
+    mine = load_checkpoint(
+        Path(cfg.ckpt_dir) / f"rank_{run.rank}" / ckpt.name, map_location=run.device
+    )
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.mixer.load_state_dict({**state["data"], **mine["data"]})
+    run.start = run.resumed_from = int(ckpt.stem.split("_")[1])
+    logger.info("resumed from %s (step %d)", ckpt, run.start)
+
+
+def train_step(run: _Run, step: int) -> tuple[StepStats, npt.NDArray[np.float64], list[Any]]:
+    """One optimizer step (``grad_accum`` micro-batches): returns the step's reduced statistics,
+    the weights its batches were drawn from, and its batches."""
+    cfg, mixer = run.cfg, run.mixer
+    for group in run.optimizer.param_groups:
+        group["lr"] = _lr(cfg, step)
+    drawn = mixer.weights
+    batches = []
+    for ctx in _micro_batches(run.ddp, cfg.grad_accum):
+        batch = mixer.next_batch()
+        x, y, d = lm_tensors(batch, run.device)
+        with ctx:
+            with _autocast(cfg, run.device):
+                per_seq = run.ddp(x, y)
+            (per_seq.mean() / cfg.grad_accum).backward()
+        mixer.record(per_seq, d)
+        batches.append(batch)
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return mixer.step(), drawn, batches
+
+
+def evaluate(run: _Run) -> dict[str, float]:
+    """Held-out loss per domain (``loss/<domain>``) and their uniform average."""
+    assert run.held_out is not None
+    return run.held_out.evaluate(run.ddp, run.device, lambda: _autocast(run.cfg, run.device))
+
+
+def checkpoint(run: _Run, step: int) -> None:
+    """Rank r writes ``ckpt_dir/rank_r/step_*.pt`` with its data state; rank 0 adds the model,
+    optimizer and policy. Ranks write their own file before rank 0 (barrier), so the newest
+    ``rank_0`` checkpoint always has every rank's file."""
+    cfg = run.cfg
+    assert cfg.ckpt_dir is not None
+    data = run.mixer.state_dict()
+    shared = {k: v for k, v in data.items() if not k.startswith("rank_") and k != "loader"}
+    own = {k: v for k, v in data.items() if k.startswith("rank_") or k == "loader"}
+    root = Path(cfg.ckpt_dir)
+    if run.rank != 0:
+        # one more than rank 0 keeps: if rank 0 dies before writing step, its newest
+        # checkpoint (the one resumed from) still has this rank's file
+        save_checkpoint(root / f"rank_{run.rank}", step, {"data": own}, keep=cfg.keep + 1)
+    if dist.is_initialized():
+        dist.barrier()
+    if run.rank == 0:
+        save_checkpoint(
+            root / "rank_0",
+            step,
+            {
+                "model": run.model.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "data": {**shared, **own},
+                "config": cfg.model_dump(),
+            },
+            keep=cfg.keep,
+        )
+
+
 def train(
     cfg: TrainConfig,
     *,
-    on_step: Callable[[int, StepStats | None, DataMixer], None] | None = None,
+    on_step: Callable[[int, StepStats, DataMixer], None] | None = None,
     on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
-    """Train a GPT on the mixture for ``cfg.steps`` optimizer steps.
+    """Train a GPT on the mixture for ``cfg.steps`` optimizer steps: :func:`setup`,
+    :func:`resume`, then per step :func:`train_step`, the run log, :func:`evaluate` and
+    :func:`checkpoint` when due.
 
     Args:
         cfg: the run.
         on_step: called after every optimizer step with (completed steps, the step's reduced
-            statistics (None without a policy), the mixer).
+            statistics, the mixer).
         on_eval: called after every evaluation with (completed steps, ``{"loss/<domain>": ...}``).
 
     Returns:
@@ -421,241 +580,92 @@ def train(
         ConfigError: unknown policy preset, bad manifest.
         StateError: a checkpoint that does not match this run.
     """
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
-    rank, world, device = _distributed_setup(cfg.device)
-    torch.manual_seed(cfg.seed)
-    manifest = Manifest.load(cfg.manifest)
-    policy = _build_policy(cfg, manifest)
-    prior = cfg.prior if cfg.prior is not None else manifest.prior_weights()
-    loader = MixtureLoader(
-        manifest,
-        cfg.batch_size,
-        seed=cfg.seed,
-        rank=rank,
-        world_size=world,
-        weights=prior if policy is None else None,
-        mode=cfg.mode,
-        pack=cfg.pack(),
-    )
-    mixer = (
-        DataMixer(
-            loader,
-            policy,
-            device=device,
-            grad_accum=cfg.grad_accum,
-            tokens_per_sample=cfg.seq_len,
-            verify_every=cfg.verify_every,
-        )
-        if policy is not None
-        else None
-    )
-    model = GPT(cfg.gpt_config()).to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
-    )
-    start = 0
-    resumed_from: int | None = None
-    if cfg.ckpt_dir is not None:
-        ckpt = latest_checkpoint(Path(cfg.ckpt_dir) / "rank_0")
-        if ckpt is not None:
-            start = int(ckpt.stem.split("_")[1])
-            state = load_checkpoint(ckpt, map_location=device)
-            mine = load_checkpoint(
-                Path(cfg.ckpt_dir) / f"rank_{rank}" / ckpt.name, map_location=device
-            )
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            data = {**state["data"], **mine["data"]}
-            if mixer is not None:
-                mixer.load_state_dict(data)
-            else:
-                loader.load_state_dict(data["loader"])
-            resumed_from = start
-            logger.info("resumed from %s (step %d)", ckpt, start)
-    ddp: torch.nn.Module = (
-        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        if world > 1
-        else model
-    )
-    held_out = _held_out(cfg, rank, world)
-    log = _Log(cfg.log_path, rank, resumed_from)
-    if resumed_from is None:
+    run = setup(cfg)
+    resume(run)
+    mixer = run.mixer
+    log = _Log(cfg.log_path, run.rank, run.resumed_from)
+    if run.resumed_from is None:
         log.write(
             start_record(
-                manifest.names,
-                mixer.policy.prior if mixer is not None else loader.weights,
+                run.manifest.names,
+                mixer.policy.prior,
                 step=0,
                 source="train",
                 config=cfg.model_dump(),
-                world_size=world,
-                params=model.num_params(),
+                world_size=run.world,
+                params=run.model.num_params(),
             )
         )
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * world * cfg.seq_len
     result = TrainResult(
-        steps=start,
-        tokens=start * tokens_per_step,
+        steps=run.start,
+        tokens=run.start * run.tokens_per_step,
         wall_seconds=0.0,
         policy_seconds=0.0,
         tokens_per_second=0.0,
         weights={},
-        resumed_from=resumed_from,
+        resumed_from=run.resumed_from,
     )
     bar = tqdm(
         total=cfg.steps,
-        initial=start,
-        disable=not cfg.progress or rank != 0,
+        initial=run.start,
+        disable=not cfg.progress or run.rank != 0,
         unit="step",
         dynamic_ncols=True,
     )
-    pending_loss = torch.zeros((), dtype=torch.float64, device=device)
-    t0 = mark = time.perf_counter()  # mark: the end of the last logged step
 
-    def run_eval(step: int) -> None:
-        assert held_out is not None
-        rec = held_out.evaluate(ddp, device, lambda: _autocast(cfg, device))
-        result.evals.append({"step": float(step), **rec})
-        log.write({"event": "eval", "step": step, **rec})
+    def run_eval(done: int) -> None:
+        rec = evaluate(run)
+        result.evals.append({"step": float(done), **rec})
+        log.write({"event": "eval", "step": done, **rec})
         if on_eval is not None:
-            on_eval(step, rec)
+            on_eval(done, rec)
 
-    model.train()
-    for step in range(start, cfg.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = _lr(cfg, step)
-        keys: list[str] = []
-        domains: list[int] = []
-        drawn = mixer.weights if mixer is not None else None  # this step's batches' weights
-        for ctx in _micro_batches(ddp, cfg.grad_accum):
-            batch = mixer.next_batch() if mixer is not None else next(loader)
-            x, y, d = lm_tensors(batch, device)
-            with ctx:
-                with _autocast(cfg, device):
-                    per_seq = _forward(ddp, x, y)
-                (per_seq.mean() / cfg.grad_accum).backward()  # type: ignore[no-untyped-call]
-            if mixer is not None:
-                mixer.record(per_seq, d)
-            else:
-                pending_loss += per_seq.detach().sum().double()
-            if cfg.log_batches:
-                keys.extend(batch.keys)
-                domains.extend(int(v) for v in batch.domain)
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        stats = mixer.step() if mixer is not None else None
+    t0 = mark = time.perf_counter()  # mark: the end of the last logged step
+    for step in range(run.start, cfg.steps):
+        stats, drawn, batches = train_step(run, step)
         done = step + 1
-        if stats is not None:
-            loss = float(stats.loss_sums.sum() / stats.counts.sum())
-            result.train_losses.append(loss)
-        else:
-            loss = float("nan")
-        if stats is not None:
-            now = time.perf_counter()
-            policy_s = mixer.last_policy_seconds if mixer is not None else 0.0
-            log.write(step_record(stats, drawn, step_s=now - mark, policy_s=policy_s))
-            mark = now
-        if on_step is not None and mixer is not None:
+        loss = float(stats.loss_sums.sum() / stats.counts.sum())
+        result.train_losses.append(loss)
+        now = time.perf_counter()
+        log.write(step_record(stats, drawn, step_s=now - mark, policy_s=mixer.last_policy_seconds))
+        mark = now
+        if on_step is not None:
             on_step(done, stats, mixer)
         if done % cfg.log_every == 0 or done == cfg.steps:
-            if stats is None:  # baseline: one sync per log interval
-                if dist.is_initialized():
-                    dist.all_reduce(pending_loss)
-                rows = cfg.batch_size * cfg.grad_accum * world * cfg.log_every
-                loss = float(pending_loss.item()) / rows
-                pending_loss.zero_()
-            elapsed = time.perf_counter() - t0
+            elapsed = now - t0
             rec: dict[str, Any] = {
                 "event": "train",
                 "step": done,
                 "loss": loss,
                 "lr": _lr(cfg, step),
-                "tokens": done * tokens_per_step,
-                "tokens_per_s": (done - start) * tokens_per_step / max(elapsed, 1e-9),
+                "tokens": done * run.tokens_per_step,
+                "tokens_per_s": (done - run.start) * run.tokens_per_step / max(elapsed, 1e-9),
+                "weights_hash": weights_hash(mixer.weights),
+                "policy_ms_per_step": 1e3 * mixer.policy_seconds / (done - run.start),
+                **mixer.policy.metrics(),
             }
-            if mixer is not None:
-                rec["weights_hash"] = weights_hash(mixer.weights)
-                rec["policy_ms_per_step"] = 1e3 * mixer.policy_seconds / (done - start)
-                rec.update(mixer.policy.metrics())
             if cfg.log_batches:
-                rec["keys"] = keys
-                rec["domain"] = domains
+                rec["keys"] = [k for b in batches for k in b.keys]
+                rec["domain"] = [int(v) for b in batches for v in b.domain]
             log.write(rec)
             bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{rec['tokens_per_s']:.0f}")
         bar.update(1)
-        if held_out is not None and cfg.eval_every and done % cfg.eval_every == 0:
+        if run.held_out is not None and cfg.eval_every and done % cfg.eval_every == 0:
             run_eval(done)  # before the checkpoint, so a resumed log never lacks it
         if cfg.ckpt_dir is not None and cfg.ckpt_every and done % cfg.ckpt_every == 0:
-            _save(cfg, rank, done, model, optimizer, mixer, loader)
-    if held_out is not None and not (cfg.eval_every and cfg.steps % cfg.eval_every == 0):
+            checkpoint(run, done)
+    if run.held_out is not None and not (cfg.eval_every and cfg.steps % cfg.eval_every == 0):
         run_eval(cfg.steps)
     bar.close()
     log.close()
     result.wall_seconds = time.perf_counter() - t0
     result.steps = cfg.steps
-    result.tokens = cfg.steps * tokens_per_step
+    result.tokens = cfg.steps * run.tokens_per_step
     result.tokens_per_second = (
-        (cfg.steps - start) * tokens_per_step / max(result.wall_seconds, 1e-9)
+        (cfg.steps - run.start) * run.tokens_per_step / max(result.wall_seconds, 1e-9)
     )
-    result.policy_seconds = mixer.policy_seconds if mixer is not None else 0.0
-    weights = mixer.weights if mixer is not None else np.asarray(loader.weights)
-    weights = weights / weights.sum()
-    result.weights = {d: float(w) for d, w in zip(manifest.names, weights, strict=True)}
-    result.model = model
+    result.policy_seconds = mixer.policy_seconds
+    weights = mixer.weights / mixer.weights.sum()
+    result.weights = {d: float(w) for d, w in zip(run.manifest.names, weights, strict=True)}
+    result.model = run.model
     return result
-
-
-def _forward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-sequence loss through the (possibly DDP-wrapped) model, so DDP sees the forward."""
-    if isinstance(model, DistributedDataParallel):
-        logits: torch.Tensor = model(x)
-        return (
-            torch.nn.functional.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none"
-            )
-            .view(y.shape)
-            .mean(dim=1)
-        )
-    out: torch.Tensor = model.per_sequence_loss(x, y)  # type: ignore[operator]
-    return out
-
-
-def _save(
-    cfg: TrainConfig,
-    rank: int,
-    step: int,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    mixer: DataMixer | None,
-    loader: MixtureLoader,
-) -> None:
-    """Rank r writes ``ckpt_dir/rank_r/step_*.pt`` with its data state; rank 0 adds the model,
-    optimizer and policy. Ranks write their own file before rank 0 (barrier), so the newest
-    ``rank_0`` checkpoint always has every rank's file."""
-    assert cfg.ckpt_dir is not None
-    data = mixer.state_dict() if mixer is not None else {"loader": loader.state_dict()}
-    shared = {k: v for k, v in data.items() if not k.startswith("rank_") and k != "loader"}
-    own = {k: v for k, v in data.items() if k.startswith("rank_") or k == "loader"}
-    root = Path(cfg.ckpt_dir)
-    if rank != 0:
-        # one more than rank 0 keeps: if rank 0 dies before writing step, its newest
-        # checkpoint (the one resumed from) still has this rank's file
-        save_checkpoint(root / f"rank_{rank}", step, {"data": own}, keep=cfg.keep + 1)
-    if dist.is_initialized():
-        dist.barrier()
-    if rank == 0:
-        save_checkpoint(
-            root / "rank_0",
-            step,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "data": {**shared, **own},
-                "config": cfg.model_dump(),
-            },
-            keep=cfg.keep,
-        )
