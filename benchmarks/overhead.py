@@ -2,9 +2,9 @@
 
 Both runs train the same tiny GPT from the same seed for the same steps over the same
 ``MixtureLoader`` (synthetic 3-domain corpus from ``train_gpt.py``) through the same loop (data
-mixer, loss tracker, one all-reduce per step); the static run's policy keeps the prior weights. ADO refits every ``--interval`` steps (the preset
-refits every 1000 steps; here the schedule is moved early and made 20x denser so refits happen
-inside the run).
+mixer, loss tracker, one all-reduce per step); the static run's policy keeps the prior weights.
+ADO refits every ``--interval`` steps (the preset refits every 1000 steps; here the schedule is
+moved early and made 20x denser so refits happen inside the run).
 Runs alternate (static, ADO, static, ADO, ...); the ratio of the median (and of the fastest) wall
 times is printed, with the time inside ``policy.update`` per step, split into the per-step hot path
 and the refits. On a shared machine the wall ratio is noisy (±10 % between identical runs); the
