@@ -302,3 +302,13 @@ def test_many_domains_load_in_linear_time() -> None:
     assert policy.num_domains == 100_000
     with pytest.raises(InvalidInputError, match=r"repeated: \['d7'\]"):
         load_policy("natural", domains=[*names, "d7"])
+
+
+def test_policies_declare_what_a_harness_must_serve_them() -> None:
+    # ado compare serves these declarations; it knows no policy by name
+    needs = {p.stem: load_policy_config(p).harness_needs() for p in PRESETS}
+    assert needs["ado"] == needs["ado-reference"] == {"schedule"}
+    assert needs["doremi"] == {"reference_losses"}
+    assert needs["natural"] == needs["uniform"] == needs["temperature"] == needs["odm"] == set()
+    table = {"kind": "doremi", "estimator": {"kind": "excess_loss", "reference_losses": [1.0] * 4}}
+    assert load_policy_config(table).harness_needs() == set()

@@ -325,7 +325,9 @@ def write_report(
     compared = [r for r in runs if r["policy"] != "reference"]
     summary = _summary(compared, domains)
     ref_runs = [r for r in runs if r["policy"] in ("reference", "natural")]
-    has_doremi = "doremi" in kinds.values()
+    served = [r.get("overrides") or {} for r in runs]  # what compare gave each run
+    has_doremi = any("estimator.reference_losses" in o for o in served)
+    scheduled = any(k in o for o in served for k in cfg.preset.ado_overrides)
     report: dict[str, Any] = {
         "version": REPORT_VERSION,
         "corpus": {
@@ -339,7 +341,7 @@ def write_report(
         "domains": domains,
         "natural_weights": natural,
         "noise_domains": noise,
-        "ado_overrides": cfg.preset.ado_overrides if "ado" in kinds.values() else {},
+        "ado_overrides": cfg.preset.ado_overrides if scheduled else {},
         "reference": {
             "policy": "natural",
             "note": (

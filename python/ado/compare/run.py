@@ -318,10 +318,11 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
         if not Path(p).is_file():
             raise ConfigError(f"{p}: no such policy file")
     kinds = {p.stem: _policy_kind(p) for p in cfg.policies}
+    needs = _needs(cfg)
     _prepare_out(cfg)
     specs = _expand(cfg)
     natural_path = next((p for p in cfg.policies if p.stem == "natural"), None)
-    needs_ref = "doremi" in kinds.values()
+    needs_ref = any("reference_losses" in n for n in needs.values())
     if needs_ref:
         # the natural run of each seed is DoReMi's reference: train it first
         specs.sort(key=lambda s: (s.seed, s.label != "natural"))
@@ -340,7 +341,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
             specs.sort(key=lambda s: (s.seed, s.label not in ("natural", REFERENCE)))
     outer = tqdm(total=len(specs), desc="compare", unit="run", disable=not cfg.progress, position=0)
     reference: dict[int, dict[str, float]] = {}
-    results = _execute(cfg, specs, kinds, info, reference, outer)
+    results = _execute(cfg, specs, kinds, needs, info, reference, outer)
     if cfg.extra_seeds and cfg.extra_for:
         targets = _extra_targets(cfg, results, kinds)
         extra = [
@@ -350,24 +351,34 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
             if p.stem in targets
         ]
         ref_path = natural_path or cfg.policies[0]
-        for s in sorted({x.seed for x in extra if kinds.get(x.label) == "doremi"}):
+        for s in sorted({x.seed for x in extra if "reference_losses" in needs.get(x.label, ())}):
             if s not in reference and not any(x.seed == s and x.label == "natural" for x in extra):
                 extra.insert(0, RunSpec(REFERENCE, ref_path, s))
         outer.total = (outer.total or 0) + len(extra)
-        results += _execute(cfg, extra, kinds, info, reference, outer)
+        results += _execute(cfg, extra, kinds, needs, info, reference, outer)
     outer.close()
     return write_report(cfg, info, results, kinds, command=cfg.command)
 
 
+def _needs(cfg: CompareConfig) -> dict[str, frozenset[str]]:
+    """Policy label → what it needs from compare (:meth:`PolicyConfig.harness_needs`)."""
+    return {p.stem: load_policy_config(p).harness_needs() for p in cfg.policies}
+
+
 def _overrides(
-    cfg: CompareConfig, spec: RunSpec, kind: str, reference: dict[int, dict[str, float]]
+    cfg: CompareConfig,
+    spec: RunSpec,
+    needs: frozenset[str],
+    reference: dict[int, dict[str, float]],
 ) -> dict[str, Any]:
-    """What compare serves a run on top of its policy file."""
-    if kind == "ado":
-        return dict(cfg.preset.ado_overrides)
-    if kind == "doremi":
-        return {"estimator.reference_losses": reference[spec.seed]}
-    return {}
+    """What compare serves a run on top of its policy file: the preset's schedule to a policy
+    that has one, the reference run's losses to one that wants them."""
+    out: dict[str, Any] = {}
+    if "schedule" in needs:
+        out.update(cfg.preset.ado_overrides)
+    if "reference_losses" in needs:
+        out["estimator.reference_losses"] = reference[spec.seed]
+    return out
 
 
 def _submit(
@@ -388,12 +399,14 @@ def _execute(
     cfg: CompareConfig,
     specs: Sequence[RunSpec],
     kinds: dict[str, str],
+    needs: dict[str, frozenset[str]],
     info: dict[str, Any],
     reference: dict[int, dict[str, float]],
     outer: Any,
 ) -> list[dict[str, Any]]:
-    """Train ``specs``, ``cfg.jobs`` at a time (in order; a DoReMi run waits for its seed's
-    reference run). Fills ``reference``; returns the results in the order of ``specs``."""
+    """Train ``specs``, ``cfg.jobs`` at a time (in order; a run that needs reference losses
+    waits for its seed's reference run). Fills ``reference``; returns the results in the order
+    of ``specs``."""
     pending = list(specs)
     running: dict[Future[dict[str, Any]], RunSpec] = {}
     done_by_spec: dict[RunSpec, dict[str, Any]] = {}
@@ -405,12 +418,12 @@ def _execute(
             for spec in list(pending):
                 if len(running) >= cfg.jobs:
                     break
-                kind = kinds.get(spec.label, "static")
-                if kind == "doremi" and spec.seed not in reference:
+                need = needs.get(spec.label, frozenset())
+                if "reference_losses" in need and spec.seed not in reference:
                     continue
                 pending.remove(spec)
                 outer.set_postfix_str(spec.key)
-                overrides = _overrides(cfg, spec, kind, reference)
+                overrides = _overrides(cfg, spec, need, reference)
                 running[_submit(pool, train_one, worker_cfg, spec, overrides, info)] = spec
             if not running:
                 raise ConfigError(f"internal: no reference run for {[s.key for s in pending]}")

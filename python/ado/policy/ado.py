@@ -98,6 +98,10 @@ class ADO(Policy):
         average: Literal["step", "first_fit"] = "first_fit"
         prior_weight: float = Field(1.0, ge=0.0)
 
+        def harness_needs(self) -> frozenset[str]:
+            """A step schedule (see :meth:`PolicyConfig.harness_needs`)."""
+            return frozenset({"schedule"})
+
     config: Config
 
     def __init__(

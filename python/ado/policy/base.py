@@ -72,6 +72,19 @@ class PolicyConfig(BaseModel):
 
     policy_class: ClassVar[type[Policy] | None] = None
 
+    def harness_needs(self) -> frozenset[str]:
+        """What this policy needs from an experiment harness such as ``ado compare``:
+
+        * ``"schedule"``: it acts on a step schedule (``ignore_steps``, ``start_step``,
+          ``update_interval``, ...) that a run-length preset should scale to the run;
+        * ``"reference_losses"``: its estimator wants per-domain reference losses
+          (``estimator.reference_losses``), from a run of the natural mixture with the same
+          model, seed and tokens.
+
+        The base policy needs nothing.
+        """
+        return frozenset()
+
     def build(self, domains: Sequence[str], prior: npt.ArrayLike | None = None) -> Policy:
         """Construct the policy (wrapped in its guardrails, if any).
 

@@ -43,6 +43,13 @@ class DoReMi(Policy):
         init: Literal["prior", "uniform"] = "prior"
         estimator: EstimatorConfig = ExcessLossConfig()
 
+        def harness_needs(self) -> frozenset[str]:
+            """Reference losses, when its excess-loss estimator has no table of its own."""
+            est = self.estimator
+            if isinstance(est, ExcessLossConfig) and est.reference_losses is None:
+                return frozenset({"reference_losses"})
+            return frozenset()
+
     config: Config
 
     def __init__(
