@@ -115,6 +115,12 @@ def same_on_replay(
     return runs, steps, None
 
 
+def _describe(path: Path) -> str:
+    """A policy file's first comment line, without its ``policies/ado.yaml with`` prefix."""
+    first = path.read_text().splitlines()[0].lstrip("# ").strip()
+    return first.removeprefix("policies/ado.yaml with ").rstrip(".") or path.name
+
+
 def _row(runs: list[dict[str, Any]], policy: str, natural: dict[int, dict[str, Any]]) -> dict:
     mine = {r["seed"]: r for r in runs if r["policy"] == policy}
     seeds = sorted(mine)
@@ -189,6 +195,14 @@ def main() -> None:
         help="fields to switch back one at a time (default: every field in which ado.yaml "
         "departs from ado-reference.yaml under the preset's schedule)",
     )
+    parser.add_argument(
+        "--extra",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="more policy files trained and tabulated beside the variants (e.g. a candidate "
+        "default with several departures switched back); the first comment line describes it",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per run")
     parser.add_argument("--no-progress", action="store_true")
@@ -207,11 +221,12 @@ def main() -> None:
         "ado-reference": "the reference (`policies/ado-reference.yaml`)",
         "ado": "— (the default)",
         **{f"ado-no-{k}": WHAT.get(k, f"{k} = {v[k]!r}") for k, v in wanted.items()},
+        **{p.stem: _describe(p) for p in args.extra},
     }
     policies = [POLICIES / "natural.yaml", POLICIES / "ado-reference.yaml", POLICIES / "ado.yaml"]
     cfg = CompareConfig(
         corpus=args.corpus,
-        policies=[*policies, *variants],
+        policies=[*policies, *variants, *args.extra],
         preset=preset,
         out=args.out,
         seeds=args.seeds,
