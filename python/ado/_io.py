@@ -100,6 +100,16 @@ def write_failed(path: Path, err: BaseException, recorded: OSError | None) -> OS
     )
 
 
+def _mode_of(path: Path) -> int:
+    """The permission bits of ``path`` if it exists, else 0o666 less the process umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 def atomic_write(
     path: str | os.PathLike[str],
     write: Callable[[RecordingWriter], None],
@@ -121,6 +131,9 @@ def atomic_write(
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; the file gets the mode a plain open() would give (or keeps its own)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, _mode_of(path))
     out: RecordingWriter | None = None
     try:
         with os.fdopen(fd, "wb") as f:

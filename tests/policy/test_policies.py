@@ -189,7 +189,16 @@ def test_ado_weights_stay_the_prior_when_every_fit_fails() -> None:
 
 def test_ado_credit_and_first_fit_average() -> None:
     """After the first fit, with average: first_fit and prior_weight 1, pi_bar = (mu + rho) / 2."""
-    p = short_ado({"ignore_steps": 0, "start_step": 100, "update_interval": 100, "min_points": 5})
+    p = short_ado(
+        {
+            "ignore_steps": 0,
+            "start_step": 100,
+            "update_interval": 100,
+            "min_points": 5,
+            "average": "first_fit",
+            "alpha_floor": 0.0,
+        }
+    )
     h = MU.copy()
     for stats in stream(3, 101, seed=5):
         p.update(stats)
