@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -198,6 +198,25 @@ def objective(
     return _core.objective(x, y, vec(eps), vec(beta), vec(alpha), cfg._core_spec)
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def config_or_fields(model: type[_M], config: _M | None, fields: dict[str, Any]) -> _M:
+    """``config``, or a ``model`` built (and validated) from ``fields``.
+
+    Raises:
+        InvalidInputError: invalid fields (the message names them), or both were given.
+    """
+    if config is None:
+        try:
+            return model(**fields)
+        except ValidationError as err:
+            raise InvalidInputError(f"{model.__name__}: {err}") from None
+    if fields:
+        raise InvalidInputError(f"give a {model.__name__} or its fields, not both")
+    return config
+
+
 class PowerLawEstimatorConfig(BaseModel):
     """What the online estimator keeps of the loss stream; the Rust ``EstimatorConfig`` (the
     same fields and defaults, tested; passed to Rust whole as JSON, validated there too).
@@ -246,14 +265,7 @@ class PowerLawEstimator:
     ) -> None:
         if num_domains < 0:
             raise InvalidInputError(f"num_domains must be >= 0, got {num_domains}")
-        if config is None:
-            try:
-                config = PowerLawEstimatorConfig(**fields)
-            except ValidationError as err:
-                raise InvalidInputError(f"estimator config: {err}") from None
-        elif fields:
-            raise InvalidInputError("give a PowerLawEstimatorConfig or its fields, not both")
-        self.config = config
+        self.config = config = config_or_fields(PowerLawEstimatorConfig, config, fields)
         self._inner = _core.PowerLawEstimator(num_domains, config.model_dump_json())
 
     @property

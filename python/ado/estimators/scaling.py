@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, model_validator
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from ado.errors import FitError, InvalidInputError, StateError
 from ado.estimators.power_law import (
@@ -34,6 +34,7 @@ from ado.estimators.power_law import (
     PowerLawEstimator,
     PowerLawEstimatorConfig,
     PowerLawFit,
+    config_or_fields,
     fit_power_laws,
 )
 from ado.stats import F64, StepStats
@@ -141,14 +142,7 @@ class ScalingLawEstimator:
     def __init__(
         self, num_domains: int, config: ScalingLawConfig | None = None, **fields: Any
     ) -> None:
-        if config is None:
-            try:
-                config = ScalingLawConfig(**fields)
-            except ValidationError as err:
-                raise InvalidInputError(f"estimator config: {err}") from None
-        elif fields:
-            raise InvalidInputError("give a ScalingLawConfig or its fields, not both")
-        self.config = config
+        self.config = config = config_or_fields(ScalingLawConfig, config, fields)
         self.fit_delay = config.fit_delay
         self._pool: ThreadPoolExecutor | None = None
         # (scheduled step, apply step, result): a Future while running, then the fit or the error
