@@ -90,3 +90,9 @@ def test_ado_config_is_the_estimator_config_plus_the_rule() -> None:
     assert policy.estimator.config is policy.config  # passed whole, not copied field by field
     with pytest.raises(InvalidInputError, match="window"):
         PowerLawEstimator(2, window=100)  # validated in Rust: must be odd
+
+
+def test_ado_config_defaults_are_the_shipped_preset() -> None:
+    from ado.policy import ADO, load_policy_config
+
+    assert load_policy_config("ado") == ADO.Config()
