@@ -32,8 +32,8 @@ from tqdm import tqdm
 
 from ado._io import atomic_write_text
 from ado.compare.presets import Preset
-from ado.errors import ConfigError
-from ado.policy import load_policy_config, presets
+from ado.errors import ConfigError, InternalError
+from ado.policy import PolicyConfig, load_policy_config, presets
 from ado.runlog import read_run_log
 
 __all__ = ["CompareConfig", "RunSpec", "report_finished", "run_compare"]
@@ -177,8 +177,9 @@ def corpus_info(corpus: Path) -> dict[str, Any]:
     return info
 
 
-def _policy_kind(path: Path) -> str:
-    return str(load_policy_config(path).kind)
+def _configs(cfg: CompareConfig) -> dict[str, PolicyConfig]:
+    """Policy label → its validated configuration (each file read once)."""
+    return {p.stem: load_policy_config(p) for p in cfg.policies}
 
 
 def train_one(
@@ -317,8 +318,10 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     for p in cfg.policies:
         if not Path(p).is_file():
             raise ConfigError(f"{p}: no such policy file")
-    kinds = {p.stem: _policy_kind(p) for p in cfg.policies}
-    needs = _needs(cfg)
+    configs = _configs(cfg)
+    kinds = {label: c.kind for label, c in configs.items()}
+    # what each policy needs compare to serve it (PolicyConfig.harness_needs)
+    needs = {label: c.harness_needs() for label, c in configs.items()}
     _prepare_out(cfg)
     specs = _expand(cfg)
     natural_path = next((p for p in cfg.policies if p.stem == "natural"), None)
@@ -358,11 +361,6 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
         results += _execute(cfg, extra, kinds, needs, info, reference, outer)
     outer.close()
     return write_report(cfg, info, results, kinds, command=cfg.command)
-
-
-def _needs(cfg: CompareConfig) -> dict[str, frozenset[str]]:
-    """Policy label → what it needs from compare (:meth:`PolicyConfig.harness_needs`)."""
-    return {p.stem: load_policy_config(p).harness_needs() for p in cfg.policies}
 
 
 def _overrides(
@@ -426,7 +424,7 @@ def _execute(
                 overrides = _overrides(cfg, spec, need, reference)
                 running[_submit(pool, train_one, worker_cfg, spec, overrides, info)] = spec
             if not running:
-                raise ConfigError(f"internal: no reference run for {[s.key for s in pending]}")
+                raise InternalError(f"no reference run for {[s.key for s in pending]}")
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
                 spec = running.pop(fut)
@@ -451,7 +449,7 @@ def report_finished(cfg: CompareConfig) -> dict[str, Any]:
     from ado.compare.report import write_report
 
     info = corpus_info(cfg.corpus)
-    kinds = {p.stem: _policy_kind(p) for p in cfg.policies}
+    kinds = {label: c.kind for label, c in _configs(cfg).items()}
     kinds.setdefault(REFERENCE, "static")
     results = []
     for path in sorted((cfg.out / "runs").glob("*/seed*/result.json")):
