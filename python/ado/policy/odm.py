@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ado.errors import StateError
+from ado._state import Count, StateModel, parse_state
 from ado.estimators import EstimatorConfig, LossEMAConfig
 from ado.policy.base import Policy, PolicyConfig, register_policy
 from ado.stats import F64, StepStats
@@ -87,8 +87,11 @@ class ODM(Policy):
         return {"estimator": self.estimator.state_dict(), "t": self._t}
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        try:
-            self.estimator.load_state_dict(state["estimator"])
-            self._t = int(state["t"])
-        except (KeyError, TypeError) as err:
-            raise StateError(f"odm state is malformed: {err!r}") from None
+        st = parse_state(_ODMState, state, "odm state")
+        self.estimator.load_state_dict(st.estimator)
+        self._t = st.t
+
+
+class _ODMState(StateModel):
+    estimator: dict[str, Any]
+    t: Count

@@ -26,8 +26,8 @@ class Temperature(Policy):
         """``kind: temperature``."""
 
         kind: Literal["temperature"] = "temperature"
-        temperature: PositiveFloat = 2.0
-        final_temperature: PositiveFloat | None = None
+        temperature: PositiveFloat = Field(2.0, allow_inf_nan=True)  # .inf: uniform
+        final_temperature: PositiveFloat | None = Field(None, allow_inf_nan=True)
         schedule_steps: int = Field(0, ge=0)
 
     config: Config

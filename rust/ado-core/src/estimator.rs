@@ -13,11 +13,12 @@
 //! Memory is `O(K * (window + max_points))` and [`PowerLawEstimator::update`] costs `O(K)` amortised.
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fit::{fit_many, FitConfig, FitResult};
+use crate::fit::{fit_many_cancellable, FitConfig, FitResult};
 use crate::savgol::SavGol;
 
 /// What to do with a domain that is absent from a step.
@@ -61,6 +62,13 @@ pub struct EstimatorConfig {
     pub missing: Missing,
 }
 
+/// Largest smoothing window (the smoother keeps a `window x window` weight matrix).
+pub const MAX_WINDOW: usize = 4095;
+/// Largest smoothing polynomial order.
+pub const MAX_ORDER: usize = 16;
+/// Largest `max_points` (per-domain fit-point capacity).
+pub const MAX_POINTS: usize = 1 << 24;
+
 impl Default for EstimatorConfig {
     fn default() -> Self {
         EstimatorConfig {
@@ -85,6 +93,16 @@ impl EstimatorConfig {
     }
 
     fn validate(&self) -> Result<()> {
+        if self.window > MAX_WINDOW || self.order > MAX_ORDER {
+            return Err(Error::invalid(format!(
+                "smoothing window must be <= {MAX_WINDOW} and order <= {MAX_ORDER}, got window {} \
+                 and order {}",
+                self.window, self.order
+            )));
+        }
+        if matches!(self.max_points, Some(m) if m > MAX_POINTS) {
+            return Err(Error::invalid(format!("max_points must be <= {MAX_POINTS}")));
+        }
         if self.window == 0 || self.window % 2 == 0 {
             return Err(Error::invalid(format!(
                 "smoothing window must be odd and >= 1, got {}",
@@ -321,7 +339,7 @@ impl PowerLawEstimator {
                         };
                         keep_even(&mut s.points_n);
                         keep_even(&mut s.points_y);
-                        s.stride *= 2;
+                        s.stride = s.stride.saturating_mul(2);
                     }
                 }
             }
@@ -342,12 +360,20 @@ impl PowerLawEstimator {
         let w = self.config.window;
         let order = self.config.order;
         let m = s.raw.len();
-        let (sg, first_row) = if s.count >= w as u64 {
-            (SavGol::new(w, order.min(w - 1))?, w / 2 + 1)
-        } else if m > order + 1 {
-            (SavGol::new(m, order)?, 0)
-        } else {
-            (SavGol::new(1, 0)?, 0)
+        let owned;
+        let (sg, first_row) = match &self.sg {
+            Some(sg) if s.count >= w as u64 => (sg, w / 2 + 1),
+            _ => {
+                owned = if s.count >= w as u64 {
+                    SavGol::new(w, order.min(w - 1))?
+                } else if m > order + 1 {
+                    SavGol::new(m, order)?
+                } else {
+                    SavGol::new(1, 0)?
+                };
+                let first_row = if s.count >= w as u64 { w / 2 + 1 } else { 0 };
+                (&owned, first_row)
+            }
         };
         for r in first_row..m {
             let obs = s.raw[r];
@@ -366,10 +392,22 @@ impl PowerLawEstimator {
         Ok((xs, ys))
     }
 
-    /// Number of fit points of each domain.
+    /// Number of fit points of each domain (what [`PowerLawEstimator::points`] would return,
+    /// counted without smoothing anything).
     pub fn num_points(&self) -> Vec<usize> {
-        (0..self.series.len())
-            .map(|d| self.points(d).map(|p| p.0.len()).unwrap_or(0))
+        let w = self.config.window;
+        self.series
+            .iter()
+            .map(|s| {
+                let first_row = if s.count >= w as u64 { w / 2 + 1 } else { 0 };
+                let pending = s
+                    .raw
+                    .iter()
+                    .skip(first_row)
+                    .filter(|o| matches!(o.ordinal, Some(ord) if ord % s.stride == 0))
+                    .count();
+                s.points_n.len() + pending
+            })
             .collect()
     }
 
@@ -379,6 +417,15 @@ impl PowerLawEstimator {
     /// smoother can undershoot when losses approach 0), gives [`Error::Fit`]: the data are not
     /// wrong, there is just no law to fit yet.
     pub fn fit(&self, config: &FitConfig) -> Result<Vec<FitResult>> {
+        self.fit_cancellable(config, &AtomicBool::new(false))
+    }
+
+    /// [`PowerLawEstimator::fit`] that stops with [`Error::Interrupted`] once `cancel` is set.
+    pub fn fit_cancellable(
+        &self,
+        config: &FitConfig,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<FitResult>> {
         let pts: Vec<(Vec<f64>, Vec<f64>)> = (0..self.series.len())
             .map(|d| self.points(d))
             .collect::<Result<_>>()?;
@@ -398,7 +445,7 @@ impl PowerLawEstimator {
         }
         let ns: Vec<&[f64]> = pts.iter().map(|p| p.0.as_slice()).collect();
         let ys: Vec<&[f64]> = pts.iter().map(|p| p.1.as_slice()).collect();
-        fit_many(&ns, &ys, config)
+        fit_many_cancellable(&ns, &ys, config, cancel)
     }
 
     /// Restore a state produced by serialising an estimator with the same configuration and domains.
@@ -416,15 +463,104 @@ impl PowerLawEstimator {
                 self.series.len()
             )));
         }
-        if other
-            .series
-            .iter()
-            .any(|s| s.stride == 0 || s.raw.len() > self.config.window)
-        {
-            return Err(Error::State("estimator state is inconsistent".into()));
+        for (d, s) in other.series.iter().enumerate() {
+            self.check_series(s, other.last_step)
+                .map_err(|e| Error::State(format!("estimator state, domain {d}: {e}")))?;
         }
         self.series = other.series;
         self.last_step = other.last_step;
+        Ok(())
+    }
+}
+
+impl PowerLawEstimator {
+    /// The invariants [`PowerLawEstimator::update`] maintains for one domain's series; a restored
+    /// state that breaks one would make later updates index out of range or fit garbage.
+    fn check_series(&self, s: &Series, last_step: Option<u64>) -> std::result::Result<(), String> {
+        let cfg = &self.config;
+        let expect_raw = s.count.min(cfg.window as u64);
+        if s.raw.len() as u64 != expect_raw {
+            return Err(format!(
+                "raw holds {} observations; {} observations with window {} leave {expect_raw}",
+                s.raw.len(),
+                s.count,
+                cfg.window
+            ));
+        }
+        match last_step {
+            None if s.count > 0 => return Err("observations but no last_step".into()),
+            Some(t) if s.count > t.saturating_add(1) => {
+                return Err(format!("count {} exceeds last_step + 1 = {t} + 1", s.count))
+            }
+            _ => {}
+        }
+        if s.ordinals > s.count {
+            return Err(format!("ordinals {} exceed count {}", s.ordinals, s.count));
+        }
+        if s.last.is_some() != (s.count > 0) {
+            return Err("last must be set exactly when count > 0".into());
+        }
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if let Some(l) = s.last {
+            if !positive(l) {
+                return Err(format!("last = {l}; must be finite and > 0"));
+            }
+        }
+        let stride_ok = s.stride >= cfg.subsample
+            && s.stride % cfg.subsample == 0
+            && (s.stride / cfg.subsample).is_power_of_two()
+            && (cfg.overflow == Overflow::Thin || s.stride == cfg.subsample);
+        if !stride_ok {
+            return Err(format!(
+                "stride {} is not subsample {} times a power of 2",
+                s.stride, cfg.subsample
+            ));
+        }
+        let mut prev: Option<u64> = None;
+        for o in &s.raw {
+            if !(positive(o.loss) && positive(o.n)) {
+                return Err(format!(
+                    "raw observation (loss {}, n {}) must be finite and > 0",
+                    o.loss, o.n
+                ));
+            }
+            if let Some(ord) = o.ordinal {
+                if ord >= s.ordinals || prev.is_some_and(|p| ord <= p) {
+                    return Err(format!("raw ordinal {ord} is out of order or range"));
+                }
+                prev = Some(ord);
+            } else if prev.is_some() {
+                return Err("a raw observation without ordinal follows one with".into());
+            }
+        }
+        if s.points_n.len() != s.points_y.len() {
+            return Err(format!(
+                "{} point x-values but {} y-values",
+                s.points_n.len(),
+                s.points_y.len()
+            ));
+        }
+        if s.points_n.len() as u64 > s.ordinals {
+            return Err(format!(
+                "{} points from {} ordinals",
+                s.points_n.len(),
+                s.ordinals
+            ));
+        }
+        if let Some(cap) = cfg.max_points {
+            if s.points_n.len() > cap {
+                return Err(format!(
+                    "{} points exceed max_points {cap}",
+                    s.points_n.len()
+                ));
+            }
+        }
+        if let Some(x) = s.points_n.iter().find(|x| !positive(**x)) {
+            return Err(format!("a point's n is {x}; must be finite and > 0"));
+        }
+        if let Some(y) = s.points_y.iter().find(|y| !y.is_finite()) {
+            return Err(format!("a point's loss is {y}; must be finite"));
+        }
         Ok(())
     }
 }
