@@ -77,9 +77,7 @@ class FitConfig(BaseModel):
     # upper bounds: the Rust core's (MAX_ALPHA_GRID, MAX_SEARCH_POINTS, MAX_ITER), so that a huge
     # number is a ConfigError here rather than hours of search or an allocation failure
     alpha_grid: int = Field(48, ge=2, le=1024, description="exponents tried by the global search")
-    search_points: int = Field(
-        128, ge=3, le=16384, description="points used by the global search"
-    )
+    search_points: int = Field(128, ge=3, le=16384, description="points used by the global search")
     max_iter: int = Field(300, ge=1, le=100_000, description="Newton iterations per polish")
 
     _core_spec: _core.FitSpec = PrivateAttr()

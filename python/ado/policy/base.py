@@ -27,9 +27,9 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
+from ado._config_file import read_config
 from ado._state import Distribution, StateModel, Step, parse_state
 from ado.errors import ConfigError, InvalidInputError, StateError
 from ado.policy.guardrails import Guardrail, GuardrailConfig
@@ -489,12 +489,7 @@ def load_policy_config(
 
         path = resolve_policy(source)
         where = str(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot read policy config: {err}") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML: {err}") from None
+        data = read_config(path, "policy config")
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping with a 'kind', got {type(data).__name__}")
     for key, value in (overrides or {}).items():
