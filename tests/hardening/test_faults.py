@@ -330,4 +330,6 @@ def test_remove_stale_temps_keeps_live_writers(tmp_path: Path) -> None:
     for p in (live, stale, other):
         p.write_bytes(b"x")
     assert remove_stale_temps(tmp_path, ".step_") == [stale]
-    assert live.exists() and other.exists() and not stale.exists()
+    assert live.exists()
+    assert other.exists()
+    assert not stale.exists()
