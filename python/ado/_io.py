@@ -179,7 +179,7 @@ def remove_stale_temps(folder: str | os.PathLike[str], prefix: str = ".") -> lis
     """Delete the temporary files that :func:`atomic_write` left in ``folder`` when its process
     was killed mid-write (names ``<prefix>...<pid>.<random>.tmp`` whose pid no longer runs).
     Temporary files of live writers are kept. Returns the deleted paths."""
-    removed = []
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
     except OSError:

@@ -50,10 +50,10 @@ from ado.errors import ConfigError
 
 __all__ = [
     "CORPUS_FORMAT_VERSION",
+    "LOCK_NAME",
     "BuildConfig",
     "Document",
     "DomainRecipe",
-    "LOCK_NAME",
     "build_corpus",
     "build_lock",
     "check_out_dir",

@@ -323,8 +323,9 @@ class ScalingLawEstimator:
         # total x-axis: one scalar n for every domain (cheaper than a vector)
         n: float | F64 = self._total if self.x_axis == "total" else self.x()
         eps = fit.eps
-        predicted = eps + fit.beta * n**-fit.alpha  # reference arithmetic: L(n), then minus eps
-        out: F64 = self._slope_mult * (predicted - eps) / n
+        with np.errstate(over="ignore"):  # an inf score is handled as degenerate by the policy
+            predicted = eps + fit.beta * n**-fit.alpha  # reference: L(n), then minus eps
+            out: F64 = self._slope_mult * (predicted - eps) / n
         return out
 
     def points(self, domain: int) -> tuple[F64, F64]:

@@ -335,8 +335,11 @@ class _TokenBudget(Guardrail):
 
     def apply(self, w: F64, prev: F64, stats: StepStats | None) -> F64:
         if stats is not None:
-            self.check(stats)
-            self.spent = self.spent + stats.token_counts
+            tokens = stats.token_counts
+            if tokens is None:
+                self.check(stats)  # raises
+            else:
+                self.spent = self.spent + tokens
         open_ = self.spent < self.budgets
         if open_.all():
             return w

@@ -101,7 +101,9 @@ impl EstimatorConfig {
             )));
         }
         if matches!(self.max_points, Some(m) if m > MAX_POINTS) {
-            return Err(Error::invalid(format!("max_points must be <= {MAX_POINTS}")));
+            return Err(Error::invalid(format!(
+                "max_points must be <= {MAX_POINTS}"
+            )));
         }
         if self.window == 0 || self.window % 2 == 0 {
             return Err(Error::invalid(format!(
@@ -540,13 +542,6 @@ impl PowerLawEstimator {
                 s.points_y.len()
             ));
         }
-        if s.points_n.len() as u64 > s.ordinals {
-            return Err(format!(
-                "{} points from {} ordinals",
-                s.points_n.len(),
-                s.ordinals
-            ));
-        }
         if let Some(cap) = cfg.max_points {
             if s.points_n.len() > cap {
                 return Err(format!(
@@ -554,6 +549,13 @@ impl PowerLawEstimator {
                     s.points_n.len()
                 ));
             }
+        }
+        if s.points_n.len() as u64 > s.ordinals {
+            return Err(format!(
+                "{} points from {} ordinals",
+                s.points_n.len(),
+                s.ordinals
+            ));
         }
         if let Some(x) = s.points_n.iter().find(|x| !positive(**x)) {
             return Err(format!("a point's n is {x}; must be finite and > 0"));
@@ -656,6 +658,91 @@ mod tests {
         assert!(xs.len() <= 16 + 2, "{}", xs.len());
         assert_eq!(xs[0], 1.0);
         assert!(est.series[0].raw.len() <= 5);
+    }
+
+    /// A restored state that breaks an invariant is an error, never a later panic.
+    #[test]
+    fn restore_checks_invariants() {
+        let cfg = EstimatorConfig {
+            window: 5,
+            order: 2,
+            subsample: 1,
+            max_points: Some(8),
+            ..EstimatorConfig::default()
+        };
+        let mut est = PowerLawEstimator::new(2, cfg.clone()).expect("new");
+        for i in 0..31u64 {
+            let l = 2.0 + 1.0 / (i + 1) as f64;
+            est.update(i, &[l, l], &[(i + 1) as f64; 2], None)
+                .expect("update");
+        }
+        let good = est.clone();
+        let tamper = |edit: &dyn Fn(&mut PowerLawEstimator)| {
+            let mut bad = good.clone();
+            edit(&mut bad);
+            let mut target = PowerLawEstimator::new(2, cfg.clone()).expect("new");
+            let err = target.restore(bad).expect_err("tampered state accepted");
+            assert!(matches!(err, Error::State(_)), "{err}");
+            err.to_string()
+        };
+        assert!(tamper(&|e| e.series[0].raw.clear()).contains("raw holds 0"));
+        assert!(tamper(&|e| {
+            e.series[1].points_n.extend([1.0; 100]);
+            e.series[1].points_y.extend([1.0; 100]);
+        })
+        .contains("exceed max_points"));
+        assert!(tamper(&|e| e.series[0].stride = 3).contains("stride"));
+        assert!(tamper(&|e| e.series[0].points_y.clear()).contains("y-values"));
+        assert!(tamper(&|e| e.series[0].raw[0].loss = f64::NAN).contains("finite"));
+        assert!(tamper(&|e| e.last_step = None).contains("last_step"));
+        let mut target = PowerLawEstimator::new(2, cfg.clone()).expect("new");
+        target
+            .restore(good.clone())
+            .expect("an untouched state loads");
+        target
+            .update(31, &[2.0, 2.0], &[32.0; 2], None)
+            .expect("and updates");
+    }
+
+    #[test]
+    fn num_points_counts_what_points_returns() {
+        for (window, subsample) in [(1usize, 1u64), (5, 1), (5, 3), (101, 10)] {
+            let cfg = EstimatorConfig {
+                window,
+                order: if window > 1 { 2 } else { 0 },
+                subsample,
+                max_points: Some(16),
+                ignore_steps: 7,
+                ..EstimatorConfig::default()
+            };
+            let mut est = PowerLawEstimator::new(1, cfg).expect("new");
+            for i in 0..500u64 {
+                est.update(i, &[1.0 + 1.0 / (i + 1) as f64], &[(i + 1) as f64], None)
+                    .expect("update");
+                let want = est.points(0).expect("points").0.len();
+                assert_eq!(est.num_points(), vec![want], "window {window}, step {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn config_sizes_are_bounded() {
+        for bad in [
+            EstimatorConfig {
+                window: MAX_WINDOW + 2,
+                ..EstimatorConfig::default()
+            },
+            EstimatorConfig {
+                order: MAX_ORDER + 1,
+                ..EstimatorConfig::default()
+            },
+            EstimatorConfig {
+                max_points: Some(MAX_POINTS + 1),
+                ..EstimatorConfig::default()
+            },
+        ] {
+            assert!(PowerLawEstimator::new(1, bad).is_err());
+        }
     }
 
     #[test]

@@ -550,6 +550,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_set_cancel_flag_stops_the_fit() {
+        let n: Vec<f64> = (1..=50).map(|i| i as f64 * 10.0).collect();
+        let y: Vec<f64> = n.iter().map(|x| 2.0 + 5.0 * x.powf(-0.3)).collect();
+        let (ns, ys) = (vec![n.as_slice(); 8], vec![y.as_slice(); 8]);
+        let cancel = AtomicBool::new(true);
+        let r = fit_many_cancellable(&ns, &ys, &FitConfig::default(), &cancel);
+        assert!(matches!(r, Err(Error::Interrupted)));
+        cancel.store(false, Ordering::Relaxed);
+        let fits = fit_many_cancellable(&ns, &ys, &FitConfig::default(), &cancel).expect("fit");
+        assert_eq!(fits.len(), 8);
+    }
+
+    #[test]
+    fn search_sizes_are_bounded() {
+        for (grid, points, iters) in [
+            (MAX_ALPHA_GRID + 1, 128, 300),
+            (48, MAX_SEARCH_POINTS + 1, 300),
+            (48, 128, MAX_ITER + 1),
+        ] {
+            let cfg = FitConfig {
+                alpha_grid: grid,
+                search_points: points,
+                max_iter: iters,
+                ..FitConfig::default()
+            };
+            assert!(cfg.validate().is_err());
+        }
+    }
+
+    #[test]
     fn json_form_round_trips_and_rejects_unknown_fields() {
         for config in [FitConfig::default(), FitConfig::reference()] {
             assert_eq!(FitConfig::from_json(&config.to_json()).ok(), Some(config));
