@@ -88,7 +88,7 @@ def test_shards_index_reports_every_failure(tmp_path: Path) -> None:
     (tmp_path / "b.tar").write_bytes(b"")  # empty
     (tmp_path / "d.tar").write_bytes(b"not a tar archive at all" * 40)
     proc = _run(["shards", "index", str(tmp_path / "*.tar"), "--cache-dir", "cache"], tmp_path)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     failed = [ln for ln in proc.stderr.splitlines() if "failed:" in ln]
     assert len(failed) == 2, proc.stderr
     assert "b.tar" in failed[0]

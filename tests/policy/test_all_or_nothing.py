@@ -121,3 +121,15 @@ def test_statistics_must_be_numbers(field: str) -> None:
     args[field] = ["1", "2"]
     with pytest.raises(InvalidInputError, match="must hold numbers"):
         StepStats(**args)
+
+
+@pytest.mark.parametrize("source", ["natural", "temperature", "doremi", "odm", "ado"])
+def test_priors_whose_sum_overflows_normalise(source: str) -> None:
+    policy = load_policy(source, domains=["a", "b"], prior=[1e308, 1e308], overrides=None)
+    np.testing.assert_allclose(policy.prior, [0.5, 0.5])
+    counts = np.array([2.0, 2.0])
+    step = StepStats(step=0, counts=counts, loss_sums=counts * 2, ref_loss_sums=counts)
+    policy.update(step)
+    assert np.isfinite(policy.weights).all()
+    assert policy.weights.sum() == pytest.approx(1.0)
+    assert policy.weights.min() > 0

@@ -96,7 +96,7 @@ def run_index(args: argparse.Namespace) -> int:
         print(f"ado shards index: failed: {line}", file=sys.stderr)
     if failures:
         print(f"ado shards index: {len(failures)} of {len(paths)} shards failed", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

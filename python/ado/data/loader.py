@@ -24,6 +24,7 @@ from ado._core import MixtureLoaderCore
 from ado._io import cache_root
 from ado.data.manifest import Manifest
 from ado.errors import InvalidInputError, StateError
+from ado.stats import normalised
 
 __all__ = ["Batch", "MixtureLoader", "PackConfig", "default_cache_dir"]
 
@@ -123,6 +124,10 @@ def _as_weights(weights: Any, names: list[str]) -> list[float] | None:
     if raw.dtype.kind not in "iuf":
         raise InvalidInputError(f"weights must be numbers, got {weights!r:.200}")
     arr = raw.astype(np.float64)
+    with np.errstate(over="ignore"):
+        overflows = bool(np.isinf(arr.sum()) and np.isfinite(arr).all() and arr.min() >= 0)
+    if overflows:  # finite weights whose sum overflows: scale them (as ado.stats.normalised)
+        arr = normalised(arr)
     if arr.ndim != 1:
         raise InvalidInputError(f"weights must be 1-D, got shape {arr.shape}")
     return [float(x) for x in arr]

@@ -64,7 +64,7 @@ from pydantic import Field
 from ado._state import Count, Distribution, StateModel, parse_state
 from ado.estimators import ScalingLawConfig, ScalingLawEstimator
 from ado.policy.base import Policy, PolicyConfig, register_policy
-from ado.stats import F64, StepStats
+from ado.stats import F64, StepStats, normalised
 
 __all__ = ["ADO", "clip_min_probability"]
 
@@ -138,8 +138,11 @@ class ADO(Policy):
             return self.prior
         credit = np.sqrt(h) if cfg.credit_exponent == 0.5 else h**cfg.credit_exponent
         score = self.prior * credit * est.signal()
-        total = float(_sum(score))
-        if not (total > 0.0 and math.isfinite(total)):
+        with np.errstate(over="ignore"):
+            total = float(_sum(score))
+        if total == math.inf and np.isfinite(score).all():  # finite scores whose sum overflows
+            rho = clip_min_probability(normalised(score), cfg.min_prob)
+        elif not (total > 0.0 and math.isfinite(total)):
             self._degenerate += 1
             logger.warning("step %d: ADO scores are degenerate (sum %r); rho := prior", t, total)
             rho = self.prior.copy()

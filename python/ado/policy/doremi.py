@@ -20,7 +20,7 @@ from pydantic import Field, NonNegativeFloat
 from ado._state import Count, Distribution, StateModel, parse_state
 from ado.estimators import EstimatorConfig, ExcessLossConfig
 from ado.policy.base import Policy, PolicyConfig, register_policy
-from ado.stats import F64, StepStats
+from ado.stats import F64, StepStats, normalised
 
 __all__ = ["DoReMi"]
 
@@ -70,8 +70,7 @@ class DoReMi(Policy):
         with np.errstate(divide="ignore"):
             z = np.log(self._weights) + self.config.eta * lam
         z = z - z.max()
-        alpha = np.exp(z)
-        alpha /= alpha.sum()
+        alpha = normalised(np.exp(z))
         c = self.config.smoothing
         alpha = (1.0 - c) * alpha + c / self.num_domains
         out: F64 = alpha

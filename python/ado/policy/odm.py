@@ -25,7 +25,7 @@ import numpy.typing as npt
 from ado._state import Count, StateModel, parse_state
 from ado.estimators import EstimatorConfig, LossEMAConfig
 from ado.policy.base import Policy, PolicyConfig, register_policy
-from ado.stats import F64, StepStats
+from ado.stats import F64, StepStats, normalised
 
 __all__ = ["ODM"]
 
@@ -66,8 +66,8 @@ class ODM(Policy):
         k = self.num_domains
         reward = np.nan_to_num(self.estimator.signal(), nan=0.0)
         if self.config.update == "group":
-            total = float(reward.sum())
-            share = reward / total if total > 0 else np.full(k, 1.0 / k)
+            # exp(loss) rewards can be huge: the overflow-safe normalisation
+            share = normalised(reward) if reward.max() > 0 else np.full(k, 1.0 / k)
         else:
             z = prev_eps * reward
             share = np.exp(z - z.max())

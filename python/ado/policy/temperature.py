@@ -10,7 +10,7 @@ import numpy.typing as npt
 from pydantic import Field, PositiveFloat
 
 from ado.policy.base import Policy, PolicyConfig, register_policy
-from ado.stats import F64, StepStats
+from ado.stats import F64, StepStats, normalised
 
 __all__ = ["Temperature"]
 
@@ -52,8 +52,7 @@ class Temperature(Policy):
         inv_t = 1.0 / self.temperature_at(batch)
         z = self._log_mu * inv_t
         w = np.where(self._support, np.exp(z - z[self._support].max()), 0.0)
-        out: F64 = w / w.sum()
-        return out
+        return normalised(w)
 
     def _update(self, stats: StepStats) -> F64:
         if self.config.final_temperature is None:
