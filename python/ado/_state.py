@@ -59,7 +59,10 @@ def _non_negative(value: list[float]) -> list[float]:
 
 
 def _distribution(value: list[float]) -> list[float]:
-    total = math.fsum(value)
+    try:
+        total = math.fsum(value)
+    except OverflowError:  # (fsum raises on an intermediate overflow)
+        total = math.inf
     if not abs(total - 1.0) <= 1e-6:
         raise ValueError(f"must sum to 1 (a distribution), sums to {total!r}")
     return value
