@@ -72,3 +72,8 @@ def test_many_domains_build_and_duplicates_are_named() -> None:
         load_policy("ado", domains=[*names, "domain-000007"])
     with pytest.raises(InvalidInputError, match="num_domains"):
         PowerLawEstimator(-1)
+
+
+def test_estimator_domain_count_is_bounded() -> None:
+    with pytest.raises(InvalidInputError, match="num_domains must be in"):
+        PowerLawEstimator(10**12)  # an error, not an allocation failure (abort)

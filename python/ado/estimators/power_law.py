@@ -264,8 +264,8 @@ class PowerLawEstimator:
         config: PowerLawEstimatorConfig | None = None,
         **fields: Any,
     ) -> None:
-        if num_domains < 0:
-            raise InvalidInputError(f"num_domains must be >= 0, got {num_domains}")
+        if isinstance(num_domains, bool) or not isinstance(num_domains, int) or num_domains < 0:
+            raise InvalidInputError(f"num_domains must be an integer >= 0, got {num_domains!r}")
         self.config = config = config_or_fields(PowerLawEstimatorConfig, config, fields)
         self._inner = _core.PowerLawEstimator(num_domains, config.model_dump_json())
 

@@ -66,6 +66,8 @@ pub struct EstimatorConfig {
 pub const MAX_WINDOW: usize = 4095;
 /// Largest smoothing polynomial order.
 pub const MAX_ORDER: usize = 16;
+/// Most domains of one estimator (each holds a series; far beyond any mixture).
+pub const MAX_DOMAINS: usize = 1 << 24;
 /// Largest `max_points` (per-domain fit-point capacity).
 pub const MAX_POINTS: usize = 1 << 24;
 
@@ -161,8 +163,10 @@ impl PowerLawEstimator {
     /// An empty estimator for `num_domains` domains.
     pub fn new(num_domains: usize, config: EstimatorConfig) -> Result<Self> {
         config.validate()?;
-        if num_domains == 0 {
-            return Err(Error::invalid("num_domains must be >= 1"));
+        if num_domains == 0 || num_domains > MAX_DOMAINS {
+            return Err(Error::invalid(format!(
+                "num_domains must be in [1, {MAX_DOMAINS}], got {num_domains}"
+            )));
         }
         let series = (0..num_domains)
             .map(|_| Series {
