@@ -261,7 +261,7 @@ def main() -> None:
         json.dumps(
             {
                 "command": cfg.command,
-                "preset": preset.model_dump(),
+                "preset": preset.describe(),
                 "rows": rows,
                 "untrained_departures": checked,
             },

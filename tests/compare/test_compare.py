@@ -24,17 +24,7 @@ def _cfg(corpus: Path, out: Path, **kw: object) -> CompareConfig:
     preset = (
         PRESETS["cpu-small"]
         .scaled(6)
-        .model_copy(
-            update={
-                "n_embd": 16,
-                "n_head": 2,
-                "n_layer": 1,
-                "seq_len": 16,
-                "batch_size": 4,
-                "eval_batches": 1,
-                "threads": 1,
-            }
-        )
+        .with_train(n_embd=16, n_head=2, n_layer=1, seq_len=16, batch_size=4, eval_batches=1)
     )
     return CompareConfig(
         corpus=corpus, policies=POLICIES, preset=preset, out=out, progress=False, **kw
@@ -125,7 +115,7 @@ def test_smoke_compare_and_resume(tiny_corpus: Path, tmp_path: Path) -> None:
     assert json.loads((out / "compare.json").read_text())["seeds"] == [0, 1]
     # the same seeds under another preset are another comparison
     other = _cfg(tiny_corpus, out)
-    other.preset = other.preset.model_copy(update={"lr": 1e-3})
+    other.preset = other.preset.with_train(lr=1e-3)
     with pytest.raises(ConfigError, match="another comparison"):
         run_compare(other)
 
@@ -280,3 +270,38 @@ def test_report_only_refuses_another_corpus(tiny_corpus: Path, tmp_path: Path) -
         report_finished(_cfg(other, tmp_path / "out"))
     with pytest.raises(ConfigError, match=r"no compare\.json"):
         report_finished(_cfg(tiny_corpus, tmp_path / "empty"))
+
+
+def test_a_preset_is_a_set_of_training_config_overrides() -> None:
+    from ado.compare.presets import Preset
+    from ado.torch.train import TrainConfig
+
+    preset = PRESETS["cpu-full"]
+    # what it does not name keeps TrainConfig's one default
+    assert "grad_accum" not in preset.train
+    assert preset.config().grad_accum == TrainConfig(manifest="").grad_accum
+    run = preset.train_config(manifest="m.yaml", seed=3)
+    assert run.n_layer == preset.train["n_layer"]
+    assert run.seed == 3
+    assert preset.tokens_per_run() == 1000 * 16 * 128
+    # scaling changes the steps and the cadences, nothing else
+    half = preset.scaled(500)
+    assert half.train["steps"] == 500
+    assert half.train["eval_every"] == 100
+    assert half.train["n_embd"] == preset.train["n_embd"]
+    assert half.ado_overrides["update_interval"] == 25
+    # unknown fields, invalid values and per-run fields are refused with the field named
+    with pytest.raises(ValueError, match="n_layers"):
+        Preset(name="x", train={"n_layers": 2})
+    with pytest.raises(ValueError, match="steps"):
+        Preset(name="x", train={"steps": 0})
+    with pytest.raises(ValueError, match="seed"):
+        Preset(name="x", train={"seed": 1})
+    with pytest.raises(ConfigError, match="dtype"):
+        preset.with_train(dtype="fp8")
+    assert preset.with_train(device="cuda").config().device == "cuda"
+    # the report records the overrides and the effective configuration
+    described = preset.describe()
+    assert described["train"] == preset.train
+    assert described["effective"]["grad_accum"] == 1
+    assert "seed" not in described["effective"]

@@ -15,7 +15,7 @@ import pytest
 from ado.cli import main
 from ado.corpus import BuildConfig, Document, DomainRecipe, build_builtin, build_corpus, split_of
 from ado.corpus.build import _samples
-from ado.corpus.debian import strip_roff
+from ado.corpus.debian import render_man
 from ado.data import Manifest, MixtureLoader, PackConfig
 from ado.errors import ConfigError
 
@@ -172,15 +172,22 @@ def test_cli_passes_max_sample_bytes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "max_sample_bytes must be at least 64" in capsys.readouterr().err
 
 
-def test_strip_roff() -> None:
-    src = '.\\" comment\n.TH LS 1\n.SH NAME\nls \\- list \\fBfiles\\fR \\(em fast\n.PP\nK\\(:ase\n'
-    text = strip_roff(src)
+def test_render_man_gives_the_text_man_shows() -> None:
+    src = (
+        '.\\" comment\n.TH LS 1 2024 "GNU" "User Commands"\n.SH NAME\n'
+        "ls \\- list \\fBfiles\\fR \\(em fast\n.PP\nK\\(:ase und Br\u00f6tchen\n"
+        ".TP\n.B \\-a\ndo not ignore entries\n"
+    )
+    text = render_man(src)
     assert "comment" not in text
     assert "\\f" not in text
+    assert "User Commands" not in text  # the running header is dropped
     assert "NAME" in text
     assert "ls - list files \u2014 fast" in text
-    assert "K\u00e4se" in text
-    assert strip_roff(".so man1/other.1\n") == ""
+    assert "K\u00e4se und Br\u00f6tchen" in text  # roff glyphs and UTF-8 input
+    assert "-a" in text
+    assert "do not ignore entries" in text
+    assert render_man(".so man1/other.1\n") == ""
 
 
 def test_roundtrip_bpe_ids_fit_u16(tmp_path: Path) -> None:

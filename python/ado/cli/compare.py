@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     if args.steps is not None:
         preset = preset.scaled(args.steps)
     if args.device is not None:
-        preset = preset.model_copy(update={"device": args.device})
+        preset = preset.with_train(device=args.device)
     start = time.perf_counter()
     corpus = _corpus(args.corpus, not args.no_progress)
     cfg = CompareConfig(

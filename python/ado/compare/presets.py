@@ -1,4 +1,9 @@
-"""Run-size presets of ``ado compare``: model, tokens, evaluation cadence, ADO schedule.
+"""Run-size presets of ``ado compare``: training-config overrides, plus ADO's schedule.
+
+A preset names only what it changes in :class:`ado.torch.train.TrainConfig` (model shape, tokens,
+cadences, device); every other training option keeps the one default declared there. What a
+compare run sets itself (corpus manifests, policy, seed, log and checkpoint paths, tokenizer
+fields) cannot be set by a preset.
 
 ADO's shipped schedule (``ignore_steps: 1000, start_step: 2000, update_interval: 1000``) suits
 runs of tens of thousands of steps; a preset that trains a few hundred steps scales it to its length
@@ -7,65 +12,112 @@ runs of tens of thousands of steps; a preset that trains a few hundred steps sca
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["PRESETS", "Preset"]
+from ado.errors import ConfigError
+from ado.torch.train import TrainConfig
+
+__all__ = ["PRESETS", "RUN_FIELDS", "Preset"]
+
+#: TrainConfig fields that ``ado compare`` sets for each run (not a preset's to choose).
+RUN_FIELDS = frozenset(
+    {
+        "manifest",
+        "eval_manifest",
+        "policy",
+        "overrides",
+        "prior",
+        "vocab_size",
+        "eos_id",
+        "field",
+        "seed",
+        "log_path",
+        "log_batches",
+        "ckpt_dir",
+        "progress",
+    }
+)
+#: Cadences (in steps) that :meth:`Preset.scaled` scales with the run length.
+_CADENCES = ("eval_every", "ckpt_every", "log_every")
 
 
 class Preset(BaseModel):
-    """Everything about a compare run that is not the corpus or the policy list.
+    """A compare run size: a name, training-config overrides and ADO's schedule for that length.
 
     Attributes:
         name: preset name.
-        n_layer: transformer blocks.
-        n_head: attention heads.
-        n_embd: width.
-        seq_len: tokens per row.
-        batch_size: rows per step.
-        steps: optimizer steps per run (every policy trains the same number of tokens).
-        lr: peak learning rate.
-        warmup: warm-up steps.
-        eval_every: steps between held-out evaluations.
-        eval_batches: held-out batches per domain per evaluation.
-        ckpt_every: steps between checkpoints (resume granularity).
-        log_every: steps between JSONL training records (weights, policy metrics).
-        device: torch device.
-        dtype: ``fp32`` or ``bf16``.
-        threads: torch CPU threads per run (None: the usable cores divided by the runs trained
-            at once; a tiny CPU model gains little from a second thread and loses a lot when
-            the cores are shared).
-        ado_overrides: ADO schedule scaled to the run length.
+        train: :class:`~ado.torch.train.TrainConfig` fields this preset sets (e.g. ``n_layer``,
+            ``steps``, ``threads``); the rest keep TrainConfig's defaults.
+        ado_overrides: ADO schedule scaled to the run length (served to policies that declare
+            they need it, see :meth:`ado.policy.PolicyConfig.harness_needs`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    n_layer: int = Field(gt=0)
-    n_head: int = Field(gt=0)
-    n_embd: int = Field(gt=0)
-    seq_len: int = Field(gt=0)
-    batch_size: int = Field(gt=0)
-    steps: int = Field(gt=0)
-    lr: float = Field(gt=0)
-    warmup: int = Field(ge=0)
-    eval_every: int = Field(gt=0)
-    eval_batches: int = Field(gt=0)
-    ckpt_every: int = Field(gt=0)
-    log_every: int = Field(gt=0)
-    device: str = "cpu"
-    dtype: Literal["fp32", "bf16"] = "fp32"
-    threads: int | None = None
+    train: dict[str, Any] = Field(default_factory=dict)
     ado_overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("train")
+    @classmethod
+    def _valid_overrides(cls, v: dict[str, Any]) -> dict[str, Any]:
+        run_set = sorted(RUN_FIELDS & v.keys())
+        if run_set:
+            raise ValueError(f"{run_set} are set by compare for each run, not by a preset")
+        try:
+            TrainConfig(manifest="", **v)
+        except ValidationError as e:
+            raise ValueError(f"not valid training-config overrides: {e}") from None
+        return v
+
+    def config(self) -> TrainConfig:
+        """The training configuration of this preset (TrainConfig defaults + the overrides);
+        the run fields (``manifest``, ``seed``...) are placeholders."""
+        return TrainConfig(manifest="", **self.train)
+
+    def train_config(self, **run: Any) -> TrainConfig:
+        """The training configuration of one run: the preset's overrides plus ``run`` (the
+        fields compare sets: manifests, policy, seed, paths, tokenizer fields, threads)."""
+        return TrainConfig(**{**self.train, **run})
+
+    def with_train(self, **changes: Any) -> Preset:
+        """The same preset with more training-config overrides (e.g. ``device="cuda"``)."""
+        try:
+            return Preset(
+                name=self.name,
+                train={**self.train, **changes},
+                ado_overrides=self.ado_overrides,
+            )
+        except ValidationError as e:
+            raise ConfigError(f"preset {self.name!r}: {e}") from None
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps per run."""
+        return self.config().steps
+
+    @property
+    def threads(self) -> int | None:
+        """torch CPU threads per run this preset asks for (None: compare decides)."""
+        return self.config().threads
 
     def tokens_per_run(self) -> int:
         """Training tokens of each run."""
-        return self.steps * self.batch_size * self.seq_len
+        c = self.config()
+        return c.steps * c.batch_size * c.grad_accum * c.seq_len
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-safe record for reports: the name, the overrides and the effective training
+        configuration (defaults included; run fields left out)."""
+        effective = self.config().model_dump(exclude=set(RUN_FIELDS))
+        return {**self.model_dump(), "effective": effective}
 
     def scaled(self, steps: int) -> Preset:
         """The same preset with ``steps`` steps (cadences and ADO's schedule scaled too)."""
-        f = steps / self.steps
+        c = self.config()
+        f = steps / c.steps
 
         def sc(v: int, lo: int = 1) -> int:
             return max(lo, round(v * f))
@@ -76,16 +128,11 @@ class Preset(BaseModel):
                 ado[key] = sc(int(ado[key]), 0 if key == "ignore_steps" else 1)
         if "start_step" in ado and "update_interval" in ado:
             ado["start_step"] = max(ado["start_step"], ado.get("ignore_steps", 0) + 3)
-        return self.model_copy(
-            update={
-                "steps": steps,
-                "warmup": min(self.warmup, max(steps // 10, 0)),
-                "eval_every": sc(self.eval_every),
-                "ckpt_every": sc(self.ckpt_every),
-                "log_every": sc(self.log_every),
-                "ado_overrides": ado,
-            }
-        )
+        train = {**self.train, "steps": steps, "warmup": min(c.warmup, max(steps // 10, 0))}
+        for key in _CADENCES:
+            if value := getattr(c, key):  # 0 means never
+                train[key] = sc(value)
+        return Preset(name=self.name, train=train, ado_overrides=ado)
 
 
 def _ado(
@@ -112,58 +159,64 @@ PRESETS: dict[str, Preset] = {
     # README command: 6 policies on the built-in corpus in <= 10 min on 2 CPU cores.
     "cpu-small": Preset(
         name="cpu-small",
-        n_layer=2,
-        n_head=2,
-        n_embd=64,
-        seq_len=64,
-        batch_size=16,
-        steps=120,
-        lr=3e-3,
-        warmup=10,
-        eval_every=20,
-        eval_batches=2,
-        ckpt_every=40,
-        log_every=5,
-        # one thread: this model is too small to gain from a second one (5.5 s vs 5.1-5.3 s for
-        # 40 steps at load 3 on 2 cores), and a second thread can stall a shared machine
-        threads=1,
+        train={
+            "n_layer": 2,
+            "n_head": 2,
+            "n_embd": 64,
+            "seq_len": 64,
+            "batch_size": 16,
+            "steps": 120,
+            "lr": 3e-3,
+            "warmup": 10,
+            "eval_every": 20,
+            "eval_batches": 2,
+            "ckpt_every": 40,
+            "log_every": 5,
+            # one thread: this model is too small to gain from a second one (5.5 s vs 5.1-5.3 s
+            # for 40 steps at load 3 on 2 cores), and a second thread can stall a shared machine
+            "threads": 1,
+        },
         ado_overrides=_ado(10, 40, 10, 1, 11, 10),
     ),
     # The 10-domain CPU benchmark: 12 runs (6 policies x 2 seeds), 2 M tokens each, in about
     # 55 min on 2 idle cores (0.25 s per step, evaluations included).
     "cpu-full": Preset(
         name="cpu-full",
-        n_layer=2,
-        n_head=2,
-        n_embd=64,
-        seq_len=128,
-        batch_size=16,
-        steps=1000,
-        lr=3e-3,
-        warmup=50,
-        eval_every=200,
-        eval_batches=8,
-        ckpt_every=100,
-        log_every=10,
+        train={
+            "n_layer": 2,
+            "n_head": 2,
+            "n_embd": 64,
+            "seq_len": 128,
+            "batch_size": 16,
+            "steps": 1000,
+            "lr": 3e-3,
+            "warmup": 50,
+            "eval_every": 200,
+            "eval_batches": 8,
+            "ckpt_every": 100,
+            "log_every": 10,
+        },
         ado_overrides=_ado(50, 200, 50, 2, 51),
     ),
     # One GPU: a 6-layer, 384-wide model on ~330 M tokens per policy.
     "gpu": Preset(
         name="gpu",
-        n_layer=6,
-        n_head=6,
-        n_embd=384,
-        seq_len=512,
-        batch_size=64,
-        steps=10000,
-        lr=1e-3,
-        warmup=200,
-        eval_every=250,
-        eval_batches=16,
-        ckpt_every=500,
-        log_every=25,
-        device="cuda",
-        dtype="bf16",
+        train={
+            "n_layer": 6,
+            "n_head": 6,
+            "n_embd": 384,
+            "seq_len": 512,
+            "batch_size": 64,
+            "steps": 10000,
+            "lr": 1e-3,
+            "warmup": 200,
+            "eval_every": 250,
+            "eval_batches": 16,
+            "ckpt_every": 500,
+            "log_every": 25,
+            "device": "cuda",
+            "dtype": "bf16",
+        },
         ado_overrides=_ado(500, 1000, 500, 5, 101),
     ),
 }

@@ -201,7 +201,7 @@ def _verdicts(report: dict[str, Any]) -> list[str]:
 
 
 def _markdown(report: dict[str, Any]) -> str:
-    p = report["preset"]
+    name, p = report["preset"]["name"], report["preset"]["effective"]
     c = report["corpus"]
     tokens = report["tokens_per_run"]
     lines = [
@@ -209,7 +209,7 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         f"Corpus: `{c['path']}` (recipe `{c.get('recipe')}`, tokenizer "
         f"{c['tokenizer']['kind']} with {c['tokenizer']['vocab_size']} ids, "
-        f"{len(report['domains'])} domains). Preset `{p['name']}`: GPT {p['n_layer']} layers x "
+        f"{len(report['domains'])} domains). Preset `{name}`: GPT {p['n_layer']} layers x "
         f"{p['n_embd']} wide, {p['seq_len']}-token rows, batch {p['batch_size']}, {p['steps']} "
         f"steps = {tokens:,} training tokens per run, same model init and data seed per policy.",
         "",
@@ -336,7 +336,7 @@ def write_report(
             "tokenizer": info["tokenizer"],
             "python": info.get("python"),
         },
-        "preset": cfg.preset.model_dump(),
+        "preset": cfg.preset.describe(),
         "tokens_per_run": cfg.preset.tokens_per_run(),
         "domains": domains,
         "natural_weights": natural,

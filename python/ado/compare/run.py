@@ -197,7 +197,7 @@ def train_one(
     info: dict[str, Any],
 ) -> dict[str, Any]:
     """Train (or resume, or skip) one run; returns its ``result.json`` content."""
-    from ado.torch import TrainConfig, latest_checkpoint, train
+    from ado.torch import latest_checkpoint, train
 
     folder = cfg.out / "runs" / spec.label / f"seed{spec.seed}"
     done = folder / "result.json"
@@ -212,37 +212,22 @@ def train_one(
         return result
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "run.json", json.dumps(identity, indent=2) + "\n")
-    p = cfg.preset
     tok = info["tokenizer"]
     ckpt_dir = folder / "ckpt"
     ckpt = latest_checkpoint(ckpt_dir / "rank_0") if ckpt_dir.exists() else None
     resume_step = int(ckpt.stem.split("_")[1]) if ckpt is not None else 0
-    tcfg = TrainConfig(
+    tcfg = cfg.preset.train_config(
         manifest=str(Path(cfg.corpus) / "manifest.yaml"),
         eval_manifest=str(Path(cfg.corpus) / "val.yaml"),
         policy=str(spec.path),
         overrides=overrides,
-        seq_len=p.seq_len,
         vocab_size=int(tok["vocab_size"]),
         eos_id=int(tok["eos_id"]),
         field=str(info.get("field", "u16")),
-        batch_size=p.batch_size,
-        steps=p.steps,
-        lr=p.lr,
-        warmup=p.warmup,
-        n_layer=p.n_layer,
-        n_head=p.n_head,
-        n_embd=p.n_embd,
         seed=spec.seed,
-        device=p.device,
-        dtype=p.dtype,
         threads=cfg.run_threads(),
         log_path=str(folder / "train.jsonl"),
-        log_every=p.log_every,
         ckpt_dir=str(ckpt_dir),
-        ckpt_every=p.ckpt_every,
-        eval_every=p.eval_every,
-        eval_batches=p.eval_batches,
         progress=cfg.progress,
     )
     res = train(tcfg)
@@ -268,7 +253,7 @@ def train_one(
         "tokens": res.tokens,
         "final_eval_step": final["step"],
         "heldout_loss": {d: final[f"loss/{d}"] for d in domains},
-        "tokens_seen": {d: int(s * p.seq_len) for d, s in zip(domains, samples, strict=True)},
+        "tokens_seen": {d: int(s * tcfg.seq_len) for d, s in zip(domains, samples, strict=True)},
         "final_weights": res.weights,
         "wall_seconds": float(sum(r["step_s"] for r in steps)),
         "policy_seconds": float(sum(r["policy_s"] for r in steps)),

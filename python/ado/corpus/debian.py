@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import shlex
+import shutil
 import subprocess
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -25,7 +26,7 @@ from typing import Any
 
 from ado.corpus.build import Document, DomainRecipe
 from ado.corpus.builtin import stdlib_files
-from ado.errors import ConfigError
+from ado.errors import ConfigError, InvalidInputError, MissingDependencyError
 
 __all__ = [
     "APT_PACKAGES",
@@ -34,7 +35,7 @@ __all__ = [
     "debian_recipes",
     "install_commands",
     "prepare",
-    "strip_roff",
+    "render_man",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ APT_PACKAGES = [
     "manpages-ja",
     "manpages-zh",
     "manpages-ru",
+    "groff-base",
     "unicode-data",
     "iso-codes",
 ]
@@ -195,104 +197,49 @@ def _file_docs(
     for p in paths:
         try:
             text = transform(_read(p))
-        except (OSError, EOFError, gzip.BadGzipFile):
+        except (OSError, EOFError, gzip.BadGzipFile, InvalidInputError) as e:
+            logger.warning("skipped %s: %s", p, e)
             continue
         if text.strip():
             yield Document(prefix + str(p), text)
 
 
-# -- roff → text ---------------------------------------------------------------------------------
+# -- man pages → text (rendered by groff) ---------------------------------------------------------
 
-_GLYPHS = {
-    "em": "\u2014",
-    "en": "\u2013",
-    "hy": "-",
-    "bu": "•",
-    "co": "©",
-    "rg": "®",
-    "tm": "™",
-    "aq": "'",
-    "dq": '"',
-    "lq": "\u201c",
-    "rq": "\u201d",
-    "oq": "\u2018",
-    "cq": "\u2019",
-    "mi": "-",
-    "pl": "+",
-    "mu": "\u00d7",
-    "de": "°",
-    "->": "→",
-    "<-": "←",
-    "ss": "ß",
-    ":a": "ä",
-    ":o": "ö",
-    ":u": "ü",
-    ":A": "Ä",
-    ":O": "Ö",
-    ":U": "Ü",
-    "'e": "é",
-    "`e": "è",
-    "^e": "ê",
-    "'a": "á",
-    "`a": "à",
-    "^a": "â",
-    ",c": "ç",
-    "'E": "É",
-    "~n": "ñ",
-    "'o": "ó",
-    "'i": "í",
-    "'u": "ú",
-    "ga": "`",
-    "ti": "~",
-    "ha": "^",
-    "rs": "\\",
-    "at": "@",
-    "sh": "#",
-    "Do": "$",
-    "bv": "|",
-    "ba": "|",
-}
-_ESC = re.compile(
-    r"\\(?:\(([^\s]{2})|\[([^\]]*)\]|f(?:\[[^\]]*\]|\(..|.)|s[-+]?\d|([-&e|^%/,~ 0c])|"
-    r"\*(?:\(..|\[[^\]]*\]|.))"
-)
+#: ``groff`` as ``man`` runs it for a terminal, without its overstrikes and colours, without
+#: hyphenation and with ragged-right lines (no spaces added to justify them).
+_GROFF = ["groff", "-k", "-Kutf-8", "-man", "-Tutf8", "-P-cbou", "-rHY=0", "-rLL=100n"]
 
 
-def _esc(m: re.Match[str]) -> str:
-    name = m.group(1) or m.group(2)
-    if name is not None:
-        return _GLYPHS.get(name, "")
-    c = m.group(3)
-    if c is None:
-        return ""
-    return {"-": "-", "e": "\\", " ": " ", "~": " ", "0": " "}.get(c, "")
+def render_man(src: str) -> str:
+    """Man-page roff source → the plain text ``man`` shows (by ``groff``, from Debian's
+    ``groff-base``), without the page's running header and footer lines.
 
+    A ``.so`` link page (an alias of another page) renders as ``""``.
 
-def strip_roff(src: str) -> str:
-    """Man-page roff source → plain text (headings, paragraphs, font and glyph escapes)."""
+    Raises:
+        MissingDependencyError: ``groff`` is not installed.
+        InvalidInputError: groff failed on ``src``.
+    """
     if src.startswith(".so "):
         return ""
-    out: list[str] = []
-    for line in src.splitlines():
-        if line.startswith(('.\\"', "'\\\"", '\\"')):
-            continue
-        if line.startswith((".", "'")):
-            parts = line[1:].split(None, 1)
-            if not parts:
-                continue
-            macro, arg = parts[0], parts[1] if len(parts) > 1 else ""
-            if macro in ("SH", "SS"):
-                out += ["", arg.strip('"'), ""]
-            elif macro in ("PP", "LP", "P", "TP", "IP", "sp", "br"):
-                out.append("")
-                if macro == "IP" and arg:
-                    out.append(arg.split('"')[1] if arg.startswith('"') else arg.split()[0])
-            elif macro in ("B", "I", "BR", "IR", "RB", "RI", "BI", "IB", "SM", "SB", "UR", "MT"):
-                out.append(arg.replace('"', ""))
-            continue
-        out.append(line)
-    text = _ESC.sub(_esc, "\n".join(out))
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+    if shutil.which("groff") is None:
+        raise MissingDependencyError(
+            "rendering man pages needs groff (Debian package groff-base: apt install groff-base)"
+        )
+    res = subprocess.run(
+        _GROFF,
+        input=(".na\n" + src).encode(),  # .na: no justification (the macros keep it)
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    if res.returncode != 0:
+        err = res.stderr.decode(errors="replace").strip()
+        raise InvalidInputError(f"groff failed ({res.returncode}): {err[:500]}")
+    lines = res.stdout.decode("utf-8", errors="replace").strip().splitlines()
+    body = "\n".join(lines[1:-1] if len(lines) > 2 else lines)  # running header / footer
+    return re.sub(r"\n{3,}", "\n\n", body).strip()
 
 
 # -- sources -------------------------------------------------------------------------------------
@@ -402,7 +349,7 @@ def _man(packages: Iterable[str], english: bool) -> Iterator[Document]:
                 continue
             if english == parts[4].startswith("man"):
                 paths.append(p)
-    yield from _file_docs(_hash_order(paths), strip_roff)
+    yield from _file_docs(_hash_order(paths), render_man)
 
 
 def _gcide() -> Iterator[Document]:
