@@ -22,7 +22,7 @@ from typing import Any
 
 from ado._deps import require
 from ado._io import cache_root
-from ado.cli._common import plain
+from ado.cli._common import non_negative_int, plain, positive_int
 from ado.policy.presets import resolve_policy
 
 __all__ = ["DEFAULT_POLICIES", "builtin_corpus_dir", "register", "run"]
@@ -58,11 +58,15 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (runs, report, plots)")
     p.add_argument(
-        "--seeds", type=int, nargs="+", default=[0], help="seeds of every policy (default 0)"
+        "--seeds",
+        type=non_negative_int,
+        nargs="+",
+        default=[0],
+        help="seeds of every policy (default 0)",
     )
     p.add_argument(
         "--extra-seeds",
-        type=int,
+        type=non_negative_int,
         nargs="*",
         default=[],
         help="more seeds, only for the policies of --extra-for",
@@ -75,20 +79,20 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--steps",
-        type=int,
+        type=positive_int,
         default=None,
         help="override the preset's steps (cadences and ADO's schedule scale along)",
     )
     p.add_argument("--device", default=None, help="override the preset's device")
     p.add_argument(
         "--jobs",
-        type=int,
+        type=positive_int,
         default=1,
         help="runs trained at once, each in its own process (default 1)",
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="torch CPU threads per run (default: the usable cores divided by --jobs)",
     )

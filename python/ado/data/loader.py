@@ -24,6 +24,7 @@ from ado._core import MixtureLoaderCore
 from ado._io import cache_root
 from ado.data.manifest import Manifest
 from ado.errors import InvalidInputError, StateError
+from ado.stats import normalised
 
 __all__ = ["Batch", "MixtureLoader", "PackConfig", "default_cache_dir"]
 
@@ -113,8 +114,20 @@ def _as_weights(weights: Any, names: list[str]) -> list[float] | None:
         unknown = set(weights) - set(names)
         if unknown:
             raise InvalidInputError(f"weights name unknown domains {sorted(unknown)}")
-        return [float(weights.get(n, 0.0)) for n in names]
-    arr = np.asarray(weights, dtype=np.float64)
+        missing = [n for n in names if n not in weights]
+        if missing:  # silently zeroing them would drop domains by a typo
+            raise InvalidInputError(
+                f"weights must name every domain; missing {missing} (give 0 to drop one)"
+            )
+        weights = [weights[n] for n in names]
+    raw = np.asarray(weights)
+    if raw.dtype.kind not in "iuf":
+        raise InvalidInputError(f"weights must be numbers, got {weights!r:.200}")
+    arr = raw.astype(np.float64)
+    with np.errstate(over="ignore"):
+        overflows = bool(np.isinf(arr.sum()) and np.isfinite(arr).all() and arr.min() >= 0)
+    if overflows:  # finite weights whose sum overflows: scale them (as ado.stats.normalised)
+        arr = normalised(arr)
     if arr.ndim != 1:
         raise InvalidInputError(f"weights must be 1-D, got shape {arr.shape}")
     return [float(x) for x in arr]
@@ -165,6 +178,19 @@ class MixtureLoader:
     ) -> None:
         self.manifest = _as_manifest(manifest)
         names = self.manifest.names
+        sizes = {
+            "batch_size": batch_size,
+            "seed": seed,
+            "rank": rank,
+            "world_size": world_size,
+            "readahead_bytes": readahead_bytes,
+            "readahead_threads": readahead_threads,
+            "index_threads": index_threads,
+            "max_open_files": max_open_files,
+        }
+        for key, value in sizes.items():  # bounds on the sizes themselves live in the Rust core
+            if isinstance(value, bool) or not isinstance(value, int) or not -1 < value < 2**63:
+                raise InvalidInputError(f"{key} must be an integer in [0, 2**63), got {value!r}")
         if min(batch_size, world_size) < 1 or not 0 <= rank < world_size or seed < 0:
             raise InvalidInputError(
                 f"need batch_size >= 1, world_size >= 1, 0 <= rank < world_size and seed >= 0; "
@@ -289,9 +315,11 @@ class MixtureLoader:
         Raises:
             InvalidInputError: Wrong length, negative/NaN entries or a zero sum.
         """
+        if weights is None:
+            raise InvalidInputError("set_weights needs weights, got None")
         w = _as_weights(weights, self.domains)
-        assert w is not None
-        self._core.set_weights(w)
+        if w is not None:
+            self._core.set_weights(w)
 
     # -- iteration ------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Batch]:

@@ -22,13 +22,22 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    StrictStr,
+    ValidationInfo,
+    model_validator,
+)
 
-from ado.errors import FitError, InvalidInputError, StateError
+from ado._state import Count, FiniteFloat, NonNegVector, StateModel, Step, Vector, parse_state
+from ado.errors import FitError, InvalidInputError
 from ado.estimators.power_law import (
     FitConfig,
     PowerLawEstimator,
@@ -90,7 +99,7 @@ class ScalingLawConfig(PowerLawEstimatorConfig):
             at the scheduled step + d (must be < ``update_interval``).
     """
 
-    ignore_steps: NonNegativeInt = 1000
+    ignore_steps: int = Field(1000, ge=0, le=2**63 - 1)
     start_step: NonNegativeInt = 2000
     update_interval: PositiveInt = 1000
     x_axis: Literal["total", "domain"] = "total"
@@ -198,30 +207,42 @@ class ScalingLawEstimator:
         return self._x
 
     def observe(self, stats: StepStats) -> bool:
-        """Ingest one step and refit if one is due; returns whether a new fit was accepted."""
+        """Ingest one step and refit if one is due; returns whether a new fit was accepted.
+
+        All or nothing: a step that raises (bad statistics, or ``KeyboardInterrupt`` during a
+        refit) leaves the estimator exactly as it was."""
         counts = stats.counts
         batch = float(_sum(counts))
         if batch <= 0.0:
             raise InvalidInputError(f"step {stats.step}: the batch has no samples (counts all 0)")
-        self._total += batch
-        self.last_batch = batch
-        if self.x_axis == "domain":
-            self._domain_n += counts
+        total = self._total + batch
+        domain_n = self._domain_n + counts if self.x_axis == "domain" else self._domain_n
+        x = np.full(self._k, total) if self.x_axis == "total" else np.maximum(domain_n, 1.0)
         losses = self._losses
         losses.fill(np.nan)  # absent domains stay NaN
         np.divide(stats.loss_sums, counts, out=losses, where=counts > 0)
         # The batch mean, for a domain absent at the first step (carry mode): afterwards every
         # domain has a value to carry forward, so the fill is not needed.
         fill = float(_sum(stats.loss_sums)) / batch if self._est.last_step is None else None
-        self._est.update(stats.step, losses, self.x(), fill)
         t = stats.step
-        accepted = False
-        if self._pending is not None and t >= self._pending[1]:
-            accepted = self._apply_pending()
-        if t >= self.start_step and t % self.update_interval == 0:
-            if self.fit_delay == 0:
-                return self.refit(t)
-            self._submit(t)
+        refit_due = t >= self.start_step and t % self.update_interval == 0
+        apply_due = self._pending is not None and t >= self._pending[1]
+        # What a refit or a wait might leave half-done if interrupted (taken only on those steps).
+        saved = (self._est.copy(), self.__dict__.copy()) if refit_due or apply_due else None
+        self._est.update(t, losses, x, fill)  # validates everything before it changes anything
+        self._total, self.last_batch, self._domain_n = total, batch, domain_n
+        if saved is None:
+            return False
+        try:
+            accepted = self._apply_pending() if apply_due else False
+            if refit_due:
+                if self.fit_delay == 0:
+                    return self.refit(t)
+                self._submit(t)
+        except BaseException:
+            self.__dict__.update(saved[1])
+            self._est = saved[0]
+            raise
         return accepted
 
     def _enough_points(self, step: int) -> bool:
@@ -302,8 +323,9 @@ class ScalingLawEstimator:
         # total x-axis: one scalar n for every domain (cheaper than a vector)
         n: float | F64 = self._total if self.x_axis == "total" else self.x()
         eps = fit.eps
-        predicted = eps + fit.beta * n**-fit.alpha  # reference arithmetic: L(n), then minus eps
-        out: F64 = self._slope_mult * (predicted - eps) / n
+        with np.errstate(over="ignore"):  # an inf score is handled as degenerate by the policy
+            predicted = eps + fit.beta * n**-fit.alpha  # reference: L(n), then minus eps
+            out: F64 = self._slope_mult * (predicted - eps) / n
         return out
 
     def points(self, domain: int) -> tuple[F64, F64]:
@@ -340,25 +362,70 @@ class ScalingLawEstimator:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output."""
-        try:
-            self._est.load_state_dict(state["estimator"])
-            self._total = float(state["total"])
-            self._domain_n = np.asarray(state["domain_n"], dtype=np.float64)
-            f = state["fit"]
-            self.current = None if f is None else _fit_from_dict(f)
-            p = state.get("pending")
-            self._pending = None
-            if p is not None:
-                result: PowerLawFit | FitError = (
-                    _fit_from_dict(p["fit"]) if p["fit"] is not None else FitError(p["error"])
-                )
-                self._pending = (int(p["step"]), int(p["apply_step"]), result)
-            self.num_fits = int(state["num_fits"])
-            self.num_rejected = int(state["num_rejected"])
-            self.num_skipped = int(state["num_skipped"])
-            self.last_fit_step = int(state["last_fit_step"])
-        except (KeyError, TypeError) as err:
-            raise StateError(f"scaling-law estimator state is malformed: {err!r}") from None
-        if self._domain_n.shape != (self._k,):
-            raise StateError(f"scaling-law estimator state is for {self._domain_n.size} domains")
+        """Restore :meth:`state_dict` output (validated whole first; raises ``StateError``
+        naming the field, and then changes nothing)."""
+        st = parse_state(_ScalingState, state, "scaling-law estimator state", k=self._k)
+        self._est.load_state_dict(st.estimator)  # Rust: validated against its invariants
+        self._total = st.total
+        self._domain_n = np.asarray(st.domain_n, dtype=np.float64)
+        self.current = None if st.fit is None else _fit_from_dict(st.fit.model_dump())
+        self._pending = None
+        p = st.pending
+        if p is not None:
+            result: PowerLawFit | FitError = (
+                _fit_from_dict(p.fit.model_dump()) if p.fit is not None else FitError(p.error)
+            )
+            self._pending = (p.step, p.apply_step, result)
+        self.num_fits = st.num_fits
+        self.num_rejected = st.num_rejected
+        self.num_skipped = st.num_skipped
+        self.last_fit_step = st.last_fit_step
+
+
+def _positive(value: list[float]) -> list[float]:
+    if any(not v > 0.0 for v in value):
+        raise ValueError("must be > 0")
+    return value
+
+
+def _counts_per_domain(value: list[int], info: ValidationInfo) -> list[int]:
+    k = (info.context or {}).get("k")
+    if k is not None and len(value) != k:
+        raise ValueError(f"has {len(value)} entries; expected one per domain ({k})")
+    return value
+
+
+class _FitState(StateModel):
+    eps: Annotated[Vector, AfterValidator(_positive)]
+    beta: Annotated[Vector, AfterValidator(_positive)]
+    alpha: Vector
+    objective: Vector
+    n_points: Annotated[list[Count], AfterValidator(_counts_per_domain)]
+    iterations: Annotated[list[Count], AfterValidator(_counts_per_domain)]
+
+
+class _PendingState(StateModel):
+    step: Count
+    apply_step: Count
+    fit: _FitState | None
+    error: StrictStr | None
+
+    @model_validator(mode="after")
+    def _one_outcome(self) -> _PendingState:
+        if (self.fit is None) == (self.error is None):
+            raise ValueError("a pending fit has exactly one of fit and error")
+        if self.apply_step < self.step:
+            raise ValueError("apply_step is before step")
+        return self
+
+
+class _ScalingState(StateModel):
+    estimator: dict[str, Any]
+    pending: _PendingState | None
+    total: Annotated[FiniteFloat, Field(ge=0.0)]
+    domain_n: NonNegVector
+    fit: _FitState | None
+    num_fits: Count
+    num_rejected: Count
+    num_skipped: Count
+    last_fit_step: Step
