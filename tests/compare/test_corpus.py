@@ -255,3 +255,12 @@ def test_concurrent_forced_builds_leave_one_whole_corpus(tmp_path: Path) -> None
     assert listed == on_disk  # no shard of the other build left behind
     for rel, digest in info["shards"].items():
         assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest, rel
+
+
+def test_build_lock_is_reentrant_in_one_process(tmp_path: Path) -> None:
+    from ado.corpus.build import build_lock
+
+    out = tmp_path / "c"
+    with build_lock(out):  # what `ado compare --corpus builtin` does around build-if-missing
+        build_builtin(out, tokenizer="bytes", cap_bytes=20_000, progress=False)
+    assert (out / "corpus.json").exists()

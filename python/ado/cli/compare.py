@@ -120,11 +120,15 @@ def _corpus(arg: str, progress: bool) -> Path:
     if arg != "builtin":
         return Path(arg)
     folder = builtin_corpus_dir()
-    if not (folder / "corpus.json").exists():
-        from ado.corpus import build_builtin
+    if (folder / "corpus.json").exists():
+        return folder
+    from ado.corpus import build_builtin
+    from ado.corpus.build import build_lock
 
-        print(f"building the built-in corpus in {folder}", file=sys.stderr)
-        build_builtin(folder, force=True, progress=progress)
+    with build_lock(folder):  # another compare may be building it: wait, then use its build
+        if not (folder / "corpus.json").exists():
+            print(f"building the built-in corpus in {folder}", file=sys.stderr)
+            build_builtin(folder, force=True, progress=progress)
     return folder
 
 

@@ -70,6 +70,7 @@ _PARA = re.compile(r"\n[ \t]*\n")
 #: Files and folders a build writes into its output folder (removed by ``force``).
 #: The lock file of a build in progress (see :func:`build_lock`); not part of the corpus.
 LOCK_NAME = ".ado-build.lock"
+_HELD: set[str] = set()  # folders whose build lock this process holds
 OWNED = ("train", "val", "manifest.yaml", "val.yaml", "tokenizer.json", "corpus.json")
 
 
@@ -385,8 +386,15 @@ def build_corpus(recipes: list[DomainRecipe], cfg: BuildConfig) -> dict[str, Any
 def build_lock(out: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``out`` (``out/.ado-build.lock``, ``flock``) for a build; a
     second build into the same folder waits for the first, then finds it not empty (and
-    refuses without ``force``). The lock is released when the process ends, however it ends."""
+    refuses without ``force``). The lock is released when the process ends, however it ends.
+    Re-entrant within a process (a caller may hold it around a build, e.g. build-if-missing)."""
+    out.mkdir(parents=True, exist_ok=True)
+    key = str(out.resolve())
+    if key in _HELD:
+        yield
+        return
     fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    _HELD.add(key)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -395,6 +403,7 @@ def build_lock(out: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
+        _HELD.discard(key)
         os.close(fd)  # releases the lock
 
 

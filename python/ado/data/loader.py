@@ -143,8 +143,8 @@ class MixtureLoader:
         rank: This rank.
         world_size: Number of ranks; each draws the same global batch of
             ``batch_size * world_size`` slots and materialises its own slice.
-        weights: Initial weights (sequence in domain order, or ``{name: weight}``); default the
-            manifest's prior weights, else uniform.
+        weights: Initial weights (sequence in domain order, or ``{name: weight}`` naming every
+            domain); default the manifest's prior weights, else uniform.
         mode: ``"iid"`` (multinomial per slot) or ``"deficit"`` (low-discrepancy counts).
         pack: ``None`` for raw samples, or a :class:`PackConfig` for packed token rows.
         readahead_bytes: Read-ahead budget in bytes over all domains (0: no read-ahead).
@@ -310,10 +310,12 @@ class MixtureLoader:
         return list(self._core.epochs())
 
     def set_weights(self, weights: Sequence[float] | Mapping[str, float] | npt.ArrayLike) -> None:
-        """Set the weights used from the very next batch on (staleness 0).
+        """Set the weights used from the very next batch on (staleness 0): a sequence in domain
+        order, or a mapping naming every domain (0 drops one).
 
         Raises:
-            InvalidInputError: Wrong length, negative/NaN entries or a zero sum.
+            InvalidInputError: Wrong length, a mapping that misses or adds a domain, ``None``,
+                non-numbers, negative/NaN entries or a zero sum.
         """
         if weights is None:
             raise InvalidInputError("set_weights needs weights, got None")
