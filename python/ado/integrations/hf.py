@@ -10,7 +10,8 @@ policy; :class:`AdoTrainerMixin` gives the same to a ``Trainer`` subclass of you
   sharded again, and drawn only when the Trainer asks for it (no read-ahead across the optimizer
   step, where the weights change). A batch is ``{"input_ids": tokens, "labels": tokens,
   "ado_domain": domain}`` with the loader's packed rows of ``seq_len + 1`` tokens (a causal LM
-  shifts the labels itself), so the model's context must hold ``seq_len + 1`` positions.
+  shifts the labels itself; :func:`hf_batch`), so the model's context must hold ``seq_len + 1``
+  positions.
 * The loss is the causal-LM cross-entropy, per token, computed once: its per-sequence means go to
   the :class:`~ado.torch.DataMixer`'s tracker on the device (no host sync per micro-batch) and its
   sum, normalised by the Trainer exactly as its own loss (``num_items_in_batch``, over devices),
@@ -66,8 +67,11 @@ DATA_FILE = "ado_data.pt"
 
 
 def hf_batch(batch: Batch) -> dict[str, torch.Tensor]:
-    """A packed loader batch as a causal-LM Trainer batch: ``input_ids`` = ``labels`` = the rows
-    ``[B, seq_len + 1]`` (the model shifts the labels) and ``ado_domain`` ``[B]``.
+    """A packed loader batch as a causal-LM Trainer batch: ``input_ids`` = the rows
+    ``[B, seq_len + 1]``, ``labels`` = the same with ``-100`` in the first column (the model
+    shifts the labels, so the first token is never a target either way; with it masked, the
+    Trainer's count of target tokens, ``num_items_in_batch``, is right whether it counts shifted
+    labels or not) and ``ado_domain`` ``[B]``.
 
     Raises:
         ConfigError: the batch is not packed (the loader has no ``pack``).
@@ -75,8 +79,10 @@ def hf_batch(batch: Batch) -> dict[str, torch.Tensor]:
     if batch.tokens is None:
         raise ConfigError("AdoTrainer needs a packed loader (MixtureLoader(..., pack=...))")
     tokens = torch.from_numpy(np.asarray(batch.tokens, dtype=np.int64))
+    labels = tokens.clone()
+    labels[:, 0] = -100  # never a target; so both of the Trainer's token counts are right
     domain = torch.from_numpy(np.asarray(batch.domain, dtype=np.int64))
-    return {"input_ids": tokens, "labels": tokens, DOMAIN_KEY: domain}
+    return {"input_ids": tokens, "labels": labels, DOMAIN_KEY: domain}
 
 
 class _AdoCallback(TrainerCallback):
