@@ -122,10 +122,6 @@ class _AdoCallback(TrainerCallback):
             folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
             atomic_save(data, folder / DATA_FILE, overwrite=True)
 
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if self.trainer.ado_log is not None:
-            self.trainer.ado_log.close()
-
 
 class AdoTrainerMixin:
     """Train a ``transformers.Trainer`` (subclass) on a :class:`~ado.data.MixtureLoader` mixed by a
@@ -320,7 +316,10 @@ class AdoTrainerMixin:
         self.ado_log.start(
             source="hf", world_size=world, params=params, config=self._ado_run_config
         )
-        return super().train(resume_from_checkpoint=path, **kwargs)  # type: ignore[misc]
+        try:
+            return super().train(resume_from_checkpoint=path, **kwargs)  # type: ignore[misc]
+        finally:
+            self.ado_log.close()
 
 
 class AdoTrainer(AdoTrainerMixin, Trainer):  # type: ignore[misc]

@@ -63,6 +63,18 @@ def lightning_batch(batch: Batch) -> dict[str, torch.Tensor]:
     return {"input_ids": x, "targets": y, "domain": d}
 
 
+class _Stream(SizedMixtureStream):
+    """The train dataloader: sized (no read-ahead) and resumable in Lightning's sense; its
+    position is not in Lightning's dataloader state (rank 0's only) but in the checkpoint's
+    ``"ado"`` entry, which holds every rank's and which :class:`AdoCallback` restores."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"restored_by": "AdoCallback", "step": self.mixer.steps_done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to do: :meth:`AdoCallback.on_load_checkpoint` restores the position."""
+
+
 class MixtureDataModule(L.LightningDataModule):
     """The mixture as a ``LightningDataModule`` (use it with :class:`AdoCallback`).
 
@@ -173,7 +185,7 @@ class MixtureDataModule(L.LightningDataModule):
                 "MixtureDataModule needs an AdoCallback in Trainer(callbacks=[...]): without it "
                 "no loss reaches the policy and the weights never change"
             )
-        return SizedMixtureStream(
+        return _Stream(
             self.mixer,
             lightning_batch,
             self.on_batch,
@@ -319,6 +331,12 @@ class AdoCallback(L.Callback):
             self.run_log.eval(trainer.global_step, metrics)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.run_log is not None:
+            self.run_log.close()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         if self.run_log is not None:
             self.run_log.close()
 
