@@ -149,7 +149,7 @@ def main() -> None:
             "dtype": args.dtype,
             "n_layer": args.n_layer,
             "n_embd": args.n_embd,
-            "torch_threads": torch.get_num_threads(),
+            "torch_threads": args.threads or torch.get_num_threads(),
         }
         for stack in args.stacks:
             summary[stack] = measure(stack, common, ado_overrides, args)

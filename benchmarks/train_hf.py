@@ -31,6 +31,7 @@ from ado.torch import HeldOut, TrainConfig, build_policy
 from torch import nn
 from train_gpt import parse_config
 from transformers import GPT2Config, GPT2LMHeadModel, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 log = logging.getLogger("train_hf")
@@ -140,6 +141,8 @@ def build(cfg: TrainConfig, output_dir: str) -> AdoTrainer:
         verify_every=cfg.verify_every,
         run_config=cfg.model_dump(),
     )
+    if not cfg.progress:  # the run log has the metrics; no progress bar, no printed records
+        trainer.remove_callback(PrinterCallback)
     if cfg.eval_manifest is not None:
         held_out = HeldOut(
             cfg.eval_manifest,

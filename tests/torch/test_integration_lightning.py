@@ -97,6 +97,7 @@ def _fit(
         enable_progress_bar=False,
         enable_model_summary=False,
         default_root_dir=root,
+        log_every_n_steps=4,
     )
     module = module or TinyLM()
     trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)

@@ -201,7 +201,8 @@ class AdoCallback(L.Callback):
         loss_key: the key of the per-sequence (``[B]``) or per-token (``[B, T]``) losses in
             ``training_step``'s returned dict.
         mask_key: with per-token losses, the key of their ``[B, T]`` mask (tokens that count).
-        log_metrics: log the policy's metrics through ``pl_module.log_dict`` every step.
+        log_metrics: log the policy's metrics through ``pl_module.log_dict`` on the steps that
+            reach the loggers (every ``Trainer(log_every_n_steps=...)``).
         log_path: the run log's path (``{rank}`` in it: one per rank; else rank 0 writes).
         log_every: steps between the run log's ``train`` records.
         log_batches: add each step's sample keys and domains to the run log (tests).
@@ -318,7 +319,9 @@ class AdoCallback(L.Callback):
         stats = mixer.step()
         if self.run_log is not None:
             self.run_log.step(stats, drawn, trainer.max_steps)
-        if self.log_metrics:
+        every = trainer.log_every_n_steps
+        if self.log_metrics and every and trainer.global_step % every == 0:
+            # only on the steps Lightning sends to its loggers: a logged value costs ~1 ms
             pl_module.log_dict(logger_metrics(mixer), on_step=True, on_epoch=False)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
