@@ -28,7 +28,9 @@ policy; :class:`AdoTrainerMixin` gives the same to a ``Trainer`` subclass of you
 * ``run_log=`` writes the library's run log (:mod:`ado.runlog`) that ``ado replay`` reads.
 
 Under ``torchrun`` build the loader with ``rank=args.process_index`` and
-``world_size=args.world_size``. ``args.max_steps`` must be set (the stream has no end).
+``world_size=args.world_size``. ``args.max_steps`` must be set (the stream has no end). The
+``dataloader_*`` arguments do not apply (the loader reads ahead in its own threads), and
+checkpoints go to ``args.output_dir`` (not to a hyperparameter-search trial's folder).
 """
 
 from __future__ import annotations
