@@ -319,7 +319,7 @@ class AdoCallback(L.Callback):
         stats = mixer.step()
         if self.run_log is not None:
             self.run_log.step(stats, drawn, trainer.max_steps)
-        every = trainer.log_every_n_steps
+        every = int(getattr(trainer, "log_every_n_steps", 0) or 0)
         if self.log_metrics and every and trainer.global_step % every == 0:
             # only on the steps Lightning sends to its loggers: a logged value costs ~1 ms
             pl_module.log_dict(logger_metrics(mixer), on_step=True, on_epoch=False)
