@@ -203,10 +203,10 @@ def test_full_disk_checkpoint_tmpfs(full_disk: Path) -> None:
 
 
 def _log_until_full(folder: Path) -> None:
-    from ado.torch.train import _Log
+    from ado.runlog import RunLogWriter
 
     path = folder / "train.jsonl"
-    log = _Log(str(path), rank=0, resume_step=None)
+    log = RunLogWriter(str(path), rank=0, resume_step=None)
     written = 0
     failure: OSError | None = None
     for step in range(100_000):
@@ -233,7 +233,7 @@ def _log_until_full(folder: Path) -> None:
     before = path.read_bytes()
     resume_error: OSError | None = None
     try:
-        _Log(str(path), rank=0, resume_step=written - 1).close()
+        RunLogWriter(str(path), rank=0, resume_step=written - 1).close()
     except OSError as e:
         resume_error = e
     if resume_error is not None:  # tmpfs: no room for the rewrite

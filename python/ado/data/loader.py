@@ -279,6 +279,17 @@ class MixtureLoader:
         return int(self._config["world_size"])
 
     @property
+    def batch_size(self) -> int:
+        """Rows per batch on this rank."""
+        return int(self._config["batch_size"])
+
+    @property
+    def pack(self) -> PackConfig | None:
+        """The packing configuration (``None``: raw samples)."""
+        pack: PackConfig | None = self._config["pack"]
+        return pack
+
+    @property
     def num_samples(self) -> list[int]:
         """Samples per domain (all ranks)."""
         return list(self._core.num_samples)
