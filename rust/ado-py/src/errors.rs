@@ -26,7 +26,7 @@ impl From<PyAdoError> for PyErr {
             Error::Fit { .. } => ("FitError", None),
             Error::State(_) => ("StateError", None),
             Error::Internal(_) => ("InternalError", None),
-            Error::Shard { .. } => ("ShardError", None),
+            Error::Shard { .. } | Error::Remote(_) => ("ShardError", None),
             Error::Io { path, source } => {
                 let class = match source.kind() {
                     ErrorKind::NotFound => "ShardNotFoundError",
