@@ -365,6 +365,37 @@ class ShardCache:
             return None
         return data
 
+    def write_sidecar(self, url: str, *, force: bool = False) -> dict[str, object]:
+        """Store the index of ``url`` beside it as ``URL.adoidx`` (what ``ado shards index``
+        does for remote shards): kept when a valid sidecar of the object's size is there
+        (``source="cache"``), else built from one download and uploaded (``"built"``)."""
+        name = redact(url)
+        side = url.split("?", 1)[0] + _SIDECAR
+        fs, path = filesystem(url, self.storage_options)
+        info = with_retries(lambda: fs.info(path), url, "stat", self.config, self.storage_options)
+        size = int(info.get("size") or 0)
+        if not force:
+            data = self._fetch_sidecar(url)
+            if data is not None:
+                summary = decode_index(data, name)
+                if int(str(summary["file_size"])) == size:
+                    return {**summary, "source": "cache"}
+        with self._exclusive(self._lock_path(url, ".idx")):
+            self.ensure(url)
+            data = index_file(str(self.entry(url)))
+        summary = decode_index(data, name)
+        if int(str(summary["file_size"])) != size:
+            raise ShardError(f"{name}: changed while it was indexed; run the command again")
+        side_fs, side_path = filesystem(side, self.storage_options)
+        with_retries(
+            lambda: side_fs.pipe_file(side_path, data),
+            side,
+            "sidecar upload",
+            self.config,
+            self.storage_options,
+        )
+        return {**summary, "source": "built"}
+
     def indexes(self, urls: Sequence[str], threads: int = 4) -> dict[str, bytes]:
         """:meth:`index` of many URLs, ``threads`` at a time (results by URL)."""
         if not urls:
