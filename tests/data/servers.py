@@ -3,6 +3,7 @@ support, a request log and fault injection, and moto's S3-compatible server."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import threading
@@ -11,6 +12,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+
+def _etag(path: Path) -> str:
+    """An MD5 ETag, as S3 gives single-part objects."""
+    return '"' + hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest() + '"'
 
 
 @dataclass
@@ -82,6 +88,7 @@ class ShardHTTPServer:
                 self.send_response(200)
                 self.send_header("Content-Length", str(path.stat().st_size))
                 self.send_header("Accept-Ranges", "bytes")
+                self.send_header("ETag", _etag(path))
                 self.end_headers()
 
             def do_GET(self) -> None:
@@ -118,6 +125,7 @@ class ShardHTTPServer:
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("Accept-Ranges", "bytes")
+                self.send_header("ETag", _etag(path))
                 self.end_headers()
                 if shard and f.truncate_every and n % f.truncate_every == 0:
                     self.wfile.write(data[: len(data) // 2])

@@ -15,6 +15,7 @@ lock exclusively without waiting and skips what it cannot take.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import hashlib
@@ -45,6 +46,31 @@ __all__ = ["CacheStats", "Prefetcher", "ShardCache"]
 logger = logging.getLogger(__name__)
 
 _SIDECAR = ".adoidx"
+
+
+def _store_md5(info: Mapping[str, Any]) -> str | None:
+    """The MD5 (hex) a store reports for an object, if it reports one."""
+    content_md5 = info.get("Content-MD5")
+    if isinstance(content_md5, str):
+        with contextlib.suppress(ValueError):
+            raw = base64.b64decode(content_md5, validate=True)
+            if len(raw) == 16:
+                return raw.hex()
+    for key in ("ETag", "etag", "ETAG"):
+        etag = info.get(key)
+        if isinstance(etag, str):
+            tag = etag.removeprefix("W/").strip('"').lower()
+            if re.fullmatch(r"[0-9a-f]{32}", tag):
+                return tag
+    return None
+
+
+def _md5_file(path: str) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _key(url: str) -> str:
@@ -157,53 +183,97 @@ class ShardCache:
                 total += p.stat().st_size
         return total
 
-    def _make_room(self, need: int, *, wait: bool, keep: Path | None = None) -> bool:
-        """Evict least recently used shards no reader holds until ``need`` more bytes fit."""
+    def _used(self) -> tuple[int, list[tuple[int, int, Path]]]:
+        """Bytes of complete shards plus live reservations, and the shards (mtime, size, path).
+        A reservation whose owner died (its lock is free) is removed."""
+        entries = []
+        for p in (self.root / "shards").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                st = p.stat()
+                entries.append((st.st_mtime_ns, st.st_size, p))
+        used = sum(e[1] for e in entries)
+        for res in (self.root / "tmp").glob("*.res"):
+            try:
+                fd = os.open(res, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                used += os.fstat(fd).st_size  # a download in progress
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    res.unlink()  # left by a process that died
+            finally:
+                os.close(fd)
+        return used, entries
+
+    def _reserve(self, url: str, need: int, *, wait: bool) -> int | None:
+        """Reserve ``need`` bytes of the budget for a download of ``url``, evicting least
+        recently used shards no reader holds. Returns the reservation's fd (-1: no budget),
+        or ``None`` when ``wait`` is false and there is no room now. Accounting and eviction
+        happen under one node-wide lock, so concurrent downloads never overshoot the budget."""
         if self.limit is None:
-            return True
+            return -1
         if need > self.limit:
             raise ShardError(
                 f"cache_limit {self.limit} bytes cannot hold one shard of {need} bytes"
             )
         deadline = time.monotonic() + (self.config.wait_s if wait else 0.0)
         while True:
-            entries = []
-            for p in (self.root / "shards").iterdir():
-                with contextlib.suppress(FileNotFoundError):
-                    st = p.stat()
-                    entries.append((st.st_mtime_ns, st.st_size, p))
-            used = sum(e[1] for e in entries)
-            used += sum(p.stat().st_size for p in (self.root / "tmp").iterdir() if p.exists())
-            if used + need <= self.limit:
-                return True
-            for _, size, p in sorted(entries):
-                if p == keep:
-                    continue
-                url_key = p.name.split("-", 1)[0]
-                fd = self._open_lock(self.root / "locks" / f"{url_key}.lock")
-                try:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        continue  # in use (or being downloaded): never evicted
-                    with contextlib.suppress(FileNotFoundError):
-                        p.unlink()
+            with self._exclusive(self.root / "locks" / "budget.lock"):
+                used, entries = self._used()
+                for _, size, p in sorted(entries):
+                    if used + need <= self.limit:
+                        break
+                    if self._evict(p):
                         used -= size
-                        with self.stats.lock:
-                            self.stats.evictions += 1
-                        logger.debug("cache: evicted %s (%d bytes)", p.name, size)
-                finally:
-                    os.close(fd)
                 if used + need <= self.limit:
-                    return True
+                    res = self.root / "tmp" / f"{_key(url)}.res"
+                    with contextlib.suppress(FileNotFoundError):
+                        res.unlink()  # ours from an attempt that failed (we hold the url lock)
+                    fd = os.open(
+                        res,
+                        os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        0o644,
+                    )
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    os.ftruncate(fd, need)  # sparse: counts in the budget, takes no space
+                    return fd
             if time.monotonic() >= deadline:
                 if not wait:
-                    return False
+                    return None
                 raise ShardError(
                     f"cache_limit {self.limit} bytes cannot hold {need} more: {used} bytes are "
                     f"held by readers; raise cache_limit or lower prefetch_bytes"
                 )
             time.sleep(0.05)
+
+    def _unreserve(self, url: str, fd: int) -> None:
+        if fd >= 0:
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / "tmp" / f"{_key(url)}.res").unlink()
+            os.close(fd)
+
+    def _evict(self, p: Path) -> bool:
+        """Delete one cached shard unless a reader holds it (or it is being downloaded)."""
+        url_key = p.name.split("-", 1)[0]
+        fd = self._open_lock(self.root / "locks" / f"{url_key}.lock")
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # in use: never evicted
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                return False
+            with self.stats.lock:
+                self.stats.evictions += 1
+            logger.debug("cache: evicted %s", p.name)
+            return True
+        finally:
+            os.close(fd)
 
     # -- downloads ----------------------------------------------------------------------------
     def _download(self, url: str, size: int | None, digest: str | None, *, wait: bool) -> bool:
@@ -211,12 +281,17 @@ class ShardCache:
         checked against ``size`` and ``digest`` (when known); a copy that disagrees is discarded
         and fetched again, never served."""
         fs, path = filesystem(url, self.storage_options)
-        if size is None:
+        md5: str | None = None
+        if size is None or digest is None:
+            # No index yet (the indexing pass): the store's own MD5 (an S3 single-part ETag,
+            # an HTTP Content-MD5 or MD5 ETag) is what a copy can be checked against.
             info = with_retries(
                 lambda: fs.info(path), url, "stat", self.config, self.storage_options
             )
-            size = int(info.get("size") or 0) or None
-        if not self._make_room(size or 0, wait=wait, keep=self.entry(url)):
+            size = size or int(info.get("size") or 0) or None
+            md5 = _store_md5(info)
+        reservation = self._reserve(url, size or 0, wait=wait)
+        if reservation is None:
             return False
         name = redact(url)
 
@@ -232,6 +307,8 @@ class ShardCache:
                     raise TransientError(
                         f"{name}: content hash {h} disagrees with its index ({digest})"
                     )
+                if digest is None and md5 is not None and _md5_file(tmp) != md5:
+                    raise TransientError(f"{name}: MD5 disagrees with the store's checksum")
                 os.replace(tmp, self.entry(url))
                 with self.stats.lock:
                     self.stats.downloads += 1
@@ -243,7 +320,10 @@ class ShardCache:
                     self.stats.retried += 1
                 raise
 
-        with_retries(attempt, url, "download", self.config, self.storage_options)
+        try:
+            with_retries(attempt, url, "download", self.config, self.storage_options)
+        finally:
+            self._unreserve(url, reservation)
         return True
 
     def _valid(self, url: str) -> bool:
@@ -276,6 +356,7 @@ class ShardCache:
                     continue
                 size, digest = self._expect.get(url, (None, None))
                 if not self._download(url, size, digest, wait=wait):
+                    os.close(fd)
                     return False
                 # downgrade and re-check: an evictor may slip in between (then loop)
         except BaseException:
@@ -329,8 +410,7 @@ class ShardCache:
             if data is None:
                 data = self._fetch_sidecar(url)
             if data is None:
-                self.ensure(url)
-                data = index_file(str(self.entry(url)))
+                data = self._index_download(url)
             info = decode_index(data, name)
             self._expect[url] = (int(str(info["file_size"])), str(info["content_hash"]))
             if not node_copy.is_file() or node_copy.read_bytes() != data:
@@ -339,6 +419,22 @@ class ShardCache:
                     f.write(data)
                 os.replace(tmp, node_copy)
         return data
+
+    def _index_download(self, url: str) -> bytes:
+        """Download ``url`` and index it; a copy that is not a valid tar is fetched again."""
+        for attempt in range(1, self.config.retries + 1):
+            self.ensure(url)
+            try:
+                return index_file(str(self.entry(url)))
+            except ShardError:
+                if attempt == self.config.retries:
+                    raise
+                with (
+                    self._exclusive(self._lock_path(url)),
+                    contextlib.suppress(FileNotFoundError),
+                ):
+                    self.entry(url).unlink()
+        raise AssertionError("unreachable")
 
     def expected_size(self, url: str) -> int:
         """The size of ``url`` by its index (after :meth:`index`)."""

@@ -8,9 +8,11 @@ DataLoader workers (build it, or let it be rebuilt, inside the worker).
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +100,16 @@ class Batch:
 
 
 ManifestLike = Manifest | Mapping[str, Any] | str | os.PathLike[str]
+
+# Loaders whose threads must stop before the interpreter finalizes (their read-ahead threads
+# call back into Python to fetch remote shards).
+_LIVE: weakref.WeakSet[MixtureLoader] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for loader in list(_LIVE):
+        loader.close()
 
 
 def _as_manifest(manifest: ManifestLike) -> Manifest:
@@ -258,6 +270,8 @@ class MixtureLoader:
         )
         if self.cache is not None and remote_cfg.prefetch_bytes > 0:
             self._prefetch = self._make_prefetcher(sources, names)
+        if self.cache is not None:
+            _LIVE.add(self)
         small = [n for n, c in zip(names, self._core.num_samples, strict=True) if c < world_size]
         if small:
             logger.warning(
@@ -280,6 +294,15 @@ class MixtureLoader:
             return
         depths = self._prefetch.depths(self._core.weights)
         self._prefetch.schedule(self._core.upcoming_shards(depths))
+
+    def close(self) -> None:
+        """Stop read-ahead and prefetch threads and release the cached shards this loader
+        holds. Iterating again restarts them (from the same position)."""
+        self._core.shutdown()
+        if self._prefetch is not None:
+            self._prefetch.close()
+        if self.cache is not None:
+            self.cache.close()
 
     # -- configuration and pickling -------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:

@@ -11,18 +11,19 @@ shown by :func:`redact` and error texts are scrubbed of every ``storage_options`
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit
 
 import braceexpand
 from pydantic import BaseModel, ConfigDict, Field
 
-from ado.errors import ShardError
+from ado.errors import ShardError, ShardNotFoundError
 
 __all__ = [
     "REMOTE_SCHEMES",
@@ -96,16 +97,17 @@ def is_remote(url: str) -> bool:
 
 def redact(url: str) -> str:
     """``url`` without what may be a secret: the user-info part and the query (presigned URLs
-    carry their signature there) are replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = "***" if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    carry their signature there) are replaced by ``***``. Works on malformed URLs too (a
+    password with an unescaped ``/`` or ``@``): everything before the last ``@`` of the part
+    ahead of the query counts as user-info."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    rest, qsep, _ = rest.partition("?")
+    rest = rest.partition("#")[0]
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return f"{scheme}://{rest}" + ("?***" if qsep else "")
 
 
 def _secret_values(storage_options: Mapping[str, Any] | None) -> list[str]:
@@ -130,8 +132,18 @@ def scrub(
 ) -> str:
     """``text`` with each of ``urls`` redacted and every ``storage_options`` value masked."""
     for url in urls:
-        if url:
-            text = text.replace(url, redact(url))
+        if not url:
+            continue
+        text = text.replace(url, redact(url))
+        # Libraries quote URLs their own way (without the user-info, re-encoded): mask the
+        # secret-bearing parts wherever they appear.
+        rest = url.partition("://")[2]
+        rest, _, query = rest.partition("?")
+        userinfo = rest.rsplit("@", 1)[0] if "@" in rest else ""
+        for part in (query.partition("#")[0], userinfo):
+            for form in {part, unquote(part)}:
+                if len(form) >= 4:
+                    text = text.replace(form, "***")
     for secret in _secret_values(storage_options):
         text = text.replace(secret, "***")
     return text
@@ -207,11 +219,11 @@ def is_transient(err: BaseException) -> bool:
         return False
     if isinstance(err, TransientError | TimeoutError | ConnectionError | EOFError):
         return True
-    status = _status(err)
-    if status is not None:
-        return status in (408, 429) or status >= 500
     names = [c.__name__ for c in type(err).__mro__]
-    return any(t in n for n in names for t in _TRANSIENT_NAMES)
+    if any(t in n for n in names for t in _TRANSIENT_NAMES):
+        return True
+    status = _status(err)
+    return status is not None and (status in (408, 429) or status >= 500)
 
 
 def with_retries(
@@ -229,7 +241,7 @@ def with_retries(
     Raises:
         ShardError: Attempts exhausted, or a permanent failure; names the (redacted) URL, the
             attempts and the last error, never a credential.
-        FileNotFoundError: The object does not exist (callers may fall back).
+        ShardNotFoundError: The object does not exist (also a ``FileNotFoundError``).
     """
     rng = random.Random()
     last: BaseException | None = None
@@ -237,7 +249,9 @@ def with_retries(
         try:
             return action()
         except FileNotFoundError:
-            raise
+            raise ShardNotFoundError(
+                errno.ENOENT, f"{what} failed: no such object", redact(url)
+            ) from None
         except Exception as err:
             last = err
             if not is_transient(err):

@@ -312,6 +312,11 @@ impl PyMixtureLoaderCore {
         lock(&self.inner).file_stats()
     }
 
+    /// Stop the read-ahead threads and close every shard file (GIL released while joining).
+    fn shutdown(&self, py: Python<'_>) {
+        py.detach(|| lock(&self.inner).shutdown());
+    }
+
     /// Per domain, the next `depth[d]` distinct shards (indices) this rank reads.
     fn upcoming_shards(&self, py: Python<'_>, depth: Vec<usize>) -> Vec<Vec<usize>> {
         py.detach(|| lock(&self.inner).upcoming_shards(&depth))

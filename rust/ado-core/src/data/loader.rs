@@ -249,6 +249,7 @@ struct Engine {
     shared: Arc<Shared>,
     /// Process that started the threads: after a fork the child has none of them.
     pid: u32,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Engine {
@@ -390,6 +391,26 @@ impl Loader {
                 planner.upcoming_shards(self.cursors[d].doc.saturating_sub(1), n)
             })
             .collect()
+    }
+
+    /// Stop the read-ahead threads, wait for them, and close every shard file (remote shards
+    /// are released to their fetcher). The next batch starts afresh from the committed cursors.
+    pub fn shutdown(&mut self) {
+        let Some(mut engine) = self.engine.take() else {
+            return;
+        };
+        if engine.pid != std::process::id() {
+            std::mem::forget(engine);
+            return;
+        }
+        engine.shared.stop.store(true, Ordering::Relaxed);
+        {
+            let _guard = lock(&engine.shared.sched);
+            engine.shared.work.notify_all();
+        }
+        for h in engine.threads.drain(..) {
+            let _ = h.join();
+        }
     }
 
     /// Content fingerprint of the manifest (see [`fingerprint`]).
@@ -549,16 +570,19 @@ impl Loader {
                 work: Condvar::new(),
                 stop: AtomicBool::new(false),
             });
+            let mut handles = Vec::with_capacity(threads);
             for i in 0..threads {
                 let s = Arc::clone(&shared);
-                std::thread::Builder::new()
+                let h = std::thread::Builder::new()
                     .name(format!("ado-readahead-{i}"))
                     .spawn(move || s.worker())
                     .map_err(|e| Error::invalid(format!("cannot start read-ahead thread: {e}")))?;
+                handles.push(h);
             }
             self.engine = Some(Engine {
                 shared,
                 pid: std::process::id(),
+                threads: handles,
             });
         }
         match &self.engine {
