@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import textwrap
@@ -292,23 +291,18 @@ def test_sidecars_from_the_cli_spare_the_index_download(
 ) -> None:
     bucket = f"b-{uuid.uuid4().hex[:12]}"
     upload(s3, bucket, corpus)
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from ado.cli import main; sys.exit(main(sys.argv[1:]))",
-            "shards",
-            "index",
-            f"s3://{bucket}/web/*.tar",
-            "--cache-dir",
-            str(tmp_path / "cli"),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ},
-    )
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from ado.cli import main; sys.exit(main(sys.argv[1:]))",
+        "shards",
+        "index",
+        f"s3://{bucket}/web/*.tar",
+        "--cache-dir",
+        str(tmp_path / "cli"),
+        "--json",
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     lines = [json.loads(x) for x in res.stdout.splitlines()]
     assert len(lines) == 5
@@ -332,22 +326,7 @@ def test_sidecars_from_the_cli_spare_the_index_download(
     local = MixtureLoader({"web": str(corpus / "web/shard-{000..004}.tar")}, batch_size=4, seed=0)
     assert _batches(loader, 5) == _batches(local, 5)
     # a second run of the CLI keeps them
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from ado.cli import main; sys.exit(main(sys.argv[1:]))",
-            "shards",
-            "index",
-            f"s3://{bucket}/web/*.tar",
-            "--cache-dir",
-            str(tmp_path / "cli"),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert {json.loads(x)["source"] for x in again.stdout.splitlines()} == {"cache"}
 
 
