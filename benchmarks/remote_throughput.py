@@ -25,9 +25,10 @@ import io
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,32 +60,48 @@ def write_corpus(root: Path, domains: int, shards: int, shard_mb: int) -> None:
                     i, size = i + 1, size + len(data) + 512
 
 
+def serve(port_file: Path, latency_file: Path) -> None:
+    """moto's S3 app behind a WSGI wrapper that sleeps the latency (ms) written in
+    ``latency_file`` per request; runs in its own process (its own GIL, like a real store)."""
+    from moto.server import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    app = DomainDispatcherApplication(create_backend_app)
+
+    def wrapped(environ: dict[str, Any], start: Callable[..., Any]) -> Any:
+        time.sleep(float(latency_file.read_text() or 0) / 1000)
+        return app(environ, start)
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = make_server("127.0.0.1", 0, wrapped, threaded=True)
+    port_file.write_text(str(server.server_address[1]))
+    server.serve_forever()
+
+
 class LatencyS3:
-    """moto's S3 app behind a WSGI wrapper that sleeps ``latency_s`` per request."""
+    """A moto S3 server process on 127.0.0.1 with settable latency per request."""
 
-    def __init__(self) -> None:
-        from moto.server import DomainDispatcherApplication, create_backend_app
-        from werkzeug.serving import make_server
+    def __init__(self, root: Path) -> None:
+        self.latency_file = root / "latency"
+        self.latency_file.write_text("0")
+        port_file = root / "port"
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(port_file), str(self.latency_file)]
+        )
+        while not port_file.exists() or not port_file.read_text():
+            time.sleep(0.05)
+        self.port = int(port_file.read_text())
 
-        self.latency_s = 0.0
-        app = DomainDispatcherApplication(create_backend_app)
-
-        def wrapped(environ: dict[str, Any], start: Callable[..., Any]) -> Any:
-            time.sleep(self.latency_s)
-            return app(environ, start)
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self.server = make_server("127.0.0.1", 0, wrapped, threaded=True)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+    def set_latency(self, ms: float) -> None:
+        self.latency_file.write_text(str(ms))
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        self.server.shutdown()
+        self.proc.terminate()
+        self.proc.wait()
 
 
 def run_ado(
@@ -161,11 +178,15 @@ def main() -> None:
     ap.add_argument("--shard-mb", type=int, default=4)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--latency-ms", type=float, default=20.0)
+    ap.add_argument("--serve", nargs=2, type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve:
+        serve(*args.serve)
+        return
     root = Path(tempfile.mkdtemp(prefix="ado-remote-bench-"))
     data = root / "data"
     write_corpus(data, 2, args.shards, args.shard_mb)
-    s3 = LatencyS3()
+    s3 = LatencyS3(root)
     os.environ.update(
         AWS_ENDPOINT_URL=s3.endpoint,
         AWS_ACCESS_KEY_ID="testing",
@@ -191,7 +212,7 @@ def main() -> None:
     run_ado(local_manifest, None, 2, None)  # builds the local sidecars
     results["local files"] = run_ado(local_manifest, None, args.steps, None)
     for latency in (0.0, args.latency_ms):
-        s3.latency_s = latency / 1000
+        s3.set_latency(latency)
         for label, cfg in (
             ("no prefetch", RemoteConfig(prefetch_bytes=0)),
             ("prefetch", RemoteConfig()),
@@ -209,9 +230,9 @@ def main() -> None:
         urls = [
             [f"pipe:curl -s -L '{presigned(d, s)}'" for s in range(args.shards)] for d in range(2)
         ]
-        s3.latency_s = args.latency_ms / 1000
+        s3.set_latency(args.latency_ms)
         results[f"webdataset curl, s3 {args.latency_ms:.0f} ms"] = run_wds(urls, args.steps)
-        s3.latency_s = 0.0
+        s3.set_latency(0.0)
         local_urls = [
             [str(data / f"d{d}/shard-{s:03d}.tar") for s in range(args.shards)] for d in range(2)
         ]

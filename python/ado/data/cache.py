@@ -529,6 +529,7 @@ class Prefetcher:
         self._pool: ThreadPoolExecutor | None = None
         self._pid = 0
         self._inflight: dict[str, Future[bool]] = {}
+        self._last: list[list[int]] | None = None
 
     def depths(self, weights: Sequence[float]) -> list[int]:
         """Shards to keep ready per domain (the current one included)."""
@@ -566,6 +567,14 @@ class Prefetcher:
         """Start downloads of the planned shards that are neither cached nor in flight."""
         if self.config.prefetch_bytes == 0:
             return
+        plan = [list(u) for u in upcoming]
+        if (
+            plan == self._last
+            and self.started
+            and not any(f.done() for f in self._inflight.values())
+        ):
+            return  # nothing moved since the last call: the common case, kept cheap
+        self._last = plan
         if self._pool is None or self._pid != os.getpid():
             self._pool = ThreadPoolExecutor(
                 max_workers=self.config.prefetch_threads, thread_name_prefix="ado-prefetch"
