@@ -298,8 +298,17 @@ def pipe_url(work: Path) -> None:
     _loader(work, {"web": f"pipe:touch {work / 'pwned'} && cat a.tar"})
 
 
-def remote_url(work: Path) -> None:
-    _loader(work, {"web": "https://example.invalid/shard-{000..009}.tar"})
+def remote_unreachable(work: Path) -> None:
+    # nothing listens on port 1 of the loopback: every attempt is refused
+    _loader(
+        work,
+        {"web": "http://127.0.0.1:1/shard-{000..009}.tar"},
+        remote={"retries": 2, "backoff_s": 0.01},
+    )
+
+
+def remote_unknown_scheme(work: Path) -> None:
+    _loader(work, {"web": "ftp://127.0.0.1/shard-000.tar"})
 
 
 def pipe_path_in_core(work: Path) -> None:
@@ -349,7 +358,7 @@ def corrupt_sidecar(work: Path) -> None:
     first = index_shard(path, work / "cache")
     side = Path(str(path) + ".adoidx")
     data = bytearray(side.read_bytes())
-    data[-9] ^= 0xFF  # the last member's size: now far outside the file
+    data[-10] ^= 0xFF  # the last member's size (before its hash and name flag): far outside
     side.write_bytes(bytes(data))
     again = index_shard(path, work / "cache")
     same = again == {**first, "source": again["source"]}
@@ -621,7 +630,12 @@ CASES: dict[str, Case] = {
     ),
     "loader_state_garbage": Case(loader_state_garbage, "StateError", "malformed loader state"),
     "pipe_url": Case(pipe_url, "ShardError", "pipe: commands and URLs are not supported"),
-    "remote_url": Case(remote_url, "ShardError", "pipe: commands and URLs are not supported"),
+    "remote_unreachable": Case(
+        remote_unreachable, "ShardError", "sidecar read failed after 2 attempts; last error"
+    ),
+    "remote_unknown_scheme": Case(
+        remote_unknown_scheme, "ShardError", "unsupported URL scheme ftp://"
+    ),
     "pipe_path_in_core": Case(pipe_path_in_core, "ShardError", "pipe: and URLs are not supported"),
     "pack_token_outside_vocab": Case(
         pack_token_outside_vocab, "InvalidInputError", "token id 1234 >= vocab_size 1000"

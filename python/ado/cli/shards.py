@@ -1,7 +1,10 @@
 """``ado shards``: index WebDataset shards and write manifests.
 
 * ``ado shards index PATTERN...`` walks the tar headers of every shard once (Rust) and caches the
-  index as a ``<shard>.adoidx`` sidecar (or under ``--cache-dir``), with a progress bar.
+  index as a ``<shard>.adoidx`` sidecar (or under ``--cache-dir``), with a progress bar. Remote
+  shards (``s3://``, ``gs://``, ``az://``, ``http(s)://``) are downloaded once into the node cache,
+  indexed, and their sidecar is uploaded beside them (``URL.adoidx``), so loaders never need to
+  download a shard just to index it.
 * ``ado shards manifest DIR`` writes a manifest with one domain per sub-directory of ``DIR``.
 """
 
@@ -16,9 +19,13 @@ from typing import Any
 
 from tqdm import tqdm
 
+from ado._io import cache_root
 from ado.cli._common import plain
-from ado.data import Manifest, expand_patterns, index_shard
+from ado.data import Manifest, index_shard
+from ado.data.cache import ShardCache
 from ado.data.loader import default_cache_dir
+from ado.data.manifest import expand_sources
+from ado.data.remote import is_remote, redact
 from ado.errors import AdoError, ConfigError
 
 __all__ = ["register"]
@@ -51,6 +58,17 @@ def register(sub: Any) -> None:
         f"(default {default_cache_dir()})",
     )
     idx.add_argument("--json", action="store_true", help="print one JSON line per shard")
+    idx.add_argument(
+        "--storage-options",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help="fsspec options for remote shards, as JSON (credentials are better left to the "
+        "providers' environment variables and config files)",
+    )
+    idx.add_argument(
+        "--force", action="store_true", help="rebuild the sidecars of remote shards that have one"
+    )
     idx.set_defaults(func=run_index)
 
     man = shards_sub.add_parser(
@@ -68,23 +86,32 @@ def register(sub: Any) -> None:
 
 def run_index(args: argparse.Namespace) -> int:
     """Index every shard matching the patterns; print a summary."""
-    paths = expand_patterns(args.patterns)
+    options = args.storage_options
+    paths = expand_sources(args.patterns, storage_options=options)
     cache = args.cache_dir if args.cache_dir is not None else default_cache_dir()
+    remote: ShardCache | None = None
+    if any(is_remote(p) for p in paths):
+        root = args.cache_dir if args.cache_dir is not None else cache_root() / "remote"
+        remote = ShardCache(root, storage_options=options)
     totals = {"samples": 0, "bytes_read": 0, "file_size": 0}
     sources: dict[str, int] = {}
     start = time.perf_counter()
     failures: list[str] = []
     for path in tqdm(paths, desc="indexing", unit="shard", disable=args.json or len(paths) < 2):
+        shown = redact(path) if is_remote(path) else path
         try:
-            info = index_shard(path, cache_dir=cache)
+            if remote is not None and is_remote(path):
+                info = remote.write_sidecar(path, force=args.force)
+            else:
+                info = index_shard(path, cache_dir=cache)
         except AdoError as err:  # index the rest; report every failure at the end
-            failures.append(f"{path}: {type(err).__name__}: {err}")
+            failures.append(f"{shown}: {type(err).__name__}: {err}")
             continue
         for key in totals:
-            totals[key] += int(info[key])
+            totals[key] += int(str(info[key]))
         sources[str(info["source"])] = sources.get(str(info["source"]), 0) + 1
         if args.json:
-            print(json.dumps({"path": str(path), **info}))
+            print(json.dumps({"path": shown, **info}))
     seconds = time.perf_counter() - start
     if not args.json:
         print(

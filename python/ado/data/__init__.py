@@ -14,7 +14,8 @@ Example::
 from __future__ import annotations
 
 from ado.data.loader import Batch, MixtureLoader, PackConfig, default_cache_dir
-from ado.data.manifest import DomainSpec, Manifest, expand_patterns
+from ado.data.manifest import DomainSpec, Manifest, expand_patterns, expand_sources
+from ado.data.remote import RemoteConfig
 from ado.data.shards import index_shard
 
 __all__ = [
@@ -23,7 +24,9 @@ __all__ = [
     "Manifest",
     "MixtureLoader",
     "PackConfig",
+    "RemoteConfig",
     "default_cache_dir",
     "expand_patterns",
+    "expand_sources",
     "index_shard",
 ]

@@ -8,9 +8,11 @@ DataLoader workers (build it, or let it be rebuilt, inside the worker).
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ado._core import MixtureLoaderCore
 from ado._io import cache_root
+from ado.data.cache import Prefetcher, ShardCache
 from ado.data.manifest import Manifest
+from ado.data.remote import RemoteConfig, is_remote
 from ado.errors import InvalidInputError, StateError
 from ado.stats import normalised
 
@@ -98,6 +102,16 @@ class Batch:
 
 ManifestLike = Manifest | Mapping[str, Any] | str | os.PathLike[str]
 
+# Loaders whose threads must stop before the interpreter finalizes (their read-ahead threads
+# call back into Python to fetch remote shards).
+_LIVE: weakref.WeakSet[MixtureLoader] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for loader in list(_LIVE):
+        loader.close()
+
 
 def _as_manifest(manifest: ManifestLike) -> Manifest:
     if isinstance(manifest, Manifest):
@@ -149,10 +163,17 @@ class MixtureLoader:
         pack: ``None`` for raw samples, or a :class:`PackConfig` for packed token rows.
         readahead_bytes: Read-ahead budget in bytes over all domains (0: no read-ahead).
         readahead_threads: Read-ahead threads, started at the first batch.
-        cache_dir: Fallback folder for index sidecars (default :func:`default_cache_dir`).
+        cache_dir: Fallback folder for index sidecars of local shards (default
+            :func:`default_cache_dir`), and the node-local cache of remote shards (default
+            ``remote/`` beside it), shared by every rank and process on the node.
         index_threads: Threads used to index shards at construction (joined before returning).
         max_open_files: Most shard files kept open at once over all domains; the least recently
             used is closed first, so descriptors stay bounded with any number of shards/domains.
+        cache_limit: Byte budget of the remote-shard cache (``None``: unbounded). Least recently
+            used shards are evicted, never one a reader on the node holds.
+        storage_options: fsspec options for remote shards (endpoint, credentials, ...); on top
+            of the providers' environment variables and config files. Never logged or shown.
+        remote: Retries, prefetch depth and bytes for remote shards (:class:`RemoteConfig`).
 
     Raises:
         ShardError: A shard is missing, compressed, corrupt or truncated.
@@ -175,6 +196,9 @@ class MixtureLoader:
         cache_dir: str | os.PathLike[str] | None = None,
         index_threads: int = 2,
         max_open_files: int = 256,
+        cache_limit: int | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        remote: RemoteConfig | Mapping[str, Any] | None = None,
     ) -> None:
         self.manifest = _as_manifest(manifest)
         names = self.manifest.names
@@ -217,6 +241,9 @@ class MixtureLoader:
             "cache_dir": cache_dir,
             "index_threads": index_threads,
             "max_open_files": max_open_files,
+            "cache_limit": cache_limit,
+            "storage_options": storage_options,
+            "remote": remote,
         }
         pack_args = None
         if pack is not None:
@@ -229,9 +256,29 @@ class MixtureLoader:
                 pack.tokenizer,
                 pack.dtype == "int64",
             )
-        resolved = self.manifest.resolve()
+        if cache_limit is not None and cache_limit < 1:
+            raise InvalidInputError(f"cache_limit must be >= 1 byte or None, got {cache_limit}")
+        remote_cfg = remote if isinstance(remote, RemoteConfig) else RemoteConfig(**(remote or {}))
+        sources = self.manifest.sources(storage_options)
+        self.cache: ShardCache | None = None
+        self._prefetch: Prefetcher | None = None
+        remote_urls = [u for n in names for u in sources[n] if is_remote(u)]
+        shard_names: dict[str, list[str]] = {n: list(sources[n]) for n in names}
+        indexes: dict[str, bytes] | None = None
+        if remote_urls:
+            root = (
+                Path(cache_dir) if cache_dir is not None else default_cache_dir().parent / "remote"
+            )
+            self.cache = ShardCache(root, cache_limit, storage_options, remote_cfg)
+            by_url = self.cache.indexes(sorted(set(remote_urls)), threads=max(index_threads, 4))
+            indexes = {}
+            for n in names:
+                shard_names[n] = [self.cache.name_for(u) if is_remote(u) else u for u in sources[n]]
+                for u, short in zip(sources[n], shard_names[n], strict=True):
+                    if is_remote(u):
+                        indexes[short] = by_url[u]
         self._core = MixtureLoaderCore(
-            [(n, [str(p) for p in resolved[n]]) for n in names],
+            [(n, shard_names[n]) for n in names],
             batch_size=batch_size,
             seed=seed,
             rank=rank,
@@ -244,7 +291,13 @@ class MixtureLoader:
             index_threads=index_threads,
             pack=pack_args,
             max_open_files=max_open_files,
+            remote=indexes,
+            fetcher=self.cache,
         )
+        if self.cache is not None and remote_cfg.prefetch_bytes > 0:
+            self._prefetch = self._make_prefetcher(sources, names)
+        if self.cache is not None:
+            _LIVE.add(self)
         small = [n for n, c in zip(names, self._core.num_samples, strict=True) if c < world_size]
         if small:
             logger.warning(
@@ -252,6 +305,30 @@ class MixtureLoader:
                 small,
                 world_size,
             )
+
+    def _make_prefetcher(self, sources: Mapping[str, list[str]], names: list[str]) -> Prefetcher:
+        assert self.cache is not None
+        urls: list[list[str | None]] = []
+        sizes: list[list[int]] = []
+        for n in names:
+            urls.append([u if is_remote(u) else None for u in sources[n]])
+            sizes.append([self.cache.expected_size(u) if is_remote(u) else 0 for u in sources[n]])
+        return Prefetcher(self.cache, urls, sizes)
+
+    def _schedule_prefetch(self) -> None:
+        if self._prefetch is None:
+            return
+        depths = self._prefetch.depths(self._core.weights)
+        self._prefetch.schedule(self._core.upcoming_shards(depths))
+
+    def close(self) -> None:
+        """Stop read-ahead and prefetch threads and release the cached shards this loader
+        holds. Iterating again restarts them (from the same position)."""
+        self._core.shutdown()
+        if self._prefetch is not None:
+            self._prefetch.close()
+        if self.cache is not None:
+            self.cache.close()
 
     # -- configuration and pickling -------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -341,7 +418,10 @@ class MixtureLoader:
 
     def __next__(self) -> Batch:
         """The next batch of this rank."""
+        if self._prefetch is not None and not self._prefetch.started:
+            self._schedule_prefetch()
         step, domain, keys, samples, tokens = self._core.next_batch()
+        self._schedule_prefetch()
         return Batch(step=step, domain=domain, keys=keys, samples=samples, tokens=tokens)
 
     # -- state ------------------------------------------------------------------------------

@@ -15,26 +15,25 @@ from a file).
 from __future__ import annotations
 
 import glob
-import itertools
 import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-import braceexpand
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ado._config_file import read_config
 from ado._io import atomic_write_text
+from ado.data._braces import brace_names
+from ado.data.remote import RemoteConfig, expand_remote, is_remote, redact, scheme_of
 from ado.errors import ConfigError, ShardError
 
-__all__ = ["DomainSpec", "Manifest", "expand_patterns"]
+__all__ = ["DomainSpec", "Manifest", "expand_patterns", "expand_sources"]
 
 _GLOB_CHARS = frozenset("*?[")
-#: Most names one shard pattern may expand to (``s{0..999999}{0..999999}.tar`` is 10^12).
-MAX_EXPANSION = 1 << 20
 
 
 def expand_patterns(
@@ -56,18 +55,17 @@ def expand_patterns(
     """
     out: list[Path] = []
     for pattern in patterns:
-        if pattern.startswith("pipe:") or "://" in pattern:
+        if pattern.startswith("pipe:"):
             raise ShardError(
                 f"{pattern}: only local (or mounted) shards can be read by offset; "
                 "pipe: commands and URLs are not supported"
             )
-        names = list(itertools.islice(braceexpand.braceexpand(pattern), MAX_EXPANSION + 1))
-        if len(names) > MAX_EXPANSION:
-            raise ConfigError(
-                f"{pattern}: brace expansion gives more than {MAX_EXPANSION} names; "
-                "split the domain or use a glob"
+        if "://" in pattern:
+            raise ShardError(
+                f"{redact(pattern)}: a URL, not a local path; expand it with expand_sources "
+                "(MixtureLoader and Manifest.sources read s3://, gs://, az://, http(s)://)"
             )
-        for name in names:
+        for name in brace_names(pattern):
             path = Path(name).expanduser()
             if base_dir is not None and not path.is_absolute():
                 path = Path(base_dir) / path
@@ -78,6 +76,34 @@ def expand_patterns(
                 out.extend(Path(m) for m in matches)
             else:
                 out.append(path)
+    return out
+
+
+def expand_sources(
+    patterns: Sequence[str],
+    base_dir: str | os.PathLike[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    config: RemoteConfig | None = None,
+) -> list[str]:
+    """Expand local and remote shard patterns, in order: remote ones by
+    :func:`ado.data.remote.expand_remote` (braces without listing, a glob lists its prefix
+    once), local ones by :func:`expand_patterns`; ``file://`` URLs are local paths."""
+    out: list[str] = []
+    for pattern in patterns:
+        if is_remote(pattern):
+            out.extend(expand_remote(pattern, storage_options, config))
+            continue
+        if scheme_of(pattern) == "file":
+            parts = urlsplit(pattern)
+            if parts.netloc not in ("", "localhost"):
+                raise ShardError(f"{redact(pattern)}: file:// URLs must name a local path")
+            pattern = unquote(parts.path)
+        elif "://" in pattern:
+            raise ShardError(
+                f"{redact(pattern)}: unsupported URL scheme {scheme_of(pattern) or '?'}:// "
+                "(s3, gs, az, abfs, http, https and file are)"
+            )
+        out.extend(str(p) for p in expand_patterns([pattern], base_dir))
     return out
 
 
@@ -179,8 +205,17 @@ class Manifest(BaseModel):
         return list(self.domains)
 
     def resolve(self) -> dict[str, list[Path]]:
-        """Domain name → shard paths."""
+        """Domain name → shard paths (local shards only; see :meth:`sources` for URLs)."""
         return {n: expand_patterns(d.shards, self.base_dir) for n, d in self.domains.items()}
+
+    def sources(self, storage_options: Mapping[str, Any] | None = None) -> dict[str, list[str]]:
+        """Domain name → shards: local paths and remote URLs (``s3://``, ``gs://``, ``az://``,
+        ``http(s)://``; ``file://`` becomes a local path). Braces expand without listing; a
+        glob on a remote prefix lists it once."""
+        return {
+            n: expand_sources(d.shards, self.base_dir, storage_options)
+            for n, d in self.domains.items()
+        }
 
     def prior_weights(self) -> list[float] | None:
         """Prior weights when every domain has one, ``None`` when none has.

@@ -23,6 +23,9 @@ pub enum Error {
     /// A shard is malformed (corrupt or truncated tar, bad sample grouping, ...).
     #[error("{path}: {message}")]
     Shard { path: PathBuf, message: String },
+    /// A remote shard could not be fetched (the message names the URL, without credentials).
+    #[error("{0}")]
+    Remote(String),
     /// A broken internal invariant: a bug in ado, never a problem with the input.
     #[error("internal error (please report): {0}")]
     Internal(String),

@@ -220,3 +220,54 @@ fn huge_sizes_are_errors_not_allocations() {
     assert!(c.check_sizes(1 << 20).is_err()); // domains * world_size counters
     assert!(c.check_sizes(2).is_ok());
 }
+
+#[test]
+fn members_are_checked_against_their_hashes() {
+    let dir = tmp_dir("verify");
+    let p = dir.join("v.tar");
+    write_shard(&p, "v", 4);
+    let idx = build_index(&p).expect("index");
+    let data = std::fs::read(&p).expect("read");
+    for i in 0..idx.len() {
+        assert_eq!(idx.verify_sample(i, &data, 0), Ok(()));
+    }
+    let m = idx.sample(2)[1];
+    let mut bad = data.clone();
+    bad[m.offset as usize] ^= 1;
+    let err = idx.verify_sample(2, &bad, 0).expect_err("flipped byte");
+    assert!(err.contains("not the indexed member"), "{err}");
+    // another shard's index never matches these bytes
+    let q = dir.join("w.tar");
+    write_shard(&q, "w", 4);
+    let other = build_index(&q).expect("index");
+    assert!(other.verify_sample(0, &data, 0).is_err());
+    assert_ne!(idx.content_hash, other.content_hash);
+}
+
+#[test]
+fn upcoming_shards_follow_the_stream() {
+    let dir = tmp_dir("upcoming");
+    write_domains(&dir);
+    let mut loader = open(&dir, cfg(0, None), Some(vec![1.0, 1.0]));
+    let plan = loader.upcoming_shards(&[3, 2]);
+    assert_eq!(plan[0].len(), 3);
+    assert_eq!(plan[1].len(), 2);
+    // domain a's keys come shard by shard, in the planned order
+    let mut seen: Vec<usize> = Vec::new();
+    for _ in 0..40 {
+        let batch = loader.next_batch().expect("batch");
+        for (key, &d) in batch.keys.iter().zip(&batch.domains) {
+            if d == 0 {
+                let s: usize = key[1..2].parse().expect("shard digit");
+                if seen.last() != Some(&s) && !seen.contains(&s) {
+                    seen.push(s);
+                }
+            }
+        }
+    }
+    assert_eq!(seen, plan[0]);
+    assert_eq!(
+        loader.upcoming_shards(&[0, 0]),
+        vec![Vec::<usize>::new(); 2]
+    );
+}

@@ -4,14 +4,15 @@
 //! this class only holds the Rust loader. Heavy work (indexing, reading, packing) runs with the
 //! GIL released.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use ado_core::data::index_shards;
-use ado_core::data::loader::{Batch, Loader, LoaderConfig, LoaderState, Tokens};
+use ado_core::data::loader::{Batch, Loader, LoaderConfig, LoaderState, Remote, Tokens};
 use ado_core::data::sampler::Mode;
-use ado_core::data::shard::IndexSource;
-use ado_core::data::stream::{PackSpec, TokenFormat, Tokenize};
+use ado_core::data::shard::{build_index, check_local_path, file_digest, IndexSource, ShardIndex};
+use ado_core::data::stream::{Fetch, PackSpec, TokenFormat, Tokenize};
 use ado_core::Error;
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1};
@@ -38,6 +39,50 @@ pub fn index_shard<'py>(
 ) -> PyAdoResult<Bound<'py, PyDict>> {
     let mut res = py.detach(|| no_panic(|| index_shards(&[path], cache_dir.as_deref(), 1)))?;
     let (idx, source) = res.pop().ok_or_else(|| Error::internal("no index"))?;
+    summary(py, &idx, source_name(source))
+}
+
+/// Index a local file without writing any sidecar; the encoded index (what a sidecar holds).
+#[pyfunction]
+pub fn index_file<'py>(py: Python<'py>, path: PathBuf) -> PyAdoResult<Bound<'py, PyBytes>> {
+    let bytes = py.detach(|| {
+        no_panic(|| {
+            check_local_path(&path)?;
+            build_index(&path).map(|i| i.encode())
+        })
+    })?;
+    Ok(PyBytes::new(py, &bytes))
+}
+
+/// Summary of an encoded index (as `index_shard` returns, `source="sidecar"`); `name` is used
+/// in the error when the bytes are not a valid index.
+#[pyfunction]
+pub fn decode_index<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    name: &str,
+) -> PyAdoResult<Bound<'py, PyDict>> {
+    let idx = no_panic(|| {
+        ShardIndex::decode(data).ok_or_else(|| Error::Shard {
+            path: PathBuf::from(name),
+            message: "not a valid ado index".into(),
+        })
+    })?;
+    summary(py, &idx, "sidecar")
+}
+
+/// `(size, xxh3-64 as 16 hex digits)` of a whole file (GIL released).
+#[pyfunction]
+pub fn file_hash(py: Python<'_>, path: PathBuf) -> PyAdoResult<(u64, String)> {
+    let (size, h) = py.detach(|| no_panic(|| file_digest(Path::new(&path))))?;
+    Ok((size, format!("{h:016x}")))
+}
+
+fn summary<'py>(
+    py: Python<'py>,
+    idx: &ShardIndex,
+    source: &str,
+) -> PyAdoResult<Bound<'py, PyDict>> {
     let out = PyDict::new(py);
     let set = |k: &str, v: Bound<'py, PyAny>| out.set_item(k, v);
     let r: PyResult<()> = (|| {
@@ -51,7 +96,13 @@ pub fn index_shard<'py>(
                 .into_pyobject(py)?
                 .into_any(),
         )?;
-        set("source", source_name(source).into_pyobject(py)?.into_any())?;
+        set(
+            "content_hash",
+            format!("{:016x}", idx.content_hash)
+                .into_pyobject(py)?
+                .into_any(),
+        )?;
+        set("source", source.into_pyobject(py)?.into_any())?;
         set("exts", PyList::new(py, &idx.exts)?.into_any())?;
         let tokens = PyDict::new(py);
         for (ext, n) in idx.token_counts() {
@@ -103,6 +154,31 @@ impl Tokenize for PyTokenizer {
     }
 }
 
+/// The Python node cache (`ado.data.cache.ShardCache`) seen from the core.
+struct PyFetcher(Py<PyAny>);
+
+impl Fetch for PyFetcher {
+    fn acquire(&self, url: &str) -> Result<PathBuf, Error> {
+        Python::attach(|py| {
+            let out = self
+                .0
+                .bind(py)
+                .call_method1("acquire", (url,))
+                .map_err(|e| Error::Remote(e.value(py).to_string()))?;
+            out.extract::<PathBuf>()
+                .map_err(|e| Error::Remote(format!("fetcher returned no path: {e}")))
+        })
+    }
+
+    fn release(&self, url: &str) {
+        Python::attach(|py| {
+            if let Err(e) = self.0.bind(py).call_method1("release", (url,)) {
+                e.write_unraisable(py, None);
+            }
+        });
+    }
+}
+
 /// The Rust half of `ado.data.MixtureLoader`.
 #[pyclass(name = "MixtureLoaderCore", module = "ado._core", frozen)]
 pub struct PyMixtureLoaderCore {
@@ -132,7 +208,7 @@ impl PyMixtureLoaderCore {
     #[new]
     #[pyo3(signature = (domains, *, batch_size, seed, rank, world_size, mode, weights,
                         readahead_bytes, threads, cache_dir, index_threads, pack,
-                        max_open_files=256))]
+                        max_open_files=256, remote=None, fetcher=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -149,7 +225,26 @@ impl PyMixtureLoaderCore {
         index_threads: usize,
         pack: Option<PackArgs>,
         max_open_files: usize,
+        remote: Option<HashMap<String, Vec<u8>>>,
+        fetcher: Option<Py<PyAny>>,
     ) -> PyAdoResult<Self> {
+        let remote = match (remote, fetcher) {
+            (None, _) => None,
+            (Some(_), None) => return Err(Error::invalid("remote shards need a fetcher").into()),
+            (Some(map), Some(f)) => {
+                let mut indexes = HashMap::with_capacity(map.len());
+                for (url, bytes) in map {
+                    let idx = ShardIndex::decode(&bytes).ok_or_else(|| {
+                        Error::Remote(format!("{url}: its index is not a valid ado index"))
+                    })?;
+                    indexes.insert(PathBuf::from(url), idx);
+                }
+                Some(Remote {
+                    indexes,
+                    fetch: Arc::new(PyFetcher(f)) as Arc<dyn Fetch>,
+                })
+            }
+        };
         let mode = Mode::parse(mode)?;
         let pack = match pack {
             None => None,
@@ -175,7 +270,16 @@ impl PyMixtureLoaderCore {
             pack,
         };
         let loader = py.detach(move || {
-            no_panic(|| Loader::open(cfg, domains, weights, cache_dir.as_deref(), index_threads))
+            no_panic(|| {
+                Loader::open_with_remote(
+                    cfg,
+                    domains,
+                    weights,
+                    cache_dir.as_deref(),
+                    index_threads,
+                    remote,
+                )
+            })
         })?;
         let (num_samples, fp) = (loader.num_samples(), loader.fingerprint().to_string());
         Ok(PyMixtureLoaderCore {
@@ -212,6 +316,16 @@ impl PyMixtureLoaderCore {
     /// (shard files open now, files opened so far).
     fn file_stats(&self) -> (usize, u64) {
         lock(&self.inner).file_stats()
+    }
+
+    /// Stop the read-ahead threads and close every shard file (GIL released while joining).
+    fn shutdown(&self, py: Python<'_>) {
+        py.detach(|| lock(&self.inner).shutdown());
+    }
+
+    /// Per domain, the next `depth[d]` distinct shards (indices) this rank reads.
+    fn upcoming_shards(&self, py: Python<'_>, depth: Vec<usize>) -> Vec<Vec<usize>> {
+        py.detach(|| lock(&self.inner).upcoming_shards(&depth))
     }
 
     /// Completed epochs of this rank's stream, per domain.

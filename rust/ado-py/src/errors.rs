@@ -31,7 +31,7 @@ impl From<PyAdoError> for PyErr {
             Error::State(_) => ("StateError", None),
             Error::Internal(_) => ("InternalError", None),
             Error::Interrupted => return PyKeyboardInterrupt::new_err(message),
-            Error::Shard { .. } => ("ShardError", None),
+            Error::Shard { .. } | Error::Remote(_) => ("ShardError", None),
             Error::Io { path, source } => {
                 let class = match source.kind() {
                     ErrorKind::NotFound => "ShardNotFoundError",

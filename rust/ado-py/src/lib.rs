@@ -9,7 +9,9 @@ use pyo3::prelude::*;
 #[pymodule(gil_used = false)]
 mod _core {
     #[pymodule_export]
-    use crate::data::{index_shard, shard_members, PyMixtureLoaderCore};
+    use crate::data::{
+        decode_index, file_hash, index_file, index_shard, shard_members, PyMixtureLoaderCore,
+    };
     #[pymodule_export]
     use crate::fit::{default_configs, fit_power_laws, objective, PyFitSpec, PyPowerLawEstimator};
 

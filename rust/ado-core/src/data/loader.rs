@@ -7,7 +7,7 @@
 //! weights current at that moment (staleness 0). Which item a domain yields next never depends on
 //! timing, so batches are identical with any read-ahead setting.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -15,10 +15,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 
 use crate::data::sampler::{compose, quantize, Mode};
+use crate::data::shard::ShardIndex;
 use crate::data::stream::{
-    Cursor, Domain, FilePool, Item, PackSpec, Produced, RawSample, Stream, TokenFormat,
+    Cursor, Domain, Fetch, FilePool, Item, PackSpec, Produced, RawSample, Stream, TokenFormat,
 };
-use crate::data::{fingerprint, index_shards};
+use crate::data::{domain_fingerprint, fingerprint, index_shards};
 use crate::error::{Error, Result};
 
 /// Loader settings.
@@ -104,11 +105,24 @@ pub enum Tokens {
     I64(Vec<i64>),
 }
 
+/// Remote shards of a loader: their indexes (from sidecars or a node-cached indexing pass),
+/// keyed by URL as it appears in the domains' shard lists, and the cache that fetches them.
+pub struct Remote {
+    pub indexes: HashMap<PathBuf, ShardIndex>,
+    pub fetch: Arc<dyn Fetch>,
+}
+
+/// Version of [`LoaderState`] written now (2: content fingerprints per domain).
+const STATE_VERSION: u32 = 2;
+
 /// The JSON-safe loader state.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LoaderState {
     pub format_version: u32,
     pub manifest_fingerprint: String,
+    /// Per domain, the fingerprint of its shards' contents (format 2 on).
+    #[serde(default)]
+    pub domain_fingerprints: Vec<String>,
     pub domains: Vec<String>,
     pub seed: u64,
     pub mode: String,
@@ -282,6 +296,7 @@ struct Engine {
     shared: Arc<Shared>,
     /// Process that started the threads: after a fork the child has none of them.
     pid: u32,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Engine {
@@ -304,6 +319,28 @@ pub struct Loader {
     ordinals: Vec<Vec<u64>>,
     cursors: Vec<Cursor>,
     engine: Option<Engine>,
+    fetch: Option<Arc<dyn Fetch>>,
+    domain_fps: Vec<String>,
+    /// The format-1 fingerprint (header hashes), to accept states saved before format 2.
+    legacy_fingerprint: String,
+    /// Per domain, a stream used only to plan which shards come next (never reads).
+    planners: Vec<Option<Stream>>,
+}
+
+/// The manifest fingerprint of format-1 states (size, samples, header hash per shard).
+fn legacy_fingerprint(domains: &[Domain]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for d in domains {
+        h.update(&(d.name.len() as u64).to_le_bytes());
+        h.update(d.name.as_bytes());
+        h.update(&(d.shards.len() as u64).to_le_bytes());
+        for s in &d.shards {
+            h.update(&s.file_size.to_le_bytes());
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(&s.header_hash.to_le_bytes());
+        }
+    }
+    format!("{:032x}", h.digest128())
 }
 
 impl Loader {
@@ -317,20 +354,48 @@ impl Loader {
         cache_dir: Option<&Path>,
         index_threads: usize,
     ) -> Result<Loader> {
+        Loader::open_with_remote(cfg, domains, weights, cache_dir, index_threads, None)
+    }
+
+    /// [`Loader::open`] where some shards are remote: a path that is a key of
+    /// `remote.indexes` takes that index and is read through `remote.fetch`.
+    pub fn open_with_remote(
+        cfg: LoaderConfig,
+        domains: Vec<(String, Vec<PathBuf>)>,
+        weights: Option<Vec<f64>>,
+        cache_dir: Option<&Path>,
+        index_threads: usize,
+        mut remote: Option<Remote>,
+    ) -> Result<Loader> {
         if let Some(p) = &cfg.pack {
             if p.format == TokenFormat::Text && p.tokenizer.is_none() {
                 return Err(Error::invalid("a txt token field needs a tokenizer"));
             }
         }
-        let all: Vec<PathBuf> = domains
+        let is_remote = |p: &PathBuf| remote.as_ref().is_some_and(|r| r.indexes.contains_key(p));
+        let local: Vec<PathBuf> = domains
             .iter()
-            .flat_map(|(_, p)| p.iter().cloned())
+            .flat_map(|(_, p)| p.iter().filter(|p| !is_remote(p)).cloned())
             .collect();
-        let mut indexes = index_shards(&all, cache_dir, index_threads)?.into_iter();
+        let mut indexes = index_shards(&local, cache_dir, index_threads)?.into_iter();
         let mut doms = Vec::with_capacity(domains.len());
         for (name, paths) in domains {
-            let shards: Vec<_> = indexes.by_ref().take(paths.len()).map(|(i, _)| i).collect();
-            doms.push(Domain::new(name, paths, shards)?);
+            let mut shards = Vec::with_capacity(paths.len());
+            let mut flags = Vec::with_capacity(paths.len());
+            for p in &paths {
+                let from_remote = remote.as_mut().and_then(|r| r.indexes.get(p).cloned());
+                flags.push(from_remote.is_some());
+                match from_remote {
+                    Some(idx) => shards.push(idx),
+                    None => match indexes.next() {
+                        Some((idx, _)) => shards.push(idx),
+                        None => return Err(Error::internal("shard left unindexed")),
+                    },
+                }
+            }
+            let mut dom = Domain::new(name, paths, shards)?;
+            dom.remote = flags;
+            doms.push(dom);
         }
         let fp = fingerprint(
             &doms
@@ -338,7 +403,61 @@ impl Loader {
                 .map(|d| (d.name.clone(), d.shards.iter().collect()))
                 .collect::<Vec<_>>(),
         );
-        Loader::new(cfg, doms, weights, fp)
+        let mut loader = Loader::new(cfg, doms, weights, fp)?;
+        loader.fetch = remote.map(|r| r.fetch);
+        Ok(loader)
+    }
+
+    /// Per domain, the next `depth[d]` distinct shards this rank reads, from the shard it is
+    /// reading now on (indices into the domain's shard list). A pure function of the seed and
+    /// the committed position: what the prefetcher downloads next.
+    pub fn upcoming_shards(&mut self, depth: &[usize]) -> Vec<Vec<usize>> {
+        let k = self.domains.len();
+        if self.planners.len() != k {
+            self.planners = (0..k).map(|_| None).collect();
+        }
+        (0..k)
+            .map(|d| {
+                let n = depth.get(d).copied().unwrap_or(0);
+                if n == 0 {
+                    return Vec::new();
+                }
+                let (rank, world) = (self.cfg.rank as u64, self.cfg.world_size as u64);
+                let planner = self.planners[d].get_or_insert_with(|| {
+                    Stream::new(
+                        Arc::clone(&self.domains),
+                        d,
+                        self.cfg.seed,
+                        rank,
+                        world,
+                        None,
+                        Cursor::default(),
+                        Arc::new(FilePool::new(1, None)),
+                    )
+                });
+                planner.upcoming_shards(self.cursors[d].doc.saturating_sub(1), n)
+            })
+            .collect()
+    }
+
+    /// Stop the read-ahead threads, wait for them, and close every shard file (remote shards
+    /// are released to their fetcher). The next batch starts afresh from the committed cursors.
+    pub fn shutdown(&mut self) {
+        let Some(mut engine) = self.engine.take() else {
+            return;
+        };
+        if engine.pid != std::process::id() {
+            std::mem::forget(engine);
+            return;
+        }
+        engine.shared.stop.store(true, Ordering::Relaxed);
+        {
+            let _guard = lock(&engine.shared.sched);
+            engine.shared.work.notify_all();
+        }
+        for h in engine.threads.drain(..) {
+            let _ = h.join();
+        }
     }
 
     /// Content fingerprint of the manifest (see [`fingerprint`]).
@@ -379,7 +498,16 @@ impl Loader {
         let k = domains.len();
         let weights = weights.unwrap_or_else(|| vec![1.0; k]);
         let q = quantize(&weights, k)?;
+        let domain_fps = domains
+            .iter()
+            .map(|d| domain_fingerprint(&d.shards.iter().collect::<Vec<_>>()))
+            .collect();
+        let legacy = legacy_fingerprint(&domains);
         Ok(Loader {
+            fetch: None,
+            domain_fps,
+            legacy_fingerprint: legacy,
+            planners: Vec::new(),
             domains: Arc::new(domains),
             fingerprint,
             weights,
@@ -446,7 +574,7 @@ impl Loader {
         }
         if self.engine.is_none() {
             let k = self.domains.len();
-            let files = Arc::new(FilePool::new(self.cfg.max_open_files));
+            let files = Arc::new(FilePool::new(self.cfg.max_open_files, self.fetch.clone()));
             let streams = (0..k)
                 .map(|d| {
                     Mutex::new(Stream::new(
@@ -490,16 +618,19 @@ impl Loader {
                 work: Condvar::new(),
                 stop: AtomicBool::new(false),
             });
+            let mut handles = Vec::with_capacity(threads);
             for i in 0..threads {
                 let s = Arc::clone(&shared);
-                std::thread::Builder::new()
+                let h = std::thread::Builder::new()
                     .name(format!("ado-readahead-{i}"))
                     .spawn(move || s.worker())
                     .map_err(|e| Error::invalid(format!("cannot start read-ahead thread: {e}")))?;
+                handles.push(h);
             }
             self.engine = Some(Engine {
                 shared,
                 pid: std::process::id(),
+                threads: handles,
             });
         }
         match &self.engine {
@@ -593,7 +724,7 @@ impl Loader {
                     world,
                     None,
                     Cursor::default(),
-                    Arc::new(FilePool::new(1)),
+                    Arc::new(FilePool::new(1, None)),
                 )
                 .per_epoch();
                 self.cursors[d].doc.saturating_sub(u64::from(
@@ -606,8 +737,9 @@ impl Loader {
     /// The JSON-safe state.
     pub fn state(&self) -> LoaderState {
         LoaderState {
-            format_version: 1,
+            format_version: STATE_VERSION,
             manifest_fingerprint: self.fingerprint.clone(),
+            domain_fingerprints: self.domain_fps.clone(),
             domains: self.domains.iter().map(|d| d.name.clone()).collect(),
             seed: self.cfg.seed,
             mode: self.cfg.mode.name().into(),
@@ -634,17 +766,44 @@ impl Loader {
                 "state was saved with {what} {got}, this loader has {have}"
             )))
         };
-        if st.format_version != 1 {
-            return bad("format_version", "1".into(), st.format_version.to_string());
-        }
-        if st.manifest_fingerprint != self.fingerprint {
-            return Err(Error::State(format!(
-                "state belongs to a different manifest (fingerprint {} != {}): other domains, \
-                 shards or shard contents",
-                st.manifest_fingerprint, self.fingerprint
-            )));
+        if st.format_version != 1 && st.format_version != STATE_VERSION {
+            return bad(
+                "format_version",
+                format!("1 or {STATE_VERSION}"),
+                st.format_version.to_string(),
+            );
         }
         let names: Vec<String> = self.domains.iter().map(|d| d.name.clone()).collect();
+        let expected = if st.format_version == 1 {
+            &self.legacy_fingerprint
+        } else {
+            &self.fingerprint
+        };
+        if st.manifest_fingerprint != *expected {
+            let changed: Vec<&str> =
+                if st.domains == names && st.domain_fingerprints.len() == names.len() {
+                    names
+                        .iter()
+                        .zip(st.domain_fingerprints.iter().zip(&self.domain_fps))
+                        .filter(|(_, (a, b))| a != b)
+                        .map(|(n, _)| n.as_str())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+            let what = if changed.is_empty() {
+                "other domains, shards or shard contents".to_string()
+            } else {
+                format!(
+                    "the shards of domain(s) {changed:?} differ (a shard was added, removed, \
+                     replaced or rewritten since the checkpoint)"
+                )
+            };
+            return Err(Error::State(format!(
+                "state belongs to a different manifest (fingerprint {} != {expected}): {what}",
+                st.manifest_fingerprint
+            )));
+        }
         if st.domains != names {
             return bad("domains", format!("{names:?}"), format!("{:?}", st.domains));
         }

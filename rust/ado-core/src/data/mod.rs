@@ -56,18 +56,30 @@ pub fn index_shards(
 }
 
 /// Content fingerprint of a manifest: domain names, and per shard its size, sample count and
-/// header hash (not paths or mtimes, so copied data keeps its fingerprint).
+/// content hash (not paths or mtimes, so copied data keeps its fingerprint; a shard whose bytes
+/// changed changes it).
 pub fn fingerprint(domains: &[(String, Vec<&ShardIndex>)]) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     for (name, shards) in domains {
         h.update(&(name.len() as u64).to_le_bytes());
         h.update(name.as_bytes());
-        h.update(&(shards.len() as u64).to_le_bytes());
-        for s in shards {
-            h.update(&s.file_size.to_le_bytes());
-            h.update(&(s.len() as u64).to_le_bytes());
-            h.update(&s.header_hash.to_le_bytes());
-        }
+        h.update(&domain_digest(shards).to_le_bytes());
     }
     format!("{:032x}", h.digest128())
+}
+
+/// Fingerprint of one domain's shards (count, and per shard size, samples and content hash).
+pub fn domain_fingerprint(shards: &[&ShardIndex]) -> String {
+    format!("{:032x}", domain_digest(shards))
+}
+
+fn domain_digest(shards: &[&ShardIndex]) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&(shards.len() as u64).to_le_bytes());
+    for s in shards {
+        h.update(&s.file_size.to_le_bytes());
+        h.update(&(s.len() as u64).to_le_bytes());
+        h.update(&s.content_hash.to_le_bytes());
+    }
+    h.digest128()
 }

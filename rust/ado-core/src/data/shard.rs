@@ -8,30 +8,54 @@
 //! (the `tar` crate resolves them).
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{Error, Result};
 
-/// One tar member of a sample: extension id (into [`ShardIndex::exts`]), data offset and size.
+/// One tar member of a sample: extension id (into [`ShardIndex::exts`]), data offset and size,
+/// and what binds it to the bytes: the xxh3-64 of its 512-byte tar header plus its data, and
+/// whether that header holds the member's whole name (no GNU/PAX long-name record), so that a
+/// reader can also check the name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Member {
     pub ext: u32,
     pub offset: u64,
     pub size: u64,
+    pub hash: u64,
+    pub named: bool,
 }
 
-/// The index of one shard: its samples, their members and a fingerprint of the file.
+/// Identity of a local file: size, modification and change times, inode and device. `cp -p`,
+/// `rsync -t` and `touch -r` restore the mtime but never the ctime, and a replaced file has
+/// another inode, so a sidecar is trusted only for the very file it was built from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileStat {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub inode: u64,
+    pub dev: u64,
+}
+
+/// The index of one shard: its samples, their members and fingerprints of the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardIndex {
     /// File size in bytes when indexed.
     pub file_size: u64,
     /// Modification time (ns since the epoch) when indexed.
     pub mtime_ns: i64,
+    /// Change time (ns since the epoch), inode and device of the indexed file (0 when the index
+    /// was built from memory or comes from a remote sidecar).
+    pub ctime_ns: i64,
+    pub inode: u64,
+    pub dev: u64,
+    /// xxh3-64 of the whole file: what a downloaded copy is checked against.
+    pub content_hash: u64,
     /// xxh3-64 of every byte the header walk read (headers and long-name records).
     pub header_hash: u64,
     /// Bytes the header walk read from the file.
@@ -126,6 +150,74 @@ impl ShardIndex {
     pub fn ext_id(&self, ext: &str) -> Option<u32> {
         self.exts.iter().position(|e| e == ext).map(|i| i as u32)
     }
+
+    /// The local-file identity this index was built from.
+    pub fn file_stat(&self) -> FileStat {
+        FileStat {
+            size: self.file_size,
+            mtime_ns: self.mtime_ns,
+            ctime_ns: self.ctime_ns,
+            inode: self.inode,
+            dev: self.dev,
+        }
+    }
+
+    /// Check that `buf`, the bytes of the file from offset `lo` on, holds sample `i` exactly as
+    /// indexed: each member's tar header plus data hashes to the recorded value and, where the
+    /// header holds the whole name, that name gives the sample's key and the member's extension.
+    /// `buf` must cover `[first member offset - 512, last member end)`.
+    pub fn verify_sample(&self, i: usize, buf: &[u8], lo: u64) -> std::result::Result<(), String> {
+        let key = &self.keys[i];
+        for m in self.sample(i) {
+            let start = m
+                .offset
+                .checked_sub(512)
+                .and_then(|s| s.checked_sub(lo))
+                .ok_or("member header before the read range")?;
+            let end = start + 512 + m.size;
+            let bytes = usize::try_from(start)
+                .ok()
+                .zip(usize::try_from(end).ok())
+                .and_then(|(a, b)| buf.get(a..b))
+                .ok_or("member outside the read range")?;
+            if xxhash_rust::xxh3::xxh3_64(bytes) != m.hash {
+                return Err(format!(
+                    "sample {key:?}: the bytes at offset {} are not the indexed member",
+                    m.offset
+                ));
+            }
+            if m.named {
+                let name = header_name(&bytes[..512]);
+                let ext = &self.exts[m.ext as usize];
+                let ok =
+                    split_key(&name).is_some_and(|(k, e)| k == key && e.to_lowercase() == *ext);
+                if !ok {
+                    return Err(format!(
+                        "sample {key:?}: the tar header at offset {} names another member",
+                        m.offset - 512
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The name a ustar header holds (`prefix/name`, or the 100-byte name of older formats).
+fn header_name(block: &[u8]) -> String {
+    let field = |a: usize, b: usize| {
+        let f = &block[a..b];
+        let n = f.iter().position(|&c| c == 0).unwrap_or(f.len());
+        String::from_utf8_lossy(&f[..n]).into_owned()
+    };
+    let name = field(0, 100);
+    if &block[257..262] == b"ustar" {
+        let prefix = field(345, 500);
+        if !prefix.is_empty() {
+            return format!("{prefix}/{name}");
+        }
+    }
+    name
 }
 
 /// Split a member name into (key, extension) exactly like webdataset's `base_plus_ext`.
@@ -258,32 +350,192 @@ pub fn check_local_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// (size, mtime in ns) of a file.
-pub fn stat(path: &Path) -> Result<(u64, i64)> {
+fn ns(secs: i64, nanos: i64) -> i64 {
+    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+fn stat_of(meta: &std::fs::Metadata) -> FileStat {
+    FileStat {
+        size: meta.len(),
+        mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+        ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        inode: meta.ino(),
+        dev: meta.dev(),
+    }
+}
+
+/// Identity of a regular file (a directory, FIFO or device is refused before it is opened).
+pub fn stat(path: &Path) -> Result<FileStat> {
     let meta = std::fs::metadata(path).map_err(|e| io_err(path, e))?;
     if !meta.is_file() {
         return Err(shard_err(path, "not a regular file"));
     }
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-    Ok((meta.len(), mtime))
+    Ok(stat_of(&meta))
 }
 
-/// Walk the headers of one tar shard and group its members into samples.
+/// Identity of an open file; refuses anything but a regular file.
+pub fn fstat(file: &File, path: &Path) -> Result<FileStat> {
+    let meta = file.metadata().map_err(|e| io_err(path, e))?;
+    if !meta.is_file() {
+        return Err(shard_err(path, "not a regular file"));
+    }
+    Ok(stat_of(&meta))
+}
+
+/// Open a shard for reading without blocking on a FIFO and check that it is a regular file.
+pub fn open_regular(path: &Path) -> Result<(File, FileStat)> {
+    stat(path)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_nonblock())
+        .open(path)
+        .map_err(|e| io_err(path, e))?;
+    let st = fstat(&file, path)?;
+    Ok((file, st))
+}
+
+/// `O_NONBLOCK` (only matters for FIFOs, which are refused right after opening).
+const fn libc_o_nonblock() -> i32 {
+    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+    {
+        0x0004
+    }
+    #[cfg(not(any(target_os = "macos", target_os = "ios", target_os = "freebsd")))]
+    {
+        0o4000
+    }
+}
+
+/// Walk the headers of one tar shard, group its members into samples and hash its content
+/// (one sequential read of the file; see [`ShardIndex::content_hash`] and [`Member::hash`]).
 pub fn build_index(path: &Path) -> Result<ShardIndex> {
     check_local_path(path)?;
-    let (file_size, mtime_ns) = stat(path)?;
-    let file = File::open(path).map_err(|e| io_err(path, e))?;
-    walk(&file, path, file_size, mtime_ns)
+    let (file, st) = open_regular(path)?;
+    let mut idx = walk(&file, path, st.size)?;
+    idx.mtime_ns = st.mtime_ns;
+    idx.ctime_ns = st.ctime_ns;
+    idx.inode = st.inode;
+    idx.dev = st.dev;
+    hash_content(&file, path, &mut idx)?;
+    // A file written while it was indexed is not indexed.
+    if fstat(&file, path)? != st {
+        return Err(shard_err(path, "shard changed while it was indexed"));
+    }
+    Ok(idx)
 }
 
 /// Index a tar archive held in memory (same rules and errors as [`build_index`]; the errors name
 /// the path `<memory>`). Used by the fuzz harness and the regression corpus.
 pub fn index_bytes(data: &[u8]) -> Result<ShardIndex> {
-    walk(data, Path::new("<memory>"), data.len() as u64, 0)
+    let path = Path::new("<memory>");
+    let mut idx = walk(data, path, data.len() as u64)?;
+    hash_content(data, path, &mut idx)?;
+    Ok(idx)
+}
+
+/// Size and xxh3-64 of a whole file, read sequentially (a downloaded shard is checked with it).
+pub fn file_digest(path: &Path) -> Result<(u64, u64)> {
+    let (file, st) = open_regular(path)?;
+    let mut h = Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    loop {
+        let n = FileExt::read_at(&file, &mut buf, pos).map_err(|e| io_err(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        pos += n as u64;
+    }
+    if pos != st.size {
+        return Err(shard_err(path, "file changed while it was hashed"));
+    }
+    Ok((pos, h.digest()))
+}
+
+/// One sequential pass over the file: the whole-file hash and each member's (header + data)
+/// hash. Members come in file order; one that overlaps an earlier one (never in a real tar) is
+/// hashed by its own read.
+fn hash_content<R: ReadAt + ?Sized>(src: &R, path: &Path, idx: &mut ShardIndex) -> Result<()> {
+    const CHUNK: usize = 1 << 20;
+    let mut whole = Xxh3::new();
+    let mut buf = vec![
+        0u8;
+        CHUNK
+            .min(usize::try_from(idx.file_size).unwrap_or(CHUNK))
+            .max(1)
+    ];
+    let mut pos = 0u64;
+    let mut next = 0usize;
+    let mut cur = Xxh3::new();
+    let n_members = idx.members.len();
+    let ranges: Vec<(u64, u64)> = idx
+        .members
+        .iter()
+        .map(|m| (m.offset.saturating_sub(512), m.offset + m.size))
+        .collect();
+    let mut done = vec![false; n_members];
+    // Streamable: starts at or after the end of every earlier member (always, in a real tar).
+    let mut streamable = vec![false; n_members];
+    let mut max_end = 0u64;
+    for (i, &(a, b)) in ranges.iter().enumerate() {
+        streamable[i] = a >= max_end;
+        max_end = max_end.max(b);
+    }
+    while pos < idx.file_size {
+        let n = src.read_at(&mut buf, pos).map_err(|e| io_err(path, e))?;
+        if n == 0 {
+            return Err(shard_err(path, "shard shrank while it was indexed"));
+        }
+        let chunk = &buf[..n];
+        let end = pos + n as u64;
+        whole.update(chunk);
+        loop {
+            while next < n_members && !streamable[next] {
+                next += 1;
+            }
+            if next >= n_members {
+                break;
+            }
+            let (a, b) = ranges[next];
+            if a >= end {
+                break;
+            }
+            let from = (a.max(pos) - pos) as usize;
+            let to = (b.min(end) - pos) as usize;
+            cur.update(&chunk[from..to]);
+            if b > end {
+                break;
+            }
+            idx.members[next].hash = cur.digest();
+            done[next] = true;
+            cur = Xxh3::new();
+            next += 1;
+        }
+        pos = end;
+    }
+    idx.content_hash = whole.digest();
+    for (i, m) in idx.members.iter_mut().enumerate() {
+        if !done[i] {
+            let (a, b) = ranges[i];
+            let mut data = vec![0u8; (b - a) as usize];
+            read_exact(src, &mut data, a).map_err(|e| io_err(path, e))?;
+            m.hash = xxhash_rust::xxh3::xxh3_64(&data);
+        }
+    }
+    Ok(())
+}
+
+fn read_exact<R: ReadAt + ?Sized>(src: &R, mut buf: &mut [u8], mut pos: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = src.read_at(buf, pos)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        pos += n as u64;
+        buf = &mut buf[n..];
+    }
+    Ok(())
 }
 
 /// Whether a member carries PAX sparse records (`GNU.sparse.*` keys): its data is a sparse map,
@@ -300,12 +552,7 @@ fn is_pax_sparse<R: io::Read>(entry: &mut tar::Entry<'_, R>) -> bool {
 /// The header walk over `src` of `file_size` bytes. Every allocation is bounded by the input:
 /// names come from headers or long-name records no longer than the file, and each member is
 /// checked to lie inside the file before it is recorded.
-fn walk<R: ReadAt + ?Sized>(
-    src: &R,
-    path: &Path,
-    file_size: u64,
-    mtime_ns: i64,
-) -> Result<ShardIndex> {
+fn walk<R: ReadAt + ?Sized>(src: &R, path: &Path, file_size: u64) -> Result<ShardIndex> {
     if file_size == 0 {
         return Err(shard_err(path, "empty file, not a tar archive"));
     }
@@ -334,7 +581,22 @@ fn walk<R: ReadAt + ?Sized>(
     let mut keys: Vec<String> = Vec::new();
     let mut starts: Vec<u32> = Vec::new();
     let mut members: Vec<Member> = Vec::new();
-    let corrupt = |e: io::Error| shard_err(path, format!("corrupt or truncated tar: {e}"));
+    // The tar crate's messages may quote header fields, which for a file that is not a tar
+    // could be anything (a password file): only fixed texts reach the user.
+    let corrupt = |e: io::Error| {
+        let text = e.to_string();
+        // "numeric field was not a number: <field bytes> when getting cksum for <name>": keep
+        // the part before the quoted value, and only if it is plain text.
+        let head = text.split(": ").next().unwrap_or_default();
+        let head = head.split(" when getting").next().unwrap_or_default();
+        let plain = !head.is_empty()
+            && head.len() <= 80
+            && head
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || " -_.'()".contains(c));
+        let what = if plain { head } else { "malformed tar header" };
+        shard_err(path, format!("corrupt or truncated tar: {what}"))
+    };
     {
         let entries = archive.entries_with_seek().map_err(corrupt)?;
         for entry in entries {
@@ -355,6 +617,9 @@ fn walk<R: ReadAt + ?Sized>(
             }
             let offset = entry.raw_file_position();
             let size = entry.size();
+            if entry.raw_header_position().checked_add(512) != Some(offset) {
+                return Err(shard_err(path, "member data does not follow its header"));
+            }
             if offset.checked_add(size).is_none_or(|end| end > file_size) {
                 return Err(shard_err(
                     path,
@@ -367,6 +632,7 @@ fn walk<R: ReadAt + ?Sized>(
             let raw = entry.path_bytes();
             let name = std::str::from_utf8(&raw)
                 .map_err(|_| shard_err(path, "member name is not valid UTF-8"))?;
+            let named = header_name(entry.header().as_bytes()) == name;
             if is_meta(name) {
                 continue;
             }
@@ -404,6 +670,8 @@ fn walk<R: ReadAt + ?Sized>(
                 ext: ext_id,
                 offset,
                 size,
+                hash: 0,
+                named,
             });
         }
     }
@@ -417,7 +685,11 @@ fn walk<R: ReadAt + ?Sized>(
     let reader = archive.into_inner();
     let index = ShardIndex {
         file_size,
-        mtime_ns,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        inode: 0,
+        dev: 0,
+        content_hash: 0,
         header_hash: reader.hasher.digest(),
         bytes_read: reader.bytes_read,
         exts,
@@ -457,7 +729,9 @@ pub fn outcome_class(res: &Result<ShardIndex>) -> String {
     }
 }
 
-const MAGIC: &[u8; 8] = b"ADOIDX01";
+const MAGIC: &[u8; 8] = b"ADOIDX02";
+/// What every version of our sidecars starts with (older ones are ours to replace).
+const MAGIC_FAMILY: &[u8; 7] = b"ADOIDX0";
 
 /// Suffix of index sidecars: `shard.tar` → `shard.tar.adoidx`.
 pub const SIDECAR_SUFFIX: &str = ".adoidx";
@@ -506,6 +780,10 @@ impl ShardIndex {
         out.extend_from_slice(MAGIC);
         put_u64(&mut out, self.file_size);
         put_u64(&mut out, self.mtime_ns as u64);
+        put_u64(&mut out, self.ctime_ns as u64);
+        put_u64(&mut out, self.inode);
+        put_u64(&mut out, self.dev);
+        put_u64(&mut out, self.content_hash);
         put_u64(&mut out, self.header_hash);
         put_u64(&mut out, self.bytes_read);
         put_u32(&mut out, self.exts.len() as u32);
@@ -521,6 +799,8 @@ impl ShardIndex {
                 put_u32(&mut out, m.ext);
                 put_u64(&mut out, m.offset);
                 put_u64(&mut out, m.size);
+                put_u64(&mut out, m.hash);
+                out.push(u8::from(m.named));
             }
         }
         out
@@ -534,6 +814,10 @@ impl ShardIndex {
         }
         let file_size = c.u64()?;
         let mtime_ns = c.u64()? as i64;
+        let ctime_ns = c.u64()? as i64;
+        let inode = c.u64()?;
+        let dev = c.u64()?;
+        let content_hash = c.u64()?;
         let header_hash = c.u64()?;
         let bytes_read = c.u64()?;
         let n_exts = c.u32()? as usize;
@@ -550,13 +834,27 @@ impl ShardIndex {
             let m = c.u32()?;
             for _ in 0..m {
                 let ext = c.u32()?;
-                let (offset, size) = (c.u64()?, c.u64()?);
+                let (offset, size, hash) = (c.u64()?, c.u64()?, c.u64()?);
+                let named = match c.take(1)?[0] {
+                    0 => false,
+                    1 => true,
+                    _ => return None,
+                };
                 // A sidecar is trusted only as far as it is consistent: a member outside the
                 // file would make a read allocate (and fail) on a corrupt size.
-                if ext as usize >= exts.len() || offset.checked_add(size)? > file_size {
+                if ext as usize >= exts.len()
+                    || offset < 512
+                    || offset.checked_add(size)? > file_size
+                {
                     return None;
                 }
-                members.push(Member { ext, offset, size });
+                members.push(Member {
+                    ext,
+                    offset,
+                    size,
+                    hash,
+                    named,
+                });
             }
         }
         starts.push(u32::try_from(members.len()).ok()?);
@@ -566,6 +864,10 @@ impl ShardIndex {
         let idx = ShardIndex {
             file_size,
             mtime_ns,
+            ctime_ns,
+            inode,
+            dev,
+            content_hash,
             header_hash,
             bytes_read,
             exts,
@@ -597,8 +899,28 @@ pub fn sidecar_paths(shard: &Path, cache_dir: Option<&Path>) -> Vec<PathBuf> {
     out
 }
 
-/// Write `bytes` to `path` atomically (temporary file in the same directory, then rename).
-fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A temporary name nobody can guess: a hash of the process, the time, a counter and an
+/// address, so a file (or symlink) planted in advance cannot be where we write.
+fn private_tmp_name(name: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let count = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let local = 0u8;
+    let mut h = Xxh3::new();
+    h.update(&std::process::id().to_le_bytes());
+    h.update(&now.to_le_bytes());
+    h.update(&count.to_le_bytes());
+    h.update(&(std::ptr::addr_of!(local) as usize).to_le_bytes());
+    format!(".{name}.{:032x}.tmp", h.digest128())
+}
+
+/// Write `bytes` to `path` atomically: a new file created exclusively (`O_EXCL`, which never
+/// follows a symlink) under a private name in the same directory, then renamed over `path` (a
+/// rename replaces a symlink there, never its target).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -608,12 +930,71 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let res = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let mut last = io::Error::other("no temporary file could be created");
+    for _ in 0..8 {
+        let tmp = dir.join(private_tmp_name(&name));
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                last = e;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let res = file
+            .write_all(bytes)
+            .and_then(|()| file.sync_data())
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if res.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        return res;
     }
-    res
+    Err(last)
+}
+
+/// The bytes of a sidecar if it is a regular file of at most `limit` bytes; a symlink, FIFO,
+/// device or directory is never opened for reading (`/dev/zero` or a FIFO would never end).
+pub fn read_sidecar(path: &Path, limit: u64) -> Option<Vec<u8>> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.file_type().is_file() || meta.len() > limit {
+        return None;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_nonblock() | libc_o_nofollow())
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || meta.len() > limit {
+        return None;
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    file.take(limit + 1).read_to_end(&mut out).ok()?;
+    (out.len() as u64 <= limit).then_some(out)
+}
+
+/// `O_NOFOLLOW`.
+const fn libc_o_nofollow() -> i32 {
+    #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+    {
+        0x0100
+    }
+    #[cfg(not(any(target_os = "macos", target_os = "ios", target_os = "freebsd")))]
+    {
+        0o400000
+    }
+}
+
+/// Largest sidecar worth reading for a shard of `size` bytes (each member costs the shard at
+/// least 512 bytes and the sidecar at most its key plus 33 bytes).
+fn sidecar_limit(size: u64) -> u64 {
+    size.saturating_mul(2).saturating_add(1 << 16)
 }
 
 /// How an index was obtained.
@@ -627,17 +1008,20 @@ pub enum IndexSource {
     BuiltUncached,
 }
 
-/// Load the index of `shard` from its sidecar when the fingerprint (size + mtime) still matches,
-/// otherwise walk the headers and (re)write the sidecar atomically. A file at a sidecar path that
-/// is not one of our indexes is never overwritten.
+/// Load the index of `shard` from its sidecar when it was built from this very file (size,
+/// mtime, ctime, inode and device all match), otherwise walk the headers and (re)write the
+/// sidecar atomically. A file at a sidecar path that is not one of our indexes (or not a
+/// regular file) is never read past its type check, nor overwritten. Readers still check every
+/// member against its hash, so even a sidecar forged with the right identity cannot make them
+/// serve other bytes.
 pub fn load_or_build(shard: &Path, cache_dir: Option<&Path>) -> Result<(ShardIndex, IndexSource)> {
     check_local_path(shard)?;
-    let (size, mtime) = stat(shard)?;
+    let st = stat(shard)?;
     let candidates = sidecar_paths(shard, cache_dir);
     for side in &candidates {
-        if let Ok(bytes) = std::fs::read(side) {
+        if let Some(bytes) = read_sidecar(side, sidecar_limit(st.size)) {
             if let Some(idx) = ShardIndex::decode(&bytes) {
-                if idx.file_size == size && idx.mtime_ns == mtime {
+                if idx.file_stat() == st {
                     return Ok((idx, IndexSource::Cache));
                 }
             }
@@ -646,8 +1030,9 @@ pub fn load_or_build(shard: &Path, cache_dir: Option<&Path>) -> Result<(ShardInd
     let idx = build_index(shard)?;
     let encoded = idx.encode();
     for side in &candidates {
-        let ours_or_absent = match std::fs::read(side) {
-            Ok(bytes) => bytes.starts_with(MAGIC),
+        let ours_or_absent = match std::fs::symlink_metadata(side) {
+            Ok(_) => read_sidecar(side, sidecar_limit(st.size))
+                .is_some_and(|b| b.starts_with(MAGIC_FAMILY)),
             Err(e) => e.kind() == io::ErrorKind::NotFound,
         };
         if ours_or_absent && write_atomic(side, &encoded).is_ok() {
@@ -692,6 +1077,10 @@ mod tests {
         let idx = ShardIndex {
             file_size: 10240,
             mtime_ns: 123,
+            ctime_ns: 456,
+            inode: 9,
+            dev: 3,
+            content_hash: 11,
             header_hash: 7,
             bytes_read: 1536,
             exts: vec!["txt".into(), "cls".into()],
@@ -702,16 +1091,22 @@ mod tests {
                     ext: 0,
                     offset: 512,
                     size: 3,
+                    hash: 1,
+                    named: true,
                 },
                 Member {
                     ext: 1,
                     offset: 1536,
                     size: 1,
+                    hash: 2,
+                    named: false,
                 },
                 Member {
                     ext: 0,
                     offset: 2560,
                     size: 4,
+                    hash: 3,
+                    named: true,
                 },
             ],
         };

@@ -14,14 +14,16 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::data::rng::{permutation, tag};
-use crate::data::shard::{stat, ShardIndex};
+use crate::data::shard::{open_regular, ShardIndex};
 use crate::error::{Error, Result};
 
 /// A domain: its shards and their indexes.
 #[derive(Debug)]
 pub struct Domain {
     pub name: String,
+    /// Local paths, or (where `remote[s]`) the URL of a remote shard, read through a [`Fetch`].
     pub paths: Vec<PathBuf>,
+    pub remote: Vec<bool>,
     pub shards: Vec<ShardIndex>,
     /// `bases[s]` = number of samples before shard `s`; `bases[S]` = total.
     pub bases: Vec<u64>,
@@ -45,6 +47,7 @@ impl Domain {
         }
         Ok(Domain {
             name,
+            remote: vec![false; paths.len()],
             paths,
             shards,
             bases,
@@ -84,27 +87,51 @@ impl Domain {
     }
 }
 
+/// Where remote shards are read from: a node-local cache of whole shards, checked against their
+/// index (size and content hash) before they are handed out.
+pub trait Fetch: Send + Sync {
+    /// A local copy of the shard at `url`, downloaded if needed. It stays on disk (never evicted)
+    /// until the matching [`Fetch::release`].
+    fn acquire(&self, url: &str) -> Result<PathBuf>;
+    /// The reader is done with `url` (one call per successful `acquire`).
+    fn release(&self, url: &str);
+}
+
+/// Remote shards kept open per domain: the one being read and the previous one (so a copy in
+/// the cache is held "in use" only while a stream may still read it).
+const REMOTE_OPEN_PER_DOMAIN: usize = 2;
+
 /// The open shard files of one loader, shared by all its streams: at most `cap` stay open, the
 /// least recently used is closed first, so open descriptors stay bounded however many domains
-/// and shards there are. A shard is checked against its index (size, mtime) each time it is
-/// opened.
+/// and shards there are. A local shard is checked against its index (size, mtime, ctime, inode,
+/// device) each time it is opened; remote shards come from the [`Fetch`] and stay acquired
+/// while open.
 pub struct FilePool {
     cap: usize,
+    fetch: Option<Arc<dyn Fetch>>,
     inner: Mutex<PoolInner>,
+}
+
+struct Open {
+    file: Arc<File>,
+    tick: u64,
+    /// The URL acquired from the fetcher, for remote shards.
+    url: Option<String>,
 }
 
 #[derive(Default)]
 struct PoolInner {
     tick: u64,
     opens: u64,
-    files: HashMap<(usize, usize), (Arc<File>, u64)>,
+    files: HashMap<(usize, usize), Open>,
 }
 
 impl FilePool {
-    /// A pool keeping at most `cap` (at least 1) files open.
-    pub fn new(cap: usize) -> FilePool {
+    /// A pool keeping at most `cap` (at least 1) files open; remote shards go through `fetch`.
+    pub fn new(cap: usize, fetch: Option<Arc<dyn Fetch>>) -> FilePool {
         FilePool {
             cap: cap.max(1),
+            fetch,
             inner: Mutex::new(PoolInner::default()),
         }
     }
@@ -125,43 +152,129 @@ impl FilePool {
         self.lock().opens
     }
 
+    fn release_all(&self, gone: Vec<Open>) {
+        if let Some(f) = &self.fetch {
+            for o in gone {
+                if let Some(url) = o.url {
+                    drop(o.file);
+                    f.release(&url);
+                }
+            }
+        }
+    }
+
+    fn open_shard(&self, dom: &Domain, s: usize) -> Result<(File, Option<String>)> {
+        let path = &dom.paths[s];
+        let idx = &dom.shards[s];
+        if !dom.remote[s] {
+            let (file, st) = open_regular(path)?;
+            if st != idx.file_stat() {
+                return Err(Error::Shard {
+                    path: path.clone(),
+                    message: "shard changed since it was indexed; rebuild the loader".into(),
+                });
+            }
+            return Ok((file, None));
+        }
+        let url = path.to_string_lossy().into_owned();
+        let Some(fetch) = &self.fetch else {
+            return Err(Error::Remote(format!(
+                "{url}: remote shard without a fetcher (internal)"
+            )));
+        };
+        let local = fetch.acquire(&url)?;
+        let opened = open_regular(&local).and_then(|(file, st)| {
+            if st.size == idx.file_size {
+                Ok(file)
+            } else {
+                Err(Error::Remote(format!(
+                    "{url}: the cached copy has {} bytes, its index says {}",
+                    st.size, idx.file_size
+                )))
+            }
+        });
+        match opened {
+            Ok(file) => Ok((file, Some(url))),
+            Err(e) => {
+                fetch.release(&url);
+                Err(e)
+            }
+        }
+    }
+
     /// The open file of shard `s` of domain `d`, opening (and checking) it if needed.
     fn get(&self, domains: &[Domain], d: usize, s: usize) -> Result<Arc<File>> {
         {
             let mut g = self.lock();
             g.tick += 1;
             let tick = g.tick;
-            if let Some((f, t)) = g.files.get_mut(&(d, s)) {
-                *t = tick;
-                return Ok(Arc::clone(f));
+            if let Some(o) = g.files.get_mut(&(d, s)) {
+                o.tick = tick;
+                return Ok(Arc::clone(&o.file));
             }
         }
-        let path = &domains[d].paths[s];
-        let (size, mtime) = stat(path)?;
-        let idx = &domains[d].shards[s];
-        if size != idx.file_size || mtime != idx.mtime_ns {
-            return Err(Error::Shard {
-                path: path.clone(),
-                message: "shard changed since it was indexed; rebuild the loader".into(),
-            });
-        }
-        let file = Arc::new(File::open(path).map_err(|e| Error::Io {
-            path: path.clone(),
-            source: e,
-        })?);
+        let (file, url) = self.open_shard(&domains[d], s)?;
+        let remote = url.is_some();
+        let file = Arc::new(file);
+        let mut gone = Vec::new();
         let mut g = self.lock();
         g.tick += 1;
         g.opens += 1;
         let tick = g.tick;
-        let file = Arc::clone(&g.files.entry((d, s)).or_insert((file, tick)).0);
+        let file = match g.files.get(&(d, s)) {
+            // Another thread opened it meanwhile: keep that one (and drop our acquisition).
+            Some(o) => {
+                if let Some(u) = url {
+                    gone.push(Open {
+                        file,
+                        tick,
+                        url: Some(u),
+                    });
+                }
+                Arc::clone(&o.file)
+            }
+            None => {
+                g.files.insert(
+                    (d, s),
+                    Open {
+                        file: Arc::clone(&file),
+                        tick,
+                        url,
+                    },
+                );
+                file
+            }
+        };
+        if remote {
+            // Keep only the most recent remote shards of this domain open.
+            let mut mine: Vec<((usize, usize), u64)> = g
+                .files
+                .iter()
+                .filter(|(k, o)| k.0 == d && o.url.is_some())
+                .map(|(k, o)| (*k, o.tick))
+                .collect();
+            mine.sort_by_key(|e| std::cmp::Reverse(e.1));
+            for (k, _) in mine.into_iter().skip(REMOTE_OPEN_PER_DOMAIN) {
+                gone.extend(g.files.remove(&k));
+            }
+        }
         while g.files.len() > self.cap {
             // O(cap) scan; evictions happen at most once per shard switch.
-            let Some(oldest) = g.files.iter().min_by_key(|(_, v)| v.1).map(|(k, _)| *k) else {
+            let Some(oldest) = g.files.iter().min_by_key(|(_, v)| v.tick).map(|(k, _)| *k) else {
                 break;
             };
-            g.files.remove(&oldest);
+            gone.extend(g.files.remove(&oldest));
         }
+        drop(g);
+        self.release_all(gone);
         Ok(file)
+    }
+}
+
+impl Drop for FilePool {
+    fn drop(&mut self) {
+        let gone: Vec<Open> = self.lock().files.drain().map(|(_, o)| o).collect();
+        self.release_all(gone);
     }
 }
 
@@ -307,9 +420,7 @@ impl Stream {
         self.per_epoch
     }
 
-    /// (shard, local sample index) of the `ord`-th sample of this rank's stream.
-    pub fn locate(&mut self, ord: u64) -> (usize, usize) {
-        let (epoch, pos) = (ord / self.per_epoch, ord % self.per_epoch);
+    fn ensure_epoch(&mut self, epoch: u64) {
         let dom = &self.domains[self.d];
         let n_shards = dom.shards.len();
         if self.epoch_cache.as_ref().is_none_or(|c| c.0 != epoch) {
@@ -327,6 +438,41 @@ impl Stream {
             self.epoch_cache = Some((epoch, order, prefix));
             self.within_cache = None;
         }
+    }
+
+    /// The next `n` distinct shards this stream reads from its `ord`-th sample on, in order
+    /// (a pure function of seed, domain, rank and `ord`: what prefetching downloads next).
+    pub fn upcoming_shards(&mut self, ord: u64, n: usize) -> Vec<usize> {
+        let mut out: Vec<usize> = Vec::with_capacity(n);
+        let per = self.per_epoch.max(1);
+        let mut ord = ord;
+        // Two epochs hold every shard at least once.
+        for _ in 0..2 {
+            let (epoch, pos) = (ord / per, ord % per);
+            self.ensure_epoch(epoch);
+            let Some((_, order, prefix)) = self.epoch_cache.as_ref() else {
+                break;
+            };
+            let slot = prefix.partition_point(|&p| p <= pos) - 1;
+            for sl in slot..order.len() {
+                let s = order[sl] as usize;
+                if prefix[sl + 1] > prefix[sl] && !out.contains(&s) {
+                    out.push(s);
+                    if out.len() >= n {
+                        return out;
+                    }
+                }
+            }
+            ord = (epoch + 1) * per;
+        }
+        out
+    }
+
+    /// (shard, local sample index) of the `ord`-th sample of this rank's stream.
+    pub fn locate(&mut self, ord: u64) -> (usize, usize) {
+        let (epoch, pos) = (ord / self.per_epoch, ord % self.per_epoch);
+        self.ensure_epoch(epoch);
+        let dom = &self.domains[self.d];
         let Some((_, order, prefix)) = self.epoch_cache.as_ref() else {
             return (0, 0);
         };
@@ -360,12 +506,25 @@ impl Stream {
         let file = self.files.get(&self.domains, self.d, s)?;
         let idx = &dom.shards[s];
         let members = idx.sample(j);
-        let lo = members.iter().map(|m| m.offset).min().unwrap_or(0);
+        // From the first member's tar header on: every member is checked against its hash.
+        let lo = members
+            .iter()
+            .map(|m| m.offset)
+            .min()
+            .unwrap_or(512)
+            .saturating_sub(512);
         let hi = members.iter().map(|m| m.offset + m.size).max().unwrap_or(0);
         let mut data = vec![0u8; (hi - lo) as usize];
         file.read_exact_at(&mut data, lo).map_err(|e| Error::Io {
             path: path.clone(),
             source: e,
+        })?;
+        idx.verify_sample(j, &data, lo).map_err(|m| Error::Shard {
+            path: path.clone(),
+            message: format!(
+                "{m}; the shard changed after it was indexed (or the index is not its own): \
+                 rebuild the loader"
+            ),
         })?;
         let fields = members
             .iter()
@@ -586,6 +745,10 @@ mod tests {
         let mk = |n: usize| ShardIndex {
             file_size: 0,
             mtime_ns: 0,
+            ctime_ns: 0,
+            inode: 0,
+            dev: 0,
+            content_hash: 0,
             header_hash: 0,
             bytes_read: 0,
             exts: vec![],

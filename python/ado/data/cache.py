@@ -1,0 +1,609 @@
+"""The node-local cache of remote shards, and the schedule-aware prefetch that fills it.
+
+Layout under the cache root (one per node, shared by every rank and process on it)::
+
+    shards/<h>-<name>    whole shards, checked against their index (size, xxh3) before use
+    index/<h>.adoidx     the index of each remote shard (its sidecar, or one indexing pass)
+    locks/<h>.lock       one lock file per shard (flock: exclusive to download, shared in use)
+    tmp/                 downloads in progress (private names, renamed into place)
+
+``<h>`` is a hash of the shard's URL. A shard is downloaded by one process while the others wait
+on its lock, then read by all. With ``cache_limit`` set, the least recently used shards are
+evicted to make room, but never one that a reader holds (a shared lock): eviction takes the
+lock exclusively without waiting and skips what it cannot take.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from ado._core import decode_index, file_hash, index_file
+from ado.data.remote import (
+    RemoteConfig,
+    TransientError,
+    filesystem,
+    redact,
+    scrub,
+    with_retries,
+)
+from ado.errors import ShardError
+
+__all__ = ["CacheStats", "Prefetcher", "ShardCache"]
+
+logger = logging.getLogger(__name__)
+
+_SIDECAR = ".adoidx"
+
+
+def _store_md5(info: Mapping[str, Any]) -> str | None:
+    """The MD5 (hex) a store reports for an object, if it reports one."""
+    content_md5 = info.get("Content-MD5")
+    if isinstance(content_md5, str):
+        with contextlib.suppress(ValueError):
+            raw = base64.b64decode(content_md5, validate=True)
+            if len(raw) == 16:
+                return raw.hex()
+    for key in ("ETag", "etag", "ETAG"):
+        etag = info.get(key)
+        if isinstance(etag, str):
+            tag = etag.removeprefix("W/").strip('"').lower()
+            if re.fullmatch(r"[0-9a-f]{32}", tag):
+                return tag
+    return None
+
+
+def _md5_file(path: str) -> str:
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _key(url: str) -> str:
+    return hashlib.sha256(url.encode()).hexdigest()[:24]
+
+
+def _safe_name(url: str) -> str:
+    base = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9._-]", "_", base)[-80:] or "shard"
+
+
+class CacheStats:
+    """Counters of one :class:`ShardCache` (this process): downloads, bytes, hits, evictions."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.downloads = 0
+        self.bytes_downloaded = 0
+        self.hits = 0
+        self.evictions = 0
+        self.retried = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """A snapshot."""
+        with self.lock:
+            return {
+                "downloads": self.downloads,
+                "bytes_downloaded": self.bytes_downloaded,
+                "hits": self.hits,
+                "evictions": self.evictions,
+                "retried": self.retried,
+            }
+
+
+class ShardCache:
+    """Whole remote shards in a node-local folder with a byte budget.
+
+    Args:
+        root: The cache folder (created).
+        limit: Byte budget of ``shards/`` (``None``: unbounded).
+        storage_options: Passed to fsspec (credentials, endpoints); never logged or shown.
+        config: Retry, prefetch and waiting settings.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        limit: int | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        config: RemoteConfig | None = None,
+    ) -> None:
+        if limit is not None and limit < 1:
+            raise ShardError(f"cache_limit must be >= 1 byte or None, got {limit}")
+        self.root = Path(root)
+        self.limit = limit
+        self.storage_options = dict(storage_options or {})
+        self.config = config or RemoteConfig()
+        for sub in ("shards", "index", "locks", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.stats = CacheStats()
+        # url -> (size, content hash) from its index; url -> lock fds held by readers
+        self._expect: dict[str, tuple[int, str]] = {}
+        self._held: dict[str, list[int]] = {}
+        self._mutex = threading.Lock()
+        # Short names handed to the core (no credentials) -> real URLs.
+        self._real: dict[str, str] = {}
+
+    # -- names ------------------------------------------------------------------------------
+    def entry(self, url: str) -> Path:
+        """Where the cached copy of ``url`` lives."""
+        return self.root / "shards" / f"{_key(url)}-{_safe_name(url)}"
+
+    def _lock_path(self, url: str, kind: str = "") -> Path:
+        return self.root / "locks" / f"{_key(url)}{kind}.lock"
+
+    def name_for(self, url: str) -> str:
+        """The credential-free name of ``url`` used in the core and in messages."""
+        name = redact(url)
+        with self._mutex:
+            base, n = name, 1
+            while self._real.get(name, url) != url:
+                n += 1
+                name = f"{base}#{n}"
+            self._real[name] = url
+        return name
+
+    def real_url(self, name: str) -> str:
+        """The URL behind a name from :meth:`name_for`."""
+        return self._real.get(name, name)
+
+    # -- locks --------------------------------------------------------------------------------
+    def _open_lock(self, path: Path) -> int:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+
+    @contextlib.contextmanager
+    def _exclusive(self, path: Path) -> Any:
+        fd = self._open_lock(path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield fd
+        finally:
+            os.close(fd)
+
+    # -- budget -------------------------------------------------------------------------------
+    def used_bytes(self) -> int:
+        """Bytes of complete shards in the cache (every process's)."""
+        total = 0
+        for p in (self.root / "shards").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                total += p.stat().st_size
+        return total
+
+    def _used(self) -> tuple[int, list[tuple[int, int, Path]]]:
+        """Bytes of complete shards plus live reservations, and the shards (mtime, size, path).
+        A reservation whose owner died (its lock is free) is removed."""
+        entries = []
+        for p in (self.root / "shards").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                st = p.stat()
+                entries.append((st.st_mtime_ns, st.st_size, p))
+        used = sum(e[1] for e in entries)
+        for res in (self.root / "tmp").glob("*.res"):
+            try:
+                fd = os.open(res, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                used += os.fstat(fd).st_size  # a download in progress
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    res.unlink()  # left by a process that died
+            finally:
+                os.close(fd)
+        return used, entries
+
+    def _reserve(self, url: str, need: int, *, wait: bool) -> int | None:
+        """Reserve ``need`` bytes of the budget for a download of ``url``, evicting least
+        recently used shards no reader holds. Returns the reservation's fd (-1: no budget),
+        or ``None`` when ``wait`` is false and there is no room now. Accounting and eviction
+        happen under one node-wide lock, so concurrent downloads never overshoot the budget."""
+        if self.limit is None:
+            return -1
+        if need > self.limit:
+            raise ShardError(
+                f"cache_limit {self.limit} bytes cannot hold one shard of {need} bytes"
+            )
+        deadline = time.monotonic() + (self.config.wait_s if wait else 0.0)
+        while True:
+            with self._exclusive(self.root / "locks" / "budget.lock"):
+                used, entries = self._used()
+                for _, size, p in sorted(entries):
+                    if used + need <= self.limit:
+                        break
+                    if self._evict(p):
+                        used -= size
+                if used + need <= self.limit:
+                    res = self.root / "tmp" / f"{_key(url)}.res"
+                    with contextlib.suppress(FileNotFoundError):
+                        res.unlink()  # ours from an attempt that failed (we hold the url lock)
+                    fd = os.open(
+                        res,
+                        os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        0o644,
+                    )
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    os.ftruncate(fd, need)  # sparse: counts in the budget, takes no space
+                    return fd
+            if time.monotonic() >= deadline:
+                if not wait:
+                    return None
+                raise ShardError(
+                    f"cache_limit {self.limit} bytes cannot hold {need} more: {used} bytes are "
+                    f"held by readers; raise cache_limit or lower prefetch_bytes"
+                )
+            time.sleep(0.05)
+
+    def _unreserve(self, url: str, fd: int) -> None:
+        if fd >= 0:
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / "tmp" / f"{_key(url)}.res").unlink()
+            os.close(fd)
+
+    def _evict(self, p: Path) -> bool:
+        """Delete one cached shard unless a reader holds it (or it is being downloaded)."""
+        url_key = p.name.split("-", 1)[0]
+        fd = self._open_lock(self.root / "locks" / f"{url_key}.lock")
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # in use: never evicted
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                return False
+            with self.stats.lock:
+                self.stats.evictions += 1
+            logger.debug("cache: evicted %s", p.name)
+            return True
+        finally:
+            os.close(fd)
+
+    # -- downloads ----------------------------------------------------------------------------
+    def _download(self, url: str, size: int | None, digest: str | None, *, wait: bool) -> bool:
+        """Download ``url`` into its entry (caller holds its lock exclusively). The copy is
+        checked against ``size`` and ``digest`` (when known); a copy that disagrees is discarded
+        and fetched again, never served."""
+        fs, path = filesystem(url, self.storage_options)
+        md5: str | None = None
+        if size is None or digest is None:
+            # No index yet (the indexing pass): the store's own MD5 (an S3 single-part ETag,
+            # an HTTP Content-MD5 or MD5 ETag) is what a copy can be checked against.
+            info = with_retries(
+                lambda: fs.info(path), url, "stat", self.config, self.storage_options
+            )
+            size = size or int(info.get("size") or 0) or None
+            md5 = _store_md5(info)
+        reservation = self._reserve(url, size or 0, wait=wait)
+        if reservation is None:
+            return False
+        name = redact(url)
+
+        def attempt() -> None:
+            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=".dl-")
+            os.close(fd)
+            try:
+                fs.get_file(path, tmp)
+                got, h = file_hash(tmp)
+                if size is not None and got != size:
+                    raise TransientError(f"{name}: got {got} bytes, expected {size}")
+                if digest is not None and h != digest:
+                    raise TransientError(
+                        f"{name}: content hash {h} disagrees with its index ({digest})"
+                    )
+                if digest is None and md5 is not None and _md5_file(tmp) != md5:
+                    raise TransientError(f"{name}: MD5 disagrees with the store's checksum")
+                os.replace(tmp, self.entry(url))
+                with self.stats.lock:
+                    self.stats.downloads += 1
+                    self.stats.bytes_downloaded += got
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                with self.stats.lock:
+                    self.stats.retried += 1
+                raise
+
+        try:
+            with_retries(attempt, url, "download", self.config, self.storage_options)
+        finally:
+            self._unreserve(url, reservation)
+        return True
+
+    def _valid(self, url: str) -> bool:
+        expect = self._expect.get(url)
+        try:
+            st = self.entry(url).stat()
+        except FileNotFoundError:
+            return False
+        return expect is None or st.st_size == expect[0]
+
+    def ensure(self, url: str, *, hold: bool = False, wait: bool = True) -> bool:
+        """Make sure the checked copy of ``url`` is in the cache (downloading it once per node;
+        concurrent callers wait). With ``hold``, keep a shared lock (see :meth:`acquire`).
+
+        Returns ``False`` only when ``wait`` is false and the cache has no room now.
+        """
+        lock = self._lock_path(url)
+        fd = self._open_lock(lock)
+        try:
+            while True:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                if self._valid(url):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.utime(self.entry(url))  # least recently used = oldest mtime
+                    with self.stats.lock:
+                        self.stats.hits += 1
+                    break
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                if self._valid(url):
+                    continue
+                size, digest = self._expect.get(url, (None, None))
+                if not self._download(url, size, digest, wait=wait):
+                    os.close(fd)
+                    return False
+                # downgrade and re-check: an evictor may slip in between (then loop)
+        except BaseException:
+            os.close(fd)
+            raise
+        if hold:
+            with self._mutex:
+                self._held.setdefault(url, []).append(fd)
+        else:
+            os.close(fd)
+        return True
+
+    def acquire(self, name: str) -> str:
+        """The local path of a remote shard, downloaded if needed, held (never evicted) until
+        :meth:`release`. Called by the loader core from its read threads."""
+        url = self.real_url(name)
+        self.ensure(url, hold=True)
+        return str(self.entry(url))
+
+    def release(self, name: str) -> None:
+        """Drop one hold of :meth:`acquire`."""
+        url = self.real_url(name)
+        with self._mutex:
+            fds = self._held.get(url)
+            fd = fds.pop() if fds else None
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Drop every hold of this process."""
+        with self._mutex:
+            held, self._held = self._held, {}
+        for fds in held.values():
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    # -- indexes ------------------------------------------------------------------------------
+    def index(self, url: str) -> bytes:
+        """The encoded index of ``url``: the node's copy, else its sidecar ``URL.adoidx``, else
+        one indexing pass over the downloaded shard (one process per node does it; the others
+        wait and read its result)."""
+        node_copy = self.root / "index" / f"{_key(url)}{_SIDECAR}"
+        name = redact(url)
+        with self._exclusive(self._lock_path(url, ".idx")):
+            data: bytes | None = None
+            if node_copy.is_file():
+                data = node_copy.read_bytes()
+                if not self._check(data, name):
+                    data = None
+            if data is None:
+                data = self._fetch_sidecar(url)
+            if data is None:
+                data = self._index_download(url)
+            info = decode_index(data, name)
+            self._expect[url] = (int(str(info["file_size"])), str(info["content_hash"]))
+            if not node_copy.is_file() or node_copy.read_bytes() != data:
+                fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=".idx-")
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, node_copy)
+        return data
+
+    def _index_download(self, url: str) -> bytes:
+        """Download ``url`` and index it; a copy that is not a valid tar is fetched again."""
+        for attempt in range(1, self.config.retries + 1):
+            self.ensure(url)
+            try:
+                return index_file(str(self.entry(url)))
+            except ShardError:
+                if attempt == self.config.retries:
+                    raise
+                with (
+                    self._exclusive(self._lock_path(url)),
+                    contextlib.suppress(FileNotFoundError),
+                ):
+                    self.entry(url).unlink()
+        raise AssertionError("unreachable")
+
+    def expected_size(self, url: str) -> int:
+        """The size of ``url`` by its index (after :meth:`index`)."""
+        return self._expect[url][0]
+
+    def _check(self, data: bytes, name: str) -> bool:
+        try:
+            decode_index(data, name)
+        except ShardError:
+            return False
+        return True
+
+    def _fetch_sidecar(self, url: str) -> bytes | None:
+        side = url.split("?", 1)[0] + _SIDECAR
+        fs, path = filesystem(side, self.storage_options)
+        try:
+            data: bytes = with_retries(
+                lambda: fs.cat_file(path), side, "sidecar read", self.config, self.storage_options
+            )
+        except FileNotFoundError:
+            return None
+        if not self._check(data, redact(side)):
+            logger.warning("%s: not a valid ado index; indexing the shard instead", redact(side))
+            return None
+        return data
+
+    def write_sidecar(self, url: str, *, force: bool = False) -> dict[str, object]:
+        """Store the index of ``url`` beside it as ``URL.adoidx`` (what ``ado shards index``
+        does for remote shards): kept when a valid sidecar of the object's size is there
+        (``source="cache"``), else built from one download and uploaded (``"built"``)."""
+        name = redact(url)
+        side = url.split("?", 1)[0] + _SIDECAR
+        fs, path = filesystem(url, self.storage_options)
+        info = with_retries(lambda: fs.info(path), url, "stat", self.config, self.storage_options)
+        size = int(info.get("size") or 0)
+        if not force:
+            data = self._fetch_sidecar(url)
+            if data is not None:
+                summary = decode_index(data, name)
+                if int(str(summary["file_size"])) == size:
+                    return {**summary, "source": "cache"}
+        with self._exclusive(self._lock_path(url, ".idx")):
+            self.ensure(url)
+            data = index_file(str(self.entry(url)))
+        summary = decode_index(data, name)
+        if int(str(summary["file_size"])) != size:
+            raise ShardError(f"{name}: changed while it was indexed; run the command again")
+        side_fs, side_path = filesystem(side, self.storage_options)
+        with_retries(
+            lambda: side_fs.pipe_file(side_path, data),
+            side,
+            "sidecar upload",
+            self.config,
+            self.storage_options,
+        )
+        return {**summary, "source": "built"}
+
+    def indexes(self, urls: Sequence[str], threads: int = 4) -> dict[str, bytes]:
+        """:meth:`index` of many URLs, ``threads`` at a time (results by URL)."""
+        if not urls:
+            return {}
+        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(urls)))) as pool:
+            return dict(zip(urls, pool.map(self.index, urls), strict=True))
+
+    def describe(self, text: str) -> str:
+        """``text`` scrubbed of every URL this cache knows and of ``storage_options``."""
+        return scrub(text, list(self._real.values()), self.storage_options)
+
+
+class Prefetcher:
+    """Downloads the shards each domain reads next, in background threads.
+
+    Each domain's shard order is a pure function of (seed, epoch), so the loader knows which
+    shards come next; only how fast a domain advances depends on the weights. So depth follows
+    the current weight: ``prefetch_shards`` slots are shared out in proportion to the weights
+    (each domain with weight > 0 gets at least one beyond the shard it reads now), nearest
+    first, within ``prefetch_bytes``. A weight change never invalidates what was prefetched.
+    Threads start at the first :meth:`schedule` (never before a fork); downloads that find no
+    room in the cache are skipped (the reader fetches on demand).
+    """
+
+    def __init__(
+        self,
+        cache: ShardCache,
+        urls: Sequence[Sequence[str | None]],
+        sizes: Sequence[Sequence[int]],
+    ) -> None:
+        self.cache = cache
+        self.urls = [list(u) for u in urls]
+        self.sizes = [list(s) for s in sizes]
+        self.config = cache.config
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._inflight: dict[str, Future[bool]] = {}
+        self._last: list[list[int]] | None = None
+
+    def depths(self, weights: Sequence[float]) -> list[int]:
+        """Shards to keep ready per domain (the current one included)."""
+        total = float(sum(max(0.0, w) for w in weights))
+        n = self.config.prefetch_shards
+        if total <= 0 or n == 0:
+            return [0] * len(weights)
+        return [0 if w <= 0 else 1 + max(1, round(n * w / total)) for w in weights]
+
+    def plan(self, upcoming: Sequence[Sequence[int]]) -> list[str]:
+        """URLs to have ready, nearest first across domains, within ``prefetch_bytes``."""
+        out: list[str] = []
+        budget = self.config.prefetch_bytes
+        depth = max((len(u) for u in upcoming), default=0)
+        for j in range(depth):
+            for d, shards in enumerate(upcoming):
+                if j >= len(shards):
+                    continue
+                url = self.urls[d][shards[j]]
+                if url is None or url in out:
+                    continue
+                size = self.sizes[d][shards[j]]
+                if j > 0 and size > budget:
+                    return out
+                budget -= size if j > 0 else 0
+                out.append(url)
+        return out
+
+    @property
+    def started(self) -> bool:
+        """Whether this process has scheduled downloads yet."""
+        return self._pool is not None and self._pid == os.getpid()
+
+    def schedule(self, upcoming: Sequence[Sequence[int]]) -> None:
+        """Start downloads of the planned shards that are neither cached nor in flight."""
+        if self.config.prefetch_bytes == 0:
+            return
+        plan = [list(u) for u in upcoming]
+        if (
+            plan == self._last
+            and self.started
+            and not any(f.done() for f in self._inflight.values())
+        ):
+            return  # nothing moved since the last call: the common case, kept cheap
+        self._last = plan
+        if self._pool is None or self._pid != os.getpid():
+            self._pool = ThreadPoolExecutor(
+                max_workers=self.config.prefetch_threads, thread_name_prefix="ado-prefetch"
+            )
+            self._pid = os.getpid()
+            self._inflight = {}
+        for url, fut in list(self._inflight.items()):
+            if fut.done():
+                del self._inflight[url]
+                err = fut.exception()
+                if err is not None:
+                    logger.warning(
+                        "prefetch of %s failed (the reader will retry): %s",
+                        redact(url),
+                        self.cache.describe(str(err)),
+                    )
+        for url in self.plan(upcoming):
+            if url in self._inflight or self.cache.entry(url).exists():
+                continue
+            self._inflight[url] = self._pool.submit(self.cache.ensure, url, wait=False)
+
+    def wait(self) -> None:
+        """Block until the downloads in flight are done (tests, benchmarks)."""
+        for fut in list(self._inflight.values()):
+            with contextlib.suppress(Exception):
+                fut.result()
+
+    def close(self) -> None:
+        """Stop the threads (downloads in flight finish)."""
+        if self._pool is not None and self._pid == os.getpid():
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
