@@ -497,3 +497,15 @@ def test_transient_classification_and_backoff() -> None:
             sleep=sleeps.append,
         )
     assert np.isfinite(sum(sleeps))
+
+
+def test_a_glob_on_an_http_url_is_refused_without_a_request() -> None:
+    from ado.data.remote import expand_remote
+
+    # port 1: nothing answers, so a request would fail differently
+    with pytest.raises(ShardError, match="HTTP cannot list a folder"):
+        expand_remote("http://127.0.0.1:1/shards/shard-*.tar")
+    # braces expand without any request
+    assert expand_remote("http://127.0.0.1:1/s-{0..2}.tar") == [
+        f"http://127.0.0.1:1/s-{i}.tar" for i in range(3)
+    ]

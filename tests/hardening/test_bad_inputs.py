@@ -7,6 +7,7 @@ A failing case must exit with status 1 and a traceback whose last line is the ex
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,11 +53,34 @@ def test_pipe_command_never_runs(tmp_path: Path) -> None:
     assert not (tmp_path / "pwned").exists()
 
 
+def _tables(doc: str) -> list[tuple[str, list[str]]]:
+    """Markdown tables of ``doc`` as (last header column, body rows)."""
+    tables: list[list[str]] = []
+    previous = ""
+    for ln in doc.splitlines():
+        if ln.startswith("|"):
+            if not previous.startswith("|"):
+                tables.append([])
+            tables[-1].append(ln.rstrip())
+        previous = ln
+    return [(t[0].rsplit("|", 2)[-2].strip(), t[2:]) for t in tables]
+
+
 def test_docs_table_lists_every_case() -> None:
-    """``docs/bad-inputs.md`` has one row per case (its last column) and no row without one."""
+    """``docs/bad-inputs.md``: the "test case" tables have one row per case (the last column) and
+    no row without one; the rows of the "test" tables name pytest tests that exist."""
     doc = (HERE.parents[1] / "docs" / "bad-inputs.md").read_text()
-    rows = [ln for ln in doc.splitlines() if ln.startswith("| ") and ln.rstrip().endswith("` |")]
-    named = [ln.rstrip().rsplit("|", 2)[-2].strip().strip("`") for ln in rows]
+    tables = _tables(doc)
+    rows = [r for last, body in tables if last == "test case" for r in body]
+    named = [ln.rsplit("|", 2)[-2].strip().strip("`") for ln in rows]
     assert sorted(named) == sorted(CASES)
     numbers = [int(ln.split("|")[1]) for ln in rows]
     assert numbers == list(range(1, len(rows) + 1))  # numbered in order, none skipped
+    tests_src = "\n".join(p.read_text() for p in HERE.parent.rglob("test_*.py"))
+    pytest_rows = [r for last, body in tables if last == "test" for r in body]
+    assert pytest_rows
+    for row in pytest_rows:
+        names = re.findall(r"`(test_\w+)`", row.rsplit("|", 2)[-2])
+        assert names, row
+        for name in names:
+            assert f"def {name}(" in tests_src, name
