@@ -22,11 +22,12 @@ deterministic (for a fixed ``alpha`` the law is linear in ``L0, A, C``, solved e
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 from ado import _core
 from ado.errors import InvalidInputError
@@ -63,11 +64,19 @@ class LrFitConfig(BaseModel):
     max_iter: int = Field(80, ge=1)
     count_rises: bool = False
 
-    _core_spec: _core.LrFitSpec = PrivateAttr()
-
     def model_post_init(self, context: object, /) -> None:
-        """Build (and so validate) the Rust-side configuration once, from this model whole."""
-        self._core_spec = _core.LrFitSpec(self.model_dump_json())
+        """Build (and so validate) the Rust-side configuration, from this model whole."""
+        _spec(self.model_dump_json())
+
+    @property
+    def _core_spec(self) -> _core.LrFitSpec:
+        # cached by value, not held by the model: equal configs compare (and hash) equal
+        return _spec(self.model_dump_json())
+
+
+@functools.lru_cache(maxsize=64)
+def _spec(config_json: str) -> _core.LrFitSpec:
+    return _core.LrFitSpec(config_json)
 
 
 def _schedule(lr: npt.ArrayLike) -> F64:

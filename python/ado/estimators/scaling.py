@@ -5,6 +5,14 @@ points, all in Rust) with ADO's x-axis bookkeeping and refit schedule, and turns
 into a per-domain signal: the learning potential ``max(alpha, alpha_floor) * (L(n) - eps) / n``,
 i.e. ``-dL/dn`` with the exponent floored in the multiplier (the reference code's rule).
 
+With ``law: lr`` the law is instead the learning-rate-aware one of Tissue et al.
+(:func:`~ado.estimators.fit_lr_laws`, ``L(s) = L0 + A * S1(s)**-alpha - C * S2(s)`` over steps s),
+fitted to the same smoothed points indexed by step, and the learning potential is the loss drop
+the law attributes to the current step under the schedule, ``L(t-1) - L(t)`` (``-dL/ds``, which
+for a constant rate is the plain law's ``-dL/dn`` up to a common factor). The schedule is
+``lr_schedule`` (planned, known ahead) or, without one, learned from ``StepStats.lr`` (every step
+must then carry its ``lr``; the estimator keeps one float per step).
+
 Refits never move the policy at a non-deterministic step:
 
 * ``fit_delay = 0`` (default): the refit runs synchronously inside
@@ -25,10 +33,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
 
 from ado.errors import FitError, InvalidInputError, StateError
+from ado.estimators.lr_law import LrFitConfig, LrLawFit, fit_lr_laws
 from ado.estimators.power_law import (
     FitConfig,
     PowerLawEstimator,
@@ -37,33 +45,36 @@ from ado.estimators.power_law import (
     config_or_fields,
     fit_power_laws,
 )
+from ado.schedule import LrSchedule
 from ado.stats import F64, StepStats
 
 __all__ = ["ScalingLawConfig", "ScalingLawEstimator"]
 
 _sum = np.add.reduce
 _FIT_FIELDS = ("eps", "beta", "alpha", "objective", "n_points", "iterations")
+_LR_FIT_FIELDS = ("l0", "a", "alpha", "c", "objective", "n_points", "evaluations")
+_INT_FIELDS = ("n_points", "iterations", "evaluations")
+
+#: A fit of either law.
+AnyFit = PowerLawFit | LrLawFit
 
 
-def _fit_to_dict(fit: PowerLawFit) -> dict[str, list[Any]]:
-    return {f: getattr(fit, f).tolist() for f in _FIT_FIELDS}
+def _fields(fit: AnyFit) -> tuple[str, ...]:
+    return _LR_FIT_FIELDS if isinstance(fit, LrLawFit) else _FIT_FIELDS
+
+
+def _fit_to_dict(fit: AnyFit) -> dict[str, list[Any]]:
+    return {f: getattr(fit, f).tolist() for f in _fields(fit)}
+
+
+def _columns(data: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        f: np.asarray(data[f], dtype=np.int64 if f in _INT_FIELDS else np.float64) for f in fields
+    }
 
 
 def _fit_from_dict(data: dict[str, Any]) -> PowerLawFit:
-    def f64(name: str) -> npt.NDArray[np.float64]:
-        return np.asarray(data[name], dtype=np.float64)
-
-    def i64(name: str) -> npt.NDArray[np.int64]:
-        return np.asarray(data[name], dtype=np.int64)
-
-    return PowerLawFit(
-        eps=f64("eps"),
-        beta=f64("beta"),
-        alpha=f64("alpha"),
-        objective=f64("objective"),
-        n_points=i64("n_points"),
-        iterations=i64("iterations"),
-    )
+    return PowerLawFit(**_columns(data, _FIT_FIELDS))
 
 
 logger = logging.getLogger(__name__)
@@ -88,6 +99,10 @@ class ScalingLawConfig(PowerLawEstimatorConfig):
             the paper's ``-dL/dn``, which drops an unlearnable domain, see ``policies/ado.yaml``).
         fit_delay: 0: refit synchronously; d > 0: fit in the background and apply the result
             at the scheduled step + d (must be < ``update_interval``).
+        law: ``"power"`` (the paper's ``eps + beta * n**-alpha`` over samples) or ``"lr"`` (the
+            learning-rate-aware law over steps, :func:`~ado.estimators.fit_lr_laws`).
+        lr_fit: the ``lr`` law's fit (its ``decay`` is lambda).
+        lr_schedule: the planned schedule for ``law: lr`` (None: learned from ``StepStats.lr``).
     """
 
     ignore_steps: NonNegativeInt = 1000
@@ -103,6 +118,9 @@ class ScalingLawConfig(PowerLawEstimatorConfig):
         description="0: refit synchronously; d: in the background, "
         "applied d steps after the scheduled step",
     )
+    law: Literal["power", "lr"] = "power"
+    lr_fit: LrFitConfig = Field(default_factory=LrFitConfig)
+    lr_schedule: LrSchedule | None = None
 
     @model_validator(mode="after")
     def _delay_within_interval(self) -> ScalingLawConfig:
@@ -146,7 +164,7 @@ class ScalingLawEstimator:
         self.fit_delay = config.fit_delay
         self._pool: ThreadPoolExecutor | None = None
         # (scheduled step, apply step, result): a Future while running, then the fit or the error
-        self._pending: tuple[int, int, Future[PowerLawFit] | PowerLawFit | FitError] | None = None
+        self._pending: tuple[int, int, Future[AnyFit] | AnyFit | FitError] | None = None
         self._k = num_domains
         self.start_step = config.start_step
         self.update_interval = config.update_interval
@@ -160,8 +178,13 @@ class ScalingLawEstimator:
         self._domain_n = np.zeros(num_domains)
         self._x = np.empty(num_domains)
         self._losses = np.empty(num_domains)
-        self._current: PowerLawFit | None = None
+        self._current: AnyFit | None = None
         self._slope_mult = np.zeros(num_domains)
+        self.law = config.law
+        self.lr_fit = config.lr_fit
+        self._planned = None if config.lr_schedule is None else config.lr_schedule.values()
+        self._lr_seen: list[float] = []  # law lr without a planned schedule: every step's lr
+        self._areas = _RunningAreas(config.lr_fit)
         self.num_fits = 0
         self.num_rejected = 0
         self.num_skipped = 0
@@ -174,12 +197,13 @@ class ScalingLawEstimator:
         return self._k
 
     @property
-    def current(self) -> PowerLawFit | None:
-        """The fit in use (None before the first accepted fit)."""
+    def current(self) -> AnyFit | None:
+        """The fit in use (None before the first accepted fit): a :class:`PowerLawFit`, or with
+        ``law: lr`` an :class:`~ado.estimators.LrLawFit`."""
         return self._current
 
     @current.setter
-    def current(self, fit: PowerLawFit | None) -> None:
+    def current(self, fit: AnyFit | None) -> None:
         self._current = fit
         if fit is not None:
             self._slope_mult = np.maximum(fit.alpha, self.alpha_floor)
@@ -213,8 +237,12 @@ class ScalingLawEstimator:
         # The batch mean, for a domain absent at the first step (carry mode): afterwards every
         # domain has a value to carry forward, so the fill is not needed.
         fill = float(_sum(stats.loss_sums)) / batch if self._est.last_step is None else None
-        self._est.update(stats.step, losses, self.x(), fill)
         t = stats.step
+        if self.law == "lr":
+            self._observe_lr(stats)
+            self._est.update(t, losses, np.full(self._k, t + 1.0), fill)
+        else:
+            self._est.update(t, losses, self.x(), fill)
         accepted = False
         if self._pending is not None and t >= self._pending[1]:
             accepted = self._apply_pending()
@@ -223,6 +251,38 @@ class ScalingLawEstimator:
                 return self.refit(t)
             self._submit(t)
         return accepted
+
+    def _observe_lr(self, stats: StepStats) -> None:
+        """Advance the learning-rate bookkeeping of ``law: lr`` to ``stats.step`` (a gap in the
+        steps repeats this step's rate)."""
+        t = stats.step
+        last = self._areas.step
+        if t <= last:
+            return  # the power-law estimator rejects it with a clear message
+        if self._planned is not None:
+            if t >= self._planned.shape[0]:
+                raise InvalidInputError(
+                    f"step {t} is past the planned lr_schedule ({self._planned.shape[0]} steps)"
+                )
+            for s in range(last + 1, t + 1):
+                self._areas.advance(float(self._planned[s]))
+            return
+        if stats.lr is None:
+            raise InvalidInputError(
+                f"step {t}: law 'lr' without an lr_schedule learns the schedule from "
+                "StepStats.lr, and this step has none"
+            )
+        for _ in range(last + 1, t + 1):
+            self._lr_seen.append(stats.lr)
+            self._areas.advance(stats.lr)
+
+    def lr_history(self) -> F64:
+        """``law: lr``: the learning rate of every step so far (the planned schedule's, or the
+        observed ones)."""
+        n = self._areas.step + 1
+        if self._planned is not None:
+            return self._planned[:n]
+        return np.asarray(self._lr_seen, dtype=np.float64)
 
     def _enough_points(self, step: int) -> bool:
         have = int(self._est.num_points().min())
@@ -238,12 +298,17 @@ class ScalingLawEstimator:
         snapshot = [self._est.points(d) for d in range(self._k)]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ado-fit")
-        future = self._pool.submit(self._fit_snapshot, snapshot, self.fit_config)
+        lr = self.lr_history().copy() if self.law == "lr" else None
+        future = self._pool.submit(self._fit_snapshot, snapshot, lr)
         self._pending = (step, step + self.fit_delay, future)
 
-    def _fit_snapshot(self, snapshot: list[tuple[F64, F64]], config: FitConfig) -> PowerLawFit:
+    def _fit_snapshot(self, snapshot: list[tuple[F64, F64]], lr: F64 | None) -> AnyFit:
+        """Fit the points of every domain (``lr``: the schedule so far, for ``law: lr``)."""
         start = time.perf_counter()
         try:
+            if lr is not None:
+                return self._fit_lr(snapshot, lr)
+            config = self.fit_config
             if len({len(n) for n, _ in snapshot}) == 1:  # one batched, parallel solve
                 return fit_power_laws(
                     np.stack([n for n, _ in snapshot]), np.stack([y for _, y in snapshot]), config
@@ -254,6 +319,17 @@ class ScalingLawEstimator:
             )
         finally:
             self.last_fit_ms = (time.perf_counter() - start) * 1e3
+
+    def _fit_lr(self, snapshot: list[tuple[F64, F64]], lr: F64) -> LrLawFit:
+        # the points' x-axis is step + 1
+        steps = [np.rint(x).astype(np.int64) - 1 for x, _ in snapshot]
+        if all(np.array_equal(steps[0], s) for s in steps[1:]):  # one batched, parallel solve
+            return fit_lr_laws(lr, steps[0], np.stack([y for _, y in snapshot]), self.lr_fit)
+        parts = [
+            fit_lr_laws(lr, s, y, self.lr_fit) for s, (_, y) in zip(steps, snapshot, strict=True)
+        ]
+        cols = {f: np.concatenate([getattr(p, f) for p in parts]) for f in _LR_FIT_FIELDS}
+        return LrLawFit(**cols, lr=lr, config=self.lr_fit)
 
     def _apply_pending(self) -> bool:
         assert self._pending is not None
@@ -266,7 +342,7 @@ class ScalingLawEstimator:
                 result = err
         return self._accept(step, result)
 
-    def _accept(self, step: int, fit: PowerLawFit | FitError) -> bool:
+    def _accept(self, step: int, fit: AnyFit | FitError) -> bool:
         if isinstance(fit, FitError):
             self.num_rejected += 1
             logger.warning("step %d: power-law fit failed (%s); keeping the last", step, fit)
@@ -286,8 +362,13 @@ class ScalingLawEstimator:
         if not self._enough_points(step):
             return False
         start = time.perf_counter()
+        fit: AnyFit | FitError
         try:
-            fit: PowerLawFit | FitError = self._est.fit(self.fit_config)
+            if self.law == "lr":
+                snapshot = [self._est.points(d) for d in range(self._k)]
+                fit = self._fit_snapshot(snapshot, self.lr_history())
+            else:
+                fit = self._est.fit(self.fit_config)
         except FitError as err:
             fit = err
         self.last_fit_ms = (time.perf_counter() - start) * 1e3
@@ -299,6 +380,8 @@ class ScalingLawEstimator:
         fit = self.current
         if fit is None:
             return np.full(self._k, np.nan)
+        if isinstance(fit, LrLawFit):
+            return self._areas.drop(fit)
         # total x-axis: one scalar n for every domain (cheaper than a vector)
         n: float | F64 = self._total if self.x_axis == "total" else self.x()
         eps = fit.eps
@@ -333,6 +416,7 @@ class ScalingLawEstimator:
             "total": self._total,
             "domain_n": self._domain_n.tolist(),
             "fit": None if self.current is None else _fit_to_dict(self.current),
+            "lr": None if self.law != "lr" else {"seen": self._lr_seen, **self._areas.state()},
             "num_fits": self.num_fits,
             "num_rejected": self.num_rejected,
             "num_skipped": self.num_skipped,
@@ -345,20 +429,75 @@ class ScalingLawEstimator:
             self._est.load_state_dict(state["estimator"])
             self._total = float(state["total"])
             self._domain_n = np.asarray(state["domain_n"], dtype=np.float64)
+            lr = state.get("lr")
+            if self.law == "lr":
+                if lr is None:
+                    raise StateError("scaling-law estimator state is not of a 'law: lr' estimator")
+                self._lr_seen = [float(x) for x in lr["seen"]]
+                self._areas.load(lr)
             f = state["fit"]
-            self.current = None if f is None else _fit_from_dict(f)
+            self.current = None if f is None else self._load_fit(f)
             p = state.get("pending")
             self._pending = None
             if p is not None:
-                result: PowerLawFit | FitError = (
-                    _fit_from_dict(p["fit"]) if p["fit"] is not None else FitError(p["error"])
+                result: AnyFit | FitError = (
+                    self._load_fit(p["fit"]) if p["fit"] is not None else FitError(p["error"])
                 )
                 self._pending = (int(p["step"]), int(p["apply_step"]), result)
             self.num_fits = int(state["num_fits"])
             self.num_rejected = int(state["num_rejected"])
             self.num_skipped = int(state["num_skipped"])
             self.last_fit_step = int(state["last_fit_step"])
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise StateError(f"scaling-law estimator state is malformed: {err!r}") from None
         if self._domain_n.shape != (self._k,):
             raise StateError(f"scaling-law estimator state is for {self._domain_n.size} domains")
+
+    def _load_fit(self, data: dict[str, Any]) -> AnyFit:
+        if self.law == "lr":
+            return LrLawFit(
+                **_columns(data, _LR_FIT_FIELDS), lr=self.lr_history(), config=self.lr_fit
+            )
+        return _fit_from_dict(data)
+
+
+class _RunningAreas:
+    """``S1`` and the annealing momentum ``m`` of the steps so far, one step at a time (the
+    recurrence of :func:`~ado.estimators.lr_areas`, tested against it), and the law's loss drop at
+    the latest step."""
+
+    def __init__(self, config: LrFitConfig) -> None:
+        self.decay = config.decay
+        self.count_rises = config.count_rises
+        self.step = -1
+        self.s1 = self.s1_prev = self.m = self.prev = 0.0
+
+    def advance(self, lr: float) -> None:
+        fall = (self.prev - lr) if self.step >= 0 else 0.0
+        self.m = self.decay * self.m + (fall if self.count_rises else max(fall, 0.0))
+        self.s1_prev = self.s1
+        self.s1 += lr
+        self.prev = lr
+        self.step += 1
+
+    def drop(self, fit: LrLawFit) -> F64:
+        """``L(t-1) - L(t)`` at the latest step t: ``A (S1(t-1)^-alpha - S1(t)^-alpha) + C m_t``
+        (NaN while ``S1(t-1) = 0``)."""
+        if self.s1_prev <= 0.0:
+            return np.full(fit.num_domains, np.nan)
+        out: F64 = fit.a * (self.s1_prev**-fit.alpha - self.s1**-fit.alpha) + fit.c * self.m
+        return out
+
+    def state(self) -> dict[str, float]:
+        return {
+            "step": self.step,
+            "s1": self.s1,
+            "s1_prev": self.s1_prev,
+            "m": self.m,
+            "prev": self.prev,
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.s1, self.s1_prev = float(state["s1"]), float(state["s1_prev"])
+        self.m, self.prev = float(state["m"]), float(state["prev"])

@@ -501,8 +501,9 @@ def train_step(run: _Run, step: int) -> tuple[StepStats, npt.NDArray[np.float64]
     """One optimizer step (``grad_accum`` micro-batches): returns the step's reduced statistics,
     the weights its batches were drawn from, and its batches."""
     cfg, mixer = run.cfg, run.mixer
+    lr = _lr(cfg, step)
     for group in run.optimizer.param_groups:
-        group["lr"] = _lr(cfg, step)
+        group["lr"] = lr
     drawn = mixer.weights
     batches = []
     for ctx in _micro_batches(run.ddp, cfg.grad_accum):
@@ -518,7 +519,7 @@ def train_step(run: _Run, step: int) -> tuple[StepStats, npt.NDArray[np.float64]
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
-    return mixer.step(), drawn, batches
+    return mixer.step(lr), drawn, batches
 
 
 def evaluate(run: _Run) -> dict[str, float]:
