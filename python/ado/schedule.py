@@ -11,6 +11,7 @@ simulator, and the benchmarks.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -24,9 +25,10 @@ class LrSchedule(BaseModel):
     """A learning-rate schedule of ``total`` steps.
 
     Attributes:
-        kind: ``"constant"``; ``"cosine"`` (after the warmup, half a cosine from ``peak`` down to
-            ``final * peak`` at the last step); ``"wsd"`` (warmup-stable-decay: ``peak`` until the
-            last ``decay_steps`` steps, then linear down to ``final * peak``).
+        kind: ``"constant"``; ``"cosine"`` (after the warmup, half a cosine from ``peak`` towards
+            ``final * peak`` at step ``total``, the training loop's schedule); ``"wsd"``
+            (warmup-stable-decay: ``peak`` until the last ``decay_steps`` steps, then linear down
+            to ``final * peak`` at the last step).
         peak: the peak learning rate.
         total: steps in the run.
         warmup: linear warmup steps (step ``i < warmup`` has ``peak * (i + 1) / warmup``).
@@ -54,20 +56,21 @@ class LrSchedule(BaseModel):
             )
         return self
 
-    def values(self) -> npt.NDArray[np.float64]:
-        """The learning rate of every step ``0..total-1``."""
-        i = np.arange(self.total, dtype=np.float64)
-        out = np.full(self.total, self.peak)
+    def at(self, step: int) -> float:
+        """The learning rate of ``step`` (the rate of the last step past the end)."""
+        i = min(max(int(step), 0), self.total - 1)
+        if i < self.warmup:
+            return self.peak * (i + 1) / self.warmup
         low = self.final * self.peak
         if self.kind == "cosine":
-            span = max(self.total - 1 - self.warmup, 1)
-            p = np.clip((i - self.warmup) / span, 0.0, 1.0)
-            out = low + 0.5 * (self.peak - low) * (1.0 + np.cos(np.pi * p))
-        elif self.kind == "wsd":
+            progress = min((i - self.warmup) / max(self.total - self.warmup, 1), 1.0)
+            return low + (self.peak - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if self.kind == "wsd":
             start = self.total - self.decay_steps
-            p = np.clip((i - start + 1) / self.decay_steps, 0.0, 1.0)
-            out = self.peak - (self.peak - low) * p
-        if self.warmup:
-            ramp = self.peak * (i[: self.warmup] + 1.0) / self.warmup
-            out[: self.warmup] = ramp
-        return np.asarray(out, dtype=np.float64)
+            progress = min(max((i - start + 1) / self.decay_steps, 0.0), 1.0)
+            return self.peak - (self.peak - low) * progress
+        return self.peak
+
+    def values(self) -> npt.NDArray[np.float64]:
+        """The learning rate of every step ``0..total-1``."""
+        return np.array([self.at(i) for i in range(self.total)], dtype=np.float64)

@@ -14,10 +14,10 @@ deterministic (for a fixed ``alpha`` the law is linear in ``L0, A, C``, solved e
 >>> from ado.schedule import LrSchedule
 >>> lr = LrSchedule(kind="cosine", peak=1e-3, total=2000, warmup=50).values()
 >>> steps = np.arange(20, 2000, 10)
->>> truth = LrLawFit.from_params(lr, l0=[2.0], a=[0.5], alpha=[0.6], c=[40.0])
+>>> truth = LrLawFit.from_params(lr, l0=[2.0], a=[0.5], alpha=[0.6], c=[0.3])
 >>> fit = fit_lr_laws(lr, steps, truth.predict(steps))
 >>> [round(float(fit.alpha[0]), 4), round(float(fit.l0[0]), 4), round(float(fit.c[0]), 2)]
-[0.6, 2.0, 40.0]
+[0.6, 2.0, 0.3]
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ from ado._io import atomic_write_text
 from ado.data import Manifest, MixtureLoader, PackConfig, index_shard
 from ado.policy import Policy, load_policy
 from ado.runlog import read_records, start_record, step_record
+from ado.schedule import LrSchedule
 from ado.stats import StepStats
 from ado.torch.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from ado.torch.gpt import GPT, GPTConfig
@@ -72,7 +72,10 @@ class TrainConfig(BaseModel):
         batch_size: rows per micro-batch per rank.
         grad_accum: micro-batches per optimizer step.
         steps: optimizer steps.
-        lr: peak learning rate (AdamW), after ``warmup`` linear steps, then cosine to ``lr/10``.
+        lr: peak learning rate (AdamW), after ``warmup`` linear steps, then ``schedule``.
+        schedule: ``cosine`` (to ``lr/10``), ``wsd`` (constant, then linear to ``lr/10`` over
+            the last ``decay_fraction`` of the steps) or ``constant`` (:class:`ado.LrSchedule`;
+            each step's rate goes to the policy as ``StepStats.lr``).
         n_layer: transformer blocks.
         n_head: attention heads.
         n_embd: model width.
@@ -113,6 +116,8 @@ class TrainConfig(BaseModel):
     steps: int = Field(200, gt=0)
     lr: float = Field(3e-3, gt=0)
     warmup: int = Field(20, ge=0)
+    schedule: Literal["cosine", "wsd", "constant"] = "cosine"
+    decay_fraction: float = Field(0.2, gt=0, le=1)
     weight_decay: float = Field(0.1, ge=0)
     grad_clip: float = Field(1.0, ge=0)
     n_layer: int = Field(2, gt=0)
@@ -145,6 +150,18 @@ class TrainConfig(BaseModel):
             n_layer=self.n_layer,
             n_head=self.n_head,
             n_embd=self.n_embd,
+        )
+
+    def lr_schedule(self) -> LrSchedule:
+        """The learning-rate schedule of the run."""
+        decay = max(1, round(self.decay_fraction * self.steps)) if self.schedule == "wsd" else 0
+        return LrSchedule(
+            kind=self.schedule,
+            peak=self.lr,
+            total=self.steps,
+            warmup=min(self.warmup, self.steps - 1),
+            final=0.1,
+            decay_steps=min(decay, self.steps - min(self.warmup, self.steps - 1)),
         )
 
     def pack(self) -> PackConfig:
@@ -220,11 +237,7 @@ def _distributed_setup(device: str) -> tuple[int, int, torch.device]:
 
 
 def _lr(cfg: TrainConfig, step: int) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    span = max(cfg.steps - cfg.warmup, 1)
-    progress = min((step - cfg.warmup) / span, 1.0)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    return cfg.lr_schedule().at(step)
 
 
 def _autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
