@@ -198,6 +198,29 @@ PRESETS: dict[str, Preset] = {
         },
         ado_overrides=_ado(50, 200, 50, 2, 51),
     ),
+    # One H100/H200 for a short lease (benchmarks/gpu_compare.sh): 4 policies trained at once
+    # (--jobs 4) on one GPU, 49 M tokens each, sized to finish within 8 minutes including
+    # start-up. Not yet measured on a GPU: the script prints the wall time of each phase.
+    "gpu-short": Preset(
+        name="gpu-short",
+        train={
+            "n_layer": 6,
+            "n_head": 6,
+            "n_embd": 384,
+            "seq_len": 256,
+            "batch_size": 64,
+            "steps": 3000,
+            "lr": 1e-3,
+            "warmup": 100,
+            "eval_every": 500,
+            "eval_batches": 8,
+            "ckpt_every": 1000,
+            "log_every": 50,
+            "device": "cuda",
+            "dtype": "bf16",
+        },
+        ado_overrides=_ado(150, 300, 150, 2, 51),
+    ),
     # One GPU: a 6-layer, 384-wide model on ~330 M tokens per policy.
     "gpu": Preset(
         name="gpu",
