@@ -101,7 +101,7 @@ def real(
         root = Path(corpus) if corpus else Path(tmp) / "corpus"
         if not (root / "manifest.yaml").exists():
             build_builtin(root, tokenizer="bytes", cap_bytes=400_000, progress=False)
-        names = Manifest.load(root / "manifest.yaml").domains
+        names = list(Manifest.load(root / "manifest.yaml").domains)
         for kind in ("cosine", "wsd"):
             losses: list[np.ndarray] = []
 

@@ -58,7 +58,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (runs, report, plots)")
     p.add_argument(
-        "--seeds", type=int, nargs="+", default=[0], help="seeds of every policy (default 0)"
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="seeds of every policy (default: the preset's, 0 1 2 for cpu-full, else 0)",
     )
     p.add_argument(
         "--extra-seeds",
@@ -142,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         policies=[resolve_policy(p) for p in args.policies],
         preset=preset,
         out=args.out,
-        seeds=args.seeds,
+        seeds=args.seeds if args.seeds is not None else preset.seeds,
         extra_seeds=args.extra_seeds,
         extra_for=args.extra_for,
         force=args.force,

@@ -93,6 +93,8 @@ class TrainConfig(BaseModel):
         ckpt_every: save every this many steps (0: never).
         keep: checkpoints kept.
         eval_manifest: held-out manifest; per-domain loss every ``eval_every`` steps and at the end.
+        ood_manifest: out-of-distribution held-out sets (``ood.yaml`` of a corpus), evaluated with
+            ``eval_manifest`` and logged as ``loss/ood/<set>`` (outside ``loss/uniform_avg``).
         eval_every: steps between evaluations (0: only at the end, if ``eval_manifest``).
         eval_batches: batches per domain per evaluation.
         eval_seed: which held-out rows are evaluated; independent of ``seed``, so runs under
@@ -136,6 +138,7 @@ class TrainConfig(BaseModel):
     ckpt_every: int = Field(0, ge=0)
     keep: int = Field(2, gt=0)
     eval_manifest: str | None = None
+    ood_manifest: str | None = None
     eval_every: int = Field(0, ge=0)
     eval_batches: int = Field(4, gt=0)
     eval_seed: int = Field(0, ge=0)
@@ -329,11 +332,15 @@ class HeldOut:
         return out
 
 
-def _held_out(cfg: TrainConfig, rank: int, world: int) -> HeldOut | None:
-    if cfg.eval_manifest is None:
+def _held_out(
+    cfg: TrainConfig, rank: int, world: int, manifest: str | None = None
+) -> HeldOut | None:
+    """The evaluator of ``manifest`` (default: ``cfg.eval_manifest``), or None without one."""
+    manifest = manifest if manifest is not None else cfg.eval_manifest
+    if manifest is None:
         return None
     return HeldOut(
-        cfg.eval_manifest,
+        manifest,
         batch_size=cfg.batch_size,
         pack=cfg.pack(),
         batches=cfg.eval_batches,
@@ -431,6 +438,7 @@ class _Run:
     ddp: torch.nn.Module
     optimizer: torch.optim.Optimizer
     held_out: HeldOut | None
+    ood: HeldOut | None = None
     start: int = 0
     resumed_from: int | None = None
 
@@ -487,6 +495,7 @@ def setup(cfg: TrainConfig) -> _Run:
         ddp,
         optimizer,
         _held_out(cfg, rank, world),
+        _held_out(cfg, rank, world, cfg.ood_manifest) if cfg.ood_manifest else None,
     )
 
 
@@ -536,9 +545,15 @@ def train_step(run: _Run, step: int) -> tuple[StepStats, npt.NDArray[np.float64]
 
 
 def evaluate(run: _Run) -> dict[str, float]:
-    """Held-out loss per domain (``loss/<domain>``) and their uniform average."""
+    """Held-out loss per domain (``loss/<domain>``), their uniform average, and the loss of each
+    out-of-distribution set (``loss/ood/<set>``, with ``ood_manifest``)."""
     assert run.held_out is not None
-    return run.held_out.evaluate(run.ddp, run.device, lambda: _autocast(run.cfg, run.device))
+    autocast = lambda: _autocast(run.cfg, run.device)  # noqa: E731
+    out = run.held_out.evaluate(run.ddp, run.device, autocast)
+    if run.ood is not None:
+        ood = run.ood.evaluate(run.ddp, run.device, autocast)
+        out.update({f"loss/ood/{name}": ood[f"loss/{name}"] for name in run.ood.domains})
+    return out
 
 
 def checkpoint(run: _Run, step: int) -> None:
