@@ -88,68 +88,75 @@ def synthetic(curves: int, fraction: float, seed: int) -> dict[str, Any]:
     return out
 
 
-def real(
-    corpus: str | None, steps: int, window: int, fraction: float, threads: int
-) -> dict[str, Any]:
-    """Train under a cosine and a WSD schedule; fit each domain's windowed training loss."""
+def _train_curves(corpus: str | None, steps: int, threads: int, kind: str) -> dict[str, Any]:
+    """Per-step, per-domain mean training loss of one natural-mixture run under ``kind``."""
     from ado.corpus import build_builtin
     from ado.data import Manifest
     from ado.torch import TrainConfig, train
 
-    out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(corpus) if corpus else Path(tmp) / "corpus"
         if not (root / "manifest.yaml").exists():
             build_builtin(root, tokenizer="bytes", cap_bytes=400_000, progress=False)
         names = list(Manifest.load(root / "manifest.yaml").domains)
-        for kind in ("cosine", "wsd"):
-            losses: list[np.ndarray] = []
+        losses: list[np.ndarray] = []
 
-            def on_step(step: int, stats: Any, mixer: Any, sink: list[np.ndarray] = losses) -> None:
-                sink.append(stats.mean_losses())
+        def on_step(step: int, stats: Any, mixer: Any) -> None:
+            losses.append(stats.mean_losses())
 
-            cfg = TrainConfig(
-                manifest=str(root / "manifest.yaml"),
-                policy="natural",
-                steps=steps,
-                schedule=kind,
-                decay_fraction=0.2,
-                batch_size=16,
-                seq_len=128,
-                vocab_size=257,
-                n_layer=2,
-                n_embd=64,
-                lr=3e-3,
-                warmup=20,
-                threads=threads,
-                progress=False,
-            )
-            train(cfg, on_step=on_step)
-            per_step = np.array(losses).T  # (K, steps), NaN where a domain was absent
-            k = per_step.shape[0]
-            windows = steps // window
-            means = np.array(
-                [
-                    np.nanmean(per_step[:, i * window : (i + 1) * window], axis=1)
-                    for i in range(windows)
-                ]
-            ).T  # (K, windows)
-            centres = np.arange(windows) * window + window // 2
-            fit_w = centres < fraction * steps
-            fit_w[0] = False  # the first window is mostly warmup
-            last = np.arange((windows - 1) * window, windows * window)
-            err = _errors(
-                cfg.lr_schedule().values(),
-                centres[fit_w],
-                means[:, fit_w],
-                last,
-                means[:, -1],
-                cfg.batch_size,
-            )
-            out[kind] = {
-                **_summary(err),
-                "per_domain": {names[i]: {m: err[m][i] for m in err} for i in range(k)},
-            }
+        cfg = TrainConfig(
+            manifest=str(root / "manifest.yaml"),
+            policy="natural",
+            steps=steps,
+            schedule=kind,
+            decay_fraction=0.2,
+            batch_size=16,
+            seq_len=128,
+            vocab_size=257,
+            n_layer=2,
+            n_embd=64,
+            lr=3e-3,
+            warmup=20,
+            threads=threads,
+            progress=False,
+        )
+        train(cfg, on_step=on_step)
+    return {
+        "domains": names,
+        "lr": cfg.lr_schedule().values().tolist(),
+        "batch_size": cfg.batch_size,
+        # (K, steps), NaN (null) where a domain was absent from the step's batch
+        "losses": [[None if np.isnan(x) else float(x) for x in row] for row in np.array(losses).T],
+    }
+
+
+def real(curves: dict[str, Any], window: int, fraction: float, skip: float) -> dict[str, Any]:
+    """Fit each domain's windowed training loss of the recorded runs; ``skip``: the share of the
+    run left out at its start (where the loss falls from its initial value, ``ln 257``)."""
+    out: dict[str, Any] = {}
+    for kind, run in curves.items():
+        names = run["domains"]
+        per_step = np.array(run["losses"], dtype=np.float64)
+        k, steps = per_step.shape
+        windows = steps // window
+        means = np.array(
+            [np.nanmean(per_step[:, i * window : (i + 1) * window], axis=1) for i in range(windows)]
+        ).T  # (K, windows)
+        centres = np.arange(windows) * window + window // 2
+        fit_w = (centres < fraction * steps) & (centres >= skip * steps)
+        last = np.arange((windows - 1) * window, windows * window)
+        err = _errors(
+            np.asarray(run["lr"]),
+            centres[fit_w],
+            means[:, fit_w],
+            last,
+            means[:, -1],
+            run["batch_size"],
+        )
+        out[kind] = {
+            **_summary(err),
+            "per_domain": {names[i]: {m: err[m][i] for m in err} for i in range(k)},
+        }
     return out
 
 
@@ -164,13 +171,25 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=800, help="steps of each real run")
     p.add_argument("--window", type=int, default=20, help="steps averaged per real point")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--skip", type=float, default=0.1, help="share of each real run not fitted")
+    p.add_argument("--save-curves", help="write the real runs' loss curves to this JSON file")
+    p.add_argument("--load-curves", help="fit these recorded curves instead of training")
     args = p.parse_args()
     result: dict[str, Any] = {
         "fit_fraction": args.fit_fraction,
         "synthetic": synthetic(args.curves, args.fit_fraction, args.seed),
     }
     if not args.skip_real:
-        result["real"] = real(args.corpus, args.steps, args.window, args.fit_fraction, args.threads)
+        if args.load_curves:
+            curves = json.loads(Path(args.load_curves).read_text())
+        else:
+            curves = {
+                kind: _train_curves(args.corpus, args.steps, args.threads, kind)
+                for kind in ("cosine", "wsd")
+            }
+            if args.save_curves:
+                Path(args.save_curves).write_text(json.dumps(curves))
+        result["real"] = real(curves, args.window, args.fit_fraction, args.skip)
     print(json.dumps(result, indent=2))
 
 
