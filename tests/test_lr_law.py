@@ -188,3 +188,29 @@ def test_predict_checks_its_steps() -> None:
         fit.predict([10])
     with pytest.raises(InvalidInputError, match="equal length"):
         LrLawFit.from_params([1e-3] * 10, l0=[1.0, 2.0], a=[1.0], alpha=[0.5], c=[0.0])
+
+
+def test_module_examples_run() -> None:
+    import doctest
+
+    import ado.estimators.lr_law
+    import ado.schedule
+
+    for module in (ado.estimators.lr_law, ado.schedule):
+        result = doctest.testmod(module)
+        assert result.attempted > 0
+        assert result.failed == 0
+
+
+def test_schedules_follow_their_definitions() -> None:
+    cos = LrSchedule(kind="cosine", peak=1.0, total=11, warmup=1, final=0.1).values()
+    assert cos[0] == 1.0  # warmup of one step reaches the peak
+    assert cos[1] == pytest.approx(1.0)
+    assert cos[6] == pytest.approx(0.1 + 0.9 * 0.5)  # half way through the cosine
+    wsd = LrSchedule(kind="wsd", peak=2.0, total=10, decay_steps=4, final=0.0).values()
+    np.testing.assert_allclose(wsd, [2, 2, 2, 2, 2, 2, 1.5, 1.0, 0.5, 0.0])
+    assert LrSchedule(kind="constant", peak=0.5, total=3).values().tolist() == [0.5] * 3
+    with pytest.raises(ValidationError, match="decay_steps"):
+        LrSchedule(kind="wsd", peak=1.0, total=10)
+    with pytest.raises(ValidationError, match="warmup"):
+        LrSchedule(peak=1.0, total=10, warmup=10)
