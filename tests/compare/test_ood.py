@@ -121,3 +121,27 @@ def test_cpu_full_trains_three_seeds_by_default() -> None:
     assert PRESETS["cpu-full"].seeds == [0, 1, 2]
     assert PRESETS["cpu-full"].scaled(100).seeds == [0, 1, 2]
     assert PRESETS["cpu-small"].seeds == [0]
+
+
+def test_compare_help_names_every_preset_and_an_unknown_one_is_refused(tmp_path: Path) -> None:
+    # the parser is built without importing the harness (and so torch): its help lists them
+    from ado.cli import build_parser, main
+    from ado.compare import PRESETS
+
+    text = build_parser()._subparsers._group_actions[0].choices["compare"].format_help()  # type: ignore[union-attr]
+    flat = "".join(text.split())  # argparse wraps lines at hyphens too
+    assert all(name in flat for name in PRESETS)
+    assert (
+        main(
+            [
+                "compare",
+                "--corpus",
+                str(tmp_path),
+                "--preset",
+                "cpu-huge",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
