@@ -1,4 +1,4 @@
-"""Per-step overhead of the ADO policy (``policies/ado.yaml``), K = 22.
+"""Per-step overhead of the ADO policy (``policies/ado.yaml``), K = 22; and its scaling in K.
 
 The preset's schedule is moved earlier (ignore_steps=0, start_step=500) so that a fit exists at
 every checkpoint. Feeds a synthetic stream step by step up to ``--max-steps`` (default 10^6; every
@@ -9,6 +9,14 @@ policy's cost).
 
     python benchmarks/policy_overhead.py                 # 2-7 min on 2 cores (10^6 steps)
     python benchmarks/policy_overhead.py --max-steps 100000
+
+``--scaling`` instead measures, for K = 10^3, 10^4, 10^5 domains (``--ks``): ``load_policy``
+(construction, with the linear duplicate-name check), an ADO update that does not refit, and one
+that refits all K domains (schedule ``ignore_steps=0, start_step=10, update_interval=5,
+min_points=5, subsample=1, window=5``), each also per domain and relative to the smallest K (a
+ratio near 1 is linear in K)::
+
+    python benchmarks/policy_overhead.py --scaling --ks 1000,10000,100000
 """
 
 from __future__ import annotations
@@ -34,6 +42,44 @@ def rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def scaling(ks: list[int], batch_per_domain: int = 4) -> None:
+    """Construction and update cost against K; one line per K."""
+    print(
+        f"{'K':>7} {'build s':>9} {'us/dom':>7} {'x':>5} {'update s':>9} {'us/dom':>7} {'x':>5} "
+        f"{'refit s':>9} {'us/dom':>7} {'x':>5}"
+    )
+    base: list[float] | None = None
+    overrides = {"ignore_steps": 0, "start_step": 10, "update_interval": 5}
+    overrides |= {"min_points": 5, "subsample": 1, "window": 5}
+    for k in ks:
+        names = [f"domain-{i:06d}" for i in range(k)]
+        rng = np.random.default_rng(k)
+        mu = rng.dirichlet(np.ones(k))
+        begin = time.perf_counter()
+        policy = load_policy("ado", domains=names, prior=mu, overrides=overrides)
+        build = time.perf_counter() - begin
+        counts_all = np.maximum(rng.multinomial(batch_per_domain * k, mu, size=11), 1.0)
+        update = 0.0
+        for t in range(11):
+            c = counts_all[t]
+            stats = StepStats(step=t, counts=c, loss_sums=c * (2.0 + 3.0 / (t + 1.0) ** 0.3))
+            begin = time.perf_counter()
+            policy.update(stats)
+            took = time.perf_counter() - begin
+            if t == 9:
+                update = took  # the last step before the first refit (t = 10)
+        refit = took
+        assert isinstance(policy, ADO)
+        assert policy.estimator.num_fits == 1
+        per = [build / k * 1e6, update / k * 1e6, refit / k * 1e6]
+        base = base or per
+        cols = " ".join(
+            f"{s:>9.3f} {u:>7.1f} {u / b:>5.2f}"
+            for s, u, b in zip((build, update, refit), per, base, strict=True)
+        )
+        print(f"{k:>7} {cols}", flush=True)
+
+
 def main() -> None:
     """Run the benchmark and print one line per checkpoint."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -42,7 +88,12 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scaling", action="store_true", help="construction/update against K")
+    parser.add_argument("--ks", default="1000,10000,100000", help="K values for --scaling")
     args = parser.parse_args()
+    if args.scaling:
+        scaling([int(x) for x in args.ks.split(",")])
+        return
 
     k, batch = args.domains, args.batch
     rng = np.random.default_rng(args.seed)

@@ -60,9 +60,10 @@ def write_demo_corpus(root: Path, seed: int = 0) -> Path:
     return manifest
 
 
-def main() -> None:
-    """Parse the flags, build the :class:`~ado.torch.TrainConfig` and train."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_config(description: str, argv: list[str] | None = None) -> TrainConfig:
+    """The command line of the training examples (this script, ``train_hf.py`` and
+    ``train_lightning.py``) as a :class:`~ado.torch.TrainConfig`; sets up logging."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--config", help="JSON/YAML file of TrainConfig fields (flags override it)")
     p.add_argument("--manifest", help="training manifest (shards with token ids)")
     p.add_argument("--demo-corpus", metavar="DIR", help="write a synthetic corpus to DIR, use it")
@@ -95,7 +96,7 @@ def main() -> None:
     p.add_argument("--eval-manifest")
     p.add_argument("--eval-every", type=int)
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     fields: dict[str, Any] = {}
@@ -110,7 +111,12 @@ def main() -> None:
             fields[name] = value
     if args.set_overrides:
         fields["overrides"] = {**fields.get("overrides", {}), **parse_overrides(args.set_overrides)}
-    cfg = TrainConfig(**fields)
+    return TrainConfig(**fields)
+
+
+def main() -> None:
+    """Parse the flags, build the :class:`~ado.torch.TrainConfig` and train."""
+    cfg = parse_config(__doc__.splitlines()[0])
     result = train(cfg)
     summary = {
         "steps": result.steps,

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,7 @@ __all__ = [
     "atomic_write_text",
     "cache_root",
     "fsync_dir",
+    "remove_stale_temps",
     "write_failed",
 ]
 
@@ -129,7 +131,10 @@ def atomic_write(
     path = Path(path)
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    # the writer's pid in the name: a later run can tell a dead writer's debris from a live write
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=folder
+    )
     tmp = Path(tmp_name)
     # mkstemp creates 0600; the file gets the mode a plain open() would give (or keeps its own)
     with contextlib.suppress(OSError):
@@ -155,6 +160,38 @@ def atomic_write(
             raise clear from err
         raise
     return path
+
+
+_TEMP = re.compile(r"^\..+\.(\d+)\.[^.]+\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or a number we cannot test): leave it
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike[str], prefix: str = ".") -> list[Path]:
+    """Delete the temporary files that :func:`atomic_write` left in ``folder`` when its process
+    was killed mid-write (names ``<prefix>...<pid>.<random>.tmp`` whose pid no longer runs).
+    Temporary files of live writers are kept. Returns the deleted paths."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _TEMP.match(entry.name)
+        if m and entry.name.startswith(prefix) and not _alive(int(m.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+                logger.info("removed %s, left by a killed write", entry.path)
+    return removed
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -19,6 +19,7 @@ comparison through any policy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterator
@@ -28,10 +29,19 @@ from typing import Any
 
 import numpy.typing as npt
 
+from ado._io import atomic_write_text
 from ado.errors import InvalidInputError
 from ado.stats import StepStats
 
-__all__ = ["SCHEMA", "RunLog", "read_records", "read_run_log", "start_record", "step_record"]
+__all__ = [
+    "SCHEMA",
+    "RunLog",
+    "RunLogWriter",
+    "read_records",
+    "read_run_log",
+    "start_record",
+    "step_record",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -154,3 +164,69 @@ def read_run_log(path: str | Path) -> RunLog:
             "ado.torch.train or ado compare)"
         )
     return log
+
+
+class RunLogWriter:
+    """Append records to a run log: rank 0 only, or every rank when the path contains ``{rank}``.
+
+    Args:
+        path: the JSONL file (``None``: write nothing); ``{rank}`` in it is replaced by ``rank``.
+        rank: this process's rank.
+        resume_step: ``None`` starts a new log (an existing file is emptied); a step count keeps
+            the records of an existing log up to that many completed steps (a killed run may have
+            logged further, or left a torn last line) and appends after them, so the log of a
+            resumed run equals the uninterrupted run's. The rewrite is atomic: a full disk here
+            does not cost the records already logged.
+
+    Raises:
+        OSError: the file cannot be written (from :meth:`write`: the message names the file and
+            says that the records already written are intact).
+    """
+
+    def __init__(self, path: str | None, rank: int = 0, resume_step: int | None = None) -> None:
+        self.file: Any = None
+        if path is None or (rank != 0 and "{rank}" not in path):
+            return
+        p = Path(path.replace("{rank}", str(rank)))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and p.exists():
+            # a step record carries its 0-based step index, the others the number of steps done
+            kept = [
+                json.dumps(rec)
+                for rec in read_records(p)
+                if rec.get("step", -1) < resume_step + (rec.get("event") != "step")
+            ]
+            atomic_write_text(p, "".join(line + "\n" for line in kept))
+        elif resume_step is None:
+            p.write_text("")
+        self.file = p.open("a")
+
+    @property
+    def active(self) -> bool:
+        """Whether this process writes records."""
+        return self.file is not None
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record (a no-op on a rank that does not log)."""
+        if self.file is not None:
+            try:
+                self.file.write(json.dumps(record) + "\n")
+                self.file.flush()
+            except OSError as err:
+                # The records already written stay; a torn last line is dropped on resume. The
+                # file is closed now (its buffer cannot be flushed), so close() cannot raise again.
+                broken, self.file = self.file, None
+                with contextlib.suppress(OSError):
+                    broken.close()
+                raise OSError(
+                    err.errno,
+                    f"cannot append to the training log {broken.name}: {err.strerror}; "
+                    "the records already written are intact",
+                    broken.name,
+                ) from err
+
+    def close(self) -> None:
+        """Close the file."""
+        if self.file is not None:
+            self.file.close()
+            self.file = None

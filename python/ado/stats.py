@@ -17,15 +17,23 @@ import numpy.typing as npt
 
 from ado.errors import InvalidInputError
 
-__all__ = ["F64", "StepStats", "normalised"]
+__all__ = ["F64", "MAX_STEP", "StepStats", "normalised"]
 
 F64 = npt.NDArray[np.float64]
 
 _sum = np.add.reduce
 
+#: Largest step (steps are int64 in states and u64 in the Rust core).
+MAX_STEP = 2**63 - 1
+
 
 def _vector(name: str, value: Any, k: int | None) -> F64:
-    arr = np.asarray(value, dtype=np.float64)
+    raw = np.asarray(value)
+    if raw.dtype.kind not in "iuf":  # not bools, strings, objects (None), complex numbers
+        raise InvalidInputError(
+            f"StepStats.{name} must hold numbers, got {raw.dtype} values: {value!r:.200}"
+        )
+    arr = raw.astype(np.float64, copy=False)
     if arr.ndim != 1:
         raise InvalidInputError(f"StepStats.{name} must be 1-D, got shape {arr.shape}")
     if k is not None and arr.shape[0] != k:
@@ -70,7 +78,8 @@ class StepStats:
 
     Raises:
         InvalidInputError: wrong shape or length, NaN/inf, negative counts, tokens, losses or
-            learning rate, a loss sum for a domain with no samples, or a negative step.
+            learning rate, a loss sum for a domain with no samples, a loss sum of exactly 0 for
+            a domain with samples, or a step that is not an integer in ``[0, 2**63 - 1]``.
     """
 
     step: int
@@ -82,8 +91,14 @@ class StepStats:
 
     def __post_init__(self) -> None:
         step = self.step
-        if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
-            raise InvalidInputError(f"StepStats.step must be an integer >= 0, got {step!r}")
+        if (
+            isinstance(step, bool | np.bool_)
+            or not isinstance(step, int | np.integer)
+            or not 0 <= step <= MAX_STEP
+        ):
+            raise InvalidInputError(
+                f"StepStats.step must be an integer in [0, 2**63 - 1], got {step!r}"
+            )
         counts = _vector("counts", self.counts, None)
         k = counts.shape[0]
         if k == 0:
@@ -100,6 +115,13 @@ class StepStats:
             raise InvalidInputError(
                 "StepStats.loss_sums is non-zero for a domain with counts == 0: "
                 f"counts={counts.tolist()}, loss_sums={loss_sums.tolist()}"
+            )
+        zero = (loss_sums == 0.0) & (counts > 0)
+        if zero.any():
+            raise InvalidInputError(
+                f"StepStats.loss_sums is exactly 0 for domain(s) {np.flatnonzero(zero).tolist()} "
+                "with samples: a mean training loss of exactly 0 is not a loss (losses are "
+                "per-sample mean token losses, > 0)"
             )
         object.__setattr__(self, "step", int(step))
         object.__setattr__(self, "counts", counts)

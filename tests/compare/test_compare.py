@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -257,6 +258,26 @@ def test_runs_are_keyed_by_their_policy(tiny_corpus: Path, tmp_path: Path) -> No
     assert os.stat(copied).st_mtime_ns == copied_mtime  # reused, not trained again
     assert [r["policy"] for r in again["runs"]] == ["uniform", "static-natural"]
     assert again["runs"][1]["heldout_loss"] == json.loads(nat.read_text())["heldout_loss"]
+
+
+def test_compare_refuses_repeated_seeds(tiny_corpus: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"seeds must be distinct.*\[0\]"):
+        _cfg(tiny_corpus, tmp_path, seeds=[0, 0])  # "2 seeds ± 0" would be one run twice
+    with pytest.raises(ConfigError, match=r"repeated: \[1\]"):
+        _cfg(tiny_corpus, tmp_path, seeds=[0, 1], extra_seeds=[1], extra_for=["ado"])
+
+
+def test_report_only_refuses_another_corpus(tiny_corpus: Path, tmp_path: Path) -> None:
+    from ado.compare.run import _prepare_out, report_finished
+
+    made = _cfg(tiny_corpus, tmp_path / "out")
+    _prepare_out(made)  # compare.json: the runs of this folder are made on tiny_corpus
+    other = tmp_path / "C3"
+    shutil.copytree(tiny_corpus, other)
+    with pytest.raises(ConfigError, match="its runs were made with corpus"):
+        report_finished(_cfg(other, tmp_path / "out"))
+    with pytest.raises(ConfigError, match=r"no compare\.json"):
+        report_finished(_cfg(tiny_corpus, tmp_path / "empty"))
 
 
 def test_a_preset_is_a_set_of_training_config_overrides() -> None:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -199,3 +203,64 @@ def test_roundtrip_bpe_ids_fit_u16(tmp_path: Path) -> None:
 
     hf = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
     assert hf.decode(ids.tolist()) == "hello world"
+
+
+def _build_cmd(out: Path, seed: int) -> list[str]:
+    return [
+        *(sys.executable, "-c", "import sys; from ado.cli import main; sys.exit(main())"),
+        *("corpus", "build", "--tokenizer", "bytes"),
+        *("--cap-mb", "0.03", "--seed", str(seed), "--no-progress", "--out", str(out)),
+    ]
+
+
+def test_concurrent_builds_into_one_folder_do_not_mix(tmp_path: Path) -> None:
+    from ado.corpus.build import build_lock
+
+    out = tmp_path / "c"
+    out.mkdir()
+    with build_lock(out):  # a build in progress: a second one waits for it
+        waiting = subprocess.Popen(_build_cmd(out, 1), stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)  # (not a speed limit: only how long the waiter is observed waiting)
+        assert waiting.poll() is None
+        assert not (out / "corpus.json").exists()
+    _, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, err
+    first = json.loads((out / "corpus.json").read_text())
+    # two more at once into the same folder: one may build (--force is off, the folder is full),
+    # so both refuse, and the corpus stays whole
+    procs = [
+        subprocess.Popen(_build_cmd(out, s), stderr=subprocess.PIPE, text=True) for s in (2, 3)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 2, err
+        assert "not empty" in err
+    assert json.loads((out / "corpus.json").read_text()) == first
+    for rel, digest in first["shards"].items():
+        assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest, rel
+
+
+def test_concurrent_forced_builds_leave_one_whole_corpus(tmp_path: Path) -> None:
+    out = tmp_path / "c"
+    procs = [
+        subprocess.Popen([*_build_cmd(out, s), "--force"], stderr=subprocess.PIPE, text=True)
+        for s in (1, 2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    info = json.loads((out / "corpus.json").read_text())
+    listed = set(info["shards"])
+    on_disk = {str(p.relative_to(out)) for p in out.rglob("*.tar")}
+    assert listed == on_disk  # no shard of the other build left behind
+    for rel, digest in info["shards"].items():
+        assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest, rel
+
+
+def test_build_lock_is_reentrant_in_one_process(tmp_path: Path) -> None:
+    from ado.corpus.build import build_lock
+
+    out = tmp_path / "c"
+    with build_lock(out):  # what `ado compare --corpus builtin` does around build-if-missing
+        build_builtin(out, tokenizer="bytes", cap_bytes=20_000, progress=False)
+    assert (out / "corpus.json").exists()

@@ -159,8 +159,19 @@ def test_bad_weights_and_arguments(manifest: Manifest) -> None:
             loader.set_weights(bad)
     with pytest.raises(InvalidInputError, match="unknown"):
         loader.set_weights({"nope": 1.0})
-    loader.set_weights({"code": 1.0})
+    with pytest.raises(InvalidInputError, match="must name every domain"):
+        loader.set_weights({"code": 1.0})  # the others are not silently zeroed
+    with pytest.raises(InvalidInputError, match="None"):
+        loader.set_weights(None)  # type: ignore[arg-type]
+    loader.set_weights({name: float(name == "code") for name in loader.domains})
     assert set(next(loader).domain.tolist()) == {1}
+    for key, value in (("batch_size", True), ("world_size", 2.0), ("seed", "1")):
+        with pytest.raises(InvalidInputError, match=key):
+            MixtureLoader(manifest, **{"batch_size": 4, key: value})  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="batch_size \\* world_size must be <="):
+        MixtureLoader(manifest, 2**40)  # refused before anything is allocated
+    with pytest.raises(InvalidInputError, match="world_size"):
+        MixtureLoader(manifest, 1, world_size=2**40)
     with pytest.raises(InvalidInputError):
         MixtureLoader(manifest, 4, rank=2, world_size=2)
     with pytest.raises(InvalidInputError, match="mode"):

@@ -382,6 +382,224 @@ def corrupt_sidecar(work: Path) -> None:
     print(f"source={again['source']} samples={again['samples']} same={same}")
 
 
+# -- second round (issue 13): crashes, aborts, hangs -------------------------------------------
+
+_SHORT_ADO = {
+    "ignore_steps": 0,
+    "start_step": 10,
+    "update_interval": 5,
+    "min_points": 5,
+    "subsample": 1,
+    "window": 5,
+}
+
+
+def _ado_after(steps: int, **overrides: object) -> Any:
+    from ado.policy import load_policy
+    from ado.stats import StepStats
+
+    policy = load_policy("ado", domains=["a", "b"], overrides={**_SHORT_ADO, **overrides})
+    for t in range(steps):
+        loss = 2.0 + 3.0 * (t + 1.0) ** -0.5
+        policy.update(StepStats(step=t, counts=[3, 5], loss_sums=[3 * loss, 5 * loss * 1.1]))
+    return policy
+
+
+def _estimator_state(state: dict[str, Any]) -> dict[str, Any]:
+    inner: dict[str, Any] = state["state"]["estimator"]["estimator"]
+    return inner
+
+
+def tampered_estimator_raw(work: Path) -> None:
+    policy = _ado_after(31)
+    state = policy.state_dict()
+    _estimator_state(state)["series"][0]["raw"] = []
+    policy.load_state_dict(state)
+
+
+def tampered_estimator_points(work: Path) -> None:
+    policy = _ado_after(31, max_points=8)
+    state = policy.state_dict()
+    series = _estimator_state(state)["series"][1]
+    series["points_n"] = [1.0] * 10**6
+    series["points_y"] = [2.0] * 10**6
+    policy.load_state_dict(state)
+
+
+def loader_batch_size_huge(work: Path) -> None:
+    from ado.data import MixtureLoader
+
+    MixtureLoader({"web": str(_good(work / "a.tar"))}, 2**40, cache_dir=work / "c")
+
+
+def loader_world_size_huge(work: Path) -> None:
+    from ado.data import MixtureLoader
+
+    MixtureLoader({"web": str(_good(work / "a.tar"))}, 2, world_size=2**40, cache_dir=work / "c")
+
+
+def loader_batch_size_bool(work: Path) -> None:
+    from ado.data import MixtureLoader
+
+    MixtureLoader({"web": str(_good(work / "a.tar"))}, True, cache_dir=work / "c")  # type: ignore[arg-type]
+
+
+def fit_alpha_grid_huge(work: Path) -> None:
+    from ado.policy import load_policy_config
+
+    path = work / "p.yaml"
+    path.write_text("kind: ado\nfit:\n  alpha_grid: 10000000000000\n")
+    load_policy_config(path)
+
+
+def yaml_alias_bomb(work: Path) -> None:
+    from ado.policy import load_policy_config
+
+    lines = ["kind: ado", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    path = work / "p.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    load_policy_config(path)
+
+
+def yaml_too_large(work: Path) -> None:
+    from ado.policy import load_policy_config
+
+    path = work / "p.yaml"
+    path.write_text("kind: ado\n" + "# padding\n" * 1_000_000)
+    load_policy_config(path)
+
+
+def yaml_deep_nesting(work: Path) -> None:
+    from ado.policy import load_policy_config
+
+    path = work / "p.yaml"
+    path.write_text("kind: ado\nx: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    load_policy_config(path)
+
+
+def policy_path_dev_zero(work: Path) -> None:
+    from ado.policy import load_policy_config
+
+    load_policy_config("/dev/zero")
+
+
+def manifest_path_dev_zero(work: Path) -> None:
+    from ado.data import Manifest
+
+    Manifest.load("/dev/zero")
+
+
+def brace_expansion_bomb(work: Path) -> None:
+    _loader(work, {"web": str(work / "s{0..999999}{0..999999}.tar")})
+
+
+# -- silent wrong results ----------------------------------------------------------------------
+
+
+def _edited_state(edit: Callable[[dict[str, Any]], None], steps: int = 31) -> None:
+    policy = _ado_after(steps)
+    state = policy.state_dict()
+    edit(state)
+    policy.load_state_dict(state)
+
+
+def state_weights_nan(work: Path) -> None:
+    _edited_state(lambda s: s.update(weights=[math.nan, 1.0]))
+
+
+def state_weights_unnormalised(work: Path) -> None:
+    _edited_state(lambda s: s.update(weights=[0.6, 0.6]))
+
+
+def state_weights_all_zero(work: Path) -> None:
+    _edited_state(lambda s: s.update(weights=[0.0, 0.0]))
+
+
+def state_pi_bar_negative(work: Path) -> None:
+    _edited_state(lambda s: s["state"].update(pi_bar=[-0.5, 1.5]))
+
+
+def state_averaged_negative(work: Path) -> None:
+    _edited_state(lambda s: s["state"].update(averaged=-2))
+
+
+def state_fit_truncated(work: Path) -> None:
+    _edited_state(lambda s: s["state"]["estimator"]["fit"].update(alpha=[0.3]))
+
+
+def state_step_string(work: Path) -> None:
+    _edited_state(lambda s: s.update(step="12"))
+
+
+def state_none(work: Path) -> None:
+    _ado_after(3).load_state_dict(None)
+
+
+def stats_zero_loss(work: Path) -> None:
+    _stats(loss_sums=[0.0, 5.0])
+
+
+def stats_step_too_large(work: Path) -> None:
+    _stats(step=2**64)
+
+
+def prior_overflow(work: Path) -> None:
+    from ado.policy import load_policy
+    from ado.stats import StepStats
+
+    policy = load_policy("natural", domains=["a", "b"], prior=[1e308, 1e308])
+    policy.update(StepStats(step=0, counts=[1, 1], loss_sums=[2.0, 2.0]))
+    print(f"weights={policy.weights.tolist()}")
+
+
+def yaml_update_interval_bool(work: Path) -> None:
+    from ado.policy import load_policy_config
+
+    path = work / "p.yaml"
+    path.write_text("kind: ado\nupdate_interval: true\n")
+    load_policy_config(path)
+
+
+def yaml_alpha_floor_inf(work: Path) -> None:
+    from ado.policy import load_policy_config
+
+    path = work / "p.yaml"
+    path.write_text("kind: ado\nalpha_floor: .inf\n")
+    load_policy_config(path)
+
+
+def loader_weights_partial_mapping(work: Path) -> None:
+    loader = _loader(work, {"web": str(_good(work / "a.tar")), "code": str(_good(work / "b.tar"))})
+    loader.set_weights({"web": 1.0})  # type: ignore[attr-defined]
+
+
+def loader_weights_none(work: Path) -> None:
+    loader = _loader(work, {"web": str(_good(work / "a.tar"))})
+    loader.set_weights(None)  # type: ignore[attr-defined]
+
+
+# -- interop -----------------------------------------------------------------------------------
+
+
+def member_named_key(work: Path) -> None:
+    _index(write_tar(work / "a.tar", [("m.txt", b"x"), ("m.__key__", b"other")]))
+
+
+def pax_sparse_member(work: Path) -> None:
+    import subprocess
+
+    sparse = work / "k1.bin"
+    with sparse.open("wb") as f:
+        f.seek(1 << 20)
+        f.write(b"end")
+    path = work / "a.tar"
+    subprocess.run(
+        ["tar", "--format=pax", "-S", "-cf", str(path), "-C", str(work), "k1.bin"], check=True
+    )
+    _index(path)
+
+
 CASES: dict[str, Case] = {
     "corrupt_tar_header": Case(corrupt_tar_header, "ShardError", "header checksum mismatch"),
     "truncated_tar": Case(truncated_tar, "ShardError", "truncated tar"),
@@ -452,6 +670,55 @@ CASES: dict[str, Case] = {
         shard_truncated_while_open, "ShardError", "failed to fill whole buffer"
     ),
     "corrupt_sidecar": Case(corrupt_sidecar, None, "source=built samples=4 same=True"),
+    "tampered_estimator_raw": Case(
+        tampered_estimator_raw, "StateError", "domain 0: raw holds 0 observations"
+    ),
+    "tampered_estimator_points": Case(
+        tampered_estimator_points, "StateError", "points exceed max_points 8"
+    ),
+    "loader_batch_size_huge": Case(
+        loader_batch_size_huge, "InvalidInputError", "batch_size * world_size must be <="
+    ),
+    "loader_world_size_huge": Case(
+        loader_world_size_huge, "InvalidInputError", "world_size <= 65536"
+    ),
+    "loader_batch_size_bool": Case(
+        loader_batch_size_bool, "InvalidInputError", "batch_size must be an integer"
+    ),
+    "fit_alpha_grid_huge": Case(fit_alpha_grid_huge, "ConfigError", "less than or equal to 1024"),
+    "yaml_alias_bomb": Case(yaml_alias_bomb, "ConfigError", "aliases expand to more than"),
+    "yaml_too_large": Case(yaml_too_large, "ConfigError", "the limit is 8388608"),
+    "yaml_deep_nesting": Case(yaml_deep_nesting, "ConfigError", "nested deeper than 64"),
+    "policy_path_dev_zero": Case(policy_path_dev_zero, "ConfigError", "not a regular file"),
+    "manifest_path_dev_zero": Case(manifest_path_dev_zero, "ConfigError", "not a regular file"),
+    "brace_expansion_bomb": Case(
+        brace_expansion_bomb, "ConfigError", "brace expansion gives more than 1048576"
+    ),
+    "state_weights_nan": Case(state_weights_nan, "StateError", "weights.0: Input should be"),
+    "state_weights_unnormalised": Case(state_weights_unnormalised, "StateError", "must sum to 1"),
+    "state_weights_all_zero": Case(state_weights_all_zero, "StateError", "must sum to 1"),
+    "state_pi_bar_negative": Case(state_pi_bar_negative, "StateError", "pi_bar: Value error"),
+    "state_averaged_negative": Case(
+        state_averaged_negative, "StateError", "averaged: Input should be greater than"
+    ),
+    "state_fit_truncated": Case(
+        state_fit_truncated, "StateError", "fit.alpha: Value error, has 1 entries"
+    ),
+    "state_step_string": Case(state_step_string, "StateError", "step: Input should be"),
+    "state_none": Case(state_none, "StateError", "policy state must be a mapping"),
+    "stats_zero_loss": Case(stats_zero_loss, "InvalidInputError", "exactly 0"),
+    "stats_step_too_large": Case(stats_step_too_large, "InvalidInputError", "2**63 - 1"),
+    "prior_overflow": Case(prior_overflow, None, "weights=[0.5, 0.5]"),
+    "yaml_update_interval_bool": Case(yaml_update_interval_bool, "ConfigError", "update_interval"),
+    "yaml_alpha_floor_inf": Case(yaml_alpha_floor_inf, "ConfigError", "finite number"),
+    "loader_weights_partial_mapping": Case(
+        loader_weights_partial_mapping, "InvalidInputError", "must name every domain"
+    ),
+    "loader_weights_none": Case(loader_weights_none, "InvalidInputError", "got None"),
+    "member_named_key": Case(
+        member_named_key, "ShardError", 'duplicate file name in tar file (extension "__key__")'
+    ),
+    "pax_sparse_member": Case(pax_sparse_member, "ShardError", "PAX sparse members"),
 }
 
 

@@ -50,3 +50,13 @@ def test_pipe_command_never_runs(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert not (tmp_path / "pwned").exists()
+
+
+def test_docs_table_lists_every_case() -> None:
+    """``docs/bad-inputs.md`` has one row per case (its last column) and no row without one."""
+    doc = (HERE.parents[1] / "docs" / "bad-inputs.md").read_text()
+    rows = [ln for ln in doc.splitlines() if ln.startswith("| ") and ln.rstrip().endswith("` |")]
+    named = [ln.rstrip().rsplit("|", 2)[-2].strip().strip("`") for ln in rows]
+    assert sorted(named) == sorted(CASES)
+    numbers = [int(ln.split("|")[1]) for ln in rows]
+    assert numbers == list(range(1, len(rows) + 1))  # numbered in order, none skipped

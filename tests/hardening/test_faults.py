@@ -116,7 +116,9 @@ def test_sigkill_during_checkpoint_write_keeps_previous(tmp_path: Path) -> None:
     folder = tmp_path / "ckpt"
     folder.mkdir()
     assert _kill_mid_write(_KILL_CHILD, folder) > 1 << 20  # really mid-write
-    latest = latest_checkpoint(folder)
+    assert [p for p in folder.iterdir() if p.name.endswith(".tmp")]  # the killed write's debris
+    latest = latest_checkpoint(folder)  # the next run: resumes, and the debris is gone
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
     assert latest is not None
     assert latest.name == "step_00000001.pt"
     state = load_checkpoint(latest)
@@ -201,10 +203,10 @@ def test_full_disk_checkpoint_tmpfs(full_disk: Path) -> None:
 
 
 def _log_until_full(folder: Path) -> None:
-    from ado.torch.train import _Log
+    from ado.runlog import RunLogWriter
 
     path = folder / "train.jsonl"
-    log = _Log(str(path), rank=0, resume_step=None)
+    log = RunLogWriter(str(path), rank=0, resume_step=None)
     written = 0
     failure: OSError | None = None
     for step in range(100_000):
@@ -231,7 +233,7 @@ def _log_until_full(folder: Path) -> None:
     before = path.read_bytes()
     resume_error: OSError | None = None
     try:
-        _Log(str(path), rank=0, resume_step=written - 1).close()
+        RunLogWriter(str(path), rank=0, resume_step=written - 1).close()
     except OSError as e:
         resume_error = e
     if resume_error is not None:  # tmpfs: no room for the rewrite
@@ -310,3 +312,24 @@ def test_atomic_write_text_replaces_whole_file(tmp_path: Path) -> None:
     atomic_write_text(path, "two\n")
     assert path.read_text() == "two\n"
     assert os.listdir(tmp_path) == ["r.txt"]
+
+
+def test_remove_stale_temps_keeps_live_writers(tmp_path: Path) -> None:
+    from ado._io import remove_stale_temps
+
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    dead = int(child.stdout)  # exited: its pid no longer runs (pids are not reused this fast)
+    live = tmp_path / f".step_00000003.pt.{os.getpid()}.abc123.tmp"
+    stale = tmp_path / f".step_00000003.pt.{dead}.xyz789.tmp"
+    other = tmp_path / f".report.json.{dead}.xyz789.tmp"
+    for p in (live, stale, other):
+        p.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path, ".step_") == [stale]
+    assert live.exists()
+    assert other.exists()
+    assert not stale.exists()

@@ -96,7 +96,7 @@ def test_state_dict_resumes_bitwise() -> None:
     assert b.current is not None
     np.testing.assert_array_equal(a.signal(), b.signal())
     power = ScalingLawEstimator(2, min_points=10, **FAST)  # type: ignore[arg-type]
-    with pytest.raises(StateError, match="not of a 'law: lr' estimator"):
+    with pytest.raises(StateError, match="lr: Input should be a valid dictionary"):
         _estimator().load_state_dict(power.state_dict())
 
 

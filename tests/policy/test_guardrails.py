@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from ado import InvalidInputError, Policy, PolicyConfig, StepStats, load_policy, register_policy
 from ado.policy import Guarded, project_floor
+from pydantic import ConfigDict
 
 NAMES = ["a", "b", "c", "d"]
 MU = np.array([0.4, 0.3, 0.2, 0.1])
@@ -20,6 +21,9 @@ class Scripted(Policy):
     """Test policy: proposes the weights listed in its config, one per update (cycling)."""
 
     class Config(PolicyConfig):
+        # the script proposes bad weights (NaN) on purpose
+        model_config = ConfigDict(allow_inf_nan=True)
+
         kind: Literal["test_scripted"] = "test_scripted"
         script: list[list[float]]
 

@@ -89,5 +89,5 @@ def test_state_mismatches_raise() -> None:
         load_policy(POLICIES / "odm.yaml", domains=NAMES).load_state_dict(sd)
     with pytest.raises(StateError, match="format_version"):
         a.load_state_dict({**sd, "format_version": 99})
-    with pytest.raises(StateError, match="ado state h"):
+    with pytest.raises(StateError, match="ado state is invalid: h: "):
         a.load_state_dict({**sd, "state": {**sd["state"], "h": None}})

@@ -35,3 +35,33 @@ def test_the_library_proper_does_not_import_the_harness() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_no_import_of_ado_or_ado_torch_imports_a_training_stack() -> None:
+    # transformers and lightning (extras 'ado[hf]', 'ado[lightning]') are imported only by
+    # ado.integrations.hf and ado.integrations.lightning, never by ado, ado.torch or
+    # ado.integrations itself
+    code = (
+        "import sys; import ado, ado.data, ado.policy, ado.runlog, ado.torch, ado.integrations; "
+        "import ado.integrations._common; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('transformers', 'lightning', 'pytorch_lightning', 'accelerate', 'lightning_fabric')); "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_missing_stack_names_its_extra() -> None:
+    # with transformers/lightning unimportable, the adapters say which extra installs them
+    for module, extra in (("hf", "transformers"), ("lightning", "lightning")):
+        code = (
+            f"import sys; sys.modules[{extra!r}] = None\n"
+            "from ado.errors import MissingDependencyError\n"
+            f"try:\n    import ado.integrations.{module}\n"
+            "except MissingDependencyError as err:\n    print(err)\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
+        assert f"pip install 'ado[{module}]'" in proc.stdout, proc.stdout + proc.stderr

@@ -59,6 +59,11 @@ def test_invalid_inputs_and_state() -> None:
         tracker.add(torch.ones(2, 2, 2), torch.zeros(2, dtype=torch.long))
     with pytest.raises(InvalidInputError, match="num_domains"):
         DomainLossTracker(0)
+    with pytest.raises(InvalidInputError, match="would be truncated"):
+        tracker.add(torch.ones(2), torch.tensor([0.7, 1.9]))
+    with pytest.raises(InvalidInputError, match=r"in \[0, 3\)"):
+        tracker.add(torch.ones(2), torch.tensor([0, 3]))
+    assert tracker.reduce().tolist() == [0.0] * 6  # refused adds changed nothing
     tracker.add(torch.tensor([1.5, 2.5]), torch.tensor([2, 0]))
     state = tracker.state_dict()
     other = DomainLossTracker(3)

@@ -52,20 +52,24 @@ def tiny_config(manifest: Path, **fields: Any) -> dict[str, Any]:
 
 
 def launch(
-    config: dict[str, Any], folder: Path, env: dict[str, str] | None = None, name: str = "run"
+    config: dict[str, Any],
+    folder: Path,
+    env: dict[str, str] | None = None,
+    name: str = "run",
+    script: Path = SCRIPT,
+    nproc: int = 0,
 ) -> subprocess.Popen[bytes]:
-    """Start ``train_gpt.py --config`` with ``config`` (written to ``folder/name.json``)."""
+    """Start ``script --config`` with ``config`` (written to ``folder/name.json``); with ``nproc``,
+    under ``torchrun`` with that many processes on a free local port."""
     path = folder / f"{name}.json"
     path.write_text(json.dumps(config))
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
+    cmd = [sys.executable, str(script), "--config", str(path)]
+    if nproc:
+        run = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}"]
+        cmd = [*run, f"--master_port={free_port()}", *cmd[1:]]
     with (folder / f"{name}.stderr").open("wb") as err:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [sys.executable, str(SCRIPT), "--config", str(path)],
-            env=full_env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            cwd=ROOT,
-        )
+        return subprocess.Popen(cmd, env=full_env, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
 
 
 def train_records(log: Path) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ado.errors import AdoError
 
@@ -28,9 +29,16 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ado",
         description="ado: adaptive data mixtures for language-model pretraining. "
         "Run 'ado COMMAND --help' for a command's options.",
@@ -51,10 +59,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.func(args)
-    except AdoError as err:
-        print(f"ado {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"ado {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (AdoError, OSError, ValueError) as err:  # bad input, a file problem: one line
+        print(f"ado {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except Exception as err:  # a bug: one line, the traceback with -v
+        logging.getLogger(__name__).debug("traceback", exc_info=True)
+        print(
+            f"ado {args.command}: internal error: {type(err).__name__}: {_one_line(err)} "
+            "(run with -v for the traceback; please report)",
+            file=sys.stderr,
+        )
+        return 1
     return code
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return " | ".join(lines) if len(lines) <= 6 else " | ".join([*lines[:6], "..."])
 
 
 if __name__ == "__main__":

@@ -6,11 +6,10 @@ import argparse
 import re
 from typing import Any
 
-import yaml
-
+from ado._config_file import parse_yaml
 from ado.errors import ConfigError
 
-__all__ = ["add_override_arg", "parse_overrides", "plain"]
+__all__ = ["add_override_arg", "non_negative_int", "parse_overrides", "plain", "positive_int"]
 
 
 def plain(doc: str | None) -> str:
@@ -40,5 +39,25 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = parse_yaml(value, f"--set {key.strip()}")
     return out
+
+
+def _int_at_least(low: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value < 2**63:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+#: argparse ``type`` of an integer >= 1 (steps, jobs, threads, sizes).
+positive_int = _int_at_least(1)
+#: argparse ``type`` of an integer >= 0 (seeds).
+non_negative_int = _int_at_least(0)

@@ -22,7 +22,7 @@ from typing import Any
 
 from ado._deps import require
 from ado._io import cache_root
-from ado.cli._common import plain
+from ado.cli._common import non_negative_int, plain, positive_int
 from ado.errors import ConfigError
 from ado.policy.presets import resolve_policy
 
@@ -59,14 +59,14 @@ def register(sub: Any) -> None:
     p.add_argument("--out", type=Path, required=True, help="output folder (runs, report, plots)")
     p.add_argument(
         "--seeds",
-        type=int,
+        type=non_negative_int,
         nargs="+",
         default=None,
         help="seeds of every policy (default: the preset's, 0 1 2 for cpu-full, else 0)",
     )
     p.add_argument(
         "--extra-seeds",
-        type=int,
+        type=non_negative_int,
         nargs="*",
         default=[],
         help="more seeds, only for the policies of --extra-for",
@@ -79,20 +79,20 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--steps",
-        type=int,
+        type=positive_int,
         default=None,
         help="override the preset's steps (cadences and ADO's schedule scale along)",
     )
     p.add_argument("--device", default=None, help="override the preset's device")
     p.add_argument(
         "--jobs",
-        type=int,
+        type=positive_int,
         default=1,
         help="runs trained at once, each in its own process (default 1)",
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="torch CPU threads per run (default: the usable cores divided by --jobs)",
     )
@@ -120,11 +120,15 @@ def _corpus(arg: str, progress: bool) -> Path:
     if arg != "builtin":
         return Path(arg)
     folder = builtin_corpus_dir()
-    if not (folder / "corpus.json").exists():
-        from ado.corpus import build_builtin
+    if (folder / "corpus.json").exists():
+        return folder
+    from ado.corpus import build_builtin
+    from ado.corpus.build import build_lock
 
-        print(f"building the built-in corpus in {folder}", file=sys.stderr)
-        build_builtin(folder, force=True, progress=progress)
+    with build_lock(folder):  # another compare may be building it: wait, then use its build
+        if not (folder / "corpus.json").exists():
+            print(f"building the built-in corpus in {folder}", file=sys.stderr)
+            build_builtin(folder, force=True, progress=progress)
     return folder
 
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ado.cli._common import plain
+from ado.cli._common import non_negative_int, plain, positive_int
 from ado.corpus import BUILTIN_CAP_BYTES, build_builtin
 from ado.corpus.build import BuildConfig, build_corpus
 from ado.errors import ConfigError
@@ -55,7 +55,7 @@ def register(sub: Any) -> None:
     )
     b.add_argument(
         "--vocab-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="BPE vocabulary (default 4096 builtin, 8192 debian)",
     )
@@ -70,19 +70,21 @@ def register(sub: Any) -> None:
     )
     b.add_argument(
         "--val-permille",
-        type=int,
+        type=non_negative_int,
         default=None,
         help="validation share by source hash (default 50 builtin, 20 debian)",
     )
     b.add_argument(
         "--max-sample-bytes",
-        type=int,
+        type=positive_int,
         default=BuildConfig.max_sample_bytes,
         help="longest sample; documents are cut at blank lines (default %(default)s: short "
         "samples keep a domain's rows in a short run from many documents)",
     )
-    b.add_argument("--seed", type=int, default=0, help="seed of the noise domain (default 0)")
-    b.add_argument("--workers", type=int, default=2, help="processes for extraction")
+    b.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the noise domain (default 0)"
+    )
+    b.add_argument("--workers", type=positive_int, default=2, help="processes for extraction")
     b.add_argument(
         "--install",
         action="store_true",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from tqdm import tqdm
 from ado.cli._common import plain
 from ado.data import Manifest, expand_patterns, index_shard
 from ado.data.loader import default_cache_dir
-from ado.errors import ConfigError
+from ado.errors import AdoError, ConfigError
 
 __all__ = ["register"]
 
@@ -72,8 +73,13 @@ def run_index(args: argparse.Namespace) -> int:
     totals = {"samples": 0, "bytes_read": 0, "file_size": 0}
     sources: dict[str, int] = {}
     start = time.perf_counter()
+    failures: list[str] = []
     for path in tqdm(paths, desc="indexing", unit="shard", disable=args.json or len(paths) < 2):
-        info = index_shard(path, cache_dir=cache)
+        try:
+            info = index_shard(path, cache_dir=cache)
+        except AdoError as err:  # index the rest; report every failure at the end
+            failures.append(f"{path}: {type(err).__name__}: {err}")
+            continue
         for key in totals:
             totals[key] += int(info[key])
         sources[str(info["source"])] = sources.get(str(info["source"]), 0) + 1
@@ -86,6 +92,11 @@ def run_index(args: argparse.Namespace) -> int:
             f"{totals['file_size'] / 1e6:.1f} MB of tar, {totals['bytes_read'] / 1e6:.2f} MB of "
             f"headers read, {seconds:.2f} s ({', '.join(f'{v} {k}' for k, v in sources.items())})"
         )
+    for line in failures:
+        print(f"ado shards index: failed: {line}", file=sys.stderr)
+    if failures:
+        print(f"ado shards index: {len(failures)} of {len(paths)} shards failed", file=sys.stderr)
+        return 2
     return 0
 
 

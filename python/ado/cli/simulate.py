@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ado.cli._common import add_override_arg, parse_overrides
+from ado.cli._common import add_override_arg, non_negative_int, parse_overrides, positive_int
 from ado.policy import load_policy
 from ado.sim import default_spec, load_spec, plot_weights, simulate
 
@@ -28,8 +28,8 @@ def register(sub: Any) -> None:
         help="preset name (e.g. ado) or policy YAML file",
     )
     p.add_argument("--domains", type=Path, help="simulator spec YAML (default: built-in 4+1)")
-    p.add_argument("--steps", type=int, default=6000, help="training steps (default 6000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--steps", type=positive_int, default=6000, help="training steps (default 6000)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     p.add_argument("--out", type=Path, default=Path("runs/simulate"), help="output directory")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

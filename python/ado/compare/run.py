@@ -98,6 +98,14 @@ class CompareConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        seeds = [*self.seeds, *self.extra_seeds]
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:  # a repeated seed is the same run: it would count twice in the spread
+            raise ConfigError(
+                f"seeds must be distinct (seeds and extra seeds); repeated: {repeated}"
+            )
+        if not self.seeds:
+            raise ConfigError("at least one seed is needed")
         if self.jobs < 1:
             raise ConfigError(f"jobs must be >= 1, got {self.jobs}")
         if self.threads is not None and self.threads < 1:
@@ -438,6 +446,21 @@ def report_finished(cfg: CompareConfig) -> dict[str, Any]:
     """
     from ado.compare.report import write_report
 
+    meta = cfg.out / "compare.json"
+    if not meta.is_file():
+        raise ConfigError(f"{cfg.out}: no compare.json, so no comparison to report")
+    try:
+        have = json.loads(meta.read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{meta}: unreadable: {err}") from None
+    want = cfg.identity()
+    for key in ("corpus", "preset"):  # a report labelled with another corpus would lie
+        if not isinstance(have, dict) or have.get(key) != want[key]:
+            got = have.get(key) if isinstance(have, dict) else None
+            raise ConfigError(
+                f"{cfg.out}: its runs were made with {key} {got!r}, not {want[key]!r}; "
+                f"report them with the {key} they were made with"
+            )
     info = corpus_info(cfg.corpus)
     kinds = {label: c.kind for label, c in _configs(cfg).items()}
     kinds.setdefault(REFERENCE, "static")

@@ -30,10 +30,13 @@ same inputs give the same bytes.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -52,10 +55,12 @@ from ado.errors import ConfigError
 
 __all__ = [
     "CORPUS_FORMAT_VERSION",
+    "LOCK_NAME",
     "BuildConfig",
     "Document",
     "DomainRecipe",
     "build_corpus",
+    "build_lock",
     "check_out_dir",
     "split_of",
 ]
@@ -68,6 +73,9 @@ CORPUS_FORMAT_VERSION = 1
 _PARA = re.compile(r"\n[ \t]*\n")
 
 #: Files and folders a build writes into its output folder (removed by ``force``).
+#: The lock file of a build in progress (see :func:`build_lock`); not part of the corpus.
+LOCK_NAME = ".ado-build.lock"
+_HELD: set[str] = set()  # folders whose build lock this process holds
 OWNED = (
     "train",
     "val",
@@ -179,7 +187,7 @@ def check_out_dir(out: Path, force: bool) -> None:
     """
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir()):
         if not force:
             raise ConfigError(f"{out} is not empty; pass --force to replace a corpus built there")
         for name in OWNED:
@@ -421,8 +429,42 @@ def build_corpus(
     if len(set(ood_names)) != len(ood_names) or any(r.noise_bytes for r in ood):
         raise ConfigError(f"out-of-distribution sets need distinct names and text: {ood_names}")
     out = Path(cfg.out)
-    check_out_dir(out, cfg.force)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    with build_lock(out):  # two builds into one folder never mix their files
+        return _build_locked(recipes, cfg, out, ood)
+
+
+@contextlib.contextmanager
+def build_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out`` (``out/.ado-build.lock``, ``flock``) for a build; a
+    second build into the same folder waits for the first, then finds it not empty (and
+    refuses without ``force``). The lock is released when the process ends, however it ends.
+    Re-entrant within a process (a caller may hold it around a build, e.g. build-if-missing)."""
+    out.mkdir(parents=True, exist_ok=True)
+    key = str(out.resolve())
+    if key in _HELD:
+        yield
+        return
+    fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    _HELD.add(key)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.warning("%s: another build is writing here; waiting for it to finish", out)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        _HELD.discard(key)
+        os.close(fd)  # releases the lock
+
+
+def _build_locked(
+    recipes: list[DomainRecipe], cfg: BuildConfig, out: Path, ood: Sequence[DomainRecipe]
+) -> dict[str, Any]:
+    check_out_dir(out, cfg.force)
 
     collected: list[_Collected] = []
     bar = tqdm(recipes, desc="corpus: collect", unit="domain", disable=not cfg.progress)

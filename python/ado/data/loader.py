@@ -24,6 +24,7 @@ from ado._core import MixtureLoaderCore
 from ado._io import cache_root
 from ado.data.manifest import Manifest
 from ado.errors import InvalidInputError, StateError
+from ado.stats import normalised
 
 __all__ = ["Batch", "MixtureLoader", "PackConfig", "default_cache_dir"]
 
@@ -113,8 +114,20 @@ def _as_weights(weights: Any, names: list[str]) -> list[float] | None:
         unknown = set(weights) - set(names)
         if unknown:
             raise InvalidInputError(f"weights name unknown domains {sorted(unknown)}")
-        return [float(weights.get(n, 0.0)) for n in names]
-    arr = np.asarray(weights, dtype=np.float64)
+        missing = [n for n in names if n not in weights]
+        if missing:  # silently zeroing them would drop domains by a typo
+            raise InvalidInputError(
+                f"weights must name every domain; missing {missing} (give 0 to drop one)"
+            )
+        weights = [weights[n] for n in names]
+    raw = np.asarray(weights)
+    if raw.dtype.kind not in "iuf":
+        raise InvalidInputError(f"weights must be numbers, got {weights!r:.200}")
+    arr = raw.astype(np.float64)
+    with np.errstate(over="ignore"):
+        overflows = bool(np.isinf(arr.sum()) and np.isfinite(arr).all() and arr.min() >= 0)
+    if overflows:  # finite weights whose sum overflows: scale them (as ado.stats.normalised)
+        arr = normalised(arr)
     if arr.ndim != 1:
         raise InvalidInputError(f"weights must be 1-D, got shape {arr.shape}")
     return [float(x) for x in arr]
@@ -130,8 +143,8 @@ class MixtureLoader:
         rank: This rank.
         world_size: Number of ranks; each draws the same global batch of
             ``batch_size * world_size`` slots and materialises its own slice.
-        weights: Initial weights (sequence in domain order, or ``{name: weight}``); default the
-            manifest's prior weights, else uniform.
+        weights: Initial weights (sequence in domain order, or ``{name: weight}`` naming every
+            domain); default the manifest's prior weights, else uniform.
         mode: ``"iid"`` (multinomial per slot) or ``"deficit"`` (low-discrepancy counts).
         pack: ``None`` for raw samples, or a :class:`PackConfig` for packed token rows.
         readahead_bytes: Read-ahead budget in bytes over all domains (0: no read-ahead).
@@ -165,6 +178,19 @@ class MixtureLoader:
     ) -> None:
         self.manifest = _as_manifest(manifest)
         names = self.manifest.names
+        sizes = {
+            "batch_size": batch_size,
+            "seed": seed,
+            "rank": rank,
+            "world_size": world_size,
+            "readahead_bytes": readahead_bytes,
+            "readahead_threads": readahead_threads,
+            "index_threads": index_threads,
+            "max_open_files": max_open_files,
+        }
+        for key, value in sizes.items():  # bounds on the sizes themselves live in the Rust core
+            if isinstance(value, bool) or not isinstance(value, int) or not -1 < value < 2**63:
+                raise InvalidInputError(f"{key} must be an integer in [0, 2**63), got {value!r}")
         if min(batch_size, world_size) < 1 or not 0 <= rank < world_size or seed < 0:
             raise InvalidInputError(
                 f"need batch_size >= 1, world_size >= 1, 0 <= rank < world_size and seed >= 0; "
@@ -253,6 +279,17 @@ class MixtureLoader:
         return int(self._config["world_size"])
 
     @property
+    def batch_size(self) -> int:
+        """Rows per batch on this rank."""
+        return int(self._config["batch_size"])
+
+    @property
+    def pack(self) -> PackConfig | None:
+        """The packing configuration (``None``: raw samples)."""
+        pack: PackConfig | None = self._config["pack"]
+        return pack
+
+    @property
     def num_samples(self) -> list[int]:
         """Samples per domain (all ranks)."""
         return list(self._core.num_samples)
@@ -284,14 +321,18 @@ class MixtureLoader:
         return list(self._core.epochs())
 
     def set_weights(self, weights: Sequence[float] | Mapping[str, float] | npt.ArrayLike) -> None:
-        """Set the weights used from the very next batch on (staleness 0).
+        """Set the weights used from the very next batch on (staleness 0): a sequence in domain
+        order, or a mapping naming every domain (0 drops one).
 
         Raises:
-            InvalidInputError: Wrong length, negative/NaN entries or a zero sum.
+            InvalidInputError: Wrong length, a mapping that misses or adds a domain, ``None``,
+                non-numbers, negative/NaN entries or a zero sum.
         """
+        if weights is None:
+            raise InvalidInputError("set_weights needs weights, got None")
         w = _as_weights(weights, self.domains)
-        assert w is not None
-        self._core.set_weights(w)
+        if w is not None:
+            self._core.set_weights(w)
 
     # -- iteration ------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Batch]:

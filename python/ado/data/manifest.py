@@ -15,6 +15,7 @@ from a file).
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -25,12 +26,15 @@ import braceexpand
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ado._config_file import read_config
 from ado._io import atomic_write_text
 from ado.errors import ConfigError, ShardError
 
 __all__ = ["DomainSpec", "Manifest", "expand_patterns"]
 
 _GLOB_CHARS = frozenset("*?[")
+#: Most names one shard pattern may expand to (``s{0..999999}{0..999999}.tar`` is 10^12).
+MAX_EXPANSION = 1 << 20
 
 
 def expand_patterns(
@@ -48,6 +52,7 @@ def expand_patterns(
 
     Raises:
         ShardError: For ``pipe:`` commands, URLs and globs that match nothing.
+        ConfigError: A pattern expanding to more than :data:`MAX_EXPANSION` names.
     """
     out: list[Path] = []
     for pattern in patterns:
@@ -56,7 +61,13 @@ def expand_patterns(
                 f"{pattern}: only local (or mounted) shards can be read by offset; "
                 "pipe: commands and URLs are not supported"
             )
-        for name in braceexpand.braceexpand(pattern):
+        names = list(itertools.islice(braceexpand.braceexpand(pattern), MAX_EXPANSION + 1))
+        if len(names) > MAX_EXPANSION:
+            raise ConfigError(
+                f"{pattern}: brace expansion gives more than {MAX_EXPANSION} names; "
+                "split the domain or use a glob"
+            )
+        for name in names:
             path = Path(name).expanduser()
             if base_dir is not None and not path.is_absolute():
                 path = Path(base_dir) / path
@@ -126,11 +137,7 @@ class Manifest(BaseModel):
             ConfigError: If the file cannot be parsed or does not describe a manifest.
         """
         path = Path(path)
-        try:
-            text = path.read_text()
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (OSError, ValueError, yaml.YAMLError) as err:
-            raise ConfigError(f"{path}: cannot read manifest: {err}") from err
+        data = read_config(path, "manifest", json_suffix=True)  # bounded size, depth, aliases
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a manifest is a mapping with a 'domains' key")
         data.setdefault("base_dir", str(path.parent.resolve()))

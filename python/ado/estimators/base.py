@@ -45,7 +45,7 @@ class Estimator(Protocol):
 class EstimatorConfigBase(BaseModel):
     """Base of estimator configurations: frozen, no unknown fields, a ``kind`` discriminator."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     kind: str
 

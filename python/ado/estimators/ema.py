@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import AfterValidator, Field, ValidationInfo
 
+from ado._state import FiniteFloat, StateModel, parse_state
 from ado.errors import InvalidInputError, StateError
 from ado.estimators.base import EstimatorConfigBase
 from ado.stats import F64, StepStats
@@ -69,11 +70,22 @@ class LossEMAEstimator:
         return {"value": [None if np.isnan(v) else float(v) for v in self._value]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output."""
-        value = state.get("value")
-        if not isinstance(value, list) or len(value) != self._k:
-            raise StateError(f"loss-EMA state needs 'value' with {self._k} entries, got {value!r}")
-        self._value = np.array([np.nan if v is None else v for v in value], dtype=np.float64)
+        """Restore :meth:`state_dict` output (validated first: ``StateError`` naming the field)."""
+        st = parse_state(_EMAState, state, "loss-EMA state", k=self._k)
+        if self.init == "zero" and None in st.value:
+            raise StateError("loss-EMA state: value holds None (unset), but init is 'zero'")
+        self._value = np.array([np.nan if v is None else v for v in st.value], dtype=np.float64)
+
+
+def _per_domain(value: list[float | None], info: ValidationInfo) -> list[float | None]:
+    k = (info.context or {}).get("k")
+    if k is not None and len(value) != k:
+        raise ValueError(f"has {len(value)} entries; expected one per domain ({k})")
+    return value
+
+
+class _EMAState(StateModel):
+    value: Annotated[list[FiniteFloat | None], AfterValidator(_per_domain)]
 
 
 class LossEMAConfig(EstimatorConfigBase):

@@ -7,7 +7,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from ado.errors import ConfigError, InvalidInputError, StateError
+from ado._state import NonNegVector, StateModel, parse_state
+from ado.errors import ConfigError, InvalidInputError
 from ado.estimators.base import EstimatorConfigBase
 from ado.stats import F64, StepStats
 
@@ -70,11 +71,13 @@ class ExcessLossEstimator:
         return {"value": self._value.tolist()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output."""
-        value = state.get("value")
-        if not isinstance(value, list) or len(value) != self._k:
-            raise StateError(f"excess-loss state needs 'value' with {self._k} entries")
-        self._value = np.asarray(value, dtype=np.float64)
+        """Restore :meth:`state_dict` output (validated first: ``StateError`` naming the field)."""
+        st = parse_state(_ExcessState, state, "excess-loss state", k=self._k)
+        self._value = np.asarray(st.value, dtype=np.float64)
+
+
+class _ExcessState(StateModel):
+    value: NonNegVector
 
 
 class ExcessLossConfig(EstimatorConfigBase):

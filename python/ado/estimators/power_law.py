@@ -23,15 +23,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeInt,
     PositiveFloat,
-    PositiveInt,
     PrivateAttr,
     ValidationError,
 )
 
 from ado import _core
-from ado.errors import InvalidInputError
+from ado.errors import InvalidInputError, StateError
 
 __all__ = [
     "FitConfig",
@@ -49,7 +47,7 @@ F64 = npt.NDArray[np.float64]
 class Limit(BaseModel):
     """A one-sided limit on a parameter: a hard bound, or a linear penalty ``weight * distance``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     at: float
     weight: float | None = Field(default=None, ge=0, description="None: hard bound")
@@ -64,7 +62,7 @@ class FitConfig(BaseModel):
     of the ADO reference implementation.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     huber_delta: PositiveFloat = 1e-3
     log_beta_lower: Limit | None = None
@@ -76,9 +74,11 @@ class FitConfig(BaseModel):
     eps_below_min_loss: bool = Field(True, description="hard bound eps <= min observed loss")
     eps_min_ratio: float | None = Field(1e-6, gt=0, le=1, description="eps >= ratio * min loss")
     constant: float = 0.0
-    alpha_grid: int = Field(48, ge=2, description="exponents tried by the global search")
-    search_points: int = Field(128, ge=3, description="points used by the global search")
-    max_iter: int = Field(300, ge=1, description="Newton iterations per polish")
+    # upper bounds: the Rust core's (MAX_ALPHA_GRID, MAX_SEARCH_POINTS, MAX_ITER), so that a huge
+    # number is a ConfigError here rather than hours of search or an allocation failure
+    alpha_grid: int = Field(48, ge=2, le=1024, description="exponents tried by the global search")
+    search_points: int = Field(128, ge=3, le=16384, description="points used by the global search")
+    max_iter: int = Field(300, ge=1, le=100_000, description="Newton iterations per polish")
 
     _core_spec: _core.FitSpec = PrivateAttr()
 
@@ -232,13 +232,14 @@ class PowerLawEstimatorConfig(BaseModel):
         missing: a domain absent from a step: ``"carry"`` its last loss forward, or ``"skip"``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
-    ignore_steps: NonNegativeInt = 0
-    subsample: PositiveInt = 10
-    window: PositiveInt = 101
-    order: NonNegativeInt = 3
-    max_points: PositiveInt | None = 4096
+    # upper bounds: the Rust core's (MAX_WINDOW, MAX_ORDER, MAX_POINTS; steps are u64 there)
+    ignore_steps: int = Field(0, ge=0, le=2**63 - 1)
+    subsample: int = Field(10, ge=1, le=2**32)
+    window: int = Field(101, ge=1, le=4095)
+    order: int = Field(3, ge=0, le=16)
+    max_points: int | None = Field(4096, ge=1, le=1 << 24)
     overflow: Literal["thin", "drop_oldest"] = "thin"
     missing: Literal["carry", "skip"] = "carry"
 
@@ -263,8 +264,8 @@ class PowerLawEstimator:
         config: PowerLawEstimatorConfig | None = None,
         **fields: Any,
     ) -> None:
-        if num_domains < 0:
-            raise InvalidInputError(f"num_domains must be >= 0, got {num_domains}")
+        if isinstance(num_domains, bool) or not isinstance(num_domains, int) or num_domains < 0:
+            raise InvalidInputError(f"num_domains must be an integer >= 0, got {num_domains!r}")
         self.config = config = config_or_fields(PowerLawEstimatorConfig, config, fields)
         self._inner = _core.PowerLawEstimator(num_domains, config.model_dump_json())
 
@@ -307,11 +308,25 @@ class PowerLawEstimator:
         cfg = config or FitConfig()
         return PowerLawFit._from_core(self._inner.fit(cfg._core_spec))
 
+    def copy(self) -> PowerLawEstimator:
+        """An independent copy (same configuration and state)."""
+        out = PowerLawEstimator.__new__(PowerLawEstimator)
+        out.config = self.config
+        out._inner = self._inner.copy()
+        return out
+
     def state_dict(self) -> dict[str, Any]:
         """JSON-safe state; restores bitwise."""
         state: dict[str, Any] = json.loads(self._inner.state_json())
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output (raises ``StateError`` on a mismatch)."""
-        self._inner.load_state_json(json.dumps(state))
+        """Restore :meth:`state_dict` output. The state is checked against the estimator's
+        invariants first (raises ``StateError`` naming the domain and field, changing nothing)."""
+        if not isinstance(state, dict):
+            raise StateError(f"estimator state must be a mapping, got {type(state).__name__}")
+        try:
+            text = json.dumps(state, allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise StateError(f"estimator state is not plain JSON: {err}") from None
+        self._inner.load_state_json(text)

@@ -30,12 +30,21 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    StrictStr,
+    ValidationInfo,
+    model_validator,
+)
 
-from ado.errors import FitError, InvalidInputError, StateError
+from ado._state import Count, FiniteFloat, NonNegVector, StateModel, Step, Vector, parse_state
+from ado.errors import FitError, InvalidInputError
 from ado.estimators.lr_law import LrFitConfig, LrLawFit, fit_lr_laws
 from ado.estimators.power_law import (
     FitConfig,
@@ -105,7 +114,7 @@ class ScalingLawConfig(PowerLawEstimatorConfig):
         lr_schedule: the planned schedule for ``law: lr`` (None: learned from ``StepStats.lr``).
     """
 
-    ignore_steps: NonNegativeInt = 1000
+    ignore_steps: int = Field(1000, ge=0, le=2**63 - 1)
     start_step: NonNegativeInt = 2000
     update_interval: PositiveInt = 1000
     x_axis: Literal["total", "domain"] = "total"
@@ -222,15 +231,17 @@ class ScalingLawEstimator:
         return self._x
 
     def observe(self, stats: StepStats) -> bool:
-        """Ingest one step and refit if one is due; returns whether a new fit was accepted."""
+        """Ingest one step and refit if one is due; returns whether a new fit was accepted.
+
+        All or nothing: a step that raises (bad statistics, or ``KeyboardInterrupt`` during a
+        refit) leaves the estimator exactly as it was."""
         counts = stats.counts
         batch = float(_sum(counts))
         if batch <= 0.0:
             raise InvalidInputError(f"step {stats.step}: the batch has no samples (counts all 0)")
-        self._total += batch
-        self.last_batch = batch
-        if self.x_axis == "domain":
-            self._domain_n += counts
+        total = self._total + batch
+        domain_n = self._domain_n + counts if self.x_axis == "domain" else self._domain_n
+        x = np.full(self._k, total) if self.x_axis == "total" else np.maximum(domain_n, 1.0)
         losses = self._losses
         losses.fill(np.nan)  # absent domains stay NaN
         np.divide(stats.loss_sums, counts, out=losses, where=counts > 0)
@@ -238,43 +249,59 @@ class ScalingLawEstimator:
         # domain has a value to carry forward, so the fill is not needed.
         fill = float(_sum(stats.loss_sums)) / batch if self._est.last_step is None else None
         t = stats.step
+        refit_due = t >= self.start_step and t % self.update_interval == 0
+        apply_due = self._pending is not None and t >= self._pending[1]
+        new_lrs: list[float] = []
         if self.law == "lr":
-            self._observe_lr(stats)
-            self._est.update(t, losses, np.full(self._k, t + 1.0), fill)
-        else:
-            self._est.update(t, losses, self.x(), fill)
-        accepted = False
-        if self._pending is not None and t >= self._pending[1]:
-            accepted = self._apply_pending()
-        if t >= self.start_step and t % self.update_interval == 0:
-            if self.fit_delay == 0:
-                return self.refit(t)
-            self._submit(t)
+            x = np.full(self._k, t + 1.0)  # the lr law's points are indexed by step
+            new_lrs = self._lr_steps(stats)  # validated before anything changes
+        # What a refit or a wait might leave half-done if interrupted (taken only on those steps).
+        saved = (
+            (self._est.copy(), self.__dict__.copy(), len(self._lr_seen), self._areas.state())
+            if refit_due or apply_due
+            else None
+        )
+        self._est.update(t, losses, x, fill)  # validates everything before it changes anything
+        self._total, self.last_batch, self._domain_n = total, batch, domain_n
+        for lr in new_lrs:
+            if self._planned is None:
+                self._lr_seen.append(lr)
+            self._areas.advance(lr)
+        if saved is None:
+            return False
+        try:
+            accepted = self._apply_pending() if apply_due else False
+            if refit_due:
+                if self.fit_delay == 0:
+                    return self.refit(t)
+                self._submit(t)
+        except BaseException:
+            self.__dict__.update(saved[1])
+            self._est = saved[0]
+            del self._lr_seen[saved[2] :]
+            self._areas.load(saved[3])
+            raise
         return accepted
 
-    def _observe_lr(self, stats: StepStats) -> None:
-        """Advance the learning-rate bookkeeping of ``law: lr`` to ``stats.step`` (a gap in the
-        steps repeats this step's rate)."""
+    def _lr_steps(self, stats: StepStats) -> list[float]:
+        """``law: lr``: the learning rates of the steps since the last one up to ``stats.step``
+        (a gap repeats this step's rate), from the planned schedule or ``StepStats.lr``."""
         t = stats.step
         last = self._areas.step
         if t <= last:
-            return  # the power-law estimator rejects it with a clear message
+            return []  # the power-law estimator rejects it with a clear message
         if self._planned is not None:
             if t >= self._planned.shape[0]:
                 raise InvalidInputError(
                     f"step {t} is past the planned lr_schedule ({self._planned.shape[0]} steps)"
                 )
-            for s in range(last + 1, t + 1):
-                self._areas.advance(float(self._planned[s]))
-            return
+            return [float(v) for v in self._planned[last + 1 : t + 1]]
         if stats.lr is None:
             raise InvalidInputError(
                 f"step {t}: law 'lr' without an lr_schedule learns the schedule from "
                 "StepStats.lr, and this step has none"
             )
-        for _ in range(last + 1, t + 1):
-            self._lr_seen.append(stats.lr)
-            self._areas.advance(stats.lr)
+        return [stats.lr] * (t - last)
 
     def lr_history(self) -> F64:
         """``law: lr``: the learning rate of every step so far (the planned schedule's, or the
@@ -385,8 +412,9 @@ class ScalingLawEstimator:
         # total x-axis: one scalar n for every domain (cheaper than a vector)
         n: float | F64 = self._total if self.x_axis == "total" else self.x()
         eps = fit.eps
-        predicted = eps + fit.beta * n**-fit.alpha  # reference arithmetic: L(n), then minus eps
-        out: F64 = self._slope_mult * (predicted - eps) / n
+        with np.errstate(over="ignore"):  # an inf score is handled as degenerate by the policy
+            predicted = eps + fit.beta * n**-fit.alpha  # reference: L(n), then minus eps
+            out: F64 = self._slope_mult * (predicted - eps) / n
         return out
 
     def points(self, domain: int) -> tuple[F64, F64]:
@@ -407,7 +435,7 @@ class ScalingLawEstimator:
             pending = {
                 "step": step,
                 "apply_step": apply_step,
-                "fit": _fit_to_dict(result) if isinstance(result, PowerLawFit) else None,
+                "fit": _fit_to_dict(result) if isinstance(result, PowerLawFit | LrLawFit) else None,
                 "error": str(result) if isinstance(result, FitError) else None,
             }
         return {
@@ -424,34 +452,28 @@ class ScalingLawEstimator:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output."""
-        try:
-            self._est.load_state_dict(state["estimator"])
-            self._total = float(state["total"])
-            self._domain_n = np.asarray(state["domain_n"], dtype=np.float64)
-            lr = state.get("lr")
-            if self.law == "lr":
-                if lr is None:
-                    raise StateError("scaling-law estimator state is not of a 'law: lr' estimator")
-                self._lr_seen = [float(x) for x in lr["seen"]]
-                self._areas.load(lr)
-            f = state["fit"]
-            self.current = None if f is None else self._load_fit(f)
-            p = state.get("pending")
-            self._pending = None
-            if p is not None:
-                result: AnyFit | FitError = (
-                    self._load_fit(p["fit"]) if p["fit"] is not None else FitError(p["error"])
-                )
-                self._pending = (int(p["step"]), int(p["apply_step"]), result)
-            self.num_fits = int(state["num_fits"])
-            self.num_rejected = int(state["num_rejected"])
-            self.num_skipped = int(state["num_skipped"])
-            self.last_fit_step = int(state["last_fit_step"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise StateError(f"scaling-law estimator state is malformed: {err!r}") from None
-        if self._domain_n.shape != (self._k,):
-            raise StateError(f"scaling-law estimator state is for {self._domain_n.size} domains")
+        """Restore :meth:`state_dict` output (validated whole first; raises ``StateError``
+        naming the field, and then changes nothing)."""
+        model = _LrScalingState if self.law == "lr" else _ScalingState
+        st = parse_state(model, state, "scaling-law estimator state", k=self._k)
+        self._est.load_state_dict(st.estimator)  # Rust: validated against its invariants
+        self._total = st.total
+        self._domain_n = np.asarray(st.domain_n, dtype=np.float64)
+        if st.lr is not None:
+            self._lr_seen = list(st.lr.seen)
+            self._areas.load(st.lr.model_dump())
+        self.current = None if st.fit is None else self._load_fit(st.fit.model_dump())
+        self._pending = None
+        p = st.pending
+        if p is not None:
+            result: AnyFit | FitError = (
+                self._load_fit(p.fit.model_dump()) if p.fit is not None else FitError(p.error)
+            )
+            self._pending = (p.step, p.apply_step, result)
+        self.num_fits = st.num_fits
+        self.num_rejected = st.num_rejected
+        self.num_skipped = st.num_skipped
+        self.last_fit_step = st.last_fit_step
 
     def _load_fit(self, data: dict[str, Any]) -> AnyFit:
         if self.law == "lr":
@@ -501,3 +523,84 @@ class _RunningAreas:
         self.step = int(state["step"])
         self.s1, self.s1_prev = float(state["s1"]), float(state["s1_prev"])
         self.m, self.prev = float(state["m"]), float(state["prev"])
+
+
+def _positive(value: list[float]) -> list[float]:
+    if any(not v > 0.0 for v in value):
+        raise ValueError("must be > 0")
+    return value
+
+
+def _counts_per_domain(value: list[int], info: ValidationInfo) -> list[int]:
+    k = (info.context or {}).get("k")
+    if k is not None and len(value) != k:
+        raise ValueError(f"has {len(value)} entries; expected one per domain ({k})")
+    return value
+
+
+class _FitState(StateModel):
+    eps: Annotated[Vector, AfterValidator(_positive)]
+    beta: Annotated[Vector, AfterValidator(_positive)]
+    alpha: Vector
+    objective: Vector
+    n_points: Annotated[list[Count], AfterValidator(_counts_per_domain)]
+    iterations: Annotated[list[Count], AfterValidator(_counts_per_domain)]
+
+
+class _LrFitState(StateModel):
+    l0: Vector
+    a: Vector
+    alpha: Vector
+    c: Vector
+    objective: Vector
+    n_points: Annotated[list[Count], AfterValidator(_counts_per_domain)]
+    evaluations: Annotated[list[Count], AfterValidator(_counts_per_domain)]
+
+
+class _LrState(StateModel):
+    seen: list[Annotated[FiniteFloat, Field(ge=0.0)]]
+    step: Step
+    s1: Annotated[FiniteFloat, Field(ge=0.0)]
+    s1_prev: Annotated[FiniteFloat, Field(ge=0.0)]
+    m: FiniteFloat
+    prev: Annotated[FiniteFloat, Field(ge=0.0)]
+
+
+class _PendingState(StateModel):
+    step: Count
+    apply_step: Count
+    fit: _FitState | None
+    error: StrictStr | None
+
+    @model_validator(mode="after")
+    def _one_outcome(self) -> _PendingState:
+        if (self.fit is None) == (self.error is None):
+            raise ValueError("a pending fit has exactly one of fit and error")
+        if self.apply_step < self.step:
+            raise ValueError("apply_step is before step")
+        return self
+
+
+class _ScalingState(StateModel):
+    estimator: dict[str, Any]
+    pending: _PendingState | None
+    total: Annotated[FiniteFloat, Field(ge=0.0)]
+    domain_n: NonNegVector
+    fit: _FitState | None
+    lr: None = None  # the state of a 'law: lr' estimator: _LrScalingState
+    num_fits: Count
+    num_rejected: Count
+    num_skipped: Count
+    last_fit_step: Step
+
+
+class _LrPendingState(_PendingState):
+    fit: _LrFitState | None  # type: ignore[assignment]
+
+
+class _LrScalingState(_ScalingState):
+    """The state of a ``law: lr`` estimator: its fits are of the learning-rate-aware law."""
+
+    pending: _LrPendingState | None
+    fit: _LrFitState | None  # type: ignore[assignment]
+    lr: _LrState  # type: ignore[assignment]

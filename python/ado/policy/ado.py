@@ -65,10 +65,10 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from ado.errors import StateError
+from ado._state import Count, Distribution, StateModel, parse_state
 from ado.estimators import PowerLawFit, ScalingLawConfig, ScalingLawEstimator
 from ado.policy.base import Policy, PolicyConfig, register_policy
-from ado.stats import F64, StepStats
+from ado.stats import F64, StepStats, normalised
 
 __all__ = ["ADO", "clip_min_probability"]
 
@@ -131,20 +131,22 @@ class ADO(Policy):
         # Hot path (every step): about 20 numpy operations on K-vectors, nothing O(t).
         cfg = self.config
         est = self.estimator
-        est.observe(stats)
-        h = self._h
-        h *= self._keep_h
+        est.observe(stats)  # all or nothing; nothing below can fail
         if cfg.credit_source == "realised":
-            h += cfg.credit_rate * (stats.counts / est.last_batch)
+            h = self._h * self._keep_h + cfg.credit_rate * (stats.counts / est.last_batch)
         else:
-            h += cfg.credit_rate * self._weights
+            h = self._h * self._keep_h + cfg.credit_rate * self._weights
+        self._h = h
         t = stats.step
         if est.current is None or t < cfg.start_step:
             return self.prior
         credit = np.sqrt(h) if cfg.credit_exponent == 0.5 else h**cfg.credit_exponent
         score = self.prior * credit * est.signal()
-        total = float(_sum(score))
-        if not (total > 0.0 and math.isfinite(total)):
+        with np.errstate(over="ignore"):
+            total = float(_sum(score))
+        if total == math.inf and np.isfinite(score).all():  # finite scores whose sum overflows
+            rho = clip_min_probability(normalised(score), cfg.min_prob)
+        elif not (total > 0.0 and math.isfinite(total)):
             self._degenerate += 1
             logger.warning("step %d: ADO scores are degenerate (sum %r); rho := prior", t, total)
             rho = self.prior.copy()
@@ -201,17 +203,18 @@ class ADO(Policy):
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        try:
-            self.estimator.load_state_dict(state["estimator"])
-            h = np.asarray(state["h"], dtype=np.float64)
-            pi_bar = np.asarray(state["pi_bar"], dtype=np.float64)
-            rho = np.asarray(state["rho"], dtype=np.float64)
-            averaged = int(state["averaged"])
-            degenerate = int(state["degenerate"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise StateError(f"ado state is malformed: {err!r}") from None
-        for name, arr in (("h", h), ("pi_bar", pi_bar), ("rho", rho)):
-            if arr.shape != (self.num_domains,):
-                raise StateError(f"ado state {name} has shape {arr.shape}")
-        self._h, self._pi_bar, self._rho = h, pi_bar, rho
-        self._averaged, self._degenerate = averaged, degenerate
+        st = parse_state(_ADOState, state, "ado state", k=self.num_domains)
+        self.estimator.load_state_dict(st.estimator)  # validated whole before it changes anything
+        self._h, self._pi_bar, self._rho = (
+            np.asarray(v, dtype=np.float64) for v in (st.h, st.pi_bar, st.rho)
+        )
+        self._averaged, self._degenerate = st.averaged, st.degenerate
+
+
+class _ADOState(StateModel):
+    estimator: dict[str, Any]
+    h: Distribution
+    pi_bar: Distribution
+    rho: Distribution
+    averaged: Count
+    degenerate: Count

@@ -27,9 +27,10 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, StrictInt, StrictStr, ValidationError
 
+from ado._config_file import read_config
+from ado._state import Distribution, StateModel, Step, parse_state
 from ado.errors import ConfigError, InvalidInputError, StateError
 from ado.policy.guardrails import Guardrail, GuardrailConfig
 from ado.stats import F64, StepStats, normalised
@@ -65,7 +66,9 @@ class PolicyConfig(BaseModel):
             :mod:`ado.policy.guardrails`).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML `update_interval: true` is not 1, `"12"` not 12; no inf/NaN unless a field
+    # says so
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     kind: str
     guardrails: list[GuardrailConfig] = []
@@ -192,10 +195,20 @@ class Policy(ABC):
         Raises:
             InvalidInputError: the stats have the wrong number of domains, or the step does not
             increase, or the policy computed weights that are not a distribution (NaN/inf,
-            negative, wrong length, zero sum; the message names the policy). The policy is
-            left as it was only for the first two.
+            negative, wrong length, zero sum; the message names the policy). A step that raises
+            changes nothing: the built-in policies validate before they move (and ADO undoes an
+            interrupted refit); a custom policy's :meth:`_update` should do the same.
         """
-        self._set_weights(self._checked(self._advance(stats)))
+        if not isinstance(stats, StepStats):
+            raise InvalidInputError(f"update needs a StepStats, got {type(stats).__name__}")
+        prev_step = self._step
+        proposed = self._advance(stats)
+        try:
+            w = self._checked(proposed)
+        except BaseException:
+            self._step = prev_step
+            raise
+        self._set_weights(w)
 
     def _advance(self, stats: StepStats) -> npt.ArrayLike:
         """Check ``stats`` against this policy, run :meth:`_update` and move to its step; returns
@@ -262,44 +275,58 @@ class Policy(ABC):
     def load_state_dict(self, state: Mapping[str, Any], *, strict: bool = True) -> None:
         """Restore :meth:`state_dict` output; future weights are then bitwise identical.
 
+        Every field is validated first (exact types, finite values, one entry per domain,
+        weights that are a distribution, the policy's own state); a load that fails leaves the
+        policy exactly as it was.
+
         Args:
             state: a state produced by :meth:`state_dict` (possibly through JSON).
             strict: a config-fingerprint mismatch raises (True) or only logs a warning (False).
 
         Raises:
-            StateError: other format version, kind or domains, a fingerprint mismatch (strict), or a
-            malformed state.
+            StateError: not a mapping, other format version, kind or domains, a fingerprint
+            mismatch (strict), or an invalid field (the message names it).
         """
-        version = state.get("format_version")
-        if version != STATE_FORMAT_VERSION:
+        st = parse_state(_PolicyState, state, "policy state", k=None)
+        if st.format_version != STATE_FORMAT_VERSION:
             raise StateError(
-                f"policy state format_version {version!r} is not {STATE_FORMAT_VERSION}"
+                f"policy state format_version {st.format_version!r} is not {STATE_FORMAT_VERSION}"
             )
-        if state.get("kind") != self.config.kind:
+        if st.kind != self.config.kind:
             raise StateError(
-                f"state is for policy kind {state.get('kind')!r}, "
-                f"this policy is {self.config.kind!r}"
+                f"state is for policy kind {st.kind!r}, this policy is {self.config.kind!r}"
             )
-        if list(state.get("domains", [])) != self._domains:
-            raise StateError(
-                f"state is for domains {state.get('domains')}, this policy has {self._domains}"
-            )
-        if state.get("config_fingerprint") != self.config.fingerprint():
+        if st.domains != self._domains:
+            shown = st.domains if len(st.domains) <= 20 else f"{len(st.domains)} other domains"
+            raise StateError(f"state is for domains {shown}, this policy has {self._domains}")
+        if st.config_fingerprint != self.config.fingerprint():
             msg = "state was saved under a different policy configuration (fingerprint mismatch)"
             if strict:
                 raise StateError(msg + "; pass strict=False to load it anyway")
             logger.warning(msg)
+        weights = parse_state(_Weights, {"weights": st.weights}, "policy state", k=self._k)
+        saved = self.state_dict()
         try:
-            weights = np.asarray(state["weights"], dtype=np.float64)
-            step = int(state["step"])
-            inner = dict(state["state"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise StateError(f"policy state is malformed: {err!r}") from None
-        if weights.shape != (self._k,):
-            raise StateError(f"state weights have shape {weights.shape}, expected ({self._k},)")
-        self._load_state(inner)
-        self._step = step
-        self._set_weights(weights)
+            self._load_state(dict(st.state))
+        except BaseException:
+            self._load_state(saved["state"])  # all or nothing: back to the state before
+            raise
+        self._step = st.step
+        self._set_weights(np.asarray(weights.weights, dtype=np.float64))
+
+
+class _PolicyState(StateModel):
+    format_version: StrictInt
+    kind: StrictStr
+    domains: list[StrictStr]
+    config_fingerprint: StrictStr
+    step: Step
+    weights: list[Any]
+    state: dict[str, Any]
+
+
+class _Weights(StateModel):
+    weights: Distribution
 
 
 class Guarded(Policy):
@@ -317,6 +344,8 @@ class Guarded(Policy):
         self._set_weights(w)
 
     def _update(self, stats: StepStats) -> F64:
+        for rail in self.rails:  # before anything moves: a refused step changes nothing
+            rail.check(stats)
         # the raw proposal: a guardrail (fallback) may be there to replace a bad one
         w = np.asarray(self.inner._advance(stats), dtype=np.float64)
         self.inner._set_weights(w)
@@ -348,12 +377,19 @@ class Guarded(Policy):
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        rails = state.get("guardrails")
-        if not isinstance(rails, list) or len(rails) != len(self.rails):
-            raise StateError(f"state has {rails!r} guardrail states, expected {len(self.rails)}")
-        self.inner.load_state_dict(state["inner"])
-        for rail, rail_state in zip(self.rails, rails, strict=True):
+        st = parse_state(_GuardedState, state, "guarded policy state")
+        if len(st.guardrails) != len(self.rails):
+            raise StateError(
+                f"state has {len(st.guardrails)} guardrail states, expected {len(self.rails)}"
+            )
+        self.inner.load_state_dict(st.inner)
+        for rail, rail_state in zip(self.rails, st.guardrails, strict=True):
             rail.load_state_dict(rail_state)
+
+
+class _GuardedState(StateModel):
+    inner: dict[str, Any]
+    guardrails: list[dict[str, Any]]
 
 
 P = TypeVar("P", bound=type[Policy])
@@ -453,12 +489,7 @@ def load_policy_config(
 
         path = resolve_policy(source)
         where = str(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot read policy config: {err}") from None
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML: {err}") from None
+        data = read_config(path, "policy config")
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping with a 'kind', got {type(data).__name__}")
     for key, value in (overrides or {}).items():

@@ -17,10 +17,10 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, NonNegativeFloat
 
-from ado.errors import StateError
+from ado._state import Count, Distribution, StateModel, parse_state
 from ado.estimators import EstimatorConfig, ExcessLossConfig
 from ado.policy.base import Policy, PolicyConfig, register_policy
-from ado.stats import F64, StepStats
+from ado.stats import F64, StepStats, normalised
 
 __all__ = ["DoReMi"]
 
@@ -70,8 +70,7 @@ class DoReMi(Policy):
         with np.errstate(divide="ignore"):
             z = np.log(self._weights) + self.config.eta * lam
         z = z - z.max()
-        alpha = np.exp(z)
-        alpha /= alpha.sum()
+        alpha = normalised(np.exp(z))
         c = self.config.smoothing
         alpha = (1.0 - c) * alpha + c / self.num_domains
         out: F64 = alpha
@@ -96,9 +95,13 @@ class DoReMi(Policy):
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        try:
-            self.estimator.load_state_dict(state["estimator"])
-            self._avg = np.asarray(state["avg"], dtype=np.float64)
-            self._updates = int(state["updates"])
-        except (KeyError, TypeError) as err:
-            raise StateError(f"doremi state is malformed: {err!r}") from None
+        st = parse_state(_DoReMiState, state, "doremi state", k=self.num_domains)
+        self.estimator.load_state_dict(st.estimator)
+        self._avg = np.asarray(st.avg, dtype=np.float64)
+        self._updates = st.updates
+
+
+class _DoReMiState(StateModel):
+    estimator: dict[str, Any]
+    avg: Distribution
+    updates: Count

@@ -22,8 +22,9 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
-from ado.errors import ConfigError, InvalidInputError, StateError
-from ado.stats import F64, StepStats
+from ado._state import Count, NonNegVector, StateModel, parse_state
+from ado.errors import ConfigError, InvalidInputError
+from ado.stats import F64, StepStats, normalised
 
 __all__ = [
     "FallbackConfig",
@@ -45,7 +46,7 @@ def project_floor(w: F64, min_prob: float) -> F64:
 
     The weights above the floor keep their ratios. Needs ``len(w) * min_prob <= 1``.
     """
-    w = w / w.sum()
+    w = normalised(w)
     low = w < min_prob
     if not low.any():
         return w
@@ -75,6 +76,10 @@ class Guardrail:
         (``None`` at construction, to shape the initial weights)."""
         raise NotImplementedError
 
+    def check(self, stats: StepStats) -> None:
+        """Raise if ``stats`` lacks what :meth:`apply` needs; called before the wrapped policy
+        moves, so that a step this guardrail refuses changes nothing."""
+
     def metrics(self) -> dict[str, float]:
         """Counters for loggers."""
         return {}
@@ -88,7 +93,7 @@ class Guardrail:
 
 
 class _RailConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     def build(self, domains: list[str], prior: F64) -> Guardrail:
         raise NotImplementedError
@@ -196,7 +201,11 @@ class _MaxChange(Guardrail):
         return {"clipped": self.clipped}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.clipped = int(state["clipped"])
+        self.clipped = parse_state(_ClippedState, state, "max_change state").clipped
+
+
+class _ClippedState(StateModel):
+    clipped: Count
 
 
 class MaxChangeConfig(_RailConfig):
@@ -270,9 +279,7 @@ class _Fallback(Guardrail):
     def apply(self, w: F64, prev: F64, stats: StepStats | None) -> F64:
         problem = self._problem(w)
         if problem is None:
-            clean: F64 = np.maximum(w, 0.0)
-            clean /= clean.sum()
-            return clean
+            return normalised(np.maximum(w, 0.0))
         self.count += 1
         step = "init" if stats is None else stats.step
         logger.warning(
@@ -287,7 +294,11 @@ class _Fallback(Guardrail):
         return {"count": self.count}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.count = int(state["count"])
+        self.count = parse_state(_CountState, state, "fallback state").count
+
+
+class _CountState(StateModel):
+    count: Count
 
 
 class FallbackConfig(_RailConfig):
@@ -316,13 +327,19 @@ class _TokenBudget(Guardrail):
         self.spent = np.zeros(budgets.shape)
         self.all_spent_steps = 0
 
+    def check(self, stats: StepStats) -> None:
+        if stats.token_counts is None:
+            raise InvalidInputError(
+                "token_budget guardrail needs StepStats.token_counts (tokens per domain)"
+            )
+
     def apply(self, w: F64, prev: F64, stats: StepStats | None) -> F64:
         if stats is not None:
-            if stats.token_counts is None:
-                raise InvalidInputError(
-                    "token_budget guardrail needs StepStats.token_counts (tokens per domain)"
-                )
-            self.spent += stats.token_counts
+            tokens = stats.token_counts
+            if tokens is None:
+                self.check(stats)  # raises
+            else:
+                self.spent = self.spent + tokens
         open_ = self.spent < self.budgets
         if open_.all():
             return w
@@ -338,7 +355,7 @@ class _TokenBudget(Guardrail):
             if total <= 0.0:
                 out = open_.astype(np.float64)
                 total = float(out.sum())
-        return out / total
+        return normalised(out)
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -350,13 +367,14 @@ class _TokenBudget(Guardrail):
         return {"spent": self.spent.tolist(), "all_spent_steps": self.all_spent_steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        spent = np.asarray(state["spent"], dtype=np.float64)
-        if spent.shape != self.spent.shape:
-            raise StateError(
-                f"token_budget state has {spent.size} domains, expected {self.spent.size}"
-            )
-        self.spent = spent
-        self.all_spent_steps = int(state["all_spent_steps"])
+        st = parse_state(_TokenBudgetState, state, "token_budget state", k=self.spent.size)
+        self.spent = np.asarray(st.spent, dtype=np.float64)
+        self.all_spent_steps = st.all_spent_steps
+
+
+class _TokenBudgetState(StateModel):
+    spent: NonNegVector
+    all_spent_steps: Count
 
 
 class TokenBudgetConfig(_RailConfig):

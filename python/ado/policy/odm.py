@@ -22,10 +22,10 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ado.errors import StateError
+from ado._state import Count, StateModel, parse_state
 from ado.estimators import EstimatorConfig, LossEMAConfig
 from ado.policy.base import Policy, PolicyConfig, register_policy
-from ado.stats import F64, StepStats
+from ado.stats import F64, StepStats, normalised
 
 __all__ = ["ODM"]
 
@@ -66,8 +66,8 @@ class ODM(Policy):
         k = self.num_domains
         reward = np.nan_to_num(self.estimator.signal(), nan=0.0)
         if self.config.update == "group":
-            total = float(reward.sum())
-            share = reward / total if total > 0 else np.full(k, 1.0 / k)
+            # exp(loss) rewards can be huge: the overflow-safe normalisation
+            share = normalised(reward) if reward.max() > 0 else np.full(k, 1.0 / k)
         else:
             z = prev_eps * reward
             share = np.exp(z - z.max())
@@ -87,8 +87,11 @@ class ODM(Policy):
         return {"estimator": self.estimator.state_dict(), "t": self._t}
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        try:
-            self.estimator.load_state_dict(state["estimator"])
-            self._t = int(state["t"])
-        except (KeyError, TypeError) as err:
-            raise StateError(f"odm state is malformed: {err!r}") from None
+        st = parse_state(_ODMState, state, "odm state")
+        self.estimator.load_state_dict(st.estimator)
+        self._t = st.t
+
+
+class _ODMState(StateModel):
+    estimator: dict[str, Any]
+    t: Count

@@ -37,8 +37,8 @@ def resolve_policy(source: str | os.PathLike[str]) -> Path:
         ConfigError: neither an existing file nor a preset name.
     """
     path = Path(source)
-    if path.is_file():
-        return path
+    if path.is_file() or (path.exists() and str(source) not in presets()):
+        return path  # an existing non-regular file is refused, with that reason, when read
     found = presets().get(str(source))
     if found is not None:
         return found

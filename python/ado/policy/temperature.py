@@ -10,7 +10,7 @@ import numpy.typing as npt
 from pydantic import Field, PositiveFloat
 
 from ado.policy.base import Policy, PolicyConfig, register_policy
-from ado.stats import F64, StepStats
+from ado.stats import F64, StepStats, normalised
 
 __all__ = ["Temperature"]
 
@@ -26,8 +26,8 @@ class Temperature(Policy):
         """``kind: temperature``."""
 
         kind: Literal["temperature"] = "temperature"
-        temperature: PositiveFloat = 2.0
-        final_temperature: PositiveFloat | None = None
+        temperature: PositiveFloat = Field(2.0, allow_inf_nan=True)  # .inf: uniform
+        final_temperature: PositiveFloat | None = Field(None, allow_inf_nan=True)
         schedule_steps: int = Field(0, ge=0)
 
     config: Config
@@ -52,8 +52,7 @@ class Temperature(Policy):
         inv_t = 1.0 / self.temperature_at(batch)
         z = self._log_mu * inv_t
         w = np.where(self._support, np.exp(z - z[self._support].max()), 0.0)
-        out: F64 = w / w.sum()
-        return out
+        return normalised(w)
 
     def _update(self, stats: StepStats) -> F64:
         if self.config.final_temperature is None:

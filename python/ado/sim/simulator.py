@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, ValidationError
 
+from ado._config_file import read_config
 from ado._deps import require
 from ado.errors import ConfigError
 from ado.policy.base import Policy
@@ -113,10 +113,7 @@ def default_spec() -> SimSpec:
 
 def load_spec(path: str | Path) -> SimSpec:
     """Read a :class:`SimSpec` YAML file."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ConfigError(f"{path}: cannot read simulator spec: {err}") from None
+    data = read_config(path, "simulator spec")
     try:
         return SimSpec.model_validate(data)
     except ValidationError as err:

@@ -14,7 +14,14 @@ from ado.torch.checkpoint import atomic_save, latest_checkpoint, load_checkpoint
 from ado.torch.gpt import GPT, GPTConfig
 from ado.torch.mixer import DataMixer, lm_tensors, weights_hash
 from ado.torch.tracker import DomainLossTracker
-from ado.torch.train import HeldOut, TrainConfig, TrainResult, natural_prior, train
+from ado.torch.train import (
+    HeldOut,
+    TrainConfig,
+    TrainResult,
+    build_policy,
+    natural_prior,
+    train,
+)
 
 __all__ = [
     "GPT",
@@ -25,6 +32,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "atomic_save",
+    "build_policy",
     "latest_checkpoint",
     "lm_tensors",
     "load_checkpoint",

@@ -19,7 +19,7 @@ from typing import IO, Any, cast
 
 import torch
 
-from ado._io import RecordingWriter, atomic_write
+from ado._io import RecordingWriter, atomic_write, remove_stale_temps
 
 __all__ = ["atomic_save", "latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 
@@ -79,6 +79,7 @@ def save_checkpoint(
     if keep < 1 or step < 0:
         raise ValueError(f"need keep >= 1 and step >= 0, got keep={keep}, step={step}")
     folder = Path(folder)
+    remove_stale_temps(folder, ".step_")  # debris of a killed earlier write
     path = atomic_save(state, folder / f"step_{step:08d}.pt")
     done = sorted(_checkpoints(folder))
     for _, old in done[:-keep]:
@@ -99,7 +100,9 @@ def _checkpoints(folder: Path) -> list[tuple[int, Path]]:
 
 
 def latest_checkpoint(folder: str | os.PathLike[str]) -> Path | None:
-    """The newest ``step_*.pt`` in ``folder`` (temporary files are ignored), or None."""
+    """The newest ``step_*.pt`` in ``folder``, or None. Temporary files that a killed write left
+    are deleted."""
+    remove_stale_temps(folder, ".step_")
     found = sorted(_checkpoints(Path(folder)))
     return found[-1][1] if found else None
 

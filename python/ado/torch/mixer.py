@@ -179,12 +179,18 @@ class DataMixer:
         self._micro += 1
         return next(self.loader)
 
-    def record(self, loss: torch.Tensor, domain: torch.Tensor | npt.ArrayLike) -> None:
-        """Record a micro-batch's per-sequence losses ``[B]`` (or per-token ``[B, T]``) and its
-        domain ids ``[B]``; accumulated on the device, no host transfer."""
+    def record(
+        self,
+        loss: torch.Tensor,
+        domain: torch.Tensor | npt.ArrayLike,
+        mask: torch.Tensor | None = None,
+    ) -> None:
+        """Record a micro-batch's per-sequence losses ``[B]`` (or per-token ``[B, T]``, with an
+        optional ``[B, T]`` mask of the tokens that count) and its domain ids ``[B]``;
+        accumulated on the device, no host transfer (see :meth:`DomainLossTracker.add`)."""
         if not isinstance(domain, torch.Tensor):
             domain = torch.from_numpy(np.asarray(domain, dtype=np.int64))
-        self.tracker.add(loss, domain)
+        self.tracker.add(loss, domain, mask)
 
     def step(self, lr: float | None = None) -> StepStats:
         """End the optimizer step: reduce the losses, update the policy, set the next weights.
@@ -256,6 +262,24 @@ class DataMixer:
             "policy": json.dumps(self.policy.state_dict()),
             self._rank_key(): json.dumps(mine),
         }
+
+    def gathered_state_dict(self) -> dict[str, Any]:
+        """:meth:`state_dict` with every rank's entry (``rank_0`` ... ``rank_<W-1>``), so one
+        process can write the whole data side into one checkpoint file and every rank can
+        :meth:`load_state_dict` its own entry from it.
+
+        A collective (one ``all_gather_object`` over the group) when ``torch.distributed`` is
+        initialised: call it on every rank at the same point. Otherwise it is :meth:`state_dict`.
+        """
+        state = self.state_dict()
+        if not (dist.is_available() and dist.is_initialized()):
+            return state
+        key = self._rank_key()
+        entries: list[Any] = [None] * dist.get_world_size(self.group)
+        dist.all_gather_object(entries, (key, state[key]), group=self.group)
+        for rank_key, entry in entries:
+            state[rank_key] = entry
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` output; the following batches, losses and weights then equal

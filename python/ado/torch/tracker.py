@@ -101,6 +101,20 @@ class DomainLossTracker:
             raise InvalidInputError(
                 f"domain must be [B] with B = {seq.shape[0]}, got {tuple(domain.shape)}"
             )
+        if domain.dtype.is_floating_point or domain.dtype.is_complex or domain.dtype == torch.bool:
+            raise InvalidInputError(
+                f"domain must hold integer domain indices, got dtype {domain.dtype} "
+                "(float ids would be truncated)"
+            )
+        if (
+            domain.device.type == "cpu"
+            and domain.numel()
+            and not (int(domain.min()) >= 0 and int(domain.max()) < self.num_domains)
+        ):  # (on an accelerator this check would synchronise; index_add_ checks there)
+            raise InvalidInputError(
+                f"domain indices must be in [0, {self.num_domains}), got "
+                f"[{int(domain.min())}, {int(domain.max())}]"
+            )
         idx = domain.to(device=self.device, dtype=torch.long, non_blocking=True)
         seq = seq.to(self.device)
         k = self.num_domains

@@ -16,11 +16,10 @@ checkpoint's step on resume, so it too equals the uninterrupted run's.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,10 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ado._io import atomic_write_text
 from ado.data import Manifest, MixtureLoader, PackConfig, index_shard
 from ado.policy import Policy, load_policy
-from ado.runlog import read_records, start_record, step_record
+from ado.runlog import RunLogWriter, start_record, step_record
 from ado.schedule import LrSchedule
 from ado.stats import StepStats
 from ado.torch.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -48,6 +46,7 @@ __all__ = [
     "HeldOut",
     "TrainConfig",
     "TrainResult",
+    "build_policy",
     "natural_prior",
     "train",
 ]
@@ -167,6 +166,10 @@ class TrainConfig(BaseModel):
             decay_steps=min(decay, self.steps - min(self.warmup, self.steps - 1)),
         )
 
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimizer step ``step`` (0-based), under :meth:`lr_schedule`."""
+        return self.lr_schedule().at(step)
+
     def pack(self) -> PackConfig:
         """The loader's packing configuration."""
         return PackConfig(
@@ -237,10 +240,6 @@ def _distributed_setup(device: str) -> tuple[int, int, torch.device]:
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     return rank, world, dev
-
-
-def _lr(cfg: TrainConfig, step: int) -> float:
-    return cfg.lr_schedule().at(step)
 
 
 def _autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
@@ -350,63 +349,35 @@ def _held_out(
     )
 
 
-class _Log:
-    """JSONL writer: rank 0 only, or every rank when the path contains ``{rank}``."""
+def build_policy(
+    manifest: Manifest,
+    policy: str | os.PathLike[str] | Mapping[str, Any] | None,
+    *,
+    prior: Sequence[float] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    field: str = "u16",
+) -> Policy:
+    """The policy of a run over ``manifest``'s domains.
 
-    def __init__(self, path: str | None, rank: int, resume_step: int | None) -> None:
-        self.file = None
-        if path is None or (rank != 0 and "{rank}" not in path):
-            return
-        p = Path(path.replace("{rank}", str(rank)))
-        p.parent.mkdir(parents=True, exist_ok=True)
-        if resume_step is not None and p.exists():
-            # keep the records up to the checkpoint (a killed run may have logged further, or
-            # left a torn last line); a step record carries its 0-based step index, the others
-            # the number of steps done
-            kept = [
-                json.dumps(rec)
-                for rec in read_records(p)
-                if rec.get("step", -1) < resume_step + (rec.get("event") != "step")
-            ]
-            # atomic: a full disk here must not cost the records already logged
-            atomic_write_text(p, "".join(line + "\n" for line in kept))
-        elif resume_step is None:
-            p.write_text("")
-        self.file = p.open("a")
+    Args:
+        manifest: the training manifest.
+        policy: a preset name, YAML path or mapping (:func:`ado.load_policy`); ``None`` is the
+            static mixture of ``prior`` or the manifest's weights (uniform if it has none), the
+            baseline every run can be compared with through the same loop.
+        prior: the prior weights; default (with a policy) :func:`natural_prior`.
+        overrides: policy-config field overrides.
+        field: the token field (for :func:`natural_prior`).
 
-    def write(self, record: dict[str, Any]) -> None:
-        if self.file is not None:
-            try:
-                self.file.write(json.dumps(record) + "\n")
-                self.file.flush()
-            except OSError as err:
-                # The records already written stay; a torn last line is dropped on resume. The
-                # file is closed now (its buffer cannot be flushed), so close() cannot raise again.
-                broken, self.file = self.file, None
-                with contextlib.suppress(OSError):
-                    broken.close()
-                raise OSError(
-                    err.errno,
-                    f"cannot append to the training log {broken.name}: {err.strerror}; "
-                    "the records already written are intact",
-                    broken.name,
-                ) from err
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-
-
-def _build_policy(cfg: TrainConfig, manifest: Manifest) -> Policy:
-    """The run's policy; without one (``policy=None``), the static mixture of ``cfg.prior`` or
-    the manifest's weights (uniform if it has none), so every run goes through the same loop."""
-    if cfg.policy is None:
-        prior = cfg.prior if cfg.prior is not None else manifest.prior_weights()
-        return load_policy(
-            {"kind": "static", "weights": "natural"}, domains=manifest.names, prior=prior
-        )
-    prior = cfg.prior if cfg.prior is not None else natural_prior(manifest, cfg.field)
-    return load_policy(cfg.policy, domains=manifest.names, prior=prior, overrides=cfg.overrides)
+    Raises:
+        ConfigError: unknown preset, bad policy file or override.
+    """
+    if policy is None:
+        mu = prior if prior is not None else manifest.prior_weights()
+        static = {"kind": "static", "weights": "natural"}
+        return load_policy(static, domains=manifest.names, prior=mu)
+    mu = prior if prior is not None else natural_prior(manifest, field)
+    source = policy if isinstance(policy, Mapping) else os.fspath(policy)
+    return load_policy(source, domains=manifest.names, prior=mu, overrides=overrides)
 
 
 def _micro_batches(
@@ -457,7 +428,9 @@ def setup(cfg: TrainConfig) -> _Run:
     rank, world, device = _distributed_setup(cfg.device)
     torch.manual_seed(cfg.seed)
     manifest = Manifest.load(cfg.manifest)
-    policy = _build_policy(cfg, manifest)
+    policy = build_policy(
+        manifest, cfg.policy, prior=cfg.prior, overrides=cfg.overrides, field=cfg.field
+    )
     loader = MixtureLoader(
         manifest,
         cfg.batch_size,
@@ -523,7 +496,7 @@ def train_step(run: _Run, step: int) -> tuple[StepStats, npt.NDArray[np.float64]
     """One optimizer step (``grad_accum`` micro-batches): returns the step's reduced statistics,
     the weights its batches were drawn from, and its batches."""
     cfg, mixer = run.cfg, run.mixer
-    lr = _lr(cfg, step)
+    lr = cfg.lr_at(step)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     drawn = mixer.weights
@@ -612,7 +585,7 @@ def train(
     run = setup(cfg)
     resume(run)
     mixer = run.mixer
-    log = _Log(cfg.log_path, run.rank, run.resumed_from)
+    log = RunLogWriter(cfg.log_path, run.rank, run.resumed_from)
     if run.resumed_from is None:
         log.write(
             start_record(
@@ -666,7 +639,7 @@ def train(
                 "event": "train",
                 "step": done,
                 "loss": loss,
-                "lr": _lr(cfg, step),
+                "lr": cfg.lr_at(step),
                 "tokens": done * run.tokens_per_step,
                 "tokens_per_s": (done - run.start) * run.tokens_per_step / max(elapsed, 1e-9),
                 "weights_hash": weights_hash(mixer.weights),

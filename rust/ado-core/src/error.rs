@@ -4,7 +4,7 @@
 //! `InvalidInput` → `InvalidInputError` (a `ValueError`), `Fit` → `FitError`,
 //! `State` → `StateError`, `Shard` → `ShardError`, `Io` → `ShardError` of the matching OS kind
 //! (`ShardNotFoundError`, `ShardPermissionError`; out of memory: `MemoryError`), `Internal` →
-//! `InternalError`.
+//! `InternalError`, `Interrupted` → `KeyboardInterrupt`.
 
 use std::path::PathBuf;
 
@@ -26,6 +26,9 @@ pub enum Error {
     /// A broken internal invariant: a bug in ado, never a problem with the input.
     #[error("internal error (please report): {0}")]
     Internal(String),
+    /// Long work stopped because its cancel flag was set (e.g. Ctrl-C in the caller).
+    #[error("interrupted")]
+    Interrupted,
     /// An operating-system error while touching a file.
     #[error("{path}: {source}")]
     Io {

@@ -13,11 +13,12 @@
 //! Memory is `O(K * (window + max_points))` and [`PowerLawEstimator::update`] costs `O(K)` amortised.
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fit::{fit_many, FitConfig, FitResult};
+use crate::fit::{fit_many_cancellable, FitConfig, FitResult};
 use crate::savgol::SavGol;
 
 /// What to do with a domain that is absent from a step.
@@ -61,6 +62,15 @@ pub struct EstimatorConfig {
     pub missing: Missing,
 }
 
+/// Largest smoothing window (the smoother keeps a `window x window` weight matrix).
+pub const MAX_WINDOW: usize = 4095;
+/// Largest smoothing polynomial order.
+pub const MAX_ORDER: usize = 16;
+/// Most domains of one estimator (each holds a series; far beyond any mixture).
+pub const MAX_DOMAINS: usize = 1 << 24;
+/// Largest `max_points` (per-domain fit-point capacity).
+pub const MAX_POINTS: usize = 1 << 24;
+
 impl Default for EstimatorConfig {
     fn default() -> Self {
         EstimatorConfig {
@@ -85,6 +95,18 @@ impl EstimatorConfig {
     }
 
     fn validate(&self) -> Result<()> {
+        if self.window > MAX_WINDOW || self.order > MAX_ORDER {
+            return Err(Error::invalid(format!(
+                "smoothing window must be <= {MAX_WINDOW} and order <= {MAX_ORDER}, got window {} \
+                 and order {}",
+                self.window, self.order
+            )));
+        }
+        if matches!(self.max_points, Some(m) if m > MAX_POINTS) {
+            return Err(Error::invalid(format!(
+                "max_points must be <= {MAX_POINTS}"
+            )));
+        }
         if self.window == 0 || self.window % 2 == 0 {
             return Err(Error::invalid(format!(
                 "smoothing window must be odd and >= 1, got {}",
@@ -141,8 +163,10 @@ impl PowerLawEstimator {
     /// An empty estimator for `num_domains` domains.
     pub fn new(num_domains: usize, config: EstimatorConfig) -> Result<Self> {
         config.validate()?;
-        if num_domains == 0 {
-            return Err(Error::invalid("num_domains must be >= 1"));
+        if num_domains == 0 || num_domains > MAX_DOMAINS {
+            return Err(Error::invalid(format!(
+                "num_domains must be in [1, {MAX_DOMAINS}], got {num_domains}"
+            )));
         }
         let series = (0..num_domains)
             .map(|_| Series {
@@ -321,7 +345,7 @@ impl PowerLawEstimator {
                         };
                         keep_even(&mut s.points_n);
                         keep_even(&mut s.points_y);
-                        s.stride *= 2;
+                        s.stride = s.stride.saturating_mul(2);
                     }
                 }
             }
@@ -342,12 +366,20 @@ impl PowerLawEstimator {
         let w = self.config.window;
         let order = self.config.order;
         let m = s.raw.len();
-        let (sg, first_row) = if s.count >= w as u64 {
-            (SavGol::new(w, order.min(w - 1))?, w / 2 + 1)
-        } else if m > order + 1 {
-            (SavGol::new(m, order)?, 0)
-        } else {
-            (SavGol::new(1, 0)?, 0)
+        let owned;
+        let (sg, first_row) = match &self.sg {
+            Some(sg) if s.count >= w as u64 => (sg, w / 2 + 1),
+            _ => {
+                owned = if s.count >= w as u64 {
+                    SavGol::new(w, order.min(w - 1))?
+                } else if m > order + 1 {
+                    SavGol::new(m, order)?
+                } else {
+                    SavGol::new(1, 0)?
+                };
+                let first_row = if s.count >= w as u64 { w / 2 + 1 } else { 0 };
+                (&owned, first_row)
+            }
         };
         for r in first_row..m {
             let obs = s.raw[r];
@@ -366,10 +398,22 @@ impl PowerLawEstimator {
         Ok((xs, ys))
     }
 
-    /// Number of fit points of each domain.
+    /// Number of fit points of each domain (what [`PowerLawEstimator::points`] would return,
+    /// counted without smoothing anything).
     pub fn num_points(&self) -> Vec<usize> {
-        (0..self.series.len())
-            .map(|d| self.points(d).map(|p| p.0.len()).unwrap_or(0))
+        let w = self.config.window;
+        self.series
+            .iter()
+            .map(|s| {
+                let first_row = if s.count >= w as u64 { w / 2 + 1 } else { 0 };
+                let pending = s
+                    .raw
+                    .iter()
+                    .skip(first_row)
+                    .filter(|o| matches!(o.ordinal, Some(ord) if ord % s.stride == 0))
+                    .count();
+                s.points_n.len() + pending
+            })
             .collect()
     }
 
@@ -379,6 +423,15 @@ impl PowerLawEstimator {
     /// smoother can undershoot when losses approach 0), gives [`Error::Fit`]: the data are not
     /// wrong, there is just no law to fit yet.
     pub fn fit(&self, config: &FitConfig) -> Result<Vec<FitResult>> {
+        self.fit_cancellable(config, &AtomicBool::new(false))
+    }
+
+    /// [`PowerLawEstimator::fit`] that stops with [`Error::Interrupted`] once `cancel` is set.
+    pub fn fit_cancellable(
+        &self,
+        config: &FitConfig,
+        cancel: &AtomicBool,
+    ) -> Result<Vec<FitResult>> {
         let pts: Vec<(Vec<f64>, Vec<f64>)> = (0..self.series.len())
             .map(|d| self.points(d))
             .collect::<Result<_>>()?;
@@ -398,7 +451,7 @@ impl PowerLawEstimator {
         }
         let ns: Vec<&[f64]> = pts.iter().map(|p| p.0.as_slice()).collect();
         let ys: Vec<&[f64]> = pts.iter().map(|p| p.1.as_slice()).collect();
-        fit_many(&ns, &ys, config)
+        fit_many_cancellable(&ns, &ys, config, cancel)
     }
 
     /// Restore a state produced by serialising an estimator with the same configuration and domains.
@@ -416,15 +469,104 @@ impl PowerLawEstimator {
                 self.series.len()
             )));
         }
-        if other
-            .series
-            .iter()
-            .any(|s| s.stride == 0 || s.raw.len() > self.config.window)
-        {
-            return Err(Error::State("estimator state is inconsistent".into()));
+        for (d, s) in other.series.iter().enumerate() {
+            self.check_series(s, other.last_step)
+                .map_err(|e| Error::State(format!("estimator state, domain {d}: {e}")))?;
         }
         self.series = other.series;
         self.last_step = other.last_step;
+        Ok(())
+    }
+}
+
+impl PowerLawEstimator {
+    /// The invariants [`PowerLawEstimator::update`] maintains for one domain's series; a restored
+    /// state that breaks one would make later updates index out of range or fit garbage.
+    fn check_series(&self, s: &Series, last_step: Option<u64>) -> std::result::Result<(), String> {
+        let cfg = &self.config;
+        let expect_raw = s.count.min(cfg.window as u64);
+        if s.raw.len() as u64 != expect_raw {
+            return Err(format!(
+                "raw holds {} observations; {} observations with window {} leave {expect_raw}",
+                s.raw.len(),
+                s.count,
+                cfg.window
+            ));
+        }
+        match last_step {
+            None if s.count > 0 => return Err("observations but no last_step".into()),
+            Some(t) if s.count > t.saturating_add(1) => {
+                return Err(format!("count {} exceeds last_step + 1 = {t} + 1", s.count))
+            }
+            _ => {}
+        }
+        if s.ordinals > s.count {
+            return Err(format!("ordinals {} exceed count {}", s.ordinals, s.count));
+        }
+        if s.last.is_some() != (s.count > 0) {
+            return Err("last must be set exactly when count > 0".into());
+        }
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if let Some(l) = s.last {
+            if !positive(l) {
+                return Err(format!("last = {l}; must be finite and > 0"));
+            }
+        }
+        let stride_ok = s.stride >= cfg.subsample
+            && s.stride % cfg.subsample == 0
+            && (s.stride / cfg.subsample).is_power_of_two()
+            && (cfg.overflow == Overflow::Thin || s.stride == cfg.subsample);
+        if !stride_ok {
+            return Err(format!(
+                "stride {} is not subsample {} times a power of 2",
+                s.stride, cfg.subsample
+            ));
+        }
+        let mut prev: Option<u64> = None;
+        for o in &s.raw {
+            if !(positive(o.loss) && positive(o.n)) {
+                return Err(format!(
+                    "raw observation (loss {}, n {}) must be finite and > 0",
+                    o.loss, o.n
+                ));
+            }
+            if let Some(ord) = o.ordinal {
+                if ord >= s.ordinals || prev.is_some_and(|p| ord <= p) {
+                    return Err(format!("raw ordinal {ord} is out of order or range"));
+                }
+                prev = Some(ord);
+            } else if prev.is_some() {
+                return Err("a raw observation without ordinal follows one with".into());
+            }
+        }
+        if s.points_n.len() != s.points_y.len() {
+            return Err(format!(
+                "{} point x-values but {} y-values",
+                s.points_n.len(),
+                s.points_y.len()
+            ));
+        }
+        if let Some(cap) = cfg.max_points {
+            if s.points_n.len() > cap {
+                return Err(format!(
+                    "{} points exceed max_points {cap}",
+                    s.points_n.len()
+                ));
+            }
+        }
+        if s.points_n.len() as u64 > s.ordinals {
+            return Err(format!(
+                "{} points from {} ordinals",
+                s.points_n.len(),
+                s.ordinals
+            ));
+        }
+        if let Some(x) = s.points_n.iter().find(|x| !positive(**x)) {
+            return Err(format!("a point's n is {x}; must be finite and > 0"));
+        }
+        if let Some(y) = s.points_y.iter().find(|y| !y.is_finite()) {
+            return Err(format!("a point's loss is {y}; must be finite"));
+        }
         Ok(())
     }
 }
@@ -520,6 +662,91 @@ mod tests {
         assert!(xs.len() <= 16 + 2, "{}", xs.len());
         assert_eq!(xs[0], 1.0);
         assert!(est.series[0].raw.len() <= 5);
+    }
+
+    /// A restored state that breaks an invariant is an error, never a later panic.
+    #[test]
+    fn restore_checks_invariants() {
+        let cfg = EstimatorConfig {
+            window: 5,
+            order: 2,
+            subsample: 1,
+            max_points: Some(8),
+            ..EstimatorConfig::default()
+        };
+        let mut est = PowerLawEstimator::new(2, cfg.clone()).expect("new");
+        for i in 0..31u64 {
+            let l = 2.0 + 1.0 / (i + 1) as f64;
+            est.update(i, &[l, l], &[(i + 1) as f64; 2], None)
+                .expect("update");
+        }
+        let good = est.clone();
+        let tamper = |edit: &dyn Fn(&mut PowerLawEstimator)| {
+            let mut bad = good.clone();
+            edit(&mut bad);
+            let mut target = PowerLawEstimator::new(2, cfg.clone()).expect("new");
+            let err = target.restore(bad).expect_err("tampered state accepted");
+            assert!(matches!(err, Error::State(_)), "{err}");
+            err.to_string()
+        };
+        assert!(tamper(&|e| e.series[0].raw.clear()).contains("raw holds 0"));
+        assert!(tamper(&|e| {
+            e.series[1].points_n.extend([1.0; 100]);
+            e.series[1].points_y.extend([1.0; 100]);
+        })
+        .contains("exceed max_points"));
+        assert!(tamper(&|e| e.series[0].stride = 3).contains("stride"));
+        assert!(tamper(&|e| e.series[0].points_y.clear()).contains("y-values"));
+        assert!(tamper(&|e| e.series[0].raw[0].loss = f64::NAN).contains("finite"));
+        assert!(tamper(&|e| e.last_step = None).contains("last_step"));
+        let mut target = PowerLawEstimator::new(2, cfg.clone()).expect("new");
+        target
+            .restore(good.clone())
+            .expect("an untouched state loads");
+        target
+            .update(31, &[2.0, 2.0], &[32.0; 2], None)
+            .expect("and updates");
+    }
+
+    #[test]
+    fn num_points_counts_what_points_returns() {
+        for (window, subsample) in [(1usize, 1u64), (5, 1), (5, 3), (101, 10)] {
+            let cfg = EstimatorConfig {
+                window,
+                order: if window > 1 { 2 } else { 0 },
+                subsample,
+                max_points: Some(16),
+                ignore_steps: 7,
+                ..EstimatorConfig::default()
+            };
+            let mut est = PowerLawEstimator::new(1, cfg).expect("new");
+            for i in 0..500u64 {
+                est.update(i, &[1.0 + 1.0 / (i + 1) as f64], &[(i + 1) as f64], None)
+                    .expect("update");
+                let want = est.points(0).expect("points").0.len();
+                assert_eq!(est.num_points(), vec![want], "window {window}, step {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn config_sizes_are_bounded() {
+        for bad in [
+            EstimatorConfig {
+                window: MAX_WINDOW + 2,
+                ..EstimatorConfig::default()
+            },
+            EstimatorConfig {
+                order: MAX_ORDER + 1,
+                ..EstimatorConfig::default()
+            },
+            EstimatorConfig {
+                max_points: Some(MAX_POINTS + 1),
+                ..EstimatorConfig::default()
+            },
+        ] {
+            assert!(PowerLawEstimator::new(1, bad).is_err());
+        }
     }
 
     #[test]

@@ -206,3 +206,17 @@ fn open_refuses_a_text_field_without_a_tokenizer() {
     assert!(TokenFormat::parse("u8").is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn huge_sizes_are_errors_not_allocations() {
+    let mut c = cfg(0, None);
+    assert!(c.check_sizes(2).is_ok());
+    c.batch_size = 1 << 40;
+    assert!(c.check_sizes(2).is_err());
+    c.batch_size = 5;
+    c.world_size = 1 << 40;
+    assert!(c.check_sizes(2).is_err());
+    c.world_size = 1 << 12;
+    assert!(c.check_sizes(1 << 20).is_err()); // domains * world_size counters
+    assert!(c.check_sizes(2).is_ok());
+}

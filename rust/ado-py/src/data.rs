@@ -18,7 +18,7 @@ use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use crate::errors::{PyAdoError, PyAdoResult};
+use crate::errors::{no_panic, PyAdoError, PyAdoResult};
 
 fn source_name(s: IndexSource) -> &'static str {
     match s {
@@ -36,7 +36,7 @@ pub fn index_shard<'py>(
     path: PathBuf,
     cache_dir: Option<PathBuf>,
 ) -> PyAdoResult<Bound<'py, PyDict>> {
-    let mut res = py.detach(|| index_shards(&[path], cache_dir.as_deref(), 1))?;
+    let mut res = py.detach(|| no_panic(|| index_shards(&[path], cache_dir.as_deref(), 1)))?;
     let (idx, source) = res.pop().ok_or_else(|| Error::internal("no index"))?;
     let out = PyDict::new(py);
     let set = |k: &str, v: Bound<'py, PyAny>| out.set_item(k, v);
@@ -75,7 +75,7 @@ pub fn shard_members(
     path: PathBuf,
     cache_dir: Option<PathBuf>,
 ) -> PyAdoResult<Vec<SampleMembers>> {
-    let mut res = py.detach(|| index_shards(&[path], cache_dir.as_deref(), 1))?;
+    let mut res = py.detach(|| no_panic(|| index_shards(&[path], cache_dir.as_deref(), 1)))?;
     let (idx, _) = res.pop().ok_or_else(|| Error::internal("no index"))?;
     Ok((0..idx.len())
         .map(|i| {
@@ -175,7 +175,7 @@ impl PyMixtureLoaderCore {
             pack,
         };
         let loader = py.detach(move || {
-            Loader::open(cfg, domains, weights, cache_dir.as_deref(), index_threads)
+            no_panic(|| Loader::open(cfg, domains, weights, cache_dir.as_deref(), index_threads))
         })?;
         let (num_samples, fp) = (loader.num_samples(), loader.fingerprint().to_string());
         Ok(PyMixtureLoaderCore {
@@ -221,7 +221,7 @@ impl PyMixtureLoaderCore {
 
     /// Weights for the very next batch.
     fn set_weights(&self, weights: Vec<f64>) -> PyAdoResult<()> {
-        Ok(lock(&self.inner).set_weights(weights)?)
+        Ok(no_panic(|| lock(&self.inner).set_weights(weights))?)
     }
 
     /// `(step, domain, keys, samples, tokens)`; `samples` (raw) or `tokens` (pack) is `None`.
@@ -238,7 +238,7 @@ impl PyMixtureLoaderCore {
     )> {
         let packed = lock(&self.inner).packed();
         let batch: Batch = py
-            .detach(|| lock(&self.inner).next_batch())
+            .detach(|| no_panic(|| lock(&self.inner).next_batch()))
             .map_err(PyAdoError::from)?;
         let b = batch.domains.len();
         let domain = PyArray1::from_vec(py, batch.domains.iter().map(|&d| i64::from(d)).collect());
@@ -279,7 +279,7 @@ impl PyMixtureLoaderCore {
     fn load_state_json(&self, state: &str) -> PyAdoResult<()> {
         let st: LoaderState = serde_json::from_str(state)
             .map_err(|e| PyAdoError(Error::State(format!("malformed loader state: {e}"))))?;
-        Ok(lock(&self.inner).load_state(&st)?)
+        Ok(no_panic(|| lock(&self.inner).load_state(&st))?)
     }
 }
 

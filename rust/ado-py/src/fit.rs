@@ -7,7 +7,7 @@ use ado_core::Error;
 use numpy::{PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
-use crate::errors::{PyAdoError, PyAdoResult};
+use crate::errors::{interruptible, no_panic, PyAdoError, PyAdoResult};
 
 /// A validated fitter configuration (built by `ado.estimators.FitConfig`).
 #[pyclass(name = "FitSpec", module = "ado._core", frozen)]
@@ -228,13 +228,13 @@ pub fn fit_power_laws<'py>(
     n: PyReadonlyArray2<'py, f64>,
     losses: PyReadonlyArray2<'py, f64>,
     spec: &PyFitSpec,
-) -> PyAdoResult<FitArrays<'py>> {
+) -> PyResult<FitArrays<'py>> {
     let (xs, ys) = rows(&n, &losses)?;
-    let config = spec.inner.clone();
-    let fits = py.detach(move || {
+    let config = &spec.inner;
+    let fits = interruptible(py, |cancel| {
         let xr: Vec<&[f64]> = xs.iter().map(Vec::as_slice).collect();
         let yr: Vec<&[f64]> = ys.iter().map(Vec::as_slice).collect();
-        fit::fit_many(&xr, &yr, &config)
+        fit::fit_many_cancellable(&xr, &yr, config, cancel)
     })?;
     Ok(fit_arrays(py, &fits))
 }
@@ -262,9 +262,11 @@ pub fn objective<'py>(
         ))
         .into());
     }
-    let out = (0..k)
-        .map(|d| fit::objective(d, &xs[d], &ys[d], eps[d], beta[d], alpha[d], &spec.inner))
-        .collect::<Result<Vec<f64>, Error>>()?;
+    let out = no_panic(|| {
+        (0..k)
+            .map(|d| fit::objective(d, &xs[d], &ys[d], eps[d], beta[d], alpha[d], &spec.inner))
+            .collect::<Result<Vec<f64>, Error>>()
+    })?;
     Ok(PyArray1::from_vec(py, out))
 }
 
@@ -305,10 +307,11 @@ impl PyPowerLawEstimator {
         fill: Option<f64>,
     ) -> PyAdoResult<()> {
         let (l, x) = (losses.as_array(), n.as_array());
-        match (l.as_slice(), x.as_slice()) {
-            (Some(l), Some(x)) => self.inner.update(step, l, x, fill)?,
-            _ => self.inner.update(step, &l.to_vec(), &x.to_vec(), fill)?,
-        }
+        let inner = &mut self.inner;
+        no_panic(|| match (l.as_slice(), x.as_slice()) {
+            (Some(l), Some(x)) => inner.update(step, l, x, fill),
+            _ => inner.update(step, &l.to_vec(), &x.to_vec(), fill),
+        })?;
         Ok(())
     }
 
@@ -318,7 +321,7 @@ impl PyPowerLawEstimator {
         py: Python<'py>,
         d: usize,
     ) -> PyAdoResult<(F64Array<'py>, F64Array<'py>)> {
-        let (x, y) = self.inner.points(d)?;
+        let (x, y) = no_panic(|| self.inner.points(d))?;
         Ok((PyArray1::from_vec(py, x), PyArray1::from_vec(py, y)))
     }
 
@@ -335,11 +338,18 @@ impl PyPowerLawEstimator {
     }
 
     /// Fit every domain's points, in parallel, without the GIL.
-    fn fit<'py>(&self, py: Python<'py>, spec: &PyFitSpec) -> PyAdoResult<FitArrays<'py>> {
+    fn fit<'py>(&self, py: Python<'py>, spec: &PyFitSpec) -> PyResult<FitArrays<'py>> {
         let est = &self.inner;
         let config = &spec.inner;
-        let fits = py.detach(|| est.fit(config))?;
+        let fits = interruptible(py, |cancel| est.fit_cancellable(config, cancel))?;
         Ok(fit_arrays(py, &fits))
+    }
+
+    /// An independent copy.
+    fn copy(&self) -> Self {
+        PyPowerLawEstimator {
+            inner: self.inner.clone(),
+        }
     }
 
     /// The whole state as a JSON string (floats round-trip exactly).
@@ -355,7 +365,8 @@ impl PyPowerLawEstimator {
     fn load_state_json(&mut self, state: &str) -> PyAdoResult<()> {
         let other: PowerLawEstimator = serde_json::from_str(state)
             .map_err(|e| PyAdoError(Error::State(format!("malformed estimator state: {e}"))))?;
-        self.inner.restore(other)?;
+        let inner = &mut self.inner;
+        no_panic(|| inner.restore(other))?;
         Ok(())
     }
 }

@@ -38,6 +38,53 @@ pub struct LoaderConfig {
     pub pack: Option<PackSpec>,
 }
 
+/// Largest global batch (`batch_size * world_size` slots drawn per step).
+pub const MAX_GLOBAL_BATCH: usize = 1 << 24;
+/// Largest `world_size`.
+pub const MAX_WORLD_SIZE: usize = 1 << 16;
+/// Largest number of per-(domain, rank) counters (`K * world_size`).
+pub const MAX_DOMAIN_RANKS: usize = 1 << 26;
+/// Largest packed row (`seq_len`).
+pub const MAX_SEQ_LEN: usize = 1 << 24;
+/// Largest packed batch in tokens (`batch_size * (seq_len + 1)`).
+pub const MAX_BATCH_TOKENS: usize = 1 << 30;
+
+impl LoaderConfig {
+    /// Bounds on the sizes that become allocations, so that a huge number is a clear error rather
+    /// than an allocation failure (abort) at the first batch.
+    pub fn check_sizes(&self, num_domains: usize) -> Result<()> {
+        let global = self.batch_size.checked_mul(self.world_size);
+        if self.world_size > MAX_WORLD_SIZE || !matches!(global, Some(g) if g <= MAX_GLOBAL_BATCH) {
+            return Err(Error::invalid(format!(
+                "batch_size * world_size must be <= {MAX_GLOBAL_BATCH} and world_size <= \
+                 {MAX_WORLD_SIZE}; got batch_size {} and world_size {}",
+                self.batch_size, self.world_size
+            )));
+        }
+        if !matches!(num_domains.checked_mul(self.world_size), Some(n) if n <= MAX_DOMAIN_RANKS) {
+            return Err(Error::invalid(format!(
+                "domains * world_size must be <= {MAX_DOMAIN_RANKS}; got {num_domains} domains \
+                 and world_size {}",
+                self.world_size
+            )));
+        }
+        if let Some(p) = &self.pack {
+            let tokens = p
+                .seq_len
+                .checked_add(1)
+                .and_then(|row| row.checked_mul(self.batch_size));
+            if p.seq_len > MAX_SEQ_LEN || !matches!(tokens, Some(t) if t <= MAX_BATCH_TOKENS) {
+                return Err(Error::invalid(format!(
+                    "seq_len must be <= {MAX_SEQ_LEN} and batch_size * (seq_len + 1) <= \
+                     {MAX_BATCH_TOKENS}; got seq_len {} and batch_size {}",
+                    p.seq_len, self.batch_size
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One batch of this rank.
 #[derive(Debug)]
 pub struct Batch {
@@ -314,6 +361,7 @@ impl Loader {
         if cfg.batch_size == 0 {
             return Err(Error::invalid("batch_size must be >= 1"));
         }
+        cfg.check_sizes(domains.len())?;
         if cfg.world_size == 0 || cfg.rank >= cfg.world_size {
             return Err(Error::invalid(format!(
                 "rank {} is out of range for world_size {}",

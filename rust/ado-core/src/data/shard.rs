@@ -286,6 +286,17 @@ pub fn index_bytes(data: &[u8]) -> Result<ShardIndex> {
     walk(data, Path::new("<memory>"), data.len() as u64, 0)
 }
 
+/// Whether a member carries PAX sparse records (`GNU.sparse.*` keys): its data is a sparse map,
+/// not the file, and its name a placeholder (`GNUSparseFile.<pid>/...`).
+fn is_pax_sparse<R: io::Read>(entry: &mut tar::Entry<'_, R>) -> bool {
+    match entry.pax_extensions() {
+        Ok(Some(exts)) => exts
+            .flatten()
+            .any(|e| e.key_bytes().starts_with(b"GNU.sparse.")),
+        _ => false,
+    }
+}
+
 /// The header walk over `src` of `file_size` bytes. Every allocation is bounded by the input:
 /// names come from headers or long-name records no longer than the file, and each member is
 /// checked to lie inside the file before it is recorded.
@@ -327,13 +338,20 @@ fn walk<R: ReadAt + ?Sized>(
     {
         let entries = archive.entries_with_seek().map_err(corrupt)?;
         for entry in entries {
-            let entry = entry.map_err(corrupt)?;
+            let mut entry = entry.map_err(corrupt)?;
             let etype = entry.header().entry_type();
             if etype.is_gnu_sparse() {
                 return Err(shard_err(path, "GNU sparse members are not supported"));
             }
             if !(etype.is_file() || etype.is_contiguous()) {
                 continue;
+            }
+            if is_pax_sparse(&mut entry) {
+                return Err(shard_err(
+                    path,
+                    "PAX sparse members (tar --format=pax -S) are not supported; re-create the \
+                     tar without -S",
+                ));
             }
             let offset = entry.raw_file_position();
             let size = entry.size();
@@ -356,6 +374,13 @@ fn walk<R: ReadAt + ?Sized>(
                 continue;
             };
             let ext = ext.to_lowercase();
+            if ext == "__key__" || ext == "__url__" {
+                // webdataset's sample already holds these fields: it refuses such a member
+                return Err(shard_err(
+                    path,
+                    format!("{name}: duplicate file name in tar file (extension {ext:?})"),
+                ));
+            }
             let new_sample = keys.last().is_none_or(|k| k != key);
             if new_sample {
                 keys.push(key.to_owned());

@@ -20,6 +20,8 @@
 
 mod solver;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
@@ -33,6 +35,12 @@ pub const E: usize = 1;
 pub const ALPHA: usize = 2;
 /// `a >= MIN_LOG_BETA` always holds (`beta >= 1e-300`), so a fitted `beta` is a positive double.
 pub const MIN_LOG_BETA: f64 = -690.0;
+/// Largest `alpha_grid` (the search costs `alpha_grid * search_points` per domain).
+pub const MAX_ALPHA_GRID: usize = 1024;
+/// Largest `search_points`.
+pub const MAX_SEARCH_POINTS: usize = 16384;
+/// Largest `max_iter`.
+pub const MAX_ITER: usize = 100_000;
 /// Parameter names, for messages.
 pub const PARAM_NAMES: [&str; 3] = ["a (log beta)", "e (log eps)", "alpha"];
 
@@ -264,10 +272,16 @@ impl FitConfig {
         if !self.constant.is_finite() {
             return Err(Error::invalid("constant must be finite"));
         }
-        if self.alpha_grid < 2 || self.search_points < 3 || self.max_iter == 0 {
-            return Err(Error::invalid(
-                "alpha_grid must be >= 2, search_points >= 3 and max_iter >= 1",
-            ));
+        for (name, value, lo, hi) in [
+            ("alpha_grid", self.alpha_grid, 2, MAX_ALPHA_GRID),
+            ("search_points", self.search_points, 3, MAX_SEARCH_POINTS),
+            ("max_iter", self.max_iter, 1, MAX_ITER),
+        ] {
+            if !(lo..=hi).contains(&value) {
+                return Err(Error::invalid(format!(
+                    "{name} must be in [{lo}, {hi}], got {value}"
+                )));
+            }
         }
         Ok(())
     }
@@ -478,6 +492,17 @@ pub fn fit_one(domain: usize, n: &[f64], loss: &[f64], config: &FitConfig) -> Re
 
 /// Fit every domain, in parallel. `ns[k]` and `losses[k]` are domain `k`'s points.
 pub fn fit_many(ns: &[&[f64]], losses: &[&[f64]], config: &FitConfig) -> Result<Vec<FitResult>> {
+    fit_many_cancellable(ns, losses, config, &AtomicBool::new(false))
+}
+
+/// [`fit_many`] that stops with [`Error::Interrupted`] once `cancel` is set: the flag is polled
+/// before each domain, so the wait is at most one domain's fit (bounded by the config's limits).
+pub fn fit_many_cancellable(
+    ns: &[&[f64]],
+    losses: &[&[f64]],
+    config: &FitConfig,
+    cancel: &AtomicBool,
+) -> Result<Vec<FitResult>> {
     config.validate()?;
     if ns.len() != losses.len() {
         return Err(Error::invalid(format!(
@@ -488,7 +513,12 @@ pub fn fit_many(ns: &[&[f64]], losses: &[&[f64]], config: &FitConfig) -> Result<
     }
     (0..losses.len())
         .into_par_iter()
-        .map(|k| fit_one(k, ns[k], losses[k], config))
+        .map(|k| {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(Error::Interrupted);
+            }
+            fit_one(k, ns[k], losses[k], config)
+        })
         .collect()
 }
 
@@ -518,6 +548,36 @@ pub fn objective(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_cancel_flag_stops_the_fit() {
+        let n: Vec<f64> = (1..=50).map(|i| i as f64 * 10.0).collect();
+        let y: Vec<f64> = n.iter().map(|x| 2.0 + 5.0 * x.powf(-0.3)).collect();
+        let (ns, ys) = (vec![n.as_slice(); 8], vec![y.as_slice(); 8]);
+        let cancel = AtomicBool::new(true);
+        let r = fit_many_cancellable(&ns, &ys, &FitConfig::default(), &cancel);
+        assert!(matches!(r, Err(Error::Interrupted)));
+        cancel.store(false, Ordering::Relaxed);
+        let fits = fit_many_cancellable(&ns, &ys, &FitConfig::default(), &cancel).expect("fit");
+        assert_eq!(fits.len(), 8);
+    }
+
+    #[test]
+    fn search_sizes_are_bounded() {
+        for (grid, points, iters) in [
+            (MAX_ALPHA_GRID + 1, 128, 300),
+            (48, MAX_SEARCH_POINTS + 1, 300),
+            (48, 128, MAX_ITER + 1),
+        ] {
+            let cfg = FitConfig {
+                alpha_grid: grid,
+                search_points: points,
+                max_iter: iters,
+                ..FitConfig::default()
+            };
+            assert!(cfg.validate().is_err());
+        }
+    }
 
     #[test]
     fn json_form_round_trips_and_rejects_unknown_fields() {

@@ -1,0 +1,199 @@
+"""``ado.integrations.hf``: a Hugging Face Trainer on the mixture, in process (one rank, gradient
+accumulation, logs, bitwise resume, bad configurations) and under ``torchrun`` (two gloo ranks,
+resumed, through ``benchmarks/train_hf.py``, whose log ``ado replay`` reads)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded; tiny models from configs
+transformers = pytest.importorskip("transformers")
+
+from ado import load_policy  # noqa: E402
+from ado.cli import main as ado_main  # noqa: E402
+from ado.data import MixtureLoader, PackConfig  # noqa: E402
+from ado.errors import ConfigError, StateError  # noqa: E402
+from ado.integrations.hf import DATA_FILE, AdoTrainer  # noqa: E402
+from ado.runlog import read_run_log  # noqa: E402
+from ado.torch import atomic_save, load_checkpoint  # noqa: E402
+from torch_runs import FAST_ADO, ROOT, launch, tiny_config, train_records  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel, TrainerCallback, TrainingArguments  # noqa: E402
+
+SEQ, BATCH = 16, 4
+HF_SCRIPT = ROOT / "benchmarks" / "train_hf.py"
+TIMEOUT_S = 300
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Any:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _trainer(
+    manifest: Path, out: Path, *, steps: int = 8, accum: int = 2, save: int = 0, **kw: Any
+) -> AdoTrainer:
+    pack = PackConfig(seq_len=SEQ, eos_id=0, field="u16", vocab_size=64)
+    loader = kw.pop("loader", None) or MixtureLoader(manifest, BATCH, seed=3, pack=pack)
+    policy = load_policy("ado", domains=loader.domains, overrides=FAST_ADO)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=64, n_positions=SEQ + 1, n_embd=32, n_layer=1, n_head=2,
+            bos_token_id=0, eos_token_id=0,
+        )
+    )  # fmt: skip
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=steps,
+        gradient_accumulation_steps=accum,
+        per_device_train_batch_size=BATCH,
+        learning_rate=3e-3,
+        logging_steps=1,
+        save_strategy="steps" if save else "no",
+        save_steps=save or 500,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    return AdoTrainer(model=model, args=args, loader=loader, policy=policy, **kw)
+
+
+class _Logs(TrainerCallback):
+    """What the Trainer's reporting callbacks (TensorBoard, W&B...) receive."""
+
+    def __init__(self) -> None:
+        self.logs: list[dict[str, float]] = []
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+        self.logs.append(dict(logs or {}))
+
+
+def test_one_rank_with_gradient_accumulation(make_corpus: Any, tmp_path: Path) -> None:
+    manifest = make_corpus()
+    seen = _Logs()
+    trainer = _trainer(
+        manifest, tmp_path / "out", steps=12, accum=3, run_log=str(tmp_path / "run.jsonl")
+    )
+    trainer.add_callback(seen)
+    trainer.train()
+    mixer = trainer.mixer
+    # one policy step per optimizer step; exactly accum draws per step (the Trainer never read
+    # ahead across a step boundary: the mixer refuses an (accum + 1)-th draw before its step)
+    assert mixer.steps_done == 12
+    assert mixer.policy.step == 11
+    assert mixer.loader.step == 12 * 3
+    log = read_run_log(tmp_path / "run.jsonl")
+    assert log.header["source"] == "hf"
+    steps = list(log.steps())
+    assert [s.step for s in steps] == list(range(12))
+    assert all(s.counts.sum() == 3 * BATCH for s in steps)  # every micro-batch was recorded
+    # the Trainer's loss of each step is the mean of the per-sequence losses the policy got
+    train_logs = [r for r in seen.logs if "loss" in r]
+    assert len(train_logs) == 12
+    for rec, stats in zip(train_logs, steps, strict=True):
+        assert rec["loss"] == pytest.approx(stats.loss_sums.sum() / stats.counts.sum(), rel=1e-5)
+    # the policy's metrics reach the Trainer's loggers; a step's batches were drawn with the
+    # weights the policy set at the end of the step before (weights change only at boundaries)
+    domains = mixer.domains
+    after = [[rec[f"ado/weight/{d}"] for d in domains] for rec in train_logs]
+    drawn = [rec["weights"] for rec in log.events("step")]
+    assert drawn[1:] == after[:-1]
+    assert train_logs[-1]["ado/fits"] >= 1  # a refit at step 10 moved the weights
+    assert len({tuple(w) for w in drawn}) == 2
+    assert after[-1] == mixer.weights.tolist()
+
+
+def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_resume_from_a_checkpoint_is_bitwise(make_corpus: Any, tmp_path: Path) -> None:
+    manifest = make_corpus()
+    ref = _trainer(manifest, tmp_path / "ref", steps=12, save=4,
+                   run_log=str(tmp_path / "ref.jsonl"), log_batches=True)  # fmt: skip
+    ref.train()
+    assert (tmp_path / "ref" / "checkpoint-4" / DATA_FILE).is_file()
+    # a run that stopped after step 4: its checkpoint folder and its log
+    (tmp_path / "run").mkdir()
+    shutil.copytree(tmp_path / "ref" / "checkpoint-4", tmp_path / "run" / "checkpoint-4")
+    shutil.copy(tmp_path / "ref.jsonl", tmp_path / "run.jsonl")
+    again = _trainer(manifest, tmp_path / "run", steps=12, save=4,
+                     run_log=str(tmp_path / "run.jsonl"), log_batches=True)  # fmt: skip
+    assert again.mixer.steps_done == 0
+    again.train(resume_from_checkpoint=True)
+    assert again.mixer.steps_done == 12
+    # weights, samples, losses and every policy metric of steps 5..12 equal the uninterrupted run
+    want, got = _params(ref.model), _params(again.model)
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    assert train_records(tmp_path / "run.jsonl") == train_records(tmp_path / "ref.jsonl")
+    assert again.mixer.state_dict() == ref.mixer.state_dict()
+    assert train_records(tmp_path / "ref.jsonl")[-1]["fits"] >= 1
+
+
+def test_bad_configurations_are_refused(make_corpus: Any, tmp_path: Path) -> None:
+    manifest = make_corpus()
+    with pytest.raises(ConfigError, match="train_dataset"):
+        _trainer(manifest, tmp_path / "a", train_dataset=[1, 2])
+    with pytest.raises(ConfigError, match="max_steps"):
+        _trainer(manifest, tmp_path / "b", steps=-1)
+    trainer = _trainer(manifest, tmp_path / "c")
+    other = MixtureLoader(manifest, BATCH, rank=1, world_size=2, pack=trainer.mixer.loader.pack)
+    with pytest.raises(ConfigError, match=r"rank=args\.process_index"):
+        _trainer(manifest, tmp_path / "d", loader=other)
+    (tmp_path / "c" / "checkpoint-3").mkdir(parents=True)  # a Trainer checkpoint without data
+    with pytest.raises(StateError, match=DATA_FILE):
+        trainer.train(resume_from_checkpoint=True)
+    atomic_save({"format_version": 99}, tmp_path / "c" / "checkpoint-3" / DATA_FILE)
+    with pytest.raises(StateError, match="format_version"):
+        trainer.train(resume_from_checkpoint=str(tmp_path / "c" / "checkpoint-3"))
+    assert trainer.mixer.steps_done == 0  # nothing was trained
+
+
+def test_two_ranks_under_torchrun_and_resume(
+    make_corpus: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = make_corpus()
+    cfg = tiny_config(manifest, steps=12, grad_accum=2, verify_every=1, ckpt_every=6, keep=3,
+                      policy="ado", log_path=str(tmp_path / "ref-{rank}.jsonl"),
+                      ckpt_dir=str(tmp_path / "ref"))  # fmt: skip
+    proc = launch(cfg, tmp_path, name="ref", script=HF_SCRIPT, nproc=2)
+    assert proc.wait(timeout=TIMEOUT_S) == 0, (tmp_path / "ref.stderr").read_text()[-3000:]
+    logs = [train_records(tmp_path / f"ref-{r}.jsonl") for r in range(2)]
+    assert [len(x) for x in logs] == [12, 12]
+    for r0, r1 in zip(*logs, strict=True):
+        # the reduced loss and the weights are bitwise identical on both ranks
+        assert r0["loss"] == r1["loss"]
+        assert r0["weights_hash"] == r1["weights_hash"]
+        assert len(r0["keys"]) == len(r1["keys"]) == 2 * 4  # accum x batch rows per rank
+        assert not set(r0["keys"]) & set(r1["keys"])  # ranks never share a sample
+    assert logs[0][-1]["fits"] >= 1
+    # resume both ranks from the step-6 checkpoint: the same steps 7..12 on every rank
+    shutil.copytree(tmp_path / "ref" / "checkpoint-6", tmp_path / "run" / "checkpoint-6")
+    for r in range(2):
+        shutil.copy(tmp_path / f"ref-{r}.jsonl", tmp_path / f"run-{r}.jsonl")
+    again = {
+        **cfg,
+        "log_path": str(tmp_path / "run-{rank}.jsonl"),
+        "ckpt_dir": str(tmp_path / "run"),
+    }
+    proc = launch(again, tmp_path, name="again", script=HF_SCRIPT, nproc=2)
+    assert proc.wait(timeout=TIMEOUT_S) == 0, (tmp_path / "again.stderr").read_text()[-3000:]
+    for r in range(2):
+        assert train_records(tmp_path / f"run-{r}.jsonl") == logs[r]
+    a = load_checkpoint(tmp_path / "ref" / "checkpoint-12" / DATA_FILE)
+    b = load_checkpoint(tmp_path / "run" / "checkpoint-12" / DATA_FILE)
+    assert a == b
+    assert {"rank_0", "rank_1"} <= set(a)
+    # ado replay reads the example's run log
+    capsys.readouterr()
+    assert ado_main(["replay", str(tmp_path / "ref-0.jsonl"), "--policy", "uniform"]) == 0
+    assert "replayed 12 steps" in capsys.readouterr().out
