@@ -22,6 +22,7 @@ from ado.policy import (
     policy_kinds,
     register_policy,
 )
+from ado.schedule import LrSchedule
 from ado.stats import StepStats
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "ConfigError",
     "FitError",
     "InvalidInputError",
+    "LrSchedule",
     "Policy",
     "PolicyConfig",
     "ShardError",

@@ -7,16 +7,20 @@ import numpy.typing as npt
 
 __all__ = [
     "FitSpec",
+    "LrFitSpec",
     "MixtureLoaderCore",
     "PowerLawEstimator",
     "__version__",
     "decode_index",
     "default_configs",
     "file_hash",
+    "fit_lr_laws",
     "fit_power_laws",
     "index_file",
     "index_shard",
+    "lr_areas",
     "objective",
+    "predict_lr_laws",
     "shard_members",
 ]
 
@@ -30,9 +34,21 @@ _FitArrays = tuple[_F64, _F64, _F64, _F64, _I64, _I64]
 class FitSpec:
     def __new__(cls, config_json: str) -> FitSpec: ...
 
-def default_configs() -> tuple[str, str]: ...
+def default_configs() -> tuple[str, str, str]: ...
 def fit_power_laws(n: _F64, losses: _F64, spec: FitSpec) -> _FitArrays: ...
 def objective(n: _F64, losses: _F64, eps: _F64, beta: _F64, alpha: _F64, spec: FitSpec) -> _F64: ...
+
+# --- the learning-rate-aware law ------------------------------------------------------------
+
+_LrFitArrays = tuple[_F64, _F64, _F64, _F64, _F64, _I64, _I64]
+
+@final
+class LrFitSpec:
+    def __new__(cls, config_json: str) -> LrFitSpec: ...
+
+def fit_lr_laws(lr: _F64, steps: _I64, losses: _F64, spec: LrFitSpec) -> _LrFitArrays: ...
+def lr_areas(lr: _F64, spec: LrFitSpec) -> tuple[_F64, _F64]: ...
+def predict_lr_laws(lr: _F64, steps: _I64, params: _F64, spec: LrFitSpec) -> _F64: ...
 
 @final
 class PowerLawEstimator:

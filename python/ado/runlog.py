@@ -6,8 +6,8 @@ scripts too) write the same records, one JSON object per line, each with an ``ev
 * ``start``: ``{"event": "start", "schema": 1, "domains": [...], "prior": [...] | null, ...}``
   plus what the writer knows (its configuration, the policy, the seed);
 * ``step``: the statistics of one step, exactly what the policy was given
-  (:meth:`ado.StepStats.to_dict`: ``step``, ``counts``, ``loss_sums``, optional ``token_counts``
-  and ``ref_loss_sums``), plus ``weights``, the distribution the step's batch was drawn from;
+  (:meth:`ado.StepStats.to_dict`: ``step``, ``counts``, ``loss_sums``, optional ``token_counts``,
+  ``ref_loss_sums`` and ``lr``), plus ``weights``, the distribution the step's batch was drawn from;
 * ``train``: periodic metrics (``loss``, ``lr``, ``weight/<domain>``, the policy's metrics);
 * ``eval``: held-out losses (``loss/<domain>``).
 

@@ -73,11 +73,13 @@ class StepStats:
             guardrail), >= 0.
         ref_loss_sums: optional, like ``loss_sums`` but computed by a reference model on the same
             samples (DoReMi-style excess loss).
+        lr: optional learning rate the step was trained with (finite, >= 0; the
+            learning-rate-aware law of ADO's ``law: lr`` learns the schedule from it).
 
     Raises:
-        InvalidInputError: wrong shape or length, NaN/inf, negative counts, tokens or losses, a loss
-            sum for a domain with no samples, a loss sum of exactly 0 for a domain with samples,
-            or a step that is not an integer in ``[0, 2**63 - 1]``.
+        InvalidInputError: wrong shape or length, NaN/inf, negative counts, tokens, losses or
+            learning rate, a loss sum for a domain with no samples, a loss sum of exactly 0 for
+            a domain with samples, or a step that is not an integer in ``[0, 2**63 - 1]``.
     """
 
     step: int
@@ -85,6 +87,7 @@ class StepStats:
     loss_sums: F64
     token_counts: F64 | None = None
     ref_loss_sums: F64 | None = None
+    lr: float | None = None
 
     def __post_init__(self) -> None:
         step = self.step
@@ -135,6 +138,13 @@ class StepStats:
             if np.minimum.reduce(ref) < 0:
                 raise InvalidInputError(f"StepStats.ref_loss_sums must be >= 0, got {ref.tolist()}")
             object.__setattr__(self, "ref_loss_sums", ref)
+        if self.lr is not None:
+            lr = self.lr
+            if isinstance(lr, bool) or not isinstance(lr, int | float | np.floating | np.integer):
+                raise InvalidInputError(f"StepStats.lr must be a number, got {lr!r}")
+            if not (math.isfinite(lr) and lr >= 0):
+                raise InvalidInputError(f"StepStats.lr must be finite and >= 0, got {lr!r}")
+            object.__setattr__(self, "lr", float(lr))
 
     @property
     def num_domains(self) -> int:
@@ -166,6 +176,8 @@ class StepStats:
             out["token_counts"] = self.token_counts.tolist()
         if self.ref_loss_sums is not None:
             out["ref_loss_sums"] = self.ref_loss_sums.tolist()
+        if self.lr is not None:
+            out["lr"] = self.lr
         return out
 
     @classmethod
@@ -178,6 +190,7 @@ class StepStats:
                 loss_sums=data["loss_sums"],
                 token_counts=data.get("token_counts"),
                 ref_loss_sums=data.get("ref_loss_sums"),
+                lr=data.get("lr"),
             )
         except KeyError as err:
             raise InvalidInputError(f"StepStats record lacks field {err}") from None

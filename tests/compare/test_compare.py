@@ -76,6 +76,14 @@ def test_smoke_compare_and_resume(tiny_corpus: Path, tmp_path: Path) -> None:
     md = (out / "report.md").read_text()
     assert "| natural |" in md
     assert "uniform avg" in md
+    # the corpus' out-of-distribution sets are scored per run and reported beside the averages
+    sets = list(json.loads((tiny_corpus / "corpus.json").read_text())["ood"])
+    assert report["ood_sets"] == sets
+    for r in report["runs"]:
+        assert set(r["ood_loss"]) == set(sets)
+        assert all(0 < v < 20 for v in r["ood_loss"].values())
+    assert set(report["ado_vs_baselines"][0]["ood"]) == set(sets)
+    assert "## Out-of-distribution held-out sets" in md
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert {r["policy"] for r in records} == {"natural", "ado"}
     assert any(r.get("event") == "eval" for r in records)

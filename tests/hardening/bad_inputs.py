@@ -179,6 +179,32 @@ def stats_wrong_length(work: Path) -> None:
     _stats(loss_sums=[1.0, 2.0, 3.0])
 
 
+def stats_negative_lr(work: Path) -> None:
+    _stats(lr=-1e-3)
+
+
+def lr_law_step_outside_schedule(work: Path) -> None:
+    from ado.estimators import fit_lr_laws
+
+    fit_lr_laws([1e-3] * 100, [10, 50, 90, 100], [3.0, 2.5, 2.2, 2.1])
+
+
+def lr_law_nan_learning_rate(work: Path) -> None:
+    from ado.estimators import fit_lr_laws
+
+    lr = [1e-3] * 100
+    lr[7] = math.nan
+    fit_lr_laws(lr, [10, 50, 90, 99], [3.0, 2.5, 2.2, 2.1])
+
+
+def ado_lr_law_without_lr(work: Path) -> None:
+    from ado.policy import load_policy
+    from ado.stats import StepStats
+
+    policy = load_policy("ado-lr", domains=["a", "b"])
+    policy.update(StepStats(step=0, counts=[2, 2], loss_sums=[4.0, 5.0]))
+
+
 def policy_wrong_number_of_domains(work: Path) -> None:
     from ado.policy import load_policy
     from ado.stats import StepStats
@@ -606,6 +632,16 @@ CASES: dict[str, Case] = {
         stats_negative_counts, "InvalidInputError", "counts must be >= 0"
     ),
     "stats_wrong_length": Case(stats_wrong_length, "InvalidInputError", "has 3 entries"),
+    "stats_negative_lr": Case(stats_negative_lr, "InvalidInputError", "StepStats.lr must be"),
+    "lr_law_step_outside_schedule": Case(
+        lr_law_step_outside_schedule, "InvalidInputError", "steps[3] = 100 is outside the schedule"
+    ),
+    "lr_law_nan_learning_rate": Case(
+        lr_law_nan_learning_rate, "InvalidInputError", "lr[7] = NaN; learning rates must be"
+    ),
+    "ado_lr_law_without_lr": Case(
+        ado_lr_law_without_lr, "InvalidInputError", "learns the schedule from StepStats.lr"
+    ),
     "policy_wrong_number_of_domains": Case(
         policy_wrong_number_of_domains, "InvalidInputError", "StepStats has 2 domains"
     ),

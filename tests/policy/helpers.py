@@ -17,7 +17,8 @@ TESTDATA = Path(__file__).resolve().parent / "data"
 def stream(
     num_domains: int, steps: int, *, seed: int = 0, batch: int = 32, with_ref: bool = False
 ) -> Iterator[StepStats]:
-    """Open-loop steps: multinomial counts, power-law losses of the step plus noise."""
+    """Open-loop steps: multinomial counts, power-law losses of the step plus noise, and a
+    learning rate decaying linearly from 1e-3 to 1e-4 (for ADO's ``law: lr``)."""
     rng = np.random.default_rng(seed)
     eps = rng.uniform(1.0, 3.0, num_domains)
     beta = rng.uniform(2.0, 10.0, num_domains)
@@ -36,4 +37,5 @@ def stream(
             loss_sums=counts * losses,
             token_counts=counts * 100,
             ref_loss_sums=ref,
+            lr=1e-3 * (1.0 - 0.9 * t / steps),
         )

@@ -59,11 +59,12 @@ def test_each_configuration_has_one_set_of_defaults_across_rust_and_python() -> 
     import json
 
     from ado import _core
-    from ado.estimators import FitConfig, PowerLawEstimatorConfig
+    from ado.estimators import FitConfig, LrFitConfig, PowerLawEstimatorConfig
 
-    fit_json, est_json = _core.default_configs()
+    fit_json, est_json, lr_json = _core.default_configs()
     assert json.loads(fit_json) == FitConfig().model_dump(mode="json")
     assert json.loads(est_json) == PowerLawEstimatorConfig().model_dump(mode="json")
+    assert json.loads(lr_json) == LrFitConfig().model_dump(mode="json")
 
 
 def test_ado_config_is_the_estimator_config_plus_the_rule() -> None:

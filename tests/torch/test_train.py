@@ -100,3 +100,52 @@ def test_gpt_per_sequence_loss_is_the_row_mean() -> None:
     torch.testing.assert_close(per_seq.mean(), full)
     with pytest.raises(ValueError, match="exceeds seq_len"):
         model(torch.zeros(1, 9, dtype=torch.long))
+
+
+def test_each_step_gives_the_policy_its_learning_rate(make_corpus: Any, tmp_path: Path) -> None:
+    # StepStats.lr is the rate the step trained with, under the configured schedule, and ADO's
+    # `law: lr` runs on it; out-of-distribution sets are evaluated beside the held-out ones
+    manifest = make_corpus()
+    cfg = TrainConfig(
+        **tiny_config(
+            manifest,
+            steps=40,
+            log_batches=False,
+            schedule="wsd",
+            decay_fraction=0.25,
+            policy="ado-lr",
+            overrides={
+                "ignore_steps": 2,
+                "start_step": 20,
+                "update_interval": 5,
+                "subsample": 1,
+                "window": 3,
+                "order": 1,
+                "min_points": 8,
+            },
+        ),
+        eval_manifest=str(manifest),
+        ood_manifest=str(manifest),
+        log_path=str(tmp_path / "log.jsonl"),
+    )
+    seen: list[float | None] = []
+    evals: list[dict[str, float]] = []
+    fits: list[float] = []
+
+    def on_step(t: int, stats: Any, mixer: Any) -> None:
+        seen.append(stats.lr)
+        fits.append(mixer.policy.metrics()["fits"])
+
+    result = train(cfg, on_step=on_step, on_eval=lambda t, r: evals.append(r))
+    schedule = cfg.lr_schedule()
+    assert (schedule.kind, schedule.decay_steps) == ("wsd", 10)
+    assert seen == pytest.approx(schedule.values().tolist())
+    records = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in records if r["event"] == "step"] == pytest.approx(seen)
+    assert result.model is not None
+    assert fits[-1] == 4  # refits at steps 20, 25, 30, 35 under the learned schedule
+    for d in ("cycle", "pairs", "noise"):  # the same shards, scored under both names
+        assert evals[-1][f"loss/ood/{d}"] == evals[-1][f"loss/{d}"]
+    assert set(evals[-1]) - {"loss/uniform_avg"} == {
+        f"loss/{p}{d}" for p in ("", "ood/") for d in ("cycle", "pairs", "noise")
+    }

@@ -23,6 +23,7 @@ from typing import Any
 from ado._deps import require
 from ado._io import cache_root
 from ado.cli._common import non_negative_int, plain, positive_int
+from ado.errors import ConfigError
 from ado.policy.presets import resolve_policy
 
 __all__ = ["DEFAULT_POLICIES", "builtin_corpus_dir", "register", "run"]
@@ -32,9 +33,8 @@ DEFAULT_POLICIES = ("natural", "uniform", "temperature", "doremi", "odm", "ado")
 
 
 def register(sub: Any) -> None:
-    """Add the ``compare`` subcommand."""
-    from ado.compare.presets import PRESETS
-
+    """Add the ``compare`` subcommand (without importing the harness: its presets are validated
+    against the torch training config, and building the parser must not import torch)."""
     p: argparse.ArgumentParser = sub.add_parser(
         "compare",
         help="compare mixing policies on a corpus (train, evaluate, report)",
@@ -52,17 +52,17 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--preset",
-        choices=sorted(PRESETS),
         default="cpu-small",
-        help="run size: model, tokens, evaluation cadence, ADO schedule (default cpu-small)",
+        help="run size: model, tokens, evaluation cadence, ADO schedule, seeds: cpu-small "
+        "(default), cpu-full, gpu-short or gpu (ado.compare.PRESETS)",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (runs, report, plots)")
     p.add_argument(
         "--seeds",
         type=non_negative_int,
         nargs="+",
-        default=[0],
-        help="seeds of every policy (default 0)",
+        default=None,
+        help="seeds of every policy (default: the preset's, 0 1 2 for cpu-full, else 0)",
     )
     p.add_argument(
         "--extra-seeds",
@@ -138,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
         require(module, "compare", "ado compare")
     from ado.compare import PRESETS, CompareConfig, format_table, run_compare
 
+    if args.preset not in PRESETS:
+        raise ConfigError(f"unknown preset {args.preset!r}; presets: {', '.join(sorted(PRESETS))}")
     preset = PRESETS[args.preset]
     if args.steps is not None:
         preset = preset.scaled(args.steps)
@@ -150,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         policies=[resolve_policy(p) for p in args.policies],
         preset=preset,
         out=args.out,
-        seeds=args.seeds,
+        seeds=args.seeds if args.seeds is not None else preset.seeds,
         extra_seeds=args.extra_seeds,
         extra_for=args.extra_for,
         force=args.force,

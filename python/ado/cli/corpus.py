@@ -121,6 +121,7 @@ def run_build(args: argparse.Namespace) -> int:
         )
     else:
         from ado.corpus.debian import debian_metadata, debian_recipes, prepare
+        from ado.corpus.ood import debian_ood
 
         prepare(args.cache, install=args.install)
         cfg = BuildConfig(
@@ -137,7 +138,8 @@ def run_build(args: argparse.Namespace) -> int:
             metadata=debian_metadata(args.cache),
             progress=not args.no_progress,
         )
-        info = build_corpus(debian_recipes(args.cache, workers=args.workers), cfg)
+        recipes = debian_recipes(args.cache, workers=args.workers)
+        info = build_corpus(recipes, cfg, ood=debian_ood())
     seconds = time.perf_counter() - start
     if not info.get("domains"):
         raise ConfigError("the build produced no domain")
@@ -148,5 +150,9 @@ def run_build(args: argparse.Namespace) -> int:
             f"{name:<14} {d['train']['bytes'] / 1e6:>9.2f} {d['train']['tokens']:>11,} "
             f"{d['val']['tokens']:>9,} {d['train']['tokens'] / total:>7.3f}"
         )
+    for name, d in info.get("ood", {}).items():
+        print(f"{'ood:' + name:<14} {d['bytes'] / 1e6:>9.2f} {'':>11} {d['tokens']:>9,}")
+    if info.get("ood_missing"):
+        print(f"out-of-distribution sets without text here: {', '.join(info['ood_missing'])}")
     print(f"built {args.out} in {seconds:.1f} s; tokenizer {json.dumps(info['tokenizer'])}")
     return 0

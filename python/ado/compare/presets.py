@@ -26,6 +26,7 @@ RUN_FIELDS = frozenset(
     {
         "manifest",
         "eval_manifest",
+        "ood_manifest",
         "policy",
         "overrides",
         "prior",
@@ -52,6 +53,7 @@ class Preset(BaseModel):
             ``steps``, ``threads``); the rest keep TrainConfig's defaults.
         ado_overrides: ADO schedule scaled to the run length (served to policies that declare
             they need it, see :meth:`ado.policy.PolicyConfig.harness_needs`).
+        seeds: the seeds ``ado compare`` trains when none are given.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -59,6 +61,7 @@ class Preset(BaseModel):
     name: str
     train: dict[str, Any] = Field(default_factory=dict)
     ado_overrides: dict[str, Any] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
 
     @field_validator("train")
     @classmethod
@@ -89,6 +92,7 @@ class Preset(BaseModel):
                 name=self.name,
                 train={**self.train, **changes},
                 ado_overrides=self.ado_overrides,
+                seeds=self.seeds,
             )
         except ValidationError as e:
             raise ConfigError(f"preset {self.name!r}: {e}") from None
@@ -132,7 +136,7 @@ class Preset(BaseModel):
         for key in _CADENCES:
             if value := getattr(c, key):  # 0 means never
                 train[key] = sc(value)
-        return Preset(name=self.name, train=train, ado_overrides=ado)
+        return Preset(name=self.name, train=train, ado_overrides=ado, seeds=self.seeds)
 
 
 def _ado(
@@ -197,6 +201,31 @@ PRESETS: dict[str, Preset] = {
             "log_every": 10,
         },
         ado_overrides=_ado(50, 200, 50, 2, 51),
+        # three seeds: a paired confidence interval needs more than two
+        seeds=[0, 1, 2],
+    ),
+    # One H100/H200 for a short lease (benchmarks/gpu_compare.sh): 4 policies trained at once
+    # (--jobs 4) on one GPU, 49 M tokens each, sized to finish within 8 minutes including
+    # start-up. Not yet measured on a GPU: the script prints the wall time of each phase.
+    "gpu-short": Preset(
+        name="gpu-short",
+        train={
+            "n_layer": 6,
+            "n_head": 6,
+            "n_embd": 384,
+            "seq_len": 256,
+            "batch_size": 64,
+            "steps": 3000,
+            "lr": 1e-3,
+            "warmup": 100,
+            "eval_every": 500,
+            "eval_batches": 8,
+            "ckpt_every": 1000,
+            "log_every": 50,
+            "device": "cuda",
+            "dtype": "bf16",
+        },
+        ado_overrides=_ado(150, 300, 150, 2, 51),
     ),
     # One GPU: a 6-layer, 384-wide model on ~330 M tokens per policy.
     "gpu": Preset(

@@ -4,14 +4,24 @@
 
     {"version", "corpus": {...}, "preset": {...}, "domains": [...], "natural_weights": {...},
      "reference": {"policy", "note", "losses": {seed: {domain: loss}}},
+     "ood_sets": [set, ...],
      "runs": [{"policy", "kind", "seed", "heldout_loss": {domain: loss}, "uniform_avg",
-               "natural_avg", "tokens_seen": {domain: n}, "wall_seconds", "policy_seconds", ...}],
+               "natural_avg", "ood_loss": {set: loss}, "tokens_seen": {domain: n},
+               "wall_seconds", "policy_seconds", ...}],
      "summary": [{"policy", "kind", "seeds", "uniform_avg_mean", "uniform_avg_std",
-                  "natural_avg_mean", "heldout_loss_mean": {...}, "wall_seconds_mean",
+                  "natural_avg_mean", "natural_avg_std", "heldout_loss_mean": {...},
+                  "ood_loss_mean": {...}, "ood_loss_std": {...}, "wall_seconds_mean",
                   "policy_seconds_mean"}],
      "ado_vs_baselines": [{"baseline", "ado", "delta", "relative_delta", "spread",
                            "delta_over_spread", "ado_lower",
-                           "paired_deltas": {seed: delta}, "lower_on_seeds"}],
+                           "paired_deltas": {seed: delta}, "paired_ci95", "lower_on_seeds",
+                           "paired_natural_avg_deltas", "paired_natural_avg_ci95",
+                           "ood": {set: {"delta", "paired_deltas", "paired_ci95",
+                                         "lower_on_seeds"}}}],
+
+Out-of-distribution sets (``ood.yaml`` of the corpus: text no training domain draws from) are
+scored beside the in-domain averages; every ADO-vs-baseline difference is paired by seed (same
+model init, data seed and held-out rows) with a Student-t 95 % interval over seeds.
      "files": {"markdown", "metrics", "plots": [...]}}
 """
 
@@ -48,6 +58,15 @@ def _std(xs: Sequence[float]) -> float | None:
     return float(np.std(xs, ddof=1)) if len(xs) >= 2 else None
 
 
+def _ood_sets(runs: list[dict[str, Any]]) -> list[str]:
+    """The out-of-distribution sets every run was scored on, in order."""
+    sets: list[str] | None = None
+    for r in runs:
+        have = list(r.get("ood_loss") or {})
+        sets = have if sets is None else [x for x in sets if x in have]
+    return sets or []
+
+
 def _summary(runs: list[dict[str, Any]], domains: list[str]) -> list[dict[str, Any]]:
     order: list[str] = []
     for r in runs:
@@ -65,6 +84,11 @@ def _summary(runs: list[dict[str, Any]], domains: list[str]) -> list[dict[str, A
                 "uniform_avg_mean": float(np.mean(ua)),
                 "uniform_avg_std": _std(ua),
                 "natural_avg_mean": float(np.mean([r["natural_avg"] for r in rs])),
+                "natural_avg_std": _std([r["natural_avg"] for r in rs]),
+                "ood_loss_mean": {
+                    o: float(np.mean([r["ood_loss"][o] for r in rs])) for o in _ood_sets(rs)
+                },
+                "ood_loss_std": {o: _std([r["ood_loss"][o] for r in rs]) for o in _ood_sets(rs)},
                 "uniform_avg_text_mean": (
                     float(np.mean([r["uniform_avg_text"] for r in rs]))
                     if "uniform_avg_text" in rs[0]
@@ -93,11 +117,28 @@ def paired_interval(deltas: Sequence[float], level: float = 0.95) -> tuple[float
     return float(d.mean() - half), float(d.mean() + half)
 
 
+def _paired(a: dict[int, float], b: dict[int, float]) -> dict[str, Any]:
+    """ADO minus baseline per seed both have, their mean, 95 % interval and sign count."""
+    seeds = [k for k in sorted(a) if k in b]
+    paired = {str(k): float(a[k] - b[k]) for k in seeds}
+    ci = paired_interval(list(paired.values()))
+    return {
+        "delta": float(np.mean(list(paired.values()))) if paired else None,
+        "paired_deltas": paired,
+        "paired_ci95": list(ci) if ci is not None else None,
+        "lower_on_seeds": sum(d < 0 for d in paired.values()),
+    }
+
+
 def _ado_vs(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every ADO policy (there may be several variants) against every other policy."""
 
-    def by_seed(policy: str, metric: str) -> dict[int, float]:
+    def by_seed(policy: str, metric: str, ood: str | None = None) -> dict[int, float]:
+        if ood is not None:
+            return {r["seed"]: r["ood_loss"][ood] for r in runs if r["policy"] == policy}
         return {r["seed"]: r[metric] for r in runs if r["policy"] == policy}
+
+    sets = _ood_sets(runs)
 
     out = []
     for a in (s for s in summary if s["kind"] == "ado"):
@@ -111,7 +152,7 @@ def _ado_vs(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[d
             # same seed = same model init, data order seed and held-out rows: a paired difference
             seeds = [k for k in sorted(a_by_seed) if k in b_by_seed]
             paired = {str(k): float(a_by_seed[k] - b_by_seed[k]) for k in seeds}
-            paired_nat = {str(k): float(a_nat[k] - b_nat[k]) for k in seeds}
+            nat = _paired(a_nat, b_nat)
             ci = paired_interval(list(paired.values()))
             delta = a["uniform_avg_mean"] - s["uniform_avg_mean"]
             sa, sb = _std(list(a_by_seed.values())), _std(list(b_by_seed.values()))
@@ -132,8 +173,14 @@ def _ado_vs(summary: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[d
                     "ado_lower": bool(delta < 0),
                     "paired_deltas": paired,
                     "paired_ci95": list(ci) if ci is not None else None,
-                    "paired_natural_avg_deltas": paired_nat,
+                    "paired_natural_avg_deltas": nat["paired_deltas"],
+                    "paired_natural_avg_ci95": nat["paired_ci95"],
+                    "natural_avg_lower_on_seeds": nat["lower_on_seeds"],
                     "lower_on_seeds": sum(d < 0 for d in paired.values()),
+                    "ood": {
+                        o: _paired(by_seed(a["policy"], "", o), by_seed(s["policy"], "", o))
+                        for o in sets
+                    },
                 }
             )
     return out
@@ -200,6 +247,77 @@ def _verdicts(report: dict[str, Any]) -> list[str]:
     return out
 
 
+def _interval(ci: list[float] | None) -> str:
+    return f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci is not None else "n/a (1 seed)"
+
+
+def _ood_section(report: dict[str, Any]) -> list[str]:
+    """In-domain averages and each out-of-distribution set, per policy, then ADO's paired
+    differences metric by metric."""
+    sets: list[str] = report.get("ood_sets") or []
+    if not sets:
+        return []
+
+    def cell(mean: float, std: float | None) -> str:
+        return f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None else "")
+
+    head = ["policy", "seeds", "in-domain uniform avg", "in-domain natural avg", *sets]
+    lines = [
+        "## Out-of-distribution held-out sets",
+        "",
+        "Loss on text that no training domain draws from (`ood.yaml` of the corpus), beside the "
+        "in-domain averages. Mean ± std over seeds.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for s in report["summary"]:
+        cells = [
+            s["policy"],
+            str(len(s["seeds"])),
+            cell(s["uniform_avg_mean"], s["uniform_avg_std"]),
+            cell(s["natural_avg_mean"], s.get("natural_avg_std")),
+            *(cell(s["ood_loss_mean"][o], s["ood_loss_std"][o]) for o in sets),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "ADO minus baseline, paired by seed (negative: ADO lower), with the 95 % interval of the "
+        "mean difference:",
+        "",
+        "| ADO vs | metric | mean Δ | per seed | 95 % interval | ADO lower on |",
+        "|---|---|---|---|---|---|",
+    ]
+    for v in report["ado_vs_baselines"]:
+        n = len(v["paired_deltas"])
+        rows = [
+            (
+                "in-domain uniform avg",
+                v["paired_deltas"],
+                v.get("paired_ci95"),
+                v["lower_on_seeds"],
+            ),
+            (
+                "in-domain natural avg",
+                v["paired_natural_avg_deltas"],
+                v.get("paired_natural_avg_ci95"),
+                v.get("natural_avg_lower_on_seeds", 0),
+            ),
+            *(
+                (f"ood `{o}`", d["paired_deltas"], d["paired_ci95"], d["lower_on_seeds"])
+                for o, d in v.get("ood", {}).items()
+            ),
+        ]
+        for metric, deltas, ci, lower in rows:
+            mean = float(np.mean(list(deltas.values()))) if deltas else float("nan")
+            per_seed = ", ".join(f"{k}: {d:+.4f}" for k, d in deltas.items())
+            lines.append(
+                f"| {v['ado']} vs {v['baseline']} | {metric} | {mean:+.4f} | {per_seed} | "
+                f"{_interval(ci)} | {lower} of {n} |"
+            )
+    return [*lines, ""]
+
+
 def _markdown(report: dict[str, Any]) -> str:
     name, p = report["preset"]["name"], report["preset"]["effective"]
     c = report["corpus"]
@@ -237,6 +355,7 @@ def _markdown(report: dict[str, Any]) -> str:
         "",
         *(_verdicts(report) or ["(no ADO run in this comparison)"]),
         "",
+        *_ood_section(report),
         "## Tokens seen per domain",
         "",
         "| policy | " + " | ".join(report["domains"]) + " |",
@@ -339,6 +458,7 @@ def write_report(
         "preset": cfg.preset.describe(),
         "tokens_per_run": cfg.preset.tokens_per_run(),
         "domains": domains,
+        "ood_sets": _ood_sets(compared),
         "natural_weights": natural,
         "noise_domains": noise,
         "ado_overrides": cfg.preset.ado_overrides if scheduled else {},

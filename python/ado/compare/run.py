@@ -216,9 +216,11 @@ def train_one(
     ckpt_dir = folder / "ckpt"
     ckpt = latest_checkpoint(ckpt_dir / "rank_0") if ckpt_dir.exists() else None
     resume_step = int(ckpt.stem.split("_")[1]) if ckpt is not None else 0
+    ood = Path(cfg.corpus) / "ood.yaml"
     tcfg = cfg.preset.train_config(
         manifest=str(Path(cfg.corpus) / "manifest.yaml"),
         eval_manifest=str(Path(cfg.corpus) / "val.yaml"),
+        ood_manifest=str(ood) if ood.exists() else None,
         policy=str(spec.path),
         overrides=overrides,
         vocab_size=int(tok["vocab_size"]),
@@ -253,6 +255,9 @@ def train_one(
         "tokens": res.tokens,
         "final_eval_step": final["step"],
         "heldout_loss": {d: final[f"loss/{d}"] for d in domains},
+        "ood_loss": {
+            k[len("loss/ood/") :]: v for k, v in final.items() if k.startswith("loss/ood/")
+        },
         "tokens_seen": {d: int(s * tcfg.seq_len) for d, s in zip(domains, samples, strict=True)},
         "final_weights": res.weights,
         "wall_seconds": float(sum(r["step_s"] for r in steps)),

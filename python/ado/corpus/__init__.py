@@ -23,6 +23,7 @@ from ado.corpus.builtin import (
     builtin_metadata,
     builtin_recipes,
 )
+from ado.corpus.ood import builtin_ood, debian_ood
 from ado.corpus.tokenizer import CorpusTokenizer, train_bpe
 
 __all__ = [
@@ -36,7 +37,9 @@ __all__ = [
     "build_builtin",
     "build_corpus",
     "builtin_metadata",
+    "builtin_ood",
     "builtin_recipes",
+    "debian_ood",
     "split_of",
     "train_bpe",
 ]

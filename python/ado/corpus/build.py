@@ -17,7 +17,12 @@ A recipe gives, per domain, named sub-sources that yield :class:`Document` objec
 4. writes ``train/<domain>/<domain>-%05d.tar`` and ``val/<domain>/...`` WebDataset shards holding
    ``KEY.u16`` (token ids) and ``KEY.json`` (``{"domain", "source"}``), plus ``manifest.yaml``
    (training shards, prior weight = token share), ``val.yaml``, ``tokenizer.json`` and
-   ``corpus.json`` (recipe, versions, sizes, sha256 of every shard).
+   ``corpus.json`` (recipe, versions, sizes, sha256 of every shard);
+5. writes the recipe's out-of-distribution held-out sets, if it has any: text from sources that
+   no training domain draws from, whole (no split), capped like a validation split, tokenised
+   with the same tokenizer (which never sees them) into ``ood/<set>/...`` shards listed in
+   ``ood.yaml``. A set whose sources yield nothing on this machine is left out (logged, and
+   listed under ``ood_missing`` in ``corpus.json``).
 
 Everything is ordered and seeded, tar headers are fixed (mtime 0, uid/gid 0, no user names), so the
 same inputs give the same bytes.
@@ -36,7 +41,7 @@ import re
 import shutil
 import sys
 import tarfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -71,7 +76,16 @@ _PARA = re.compile(r"\n[ \t]*\n")
 #: The lock file of a build in progress (see :func:`build_lock`); not part of the corpus.
 LOCK_NAME = ".ado-build.lock"
 _HELD: set[str] = set()  # folders whose build lock this process holds
-OWNED = ("train", "val", "manifest.yaml", "val.yaml", "tokenizer.json", "corpus.json")
+OWNED = (
+    "train",
+    "val",
+    "ood",
+    "manifest.yaml",
+    "val.yaml",
+    "ood.yaml",
+    "tokenizer.json",
+    "corpus.json",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +269,7 @@ def _collect(recipe: DomainRecipe, cfg: BuildConfig) -> _Collected:
             n = len(text.encode("utf-8"))
             part = splits[split]
             # held-out splits are capped in proportion, so a cap keeps them small too
-            if split != "train" and cap is not None and part.nbytes >= cap * 0.05 + 65536:
+            if split != "train" and cap is not None and part.nbytes >= _held_out_cap(cfg):
                 continue
             if full and (split == "train" or part.texts):
                 continue
@@ -277,6 +291,40 @@ def _collect(recipe: DomainRecipe, cfg: BuildConfig) -> _Collected:
                 "is the package installed?)"
             )
     return _Collected(recipe.name, splits, sub_bytes)
+
+
+def _held_out_cap(cfg: BuildConfig) -> float:
+    """Bytes a held-out split may hold: 5 % of the training cap plus 64 KB."""
+    return (cfg.cap_bytes if cfg.cap_bytes is not None else 80_000_000) * 0.05 + 65536
+
+
+def _collect_ood(recipe: DomainRecipe, cfg: BuildConfig) -> _Split:
+    """All the text of an out-of-distribution set (no split), its sub-sources round-robin, up to
+    the held-out cap."""
+    part = _Split()
+    seen: set[bytes] = set()
+
+    def stream(source: Source) -> Iterator[tuple[str, str]]:
+        for doc in source():
+            for text in _samples(doc, seen, cfg.max_sample_bytes):
+                yield doc.source, text
+
+    streams = [stream(s) for _, s in recipe.sources]
+    cap = _held_out_cap(cfg)
+    while streams and part.nbytes < cap:
+        alive = []
+        for it in streams:
+            item = next(it, None)
+            if item is None:
+                continue
+            alive.append(it)
+            part.sources.append(item[0])
+            part.texts.append(item[1])
+            part.nbytes += len(item[1].encode("utf-8"))
+            if part.nbytes >= cap:
+                break
+        streams = alive
+    return part
 
 
 def _noise(recipe: DomainRecipe, cfg: BuildConfig) -> _Collected:
@@ -356,12 +404,15 @@ def _brace(name: str, n: int, split: str) -> str:
     )
 
 
-def build_corpus(recipes: list[DomainRecipe], cfg: BuildConfig) -> dict[str, Any]:
+def build_corpus(
+    recipes: list[DomainRecipe], cfg: BuildConfig, ood: Sequence[DomainRecipe] = ()
+) -> dict[str, Any]:
     """Build a corpus from ``recipes`` into ``cfg.out``.
 
     Args:
         recipes: the domains, in manifest order.
         cfg: build settings.
+        ood: out-of-distribution held-out sets (text no domain of ``recipes`` draws from).
 
     Returns:
         The ``corpus.json`` content.
@@ -374,12 +425,15 @@ def build_corpus(recipes: list[DomainRecipe], cfg: BuildConfig) -> dict[str, Any
     names = [r.name for r in recipes]
     if len(set(names)) != len(names):
         raise ConfigError(f"duplicate domain names in {names}")
+    ood_names = [r.name for r in ood]
+    if len(set(ood_names)) != len(ood_names) or any(r.noise_bytes for r in ood):
+        raise ConfigError(f"out-of-distribution sets need distinct names and text: {ood_names}")
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     with build_lock(out):  # two builds into one folder never mix their files
-        return _build_locked(recipes, cfg, out)
+        return _build_locked(recipes, cfg, out, ood)
 
 
 @contextlib.contextmanager
@@ -407,7 +461,9 @@ def build_lock(out: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def _build_locked(recipes: list[DomainRecipe], cfg: BuildConfig, out: Path) -> dict[str, Any]:
+def _build_locked(
+    recipes: list[DomainRecipe], cfg: BuildConfig, out: Path, ood: Sequence[DomainRecipe]
+) -> dict[str, Any]:
     check_out_dir(out, cfg.force)
 
     collected: list[_Collected] = []
@@ -482,11 +538,15 @@ def _build_locked(recipes: list[DomainRecipe], cfg: BuildConfig, out: Path) -> d
                 val_manifest[c.name] = {"shards": [pattern]}
         domains_meta[c.name] = meta
 
+    ood_manifest, ood_meta, ood_missing = _write_ood(ood, cfg, tok, out, shard_hashes)
+
     total = sum(m["train"]["tokens"] for m in domains_meta.values())
     for name in manifest:
         manifest[name]["weight"] = round(domains_meta[name]["train"]["tokens"] / total, 8)
     (out / "manifest.yaml").write_text(yaml.safe_dump({"domains": manifest}, sort_keys=False))
     (out / "val.yaml").write_text(yaml.safe_dump({"domains": val_manifest}, sort_keys=False))
+    if ood_manifest:
+        (out / "ood.yaml").write_text(yaml.safe_dump({"domains": ood_manifest}, sort_keys=False))
     info: dict[str, Any] = {
         "format_version": CORPUS_FORMAT_VERSION,
         **cfg.metadata,
@@ -502,7 +562,46 @@ def _build_locked(recipes: list[DomainRecipe], cfg: BuildConfig, out: Path) -> d
         },
         "python": sys.version.split()[0],
         "domains": domains_meta,
+        "ood": ood_meta,
+        "ood_missing": ood_missing,
         "shards": shard_hashes,
     }
     (out / "corpus.json").write_text(json.dumps(info, indent=2, sort_keys=False) + "\n")
     return info
+
+
+def _write_ood(
+    ood: Sequence[DomainRecipe],
+    cfg: BuildConfig,
+    tok: CorpusTokenizer,
+    out: Path,
+    shard_hashes: dict[str, str],
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Collect, tokenise and write the out-of-distribution sets: (``ood.yaml`` domains, their
+    ``corpus.json`` records, the sets left out for lack of text)."""
+    manifest: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    missing: list[str] = []
+    for recipe in ood:
+        part = _collect_ood(recipe, cfg)
+        if not part.texts:
+            logger.warning("out-of-distribution set %r: its sources yielded no text", recipe.name)
+            missing.append(recipe.name)
+            continue
+        ids = tok.encode_batch(part.texts)
+        writer = _ShardWriter(out / "ood" / recipe.name, recipe.name, cfg.shard_bytes)
+        for i, (src, toks) in enumerate(zip(part.sources, ids, strict=True)):
+            writer.write(f"{recipe.name}-o{i:08d}", toks, {"domain": recipe.name, "source": src})
+        writer.close()
+        for p in writer.paths:
+            shard_hashes[str(p.relative_to(out))] = _sha256(p)
+        manifest[recipe.name] = {"shards": [_brace(recipe.name, len(writer.paths), "ood")]}
+        meta[recipe.name] = {
+            "sub_sources": [name for name, _ in recipe.sources],
+            "samples": len(part.texts),
+            "bytes": part.nbytes,
+            "tokens": int(sum(len(t) for t in ids)),
+            "shards": len(writer.paths),
+        }
+        logger.info("ood %s: %.2f MB", recipe.name, part.nbytes / 1e6)
+    return manifest, meta, missing

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ado.corpus.build import BuildConfig, Document, DomainRecipe, build_corpus
+from ado.corpus.ood import builtin_ood
 
 __all__ = [
     "BUILTIN_CAP_BYTES",
@@ -41,7 +42,7 @@ __all__ = [
 
 #: Bumped whenever the built-in recipe or a build default changes the corpus' bytes, so that a
 #: cached ``--corpus builtin`` from an older version is rebuilt rather than reused.
-BUILTIN_CORPUS_VERSION = 2
+BUILTIN_CORPUS_VERSION = 3
 
 
 def _stdlib_root() -> Path:
@@ -197,4 +198,5 @@ def build_builtin(
         progress=progress,
     )
     noise = max(cap_bytes // 5, 20_000) if cap_bytes else 300_000
-    return build_corpus(builtin_recipes(noise_bytes=noise, workers=workers), cfg)
+    recipes = builtin_recipes(noise_bytes=noise, workers=workers)
+    return build_corpus(recipes, cfg, ood=builtin_ood())

@@ -9,6 +9,7 @@ from pydantic import Field
 from ado.estimators.base import Estimator, EstimatorConfigBase
 from ado.estimators.ema import LossEMAConfig, LossEMAEstimator
 from ado.estimators.excess import ExcessLossConfig, ExcessLossEstimator
+from ado.estimators.lr_law import LrFitConfig, LrLawFit, fit_lr_laws, lr_areas
 from ado.estimators.power_law import (
     FitConfig,
     Limit,
@@ -33,11 +34,15 @@ __all__ = [
     "Limit",
     "LossEMAConfig",
     "LossEMAEstimator",
+    "LrFitConfig",
+    "LrLawFit",
     "PowerLawEstimator",
     "PowerLawEstimatorConfig",
     "PowerLawFit",
     "ScalingLawConfig",
     "ScalingLawEstimator",
+    "fit_lr_laws",
     "fit_power_laws",
+    "lr_areas",
     "objective",
 ]

@@ -5,6 +5,14 @@ points, all in Rust) with ADO's x-axis bookkeeping and refit schedule, and turns
 into a per-domain signal: the learning potential ``max(alpha, alpha_floor) * (L(n) - eps) / n``,
 i.e. ``-dL/dn`` with the exponent floored in the multiplier (the reference code's rule).
 
+With ``law: lr`` the law is instead the learning-rate-aware one of Tissue et al.
+(:func:`~ado.estimators.fit_lr_laws`, ``L(s) = L0 + A * S1(s)**-alpha - C * S2(s)`` over steps s),
+fitted to the same smoothed points indexed by step, and the learning potential is the loss drop
+the law attributes to the current step under the schedule, ``L(t-1) - L(t)`` (``-dL/ds``, which
+for a constant rate is the plain law's ``-dL/dn`` up to a common factor). The schedule is
+``lr_schedule`` (planned, known ahead) or, without one, learned from ``StepStats.lr`` (every step
+must then carry its ``lr``; the estimator keeps one float per step).
+
 Refits never move the policy at a non-deterministic step:
 
 * ``fit_delay = 0`` (default): the refit runs synchronously inside
@@ -25,7 +33,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import (
     AfterValidator,
     Field,
@@ -38,6 +45,7 @@ from pydantic import (
 
 from ado._state import Count, FiniteFloat, NonNegVector, StateModel, Step, Vector, parse_state
 from ado.errors import FitError, InvalidInputError
+from ado.estimators.lr_law import LrFitConfig, LrLawFit, fit_lr_laws
 from ado.estimators.power_law import (
     FitConfig,
     PowerLawEstimator,
@@ -46,33 +54,36 @@ from ado.estimators.power_law import (
     config_or_fields,
     fit_power_laws,
 )
+from ado.schedule import LrSchedule
 from ado.stats import F64, StepStats
 
 __all__ = ["ScalingLawConfig", "ScalingLawEstimator"]
 
 _sum = np.add.reduce
 _FIT_FIELDS = ("eps", "beta", "alpha", "objective", "n_points", "iterations")
+_LR_FIT_FIELDS = ("l0", "a", "alpha", "c", "objective", "n_points", "evaluations")
+_INT_FIELDS = ("n_points", "iterations", "evaluations")
+
+#: A fit of either law.
+AnyFit = PowerLawFit | LrLawFit
 
 
-def _fit_to_dict(fit: PowerLawFit) -> dict[str, list[Any]]:
-    return {f: getattr(fit, f).tolist() for f in _FIT_FIELDS}
+def _fields(fit: AnyFit) -> tuple[str, ...]:
+    return _LR_FIT_FIELDS if isinstance(fit, LrLawFit) else _FIT_FIELDS
+
+
+def _fit_to_dict(fit: AnyFit) -> dict[str, list[Any]]:
+    return {f: getattr(fit, f).tolist() for f in _fields(fit)}
+
+
+def _columns(data: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        f: np.asarray(data[f], dtype=np.int64 if f in _INT_FIELDS else np.float64) for f in fields
+    }
 
 
 def _fit_from_dict(data: dict[str, Any]) -> PowerLawFit:
-    def f64(name: str) -> npt.NDArray[np.float64]:
-        return np.asarray(data[name], dtype=np.float64)
-
-    def i64(name: str) -> npt.NDArray[np.int64]:
-        return np.asarray(data[name], dtype=np.int64)
-
-    return PowerLawFit(
-        eps=f64("eps"),
-        beta=f64("beta"),
-        alpha=f64("alpha"),
-        objective=f64("objective"),
-        n_points=i64("n_points"),
-        iterations=i64("iterations"),
-    )
+    return PowerLawFit(**_columns(data, _FIT_FIELDS))
 
 
 logger = logging.getLogger(__name__)
@@ -97,6 +108,10 @@ class ScalingLawConfig(PowerLawEstimatorConfig):
             the paper's ``-dL/dn``, which drops an unlearnable domain, see ``policies/ado.yaml``).
         fit_delay: 0: refit synchronously; d > 0: fit in the background and apply the result
             at the scheduled step + d (must be < ``update_interval``).
+        law: ``"power"`` (the paper's ``eps + beta * n**-alpha`` over samples) or ``"lr"`` (the
+            learning-rate-aware law over steps, :func:`~ado.estimators.fit_lr_laws`).
+        lr_fit: the ``lr`` law's fit (its ``decay`` is lambda).
+        lr_schedule: the planned schedule for ``law: lr`` (None: learned from ``StepStats.lr``).
     """
 
     ignore_steps: int = Field(1000, ge=0, le=2**63 - 1)
@@ -112,6 +127,9 @@ class ScalingLawConfig(PowerLawEstimatorConfig):
         description="0: refit synchronously; d: in the background, "
         "applied d steps after the scheduled step",
     )
+    law: Literal["power", "lr"] = "power"
+    lr_fit: LrFitConfig = Field(default_factory=LrFitConfig)
+    lr_schedule: LrSchedule | None = None
 
     @model_validator(mode="after")
     def _delay_within_interval(self) -> ScalingLawConfig:
@@ -155,7 +173,7 @@ class ScalingLawEstimator:
         self.fit_delay = config.fit_delay
         self._pool: ThreadPoolExecutor | None = None
         # (scheduled step, apply step, result): a Future while running, then the fit or the error
-        self._pending: tuple[int, int, Future[PowerLawFit] | PowerLawFit | FitError] | None = None
+        self._pending: tuple[int, int, Future[AnyFit] | AnyFit | FitError] | None = None
         self._k = num_domains
         self.start_step = config.start_step
         self.update_interval = config.update_interval
@@ -169,8 +187,13 @@ class ScalingLawEstimator:
         self._domain_n = np.zeros(num_domains)
         self._x = np.empty(num_domains)
         self._losses = np.empty(num_domains)
-        self._current: PowerLawFit | None = None
+        self._current: AnyFit | None = None
         self._slope_mult = np.zeros(num_domains)
+        self.law = config.law
+        self.lr_fit = config.lr_fit
+        self._planned = None if config.lr_schedule is None else config.lr_schedule.values()
+        self._lr_seen: list[float] = []  # law lr without a planned schedule: every step's lr
+        self._areas = _RunningAreas(config.lr_fit)
         self.num_fits = 0
         self.num_rejected = 0
         self.num_skipped = 0
@@ -183,12 +206,13 @@ class ScalingLawEstimator:
         return self._k
 
     @property
-    def current(self) -> PowerLawFit | None:
-        """The fit in use (None before the first accepted fit)."""
+    def current(self) -> AnyFit | None:
+        """The fit in use (None before the first accepted fit): a :class:`PowerLawFit`, or with
+        ``law: lr`` an :class:`~ado.estimators.LrLawFit`."""
         return self._current
 
     @current.setter
-    def current(self, fit: PowerLawFit | None) -> None:
+    def current(self, fit: AnyFit | None) -> None:
         self._current = fit
         if fit is not None:
             self._slope_mult = np.maximum(fit.alpha, self.alpha_floor)
@@ -227,10 +251,22 @@ class ScalingLawEstimator:
         t = stats.step
         refit_due = t >= self.start_step and t % self.update_interval == 0
         apply_due = self._pending is not None and t >= self._pending[1]
+        new_lrs: list[float] = []
+        if self.law == "lr":
+            x = np.full(self._k, t + 1.0)  # the lr law's points are indexed by step
+            new_lrs = self._lr_steps(stats)  # validated before anything changes
         # What a refit or a wait might leave half-done if interrupted (taken only on those steps).
-        saved = (self._est.copy(), self.__dict__.copy()) if refit_due or apply_due else None
+        saved = (
+            (self._est.copy(), self.__dict__.copy(), len(self._lr_seen), self._areas.state())
+            if refit_due or apply_due
+            else None
+        )
         self._est.update(t, losses, x, fill)  # validates everything before it changes anything
         self._total, self.last_batch, self._domain_n = total, batch, domain_n
+        for lr in new_lrs:
+            if self._planned is None:
+                self._lr_seen.append(lr)
+            self._areas.advance(lr)
         if saved is None:
             return False
         try:
@@ -242,8 +278,38 @@ class ScalingLawEstimator:
         except BaseException:
             self.__dict__.update(saved[1])
             self._est = saved[0]
+            del self._lr_seen[saved[2] :]
+            self._areas.load(saved[3])
             raise
         return accepted
+
+    def _lr_steps(self, stats: StepStats) -> list[float]:
+        """``law: lr``: the learning rates of the steps since the last one up to ``stats.step``
+        (a gap repeats this step's rate), from the planned schedule or ``StepStats.lr``."""
+        t = stats.step
+        last = self._areas.step
+        if t <= last:
+            return []  # the power-law estimator rejects it with a clear message
+        if self._planned is not None:
+            if t >= self._planned.shape[0]:
+                raise InvalidInputError(
+                    f"step {t} is past the planned lr_schedule ({self._planned.shape[0]} steps)"
+                )
+            return [float(v) for v in self._planned[last + 1 : t + 1]]
+        if stats.lr is None:
+            raise InvalidInputError(
+                f"step {t}: law 'lr' without an lr_schedule learns the schedule from "
+                "StepStats.lr, and this step has none"
+            )
+        return [stats.lr] * (t - last)
+
+    def lr_history(self) -> F64:
+        """``law: lr``: the learning rate of every step so far (the planned schedule's, or the
+        observed ones)."""
+        n = self._areas.step + 1
+        if self._planned is not None:
+            return self._planned[:n]
+        return np.asarray(self._lr_seen, dtype=np.float64)
 
     def _enough_points(self, step: int) -> bool:
         have = int(self._est.num_points().min())
@@ -259,12 +325,17 @@ class ScalingLawEstimator:
         snapshot = [self._est.points(d) for d in range(self._k)]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ado-fit")
-        future = self._pool.submit(self._fit_snapshot, snapshot, self.fit_config)
+        lr = self.lr_history().copy() if self.law == "lr" else None
+        future = self._pool.submit(self._fit_snapshot, snapshot, lr)
         self._pending = (step, step + self.fit_delay, future)
 
-    def _fit_snapshot(self, snapshot: list[tuple[F64, F64]], config: FitConfig) -> PowerLawFit:
+    def _fit_snapshot(self, snapshot: list[tuple[F64, F64]], lr: F64 | None) -> AnyFit:
+        """Fit the points of every domain (``lr``: the schedule so far, for ``law: lr``)."""
         start = time.perf_counter()
         try:
+            if lr is not None:
+                return self._fit_lr(snapshot, lr)
+            config = self.fit_config
             if len({len(n) for n, _ in snapshot}) == 1:  # one batched, parallel solve
                 return fit_power_laws(
                     np.stack([n for n, _ in snapshot]), np.stack([y for _, y in snapshot]), config
@@ -275,6 +346,17 @@ class ScalingLawEstimator:
             )
         finally:
             self.last_fit_ms = (time.perf_counter() - start) * 1e3
+
+    def _fit_lr(self, snapshot: list[tuple[F64, F64]], lr: F64) -> LrLawFit:
+        # the points' x-axis is step + 1
+        steps = [np.rint(x).astype(np.int64) - 1 for x, _ in snapshot]
+        if all(np.array_equal(steps[0], s) for s in steps[1:]):  # one batched, parallel solve
+            return fit_lr_laws(lr, steps[0], np.stack([y for _, y in snapshot]), self.lr_fit)
+        parts = [
+            fit_lr_laws(lr, s, y, self.lr_fit) for s, (_, y) in zip(steps, snapshot, strict=True)
+        ]
+        cols = {f: np.concatenate([getattr(p, f) for p in parts]) for f in _LR_FIT_FIELDS}
+        return LrLawFit(**cols, lr=lr, config=self.lr_fit)
 
     def _apply_pending(self) -> bool:
         assert self._pending is not None
@@ -287,7 +369,7 @@ class ScalingLawEstimator:
                 result = err
         return self._accept(step, result)
 
-    def _accept(self, step: int, fit: PowerLawFit | FitError) -> bool:
+    def _accept(self, step: int, fit: AnyFit | FitError) -> bool:
         if isinstance(fit, FitError):
             self.num_rejected += 1
             logger.warning("step %d: power-law fit failed (%s); keeping the last", step, fit)
@@ -307,8 +389,13 @@ class ScalingLawEstimator:
         if not self._enough_points(step):
             return False
         start = time.perf_counter()
+        fit: AnyFit | FitError
         try:
-            fit: PowerLawFit | FitError = self._est.fit(self.fit_config)
+            if self.law == "lr":
+                snapshot = [self._est.points(d) for d in range(self._k)]
+                fit = self._fit_snapshot(snapshot, self.lr_history())
+            else:
+                fit = self._est.fit(self.fit_config)
         except FitError as err:
             fit = err
         self.last_fit_ms = (time.perf_counter() - start) * 1e3
@@ -320,6 +407,8 @@ class ScalingLawEstimator:
         fit = self.current
         if fit is None:
             return np.full(self._k, np.nan)
+        if isinstance(fit, LrLawFit):
+            return self._areas.drop(fit)
         # total x-axis: one scalar n for every domain (cheaper than a vector)
         n: float | F64 = self._total if self.x_axis == "total" else self.x()
         eps = fit.eps
@@ -346,7 +435,7 @@ class ScalingLawEstimator:
             pending = {
                 "step": step,
                 "apply_step": apply_step,
-                "fit": _fit_to_dict(result) if isinstance(result, PowerLawFit) else None,
+                "fit": _fit_to_dict(result) if isinstance(result, PowerLawFit | LrLawFit) else None,
                 "error": str(result) if isinstance(result, FitError) else None,
             }
         return {
@@ -355,6 +444,7 @@ class ScalingLawEstimator:
             "total": self._total,
             "domain_n": self._domain_n.tolist(),
             "fit": None if self.current is None else _fit_to_dict(self.current),
+            "lr": None if self.law != "lr" else {"seen": self._lr_seen, **self._areas.state()},
             "num_fits": self.num_fits,
             "num_rejected": self.num_rejected,
             "num_skipped": self.num_skipped,
@@ -364,22 +454,75 @@ class ScalingLawEstimator:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` output (validated whole first; raises ``StateError``
         naming the field, and then changes nothing)."""
-        st = parse_state(_ScalingState, state, "scaling-law estimator state", k=self._k)
+        model = _LrScalingState if self.law == "lr" else _ScalingState
+        st = parse_state(model, state, "scaling-law estimator state", k=self._k)
         self._est.load_state_dict(st.estimator)  # Rust: validated against its invariants
         self._total = st.total
         self._domain_n = np.asarray(st.domain_n, dtype=np.float64)
-        self.current = None if st.fit is None else _fit_from_dict(st.fit.model_dump())
+        if st.lr is not None:
+            self._lr_seen = list(st.lr.seen)
+            self._areas.load(st.lr.model_dump())
+        self.current = None if st.fit is None else self._load_fit(st.fit.model_dump())
         self._pending = None
         p = st.pending
         if p is not None:
-            result: PowerLawFit | FitError = (
-                _fit_from_dict(p.fit.model_dump()) if p.fit is not None else FitError(p.error)
+            result: AnyFit | FitError = (
+                self._load_fit(p.fit.model_dump()) if p.fit is not None else FitError(p.error)
             )
             self._pending = (p.step, p.apply_step, result)
         self.num_fits = st.num_fits
         self.num_rejected = st.num_rejected
         self.num_skipped = st.num_skipped
         self.last_fit_step = st.last_fit_step
+
+    def _load_fit(self, data: dict[str, Any]) -> AnyFit:
+        if self.law == "lr":
+            return LrLawFit(
+                **_columns(data, _LR_FIT_FIELDS), lr=self.lr_history(), config=self.lr_fit
+            )
+        return _fit_from_dict(data)
+
+
+class _RunningAreas:
+    """``S1`` and the annealing momentum ``m`` of the steps so far, one step at a time (the
+    recurrence of :func:`~ado.estimators.lr_areas`, tested against it), and the law's loss drop at
+    the latest step."""
+
+    def __init__(self, config: LrFitConfig) -> None:
+        self.decay = config.decay
+        self.count_rises = config.count_rises
+        self.step = -1
+        self.s1 = self.s1_prev = self.m = self.prev = 0.0
+
+    def advance(self, lr: float) -> None:
+        fall = (self.prev - lr) if self.step >= 0 else 0.0
+        self.m = self.decay * self.m + (fall if self.count_rises else max(fall, 0.0))
+        self.s1_prev = self.s1
+        self.s1 += lr
+        self.prev = lr
+        self.step += 1
+
+    def drop(self, fit: LrLawFit) -> F64:
+        """``L(t-1) - L(t)`` at the latest step t: ``A (S1(t-1)^-alpha - S1(t)^-alpha) + C m_t``
+        (NaN while ``S1(t-1) = 0``)."""
+        if self.s1_prev <= 0.0:
+            return np.full(fit.num_domains, np.nan)
+        out: F64 = fit.a * (self.s1_prev**-fit.alpha - self.s1**-fit.alpha) + fit.c * self.m
+        return out
+
+    def state(self) -> dict[str, float]:
+        return {
+            "step": self.step,
+            "s1": self.s1,
+            "s1_prev": self.s1_prev,
+            "m": self.m,
+            "prev": self.prev,
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
+        self.s1, self.s1_prev = float(state["s1"]), float(state["s1_prev"])
+        self.m, self.prev = float(state["m"]), float(state["prev"])
 
 
 def _positive(value: list[float]) -> list[float]:
@@ -404,6 +547,25 @@ class _FitState(StateModel):
     iterations: Annotated[list[Count], AfterValidator(_counts_per_domain)]
 
 
+class _LrFitState(StateModel):
+    l0: Vector
+    a: Vector
+    alpha: Vector
+    c: Vector
+    objective: Vector
+    n_points: Annotated[list[Count], AfterValidator(_counts_per_domain)]
+    evaluations: Annotated[list[Count], AfterValidator(_counts_per_domain)]
+
+
+class _LrState(StateModel):
+    seen: list[Annotated[FiniteFloat, Field(ge=0.0)]]
+    step: Step
+    s1: Annotated[FiniteFloat, Field(ge=0.0)]
+    s1_prev: Annotated[FiniteFloat, Field(ge=0.0)]
+    m: FiniteFloat
+    prev: Annotated[FiniteFloat, Field(ge=0.0)]
+
+
 class _PendingState(StateModel):
     step: Count
     apply_step: Count
@@ -425,7 +587,20 @@ class _ScalingState(StateModel):
     total: Annotated[FiniteFloat, Field(ge=0.0)]
     domain_n: NonNegVector
     fit: _FitState | None
+    lr: None = None  # the state of a 'law: lr' estimator: _LrScalingState
     num_fits: Count
     num_rejected: Count
     num_skipped: Count
     last_fit_step: Step
+
+
+class _LrPendingState(_PendingState):
+    fit: _LrFitState | None  # type: ignore[assignment]
+
+
+class _LrScalingState(_ScalingState):
+    """The state of a ``law: lr`` estimator: its fits are of the learning-rate-aware law."""
+
+    pending: _LrPendingState | None
+    fit: _LrFitState | None  # type: ignore[assignment]
+    lr: _LrState  # type: ignore[assignment]

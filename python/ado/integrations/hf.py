@@ -103,13 +103,15 @@ class _AdoCallback(TrainerCallback):
 
     def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         optimizer = kwargs.get("optimizer")
-        if optimizer is not None and self.trainer.ado_log is not None:
-            self.trainer.ado_log.lr = float(optimizer.param_groups[0]["lr"])
+        if optimizer is not None:
+            self._lr = float(optimizer.param_groups[0]["lr"])  # StepStats.lr of this step
+            if self.trainer.ado_log is not None:
+                self.trainer.ado_log.lr = self._lr
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         mixer = self.trainer.mixer
         drawn = mixer.weights.copy()
-        stats = mixer.step()
+        stats = mixer.step(getattr(self, "_lr", None))
         if self.trainer.ado_log is not None:
             self.trainer.ado_log.step(stats, drawn, args.max_steps)
 

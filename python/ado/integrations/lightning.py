@@ -292,8 +292,9 @@ class AdoCallback(L.Callback):
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
     ) -> None:
+        self._lr = float(optimizer.param_groups[0]["lr"])  # StepStats.lr of this step
         if self.run_log is not None:
-            self.run_log.lr = float(optimizer.param_groups[0]["lr"])
+            self.run_log.lr = self._lr
 
     def on_train_batch_end(
         self,
@@ -316,7 +317,7 @@ class AdoCallback(L.Callback):
             return  # accumulating: the optimizer has not stepped
         self._seen_step = trainer.global_step
         drawn = mixer.weights.copy()
-        stats = mixer.step()
+        stats = mixer.step(getattr(self, "_lr", None))
         if self.run_log is not None:
             self.run_log.step(stats, drawn, trainer.max_steps)
         every = int(getattr(trainer, "log_every_n_steps", 0) or 0)

@@ -33,6 +33,10 @@ bc3d8d0); ``policies/ado.yaml`` keeps the method but fixes the reference's flaws
 * resume: :meth:`Policy.state_dict` restores the whole state (estimator, fit, ``h``, ``pi_bar``,
   n) bitwise; the reference's resume path is dead code and restarts n at 0.
 
+``law: lr`` replaces the power law by the learning-rate-aware law of Tissue et al. (fitted over
+steps, so the fits see the schedule's decay; see :class:`~ado.estimators.ScalingLawEstimator`);
+it is off by default (``law: power``), see ``policies/ado.yaml``.
+
 Two options change the method and are off by default, because on the 10-domain benchmark they
 measured worse (``benchmarks/results/ado-ablation/``): ``average: first_fit`` (``pi_bar``
 averages ``rho`` from the first fit on, the prior counting as ``prior_weight`` steps, so the
@@ -62,7 +66,7 @@ import numpy.typing as npt
 from pydantic import Field
 
 from ado._state import Count, Distribution, StateModel, parse_state
-from ado.estimators import ScalingLawConfig, ScalingLawEstimator
+from ado.estimators import PowerLawFit, ScalingLawConfig, ScalingLawEstimator
 from ado.policy.base import Policy, PolicyConfig, register_policy
 from ado.stats import F64, StepStats, normalised
 
@@ -177,9 +181,14 @@ class ADO(Policy):
             out[f"credit/{d}"] = float(self._h[k])
             out[f"rho/{d}"] = float(self._rho[k])
             out[f"pi_bar/{d}"] = float(self._pi_bar[k])
-            if fit is not None:
+            if isinstance(fit, PowerLawFit):
                 out[f"eps/{d}"] = float(fit.eps[k])
                 out[f"beta/{d}"] = float(fit.beta[k])
+            elif fit is not None:  # law: lr
+                out[f"L0/{d}"] = float(fit.l0[k])
+                out[f"A/{d}"] = float(fit.a[k])
+                out[f"C/{d}"] = float(fit.c[k])
+            if fit is not None:
                 out[f"alpha/{d}"] = float(fit.alpha[k])
         return out
 

@@ -6,7 +6,8 @@ trained so far; ``T``: the transfer matrix, identity by default). Each sample's 
 exp(noise_k * z)``, ``z ~ N(0, 1)``. A domain with ``beta = 0`` is a flat "noise" domain whose loss
 never falls. Each step draws the batch's domain counts from the policy's current weights
 (multinomial, seeded), computes the pre-update losses, feeds the :class:`~ado.StepStats` to the
-policy, and advances N.
+policy, and advances N. With an ``lr_schedule`` each step's statistics carry its learning rate and
+a sample trained at rate ``lr`` adds ``lr / peak`` to N (so the schedule shapes the curves).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from ado._deps import require
 from ado.errors import ConfigError
 from ado.policy.base import Policy
 from ado.runlog import start_record, step_record
+from ado.schedule import LrSchedule
 from ado.stats import F64, StepStats
 
 __all__ = [
@@ -65,6 +67,11 @@ class SimSpec(BaseModel):
     n0: PositiveFloat = Field(64.0, description="samples seen before step 0 (offset of the law)")
     transfer: list[list[float]] | None = Field(
         None, description="K x K: domain k's effective samples are sum_j transfer[k][j] * N_j"
+    )
+    lr_schedule: LrSchedule | None = Field(
+        None,
+        description="a learning-rate schedule: each step's StepStats carries its lr, and a sample "
+        "trained at rate lr counts as lr / peak samples in the law",
     )
 
     @property
@@ -173,6 +180,14 @@ def simulate(
     """
     if policy.domains != spec.names:
         raise ConfigError(f"policy domains {policy.domains} != simulator domains {spec.names}")
+    lr: F64 | None = None
+    if spec.lr_schedule is not None:
+        if steps > spec.lr_schedule.total:
+            raise ConfigError(
+                f"simulate: {steps} steps but the spec's lr_schedule has {spec.lr_schedule.total}"
+            )
+        lr = spec.lr_schedule.values()
+        lr_scale = lr / spec.lr_schedule.peak
     k = len(spec.domains)
     rng = np.random.default_rng(seed)
     transfer = spec.transfer_matrix()
@@ -211,9 +226,10 @@ def simulate(
             counts=counts,
             loss_sums=loss_sums,
             token_counts=counts * spec.tokens_per_sample,
+            lr=None if lr is None else float(lr[t]),
         )
         policy.update(stats)
-        seen += counts
+        seen += counts if lr is None else counts * lr_scale[t]
         out_w[t], out_c[t], out_s[t], out_l[t] = w, counts, loss_sums, expected
         if log is not None:
             row = step_record(stats, w, expected_loss=expected.tolist())

@@ -192,8 +192,12 @@ class DataMixer:
             domain = torch.from_numpy(np.asarray(domain, dtype=np.int64))
         self.tracker.add(loss, domain, mask)
 
-    def step(self) -> StepStats:
+    def step(self, lr: float | None = None) -> StepStats:
         """End the optimizer step: reduce the losses, update the policy, set the next weights.
+
+        Args:
+            lr: the learning rate this step was trained with (``StepStats.lr``; ADO's
+                ``law: lr`` learns the schedule from it).
 
         Returns:
             The reduced statistics of the step that just ended.
@@ -206,7 +210,7 @@ class DataMixer:
             raise StateError(
                 f"step {self._step} drew {self._micro} of its {self.grad_accum} micro-batch(es)"
             )
-        stats = self.tracker.step_stats(self._step, self.tokens_per_sample)
+        stats = self.tracker.step_stats(self._step, self.tokens_per_sample, lr)
         t0 = time.perf_counter()
         self.policy.update(stats)
         self.last_policy_seconds = time.perf_counter() - t0

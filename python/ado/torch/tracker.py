@@ -139,13 +139,16 @@ class DomainLossTracker:
         buf.zero_()
         return host
 
-    def step_stats(self, step: int, tokens_per_sample: int | None = None) -> StepStats:
+    def step_stats(
+        self, step: int, tokens_per_sample: int | None = None, lr: float | None = None
+    ) -> StepStats:
         """The :class:`~ado.StepStats` of optimizer step ``step`` (reduced over all ranks); resets.
 
         Args:
             step: the global optimizer step these losses were trained at.
             tokens_per_sample: if given (packed rows of equal length), ``token_counts`` is
                 ``counts * tokens_per_sample``.
+            lr: the step's learning rate, if known (``StepStats.lr``).
 
         Raises:
             InvalidInputError: non-finite losses (a NaN/inf loss in some micro-batch).
@@ -155,7 +158,7 @@ class DomainLossTracker:
         counts = host[k:]
         loss_sums = np.where(counts > 0, host[:k], 0.0)
         tokens = None if tokens_per_sample is None else counts * float(tokens_per_sample)
-        return StepStats(step=step, counts=counts, loss_sums=loss_sums, token_counts=tokens)
+        return StepStats(step=step, counts=counts, loss_sums=loss_sums, token_counts=tokens, lr=lr)
 
     def state_dict(self) -> dict[str, Any]:
         """The not-yet-reduced sums of this rank (zero right after :meth:`step_stats`)."""

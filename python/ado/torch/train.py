@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -36,6 +35,7 @@ from tqdm import tqdm
 from ado.data import Manifest, MixtureLoader, PackConfig, index_shard
 from ado.policy import Policy, load_policy
 from ado.runlog import RunLogWriter, start_record, step_record
+from ado.schedule import LrSchedule
 from ado.stats import StepStats
 from ado.torch.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from ado.torch.gpt import GPT, GPTConfig
@@ -71,7 +71,10 @@ class TrainConfig(BaseModel):
         batch_size: rows per micro-batch per rank.
         grad_accum: micro-batches per optimizer step.
         steps: optimizer steps.
-        lr: peak learning rate (AdamW), after ``warmup`` linear steps, then cosine to ``lr/10``.
+        lr: peak learning rate (AdamW), after ``warmup`` linear steps, then ``schedule``.
+        schedule: ``cosine`` (to ``lr/10``), ``wsd`` (constant, then linear to ``lr/10`` over
+            the last ``decay_fraction`` of the steps) or ``constant`` (:class:`ado.LrSchedule`;
+            each step's rate goes to the policy as ``StepStats.lr``).
         n_layer: transformer blocks.
         n_head: attention heads.
         n_embd: model width.
@@ -89,6 +92,8 @@ class TrainConfig(BaseModel):
         ckpt_every: save every this many steps (0: never).
         keep: checkpoints kept.
         eval_manifest: held-out manifest; per-domain loss every ``eval_every`` steps and at the end.
+        ood_manifest: out-of-distribution held-out sets (``ood.yaml`` of a corpus), evaluated with
+            ``eval_manifest`` and logged as ``loss/ood/<set>`` (outside ``loss/uniform_avg``).
         eval_every: steps between evaluations (0: only at the end, if ``eval_manifest``).
         eval_batches: batches per domain per evaluation.
         eval_seed: which held-out rows are evaluated; independent of ``seed``, so runs under
@@ -112,6 +117,8 @@ class TrainConfig(BaseModel):
     steps: int = Field(200, gt=0)
     lr: float = Field(3e-3, gt=0)
     warmup: int = Field(20, ge=0)
+    schedule: Literal["cosine", "wsd", "constant"] = "cosine"
+    decay_fraction: float = Field(0.2, gt=0, le=1)
     weight_decay: float = Field(0.1, ge=0)
     grad_clip: float = Field(1.0, ge=0)
     n_layer: int = Field(2, gt=0)
@@ -130,6 +137,7 @@ class TrainConfig(BaseModel):
     ckpt_every: int = Field(0, ge=0)
     keep: int = Field(2, gt=0)
     eval_manifest: str | None = None
+    ood_manifest: str | None = None
     eval_every: int = Field(0, ge=0)
     eval_batches: int = Field(4, gt=0)
     eval_seed: int = Field(0, ge=0)
@@ -146,14 +154,21 @@ class TrainConfig(BaseModel):
             n_embd=self.n_embd,
         )
 
+    def lr_schedule(self) -> LrSchedule:
+        """The learning-rate schedule of the run."""
+        decay = max(1, round(self.decay_fraction * self.steps)) if self.schedule == "wsd" else 0
+        return LrSchedule(
+            kind=self.schedule,
+            peak=self.lr,
+            total=self.steps,
+            warmup=min(self.warmup, self.steps - 1),
+            final=0.1,
+            decay_steps=min(decay, self.steps - min(self.warmup, self.steps - 1)),
+        )
+
     def lr_at(self, step: int) -> float:
-        """The learning rate of optimizer step ``step`` (0-based): ``warmup`` linear steps up to
-        ``lr``, then a cosine down to ``lr / 10`` at ``steps``."""
-        if step < self.warmup:
-            return self.lr * (step + 1) / self.warmup
-        span = max(self.steps - self.warmup, 1)
-        progress = min((step - self.warmup) / span, 1.0)
-        return self.lr * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+        """The learning rate of optimizer step ``step`` (0-based), under :meth:`lr_schedule`."""
+        return self.lr_schedule().at(step)
 
     def pack(self) -> PackConfig:
         """The loader's packing configuration."""
@@ -316,11 +331,15 @@ class HeldOut:
         return out
 
 
-def _held_out(cfg: TrainConfig, rank: int, world: int) -> HeldOut | None:
-    if cfg.eval_manifest is None:
+def _held_out(
+    cfg: TrainConfig, rank: int, world: int, manifest: str | None = None
+) -> HeldOut | None:
+    """The evaluator of ``manifest`` (default: ``cfg.eval_manifest``), or None without one."""
+    manifest = manifest if manifest is not None else cfg.eval_manifest
+    if manifest is None:
         return None
     return HeldOut(
-        cfg.eval_manifest,
+        manifest,
         batch_size=cfg.batch_size,
         pack=cfg.pack(),
         batches=cfg.eval_batches,
@@ -390,6 +409,7 @@ class _Run:
     ddp: torch.nn.Module
     optimizer: torch.optim.Optimizer
     held_out: HeldOut | None
+    ood: HeldOut | None = None
     start: int = 0
     resumed_from: int | None = None
 
@@ -448,6 +468,7 @@ def setup(cfg: TrainConfig) -> _Run:
         ddp,
         optimizer,
         _held_out(cfg, rank, world),
+        _held_out(cfg, rank, world, cfg.ood_manifest) if cfg.ood_manifest else None,
     )
 
 
@@ -475,8 +496,9 @@ def train_step(run: _Run, step: int) -> tuple[StepStats, npt.NDArray[np.float64]
     """One optimizer step (``grad_accum`` micro-batches): returns the step's reduced statistics,
     the weights its batches were drawn from, and its batches."""
     cfg, mixer = run.cfg, run.mixer
+    lr = cfg.lr_at(step)
     for group in run.optimizer.param_groups:
-        group["lr"] = cfg.lr_at(step)
+        group["lr"] = lr
     drawn = mixer.weights
     batches = []
     for ctx in _micro_batches(run.ddp, cfg.grad_accum):
@@ -492,13 +514,19 @@ def train_step(run: _Run, step: int) -> tuple[StepStats, npt.NDArray[np.float64]
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
-    return mixer.step(), drawn, batches
+    return mixer.step(lr), drawn, batches
 
 
 def evaluate(run: _Run) -> dict[str, float]:
-    """Held-out loss per domain (``loss/<domain>``) and their uniform average."""
+    """Held-out loss per domain (``loss/<domain>``), their uniform average, and the loss of each
+    out-of-distribution set (``loss/ood/<set>``, with ``ood_manifest``)."""
     assert run.held_out is not None
-    return run.held_out.evaluate(run.ddp, run.device, lambda: _autocast(run.cfg, run.device))
+    autocast = lambda: _autocast(run.cfg, run.device)  # noqa: E731
+    out = run.held_out.evaluate(run.ddp, run.device, autocast)
+    if run.ood is not None:
+        ood = run.ood.evaluate(run.ddp, run.device, autocast)
+        out.update({f"loss/ood/{name}": ood[f"loss/{name}"] for name in run.ood.domains})
+    return out
 
 
 def checkpoint(run: _Run, step: int) -> None:

@@ -2,8 +2,9 @@
 
 use ado_core::estimator::{EstimatorConfig, PowerLawEstimator};
 use ado_core::fit::{self, FitConfig, FitResult};
+use ado_core::lr_law::{self, LrFitConfig, LrFitResult};
 use ado_core::Error;
-use numpy::{PyArray1, PyReadonlyArray1, PyReadonlyArray2};
+use numpy::{PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use crate::errors::{interruptible, no_panic, PyAdoError, PyAdoResult};
@@ -29,13 +30,137 @@ impl PyFitSpec {
     }
 }
 
-/// The defaults of the Rust configurations, as JSON: `(fit config, estimator config)` (the
-/// Python models' defaults are tested against these).
+/// A validated configuration of the learning-rate-aware fit (built by `ado.estimators.LrFitConfig`).
+#[pyclass(name = "LrFitSpec", module = "ado._core", frozen)]
+pub struct PyLrFitSpec {
+    pub inner: LrFitConfig,
+}
+
+#[pymethods]
+impl PyLrFitSpec {
+    /// From the JSON form of `ado.estimators.LrFitConfig` (its `model_dump_json()`).
+    #[new]
+    fn new(config_json: &str) -> PyAdoResult<Self> {
+        Ok(PyLrFitSpec {
+            inner: LrFitConfig::from_json(config_json)?,
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("LrFitSpec({:?})", self.inner)
+    }
+}
+
+/// The defaults of the Rust configurations, as JSON: `(fit config, estimator config, lr fit
+/// config)` (the Python models' defaults are tested against these).
 #[pyfunction]
-pub fn default_configs() -> PyAdoResult<(String, String)> {
+pub fn default_configs() -> PyAdoResult<(String, String, String)> {
     let estimator = serde_json::to_string(&EstimatorConfig::default())
         .map_err(|e| Error::internal(e.to_string()))?;
-    Ok((FitConfig::default().to_json(), estimator))
+    Ok((
+        FitConfig::default().to_json(),
+        estimator,
+        LrFitConfig::default().to_json(),
+    ))
+}
+
+/// Arrays of a batch of learning-rate-aware fits: (l0, a, alpha, c, objective, n_points,
+/// evaluations).
+type LrFitArrays<'py> = (
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+);
+
+/// Fit `L(s) = L0 + A * S1(s)^-alpha - C * S2(s)` to every row of `losses` (K, T) observed at
+/// `steps` (T,) of the schedule `lr` (S,), in parallel, without the GIL.
+#[pyfunction]
+pub fn fit_lr_laws<'py>(
+    py: Python<'py>,
+    lr: PyReadonlyArray1<'py, f64>,
+    steps: PyReadonlyArray1<'py, i64>,
+    losses: PyReadonlyArray2<'py, f64>,
+    spec: &PyLrFitSpec,
+) -> PyAdoResult<LrFitArrays<'py>> {
+    let lr = lr.as_array().to_vec();
+    let steps = steps.as_array().to_vec();
+    let l = losses.as_array();
+    if l.ncols() != steps.len() {
+        return Err(Error::invalid(format!(
+            "losses have {} points per row but steps has {}",
+            l.ncols(),
+            steps.len()
+        ))
+        .into());
+    }
+    let ys: Rows = l.rows().into_iter().map(|r| r.to_vec()).collect();
+    let config = spec.inner.clone();
+    let fits = py.detach(move || {
+        let yr: Vec<&[f64]> = ys.iter().map(Vec::as_slice).collect();
+        lr_law::fit_many(&lr, &steps, &yr, &config)
+    })?;
+    let col = |f: fn(&LrFitResult) -> f64| PyArray1::from_vec(py, fits.iter().map(f).collect());
+    let icol = |f: fn(&LrFitResult) -> i64| PyArray1::from_vec(py, fits.iter().map(f).collect());
+    Ok((
+        col(|r| r.l0),
+        col(|r| r.a),
+        col(|r| r.alpha),
+        col(|r| r.c),
+        col(|r| r.objective),
+        icol(|r| r.n_points as i64),
+        icol(|r| r.evaluations as i64),
+    ))
+}
+
+/// The areas `(S1, S2)` of the schedule `lr` at every step, with the `decay` and
+/// `count_rises` of `spec`.
+#[pyfunction]
+pub fn lr_areas<'py>(
+    py: Python<'py>,
+    lr: PyReadonlyArray1<'py, f64>,
+    spec: &PyLrFitSpec,
+) -> PyAdoResult<(F64Array<'py>, F64Array<'py>)> {
+    let c = &spec.inner;
+    let (s1, s2) = lr_law::areas(&lr.as_array().to_vec(), c.decay, c.count_rises)?;
+    Ok((PyArray1::from_vec(py, s1), PyArray1::from_vec(py, s2)))
+}
+
+/// Predictions (K, T) of the laws `params` (K, 4: l0, a, alpha, c) at `steps` of `lr`, with the
+/// areas of `spec`.
+#[pyfunction]
+pub fn predict_lr_laws<'py>(
+    py: Python<'py>,
+    lr: PyReadonlyArray1<'py, f64>,
+    steps: PyReadonlyArray1<'py, i64>,
+    params: PyReadonlyArray2<'py, f64>,
+    spec: &PyLrFitSpec,
+) -> PyAdoResult<Bound<'py, PyArray2<f64>>> {
+    let p = params.as_array();
+    if p.ncols() != 4 {
+        return Err(Error::invalid(format!(
+            "params must have 4 columns (l0, a, alpha, c), got {}",
+            p.ncols()
+        ))
+        .into());
+    }
+    let laws: Vec<[f64; 4]> = p
+        .rows()
+        .into_iter()
+        .map(|r| [r[0], r[1], r[2], r[3]])
+        .collect();
+    let (lr, steps) = (lr.as_array().to_vec(), steps.as_array().to_vec());
+    let t = steps.len();
+    let k = laws.len();
+    let config = spec.inner.clone();
+    let out = py.detach(move || lr_law::predict(&lr, &steps, &laws, &config))?;
+    let flat: Vec<f64> = out.into_iter().flatten().collect();
+    let arr = numpy::ndarray::Array2::from_shape_vec((k, t), flat)
+        .map_err(|e| Error::internal(e.to_string()))?;
+    Ok(PyArray2::from_owned_array(py, arr))
 }
 
 /// A 1-D float64 numpy array.

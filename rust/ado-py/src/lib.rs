@@ -13,7 +13,10 @@ mod _core {
         decode_index, file_hash, index_file, index_shard, shard_members, PyMixtureLoaderCore,
     };
     #[pymodule_export]
-    use crate::fit::{default_configs, fit_power_laws, objective, PyFitSpec, PyPowerLawEstimator};
+    use crate::fit::{
+        default_configs, fit_lr_laws, fit_power_laws, lr_areas, objective, predict_lr_laws,
+        PyFitSpec, PyLrFitSpec, PyPowerLawEstimator,
+    };
 
     use pyo3::prelude::*;
 
