@@ -114,6 +114,23 @@ def parse_config(description: str, argv: list[str] | None = None) -> TrainConfig
     return TrainConfig(**fields)
 
 
+def run_summary(
+    cfg: TrainConfig, mixer: Any, start_step: int, wall_s: float, resumed_from: str | None
+) -> dict[str, Any]:
+    """What the integration examples print at the end: steps, resume point, wall time, policy
+    time per step run here, the last step's loss and the final weights."""
+    weights = mixer.weights / mixer.weights.sum()
+    stats = mixer.last_stats
+    return {
+        "steps": cfg.steps,
+        "resumed_from": resumed_from,
+        "wall_s": round(wall_s, 3),
+        "policy_ms_per_step": round(1e3 * mixer.policy_seconds / max(cfg.steps - start_step, 1), 4),
+        "final_loss": None if stats is None else float(stats.loss_sums.sum() / stats.counts.sum()),
+        "weights": {d: round(float(w), 4) for d, w in zip(mixer.domains, weights, strict=True)},
+    }
+
+
 def main() -> None:
     """Parse the flags, build the :class:`~ado.torch.TrainConfig` and train."""
     cfg = parse_config(__doc__.splitlines()[0])

@@ -29,7 +29,7 @@ from ado.data import Manifest, MixtureLoader
 from ado.integrations.hf import AdoTrainer
 from ado.torch import HeldOut, TrainConfig, build_policy
 from torch import nn
-from train_gpt import parse_config
+from train_gpt import parse_config, run_summary
 from transformers import GPT2Config, GPT2LMHeadModel, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
@@ -167,18 +167,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
         t0 = time.perf_counter()
         trainer.train(resume_from_checkpoint=resume)
         wall = time.perf_counter() - t0
-    mixer = trainer.mixer
-    weights = mixer.weights / mixer.weights.sum()
-    ran = cfg.steps - (trainer.ado_log.start_step if trainer.ado_log else 0)
-    stats = mixer.last_stats
-    return {
-        "steps": cfg.steps,
-        "resumed_from": None if resume is None else os.path.basename(resume),
-        "wall_s": round(wall, 3),
-        "policy_ms_per_step": round(1e3 * mixer.policy_seconds / max(ran, 1), 4),
-        "final_loss": None if stats is None else float(stats.loss_sums.sum() / stats.counts.sum()),
-        "weights": {d: round(float(w), 4) for d, w in zip(mixer.domains, weights, strict=True)},
-    }
+    start = trainer.ado_log.start_step if trainer.ado_log else 0
+    return run_summary(cfg, trainer.mixer, start, wall, resume and os.path.basename(resume))
 
 
 def main() -> None:

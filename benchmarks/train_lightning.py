@@ -30,7 +30,7 @@ import torch
 from ado.integrations.lightning import AdoCallback, MixtureDataModule
 from ado.torch import GPT, HeldOut, TrainConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
-from train_gpt import parse_config
+from train_gpt import parse_config, run_summary
 
 log = logging.getLogger("train_lightning")
 
@@ -169,18 +169,8 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     wall = time.perf_counter() - t0
-    mixer = ado.mixer
-    weights = mixer.weights / mixer.weights.sum()
-    ran = cfg.steps - (ado.run_log.start_step if ado.run_log else 0)
-    stats = mixer.last_stats
-    return {
-        "steps": cfg.steps,
-        "resumed_from": None if resume is None else os.path.basename(resume),
-        "wall_s": round(wall, 3),
-        "policy_ms_per_step": round(1e3 * mixer.policy_seconds / max(ran, 1), 4),
-        "final_loss": None if stats is None else float(stats.loss_sums.sum() / stats.counts.sum()),
-        "weights": {d: round(float(w), 4) for d, w in zip(mixer.domains, weights, strict=True)},
-    }
+    start = ado.run_log.start_step if ado.run_log else 0
+    return run_summary(cfg, ado.mixer, start, wall, resume and os.path.basename(resume))
 
 
 def main() -> None:
