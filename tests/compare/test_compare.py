@@ -313,3 +313,28 @@ def test_a_preset_is_a_set_of_training_config_overrides() -> None:
     assert described["train"] == preset.train
     assert described["effective"]["grad_accum"] == 1
     assert "seed" not in described["effective"]
+
+
+def test_ood_sets_added_after_training_score_the_final_checkpoints(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    # runs that finished before their corpus had ood.yaml (their result.json without ood_loss)
+    # are scored from their final checkpoints on the next compare, without retraining, and get
+    # the numbers the training loop's own evaluation gave
+    out = tmp_path / "run"
+    first = run_compare(_cfg(tiny_corpus, out))
+    trained = {r["policy"]: r["ood_loss"] for r in first["runs"]}
+    assert all(trained.values())
+    mtimes = {}
+    for f in (out / "runs").glob("*/seed0/result.json"):
+        r = json.loads(f.read_text())
+        del r["ood_loss"]
+        f.write_text(json.dumps(r))
+        mtimes[f.parent] = os.stat(f.parent / "train.jsonl").st_mtime_ns
+    again = run_compare(_cfg(tiny_corpus, out))
+    for r in again["runs"]:
+        assert r["ood_scored_after_training"] is True
+        assert r["ood_loss"] == pytest.approx(trained[r["policy"]], rel=1e-6, abs=0)
+    # nothing was trained again
+    assert all(os.stat(d / "train.jsonl").st_mtime_ns == t for d, t in mtimes.items())
+    assert again["ood_sets"] == first["ood_sets"]

@@ -190,6 +190,34 @@ def _configs(cfg: CompareConfig) -> dict[str, PolicyConfig]:
     return {p.stem: load_policy_config(p) for p in cfg.policies}
 
 
+def _with_ood(cfg: CompareConfig, folder: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """A finished run scored on the corpus's out-of-distribution sets that it was not evaluated
+    on during training (a corpus that gained ``ood.yaml`` after the run): its final checkpoint is
+    evaluated exactly as the training loop would have (``evaluate_checkpoint``) and
+    ``result.json`` updated, so adding held-out sets never needs a retrain."""
+    from ado.data import Manifest
+    from ado.torch import evaluate_checkpoint
+
+    ood = Path(cfg.corpus) / "ood.yaml"
+    have = result.get("ood_loss") or {}
+    if not ood.exists() or set(Manifest.load(ood).names) <= set(have):
+        return result
+    final = folder / "ckpt" / "rank_0" / f"step_{int(result['steps']):08d}.pt"
+    if not final.exists():
+        logger.warning(
+            "%s: no checkpoint of the final step (%s), so its out-of-distribution sets stay "
+            "unscored; remove the folder to train it again",
+            folder,
+            final.name,
+        )
+        return result
+    losses = evaluate_checkpoint(final, ood, prefix="ood/")
+    result["ood_loss"] = {k[len("loss/ood/") :]: v for k, v in losses.items()}
+    result["ood_scored_after_training"] = True
+    atomic_write_text(folder / "result.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
 def train_one(
     cfg: CompareConfig,
     spec: RunSpec,
@@ -209,7 +237,7 @@ def train_one(
     if done.exists():
         result: dict[str, Any] = json.loads(done.read_text())
         result["policy"] = spec.label  # a folder copied from another comparison
-        return result
+        return _with_ood(cfg, folder, result)
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "run.json", json.dumps(identity, indent=2) + "\n")
     tok = info["tokenizer"]

@@ -19,6 +19,7 @@ from ado.torch.train import (
     TrainConfig,
     TrainResult,
     build_policy,
+    evaluate_checkpoint,
     natural_prior,
     train,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "TrainResult",
     "atomic_save",
     "build_policy",
+    "evaluate_checkpoint",
     "latest_checkpoint",
     "lm_tensors",
     "load_checkpoint",

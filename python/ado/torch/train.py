@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ado.data import Manifest, MixtureLoader, PackConfig, index_shard
+from ado.errors import StateError
 from ado.policy import Policy, load_policy
 from ado.runlog import RunLogWriter, start_record, step_record
 from ado.schedule import LrSchedule
@@ -47,6 +48,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "build_policy",
+    "evaluate_checkpoint",
     "natural_prior",
     "train",
 ]
@@ -347,6 +349,43 @@ def _held_out(
         rank=rank,
         world_size=world,
     )
+
+
+def evaluate_checkpoint(
+    path: str | os.PathLike[str], manifest: str | os.PathLike[str], *, prefix: str = ""
+) -> dict[str, float]:
+    """Held-out losses of a saved model on ``manifest``, evaluated exactly as the training loop
+    evaluates (the checkpoint's own configuration: rows, packing, ``eval_batches``, ``eval_seed``,
+    dtype), so a held-out set added after a run scores its final model without retraining.
+
+    Args:
+        path: a rank-0 checkpoint written by :func:`train` (``ckpt_dir/rank_0/step_*.pt``).
+        manifest: the held-out manifest (e.g. a corpus's ``ood.yaml``).
+        prefix: inserted into the keys: ``loss/<prefix><set>`` (``"ood/"`` gives the names the
+            training loop logs out-of-distribution sets under).
+
+    Returns:
+        ``{"loss/<prefix><set>": mean loss}`` per set of ``manifest``.
+
+    Raises:
+        StateError: ``path`` is not a checkpoint of this training loop.
+    """
+    state = load_checkpoint(path)
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise StateError(f"{path}: not a rank-0 checkpoint of ado.torch.train (no model/config)")
+    cfg = TrainConfig(**state["config"])
+    device = torch.device(cfg.device)
+    model = GPT(cfg.gpt_config()).to(device)
+    model.load_state_dict(state["model"])
+    held_out = HeldOut(
+        manifest,
+        batch_size=cfg.batch_size,
+        pack=cfg.pack(),
+        batches=cfg.eval_batches,
+        seed=cfg.eval_seed,
+    )
+    losses = held_out.evaluate(model, device, lambda: _autocast(cfg, device))
+    return {f"loss/{prefix}{d}": losses[f"loss/{d}"] for d in held_out.domains}
 
 
 def build_policy(
