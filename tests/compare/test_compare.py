@@ -338,3 +338,15 @@ def test_ood_sets_added_after_training_score_the_final_checkpoints(
     # nothing was trained again
     assert all(os.stat(d / "train.jsonl").st_mtime_ns == t for d, t in mtimes.items())
     assert again["ood_sets"] == first["ood_sets"]
+
+
+def test_a_presets_default_seeds_are_not_part_of_the_comparison_identity(tmp_path: Path) -> None:
+    preset = PRESETS["cpu-full"]
+    more = preset.model_copy(update={"seeds": [0, 1, 2, 3]})
+    a = CompareConfig(corpus=tmp_path, policies=[], preset=preset, out=tmp_path / "a")
+    b = CompareConfig(corpus=tmp_path, policies=[], preset=more, out=tmp_path / "a")
+    assert a.identity() == b.identity()
+    c = CompareConfig(
+        corpus=tmp_path, policies=[], preset=preset.with_train(lr=1e-3), out=tmp_path / "a"
+    )
+    assert a.identity() != c.identity()

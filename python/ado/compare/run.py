@@ -130,7 +130,7 @@ class CompareConfig:
         """
         return {
             "corpus": str(Path(self.corpus).resolve()),
-            "preset": self.preset.model_dump(),
+            "preset": self.preset.model_dump(exclude={"seeds"}),
         }
 
     def describe(self) -> dict[str, Any]:
