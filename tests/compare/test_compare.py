@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -14,7 +15,9 @@ pytest.importorskip("matplotlib")
 
 from ado.cli import main
 from ado.compare import PRESETS, REPORT_VERSION, CompareConfig, run_compare
+from ado.compare.plots import heldout_panels
 from ado.errors import ConfigError
+from ado.runlog import read_records
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = [REPO / "policies" / "natural.yaml", REPO / "policies" / "ado.yaml"]
@@ -84,6 +87,14 @@ def test_smoke_compare_and_resume(tiny_corpus: Path, tmp_path: Path) -> None:
         assert all(0 < v < 20 for v in r["ood_loss"].values())
     assert set(report["ado_vs_baselines"][0]["ood"]) == set(sets)
     assert "## Out-of-distribution held-out sets" in md
+    # the held-out figure has a panel per domain, the average and each set, every one with a
+    # value in every run's final eval record (what the panel draws)
+    panels = heldout_panels(domains, sets)
+    assert panels[-len(sets) :] == [f"ood/{s}" for s in sets]
+    for r in report["runs"]:
+        log = read_records(out / "runs" / r["policy"] / f"seed{r['seed']}" / "train.jsonl")
+        last = [x for x in log if x.get("event") == "eval"][-1]
+        assert all(math.isfinite(last[f"loss/{k}"]) for k in panels)
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert {r["policy"] for r in records} == {"natural", "ado"}
     assert any(r.get("event") == "eval" for r in records)

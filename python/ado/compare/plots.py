@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy.typing as npt
 from ado._deps import require
 from ado.runlog import read_records
 
-__all__ = ["make_plots"]
+__all__ = ["heldout_panels", "make_plots"]
 
 
 def _over_seeds(
@@ -47,14 +48,28 @@ def _grid(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def heldout_panels(domains: Sequence[str], ood_sets: Sequence[str]) -> list[str]:
+    """Eval-record keys (without ``loss/``) of the held-out figure's panels, in order.
+
+    One panel per domain, the uniform average, then one per out-of-distribution set.
+    """
+    return [*domains, "uniform_avg", *(f"ood/{s}" for s in ood_sets)]
+
+
 def make_plots(
-    out: Path, runs: list[dict[str, Any]], domains: list[str], kinds: dict[str, str]
+    out: Path,
+    runs: list[dict[str, Any]],
+    domains: list[str],
+    kinds: dict[str, str],
+    ood_sets: Sequence[str] = (),
 ) -> list[str]:
     """Write ``plots/weights.png``, ``plots/heldout.png`` and (with ADO) ``plots/ado_fits.png``.
 
-    Weights and held-out losses show every seed (mean line, min-max band); the fitted power laws
-    are those of the first ADO policy's first seed. Returns the paths written, relative to
-    ``out``.
+    Weights and held-out losses show every seed (mean line, min-max band); the held-out figure
+    has a panel per domain, the uniform average and a panel per out-of-distribution set (from
+    the runs' eval records: a set scored only after training, from the final checkpoint, has
+    no curve). The fitted power laws are those of the first ADO policy's first seed. Returns
+    the paths written, relative to ``out``.
 
     Raises:
         MissingDependencyError: matplotlib is missing (``pip install 'ado[plot]'``).
@@ -85,8 +100,9 @@ def make_plots(
     )
     written.append("plots/weights.png")
 
-    # 2. held-out loss curves, one panel per domain plus the uniform average (mean and band)
-    names = [*domains, "uniform_avg"]
+    # 2. held-out loss curves, one panel per domain, the uniform average and each
+    #    out-of-distribution set (mean and band)
+    names = heldout_panels(domains, ood_sets)
     rows, cols = _grid(len(names))
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
     for j, (policy, fs) in enumerate(seeds.items()):
@@ -94,7 +110,7 @@ def make_plots(
         for i, ax in enumerate(axes.flat[: len(names)]):
             _band(ax, steps, losses[:, :, i], plt.get_cmap("tab10")(j % 10), policy, marker=".")
     for ax, d in zip(axes.flat, names, strict=False):
-        ax.set_title(d)
+        ax.set_title(d.replace("ood/", "out-of-distribution: "))
         ax.set_xlabel("step")
     _finish_grid(fig, axes, len(names), "held-out loss", min(len(seeds), 7), plots / "heldout.png")
     written.append("plots/heldout.png")

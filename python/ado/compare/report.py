@@ -491,7 +491,7 @@ def write_report(
                 lines.append(json.dumps(rec) + "\n")
     atomic_write_text(out / "metrics.jsonl", "".join(lines))
     try:
-        report["files"]["plots"] = make_plots(out, runs, domains, kinds)
+        report["files"]["plots"] = make_plots(out, runs, domains, kinds, report["ood_sets"])
     except ImportError as err:
         logger.warning("no plots: %s", err)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
