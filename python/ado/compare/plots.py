@@ -14,7 +14,7 @@ import numpy.typing as npt
 from ado._deps import require
 from ado.runlog import read_records
 
-__all__ = ["heldout_panels", "make_plots"]
+__all__ = ["fit_curves", "heldout_panels", "make_plots"]
 
 
 def _over_seeds(
@@ -27,7 +27,9 @@ def _over_seeds(
         per_seed.append({r["step"]: [r.get(k, np.nan) for k in keys] for r in recs})
     common = sorted(set.intersection(*(set(p) for p in per_seed))) if per_seed else []
     values = np.asarray([[p[t] for t in common] for p in per_seed], dtype=np.float64)
-    return np.asarray(common, dtype=np.float64), values.reshape(len(folders), len(common), -1)
+    return np.asarray(common, dtype=np.float64), values.reshape(
+        len(folders), len(common), len(keys)
+    )
 
 
 def _band(ax: Any, steps: Any, values: Any, color: Any, label: str, marker: str = "") -> None:
@@ -68,7 +70,7 @@ def make_plots(
     Weights and held-out losses show every seed (mean line, min-max band); the held-out figure
     has a panel per domain, the uniform average and a panel per out-of-distribution set (from
     the runs' eval records: a set scored only after training, from the final checkpoint, has
-    no curve). The fitted power laws are those of the first ADO policy's first seed. Returns
+    no curve). The fitted power laws are those of every seed of the first ADO policy. Returns
     the paths written, relative to ``out``.
 
     Raises:
@@ -82,7 +84,6 @@ def make_plots(
     seeds: dict[str, list[Path]] = {}
     for r in runs:
         seeds.setdefault(r["policy"], []).append(out / "runs" / r["policy"] / f"seed{r['seed']}")
-    folders = {p: fs[0] for p, fs in seeds.items()}
     written = []
     colors = plt.get_cmap("tab10" if len(domains) <= 10 else "tab20")
 
@@ -115,50 +116,97 @@ def make_plots(
     _finish_grid(fig, axes, len(names), "held-out loss", min(len(seeds), 7), plots / "heldout.png")
     written.append("plots/heldout.png")
 
-    # 3. ADO's fitted power laws L(n) = eps + beta n^-alpha against the observed training losses
-    ado = [p for p in folders if kinds.get(p) == "ado"]
+    # 3. ADO's fitted power laws L(n) = eps + beta n^-alpha against the observed training
+    #    losses, every seed of the first ADO policy (mean and band)
+    ado = [p for p in seeds if kinds.get(p) == "ado"]
     if ado:
-        folder = folders[ado[0]]
+        _ado_fits(plt, ado[0], seeds[ado[0]], domains, plots / "ado_fits.png")
+        written.append("plots/ado_fits.png")
+    return written
+
+
+def fit_curves(
+    folders: list[Path], domains: list[str], points: int = 200
+) -> tuple[npt.NDArray[np.float64], ...]:
+    """What ``ado_fits.png`` draws, from the run logs of ``folders`` (the seeds of one ADO policy).
+
+    Returns ``(n, observed, grid, curves, fit_steps)``: ``n[step]``, samples trained after each
+    step (the shortest run's); ``observed[seed, step, domain]``, the training loss of each
+    domain's rows at each step (NaN where it had none); ``grid[points]``, samples from ``n[0]`` to
+    ``n[-1]``; ``curves[fit, points, domain]``, each seed's last fitted law ``eps + beta *
+    grid^-alpha`` (seeds that made no fit have no row); ``fit_steps[fit]``, the step of that fit.
+    """
+    observed, curves, steps, n = [], [], [], None
+    fits = []
+    for folder in folders:
         log = read_records(folder / "train.jsonl")
         # runs logged before the run log had step records kept them in steps.jsonl
         stream = [r for r in log if r.get("event") == "step"] or read_records(
             folder / "steps.jsonl"
         )
+        if not stream:
+            continue
+        counts = np.asarray([s["counts"] for s in stream], dtype=np.float64)
+        sums = np.asarray([s["loss_sums"] for s in stream], dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            observed.append(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
+        seen = np.cumsum(counts.sum(axis=1))
+        n = seen if n is None or len(seen) < len(n) else n
         recs = [r for r in log if r.get("event") == "train"]
         fit = next((r for r in reversed(recs) if f"eps/{domains[0]}" in r), None)
-        rows, cols = _grid(len(domains))
-        fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
-        if stream:
-            counts = np.asarray([s["counts"] for s in stream], dtype=np.float64)
-            sums = np.asarray([s["loss_sums"] for s in stream], dtype=np.float64)
-            n = np.cumsum(counts.sum(axis=1))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                losses = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-            for k, (ax, d) in enumerate(zip(axes.flat, domains, strict=False)):
-                ax.plot(n, losses[:, k], ".", ms=2, alpha=0.4, color="grey", label="observed")
-                if fit is not None:
-                    grid = np.linspace(max(n[0], 1.0), n[-1], 200)
-                    eps, beta, alpha = (fit[f"{q}/{d}"] for q in ("eps", "beta", "alpha"))
-                    ax.plot(
-                        grid,
-                        eps + beta * grid ** (-alpha),
-                        color="C3",
-                        label=f"fit alpha={alpha:.2f}",
-                    )
-                    ax.legend(fontsize=7)
-                ax.set_title(d)
-                ax.set_xlabel("samples trained (all domains)")
-        for ax in axes.flat[len(domains) :]:
-            ax.axis("off")
-        title = f"{ado[0]}: last fit" + (
-            f" at step {int(fit['last_fit_step'])}" if fit else " (no fit was made)"
+        if fit is not None:
+            fits.append(fit)
+    if n is None:
+        empty = np.zeros(0)
+        return empty, np.zeros((0, 0, len(domains))), empty, np.zeros((0, 0, len(domains))), empty
+    grid = np.linspace(max(n[0], 1.0), n[-1], points)
+    for fit in fits:
+        eps, beta, alpha = (
+            np.asarray([fit[f"{q}/{d}"] for d in domains], dtype=np.float64)
+            for q in ("eps", "beta", "alpha")
         )
-        fig.suptitle(title)
-        fig.tight_layout()
-        fig.savefig(plots / "ado_fits.png", dpi=90)
-        plt.close(fig)
-        written.append("plots/ado_fits.png")
-    return written
+        curves.append(eps + beta * grid[:, None] ** (-alpha))
+        steps.append(float(fit["last_fit_step"]))
+    return (
+        n,
+        np.stack([o[: len(n)] for o in observed]),
+        grid,
+        np.asarray(curves, dtype=np.float64).reshape(len(fits), len(grid), len(domains)),
+        np.asarray(steps, dtype=np.float64),
+    )
+
+
+def _ado_fits(plt: Any, policy: str, folders: list[Path], domains: list[str], path: Path) -> None:
+    """One panel per domain: the observed training loss (mean over seeds, grey) and each seed's
+    last fitted power law (mean line, min-max band), against samples trained."""
+    n, observed, grid, curves, fit_steps = fit_curves(folders, domains)
+    rows, cols = _grid(len(domains))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    if len(n):
+        for k, (ax, d) in enumerate(zip(axes.flat, domains, strict=False)):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a step no seed saw
+                mean = np.nanmean(observed[:, :, k], axis=0)
+            ax.plot(n, mean, ".", ms=2, alpha=0.4, color="grey", label="observed")
+            if np.isfinite(mean).any():  # the observed range: a fit's extrapolation to n -> 0
+                lo, hi = np.nanmin(mean), np.nanmax(mean)  # would squash the curve
+                ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo) + 1e-9)
+            if len(curves):
+                _band(ax, grid, curves[:, :, k], "C3", "fitted power law")
+                ax.legend(fontsize=7)
+            ax.set_title(d)
+            ax.set_xlabel("samples trained (all domains)")
+    for ax in axes.flat[len(domains) :]:
+        ax.axis("off")
+    if len(fit_steps):
+        when = f"last fit at step {', '.join(str(int(t)) for t in sorted(set(fit_steps)))}"
+    else:
+        when = "no fit was made"
+    runs = f"{len(folders)} seed{'s' if len(folders) > 1 else ''}"
+    fig.suptitle(f"{policy}: {when}; {runs} (mean, min-max band)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def _finish_grid(fig: Any, axes: Any, used: int, ylabel: str, ncol: int, path: Path) -> None:
