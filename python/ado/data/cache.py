@@ -185,13 +185,13 @@ class ShardCache:
 
     def _used(self) -> tuple[int, list[tuple[int, int, Path]]]:
         """Bytes of complete shards plus live reservations, and the shards (mtime, size, path).
-        A reservation whose owner died (its lock is free) is removed."""
-        entries = []
-        for p in (self.root / "shards").iterdir():
-            with contextlib.suppress(FileNotFoundError):
-                st = p.stat()
-                entries.append((st.st_mtime_ns, st.st_size, p))
-        used = sum(e[1] for e in entries)
+        A reservation whose owner died (its lock is free) is removed.
+
+        Reservations are counted before the shards: a download renames its shard into place
+        and only then drops its reservation, without the budget lock, so counted in this order
+        it is seen at least once (twice at worst, which only delays another download); counted
+        the other way round it could slip between the two listings and the budget overshoot."""
+        used = 0
         for res in (self.root / "tmp").glob("*.res"):
             try:
                 fd = os.open(res, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -206,7 +206,12 @@ class ShardCache:
                     res.unlink()  # left by a process that died
             finally:
                 os.close(fd)
-        return used, entries
+        entries = []
+        for p in (self.root / "shards").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                st = p.stat()
+                entries.append((st.st_mtime_ns, st.st_size, p))
+        return used + sum(e[1] for e in entries), entries
 
     def _reserve(self, url: str, need: int, *, wait: bool) -> int | None:
         """Reserve ``need`` bytes of the budget for a download of ``url``, evicting least
