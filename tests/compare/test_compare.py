@@ -16,6 +16,7 @@ pytest.importorskip("matplotlib")
 from ado.cli import main
 from ado.compare import PRESETS, REPORT_VERSION, CompareConfig, run_compare
 from ado.compare.plots import heldout_panels
+from ado.compare.run import report_finished
 from ado.errors import ConfigError
 from ado.runlog import read_records
 
@@ -289,6 +290,30 @@ def test_report_only_refuses_another_corpus(tiny_corpus: Path, tmp_path: Path) -
         report_finished(_cfg(other, tmp_path / "out"))
     with pytest.raises(ConfigError, match=r"no compare\.json"):
         report_finished(_cfg(tiny_corpus, tmp_path / "empty"))
+
+
+def test_a_comparison_recorded_with_its_preset_seeds_is_still_the_same(
+    tiny_corpus: Path, tmp_path: Path
+) -> None:
+    """compare.json files written before a preset's default seeds left the identity hold them
+    in the preset; their runs still resume and report, and another preset is still refused."""
+    from ado.compare.run import _prepare_out
+
+    cfg = _cfg(tiny_corpus, tmp_path / "out")
+    _prepare_out(cfg)
+    meta = tmp_path / "out" / "compare.json"
+    old = json.loads(meta.read_text())
+    old["preset"]["seeds"] = [0]  # the former record
+    meta.write_text(json.dumps(old))
+    (tmp_path / "out" / "runs").mkdir()
+    _prepare_out(cfg)  # the same comparison: resumed, nothing deleted
+    assert (tmp_path / "out" / "runs").is_dir()
+    old["preset"]["train"]["lr"] = 1.0
+    meta.write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match="another comparison"):
+        _prepare_out(cfg)
+    with pytest.raises(ConfigError, match="its runs were made with preset"):
+        report_finished(cfg)
 
 
 def test_a_preset_is_a_set_of_training_config_overrides() -> None:

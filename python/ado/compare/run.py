@@ -144,14 +144,24 @@ class CompareConfig:
         }
 
 
+def _stored_identity(meta: Any) -> dict[str, Any] | None:
+    """The identity part of a ``compare.json`` (see :meth:`CompareConfig.identity`), or ``None``
+    when it is not a comparison's. Comparisons written before a preset's default seeds left the
+    identity recorded them in the preset; they are dropped here, so those runs still resume."""
+    if not isinstance(meta, dict):
+        return None
+    preset = meta.get("preset")
+    if isinstance(preset, dict):
+        preset = {k: v for k, v in preset.items() if k != "seeds"}
+    return {"corpus": meta.get("corpus"), "preset": preset}
+
+
 def _prepare_out(cfg: CompareConfig) -> None:
     out = cfg.out
     meta = out / "compare.json"
     want = cfg.identity()
     if out.exists() and any(out.iterdir()):
-        have = json.loads(meta.read_text()) if meta.exists() else None
-        if have is not None:
-            have = {k: have.get(k) for k in want}
+        have = _stored_identity(json.loads(meta.read_text())) if meta.exists() else None
         if have != want:
             if not cfg.force:
                 raise ConfigError(
@@ -482,9 +492,10 @@ def report_finished(cfg: CompareConfig) -> dict[str, Any]:
     except (OSError, ValueError) as err:
         raise ConfigError(f"{meta}: unreadable: {err}") from None
     want = cfg.identity()
+    have = _stored_identity(have)
     for key in ("corpus", "preset"):  # a report labelled with another corpus would lie
-        if not isinstance(have, dict) or have.get(key) != want[key]:
-            got = have.get(key) if isinstance(have, dict) else None
+        if have is None or have.get(key) != want[key]:
+            got = have.get(key) if have is not None else None
             raise ConfigError(
                 f"{cfg.out}: its runs were made with {key} {got!r}, not {want[key]!r}; "
                 f"report them with the {key} they were made with"
