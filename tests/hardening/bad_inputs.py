@@ -151,6 +151,15 @@ def domain_empty_after_filtering(work: Path) -> None:
     _loader(work, {"web": str(_good(work / "a.tar")), "meta": str(path)})
 
 
+def _load_policy_yaml(work: Path, text: str) -> None:
+    """Write ``text`` to a policy file and load it (the YAML cases)."""
+    from ado.policy import load_policy_config
+
+    path = work / "p.yaml"
+    path.write_text(text)
+    load_policy_config(path)
+
+
 def _stats(**kw: object) -> None:
     from ado.stats import StepStats
 
@@ -277,19 +286,11 @@ def policy_prior_negative(work: Path) -> None:
 
 
 def yaml_unknown_kind(work: Path) -> None:
-    from ado.policy import load_policy_config
-
-    path = work / "p.yaml"
-    path.write_text("kind: adoo\n")
-    load_policy_config(path)
+    _load_policy_yaml(work, "kind: adoo\n")
 
 
 def yaml_extra_field(work: Path) -> None:
-    from ado.policy import load_policy_config
-
-    path = work / "p.yaml"
-    path.write_text("kind: temperature\ntemperature: 2.0\ntemprature: 3.0\n")
-    load_policy_config(path)
+    _load_policy_yaml(work, "kind: temperature\ntemperature: 2.0\ntemprature: 3.0\n")
 
 
 def manifest_extra_field(work: Path) -> None:
@@ -393,21 +394,13 @@ def corrupt_sidecar(work: Path) -> None:
 
 # -- second round (issue 13): crashes, aborts, hangs -------------------------------------------
 
-_SHORT_ADO = {
-    "ignore_steps": 0,
-    "start_step": 10,
-    "update_interval": 5,
-    "min_points": 5,
-    "subsample": 1,
-    "window": 5,
-}
-
 
 def _ado_after(steps: int, **overrides: object) -> Any:
     from ado.policy import load_policy
     from ado.stats import StepStats
+    from fuzz_state import SHORT  # the state fuzzer's short schedule (this folder)
 
-    policy = load_policy("ado", domains=["a", "b"], overrides={**_SHORT_ADO, **overrides})
+    policy = load_policy("ado", domains=["a", "b"], overrides={**SHORT, **overrides})
     for t in range(steps):
         loss = 2.0 + 3.0 * (t + 1.0) ** -0.5
         policy.update(StepStats(step=t, counts=[3, 5], loss_sums=[3 * loss, 5 * loss * 1.1]))
@@ -454,37 +447,21 @@ def loader_batch_size_bool(work: Path) -> None:
 
 
 def fit_alpha_grid_huge(work: Path) -> None:
-    from ado.policy import load_policy_config
-
-    path = work / "p.yaml"
-    path.write_text("kind: ado\nfit:\n  alpha_grid: 10000000000000\n")
-    load_policy_config(path)
+    _load_policy_yaml(work, "kind: ado\nfit:\n  alpha_grid: 10000000000000\n")
 
 
 def yaml_alias_bomb(work: Path) -> None:
-    from ado.policy import load_policy_config
-
     lines = ["kind: ado", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
-    path = work / "p.yaml"
-    path.write_text("\n".join(lines) + "\n")
-    load_policy_config(path)
+    _load_policy_yaml(work, "\n".join(lines) + "\n")
 
 
 def yaml_too_large(work: Path) -> None:
-    from ado.policy import load_policy_config
-
-    path = work / "p.yaml"
-    path.write_text("kind: ado\n" + "# padding\n" * 1_000_000)
-    load_policy_config(path)
+    _load_policy_yaml(work, "kind: ado\n" + "# padding\n" * 1_000_000)
 
 
 def yaml_deep_nesting(work: Path) -> None:
-    from ado.policy import load_policy_config
-
-    path = work / "p.yaml"
-    path.write_text("kind: ado\nx: " + "[" * 100_000 + "]" * 100_000 + "\n")
-    load_policy_config(path)
+    _load_policy_yaml(work, "kind: ado\nx: " + "[" * 100_000 + "]" * 100_000 + "\n")
 
 
 def policy_path_dev_zero(work: Path) -> None:
@@ -563,19 +540,11 @@ def prior_overflow(work: Path) -> None:
 
 
 def yaml_update_interval_bool(work: Path) -> None:
-    from ado.policy import load_policy_config
-
-    path = work / "p.yaml"
-    path.write_text("kind: ado\nupdate_interval: true\n")
-    load_policy_config(path)
+    _load_policy_yaml(work, "kind: ado\nupdate_interval: true\n")
 
 
 def yaml_alpha_floor_inf(work: Path) -> None:
-    from ado.policy import load_policy_config
-
-    path = work / "p.yaml"
-    path.write_text("kind: ado\nalpha_floor: .inf\n")
-    load_policy_config(path)
+    _load_policy_yaml(work, "kind: ado\nalpha_floor: .inf\n")
 
 
 def loader_weights_partial_mapping(work: Path) -> None:
