@@ -6,15 +6,24 @@ import subprocess
 import sys
 
 
-def test_import_ado_does_not_import_torch() -> None:
+def _imports_none(statements: str, banned: str) -> None:
+    """Run ``statements`` in a fresh interpreter; fail, naming them, if any module ``m`` in
+    ``sys.modules`` afterwards makes the expression ``banned`` true."""
     code = (
-        "import sys; import ado, ado.data, ado.policy, ado.estimators, ado.sim, ado.cli; "
-        "ado.cli.build_parser(); "
-        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')); "
+        f"import sys; {statements}; "
+        f"bad = sorted(m for m in sys.modules if {banned}); "
         "print(bad); sys.exit(1 if bad else 0)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_import_ado_does_not_import_torch() -> None:
+    _imports_none(
+        "import ado, ado.data, ado.policy, ado.estimators, ado.sim, ado.cli; "
+        "ado.cli.build_parser()",
+        "m == 'torch' or m.startswith('torch.')",
+    )
 
 
 def test_ado_torch_imports_torch() -> None:
@@ -26,30 +35,22 @@ def test_ado_torch_imports_torch() -> None:
 def test_the_library_proper_does_not_import_the_harness() -> None:
     # ado.compare and ado.corpus (the experiment harness, extra 'ado[compare]') are imported
     # only by the CLI commands that run them
-    code = (
-        "import sys; import ado, ado.data, ado.policy, ado.estimators, ado.sim, ado.runlog; "
-        "import ado.torch; "
-        "bad = sorted(m for m in sys.modules if m.startswith(('ado.compare', 'ado.corpus', "
-        "'matplotlib', 'tokenizers', 'scipy'))); "
-        "print(bad); sys.exit(1 if bad else 0)"
+    _imports_none(
+        "import ado, ado.data, ado.policy, ado.estimators, ado.sim, ado.runlog; import ado.torch",
+        "m.startswith(('ado.compare', 'ado.corpus', 'matplotlib', 'tokenizers', 'scipy'))",
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_no_import_of_ado_or_ado_torch_imports_a_training_stack() -> None:
     # transformers and lightning (extras 'ado[hf]', 'ado[lightning]') are imported only by
     # ado.integrations.hf and ado.integrations.lightning, never by ado, ado.torch or
     # ado.integrations itself
-    code = (
-        "import sys; import ado, ado.data, ado.policy, ado.runlog, ado.torch, ado.integrations; "
-        "import ado.integrations._common; "
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('transformers', 'lightning', 'pytorch_lightning', 'accelerate', 'lightning_fabric')); "
-        "print(bad); sys.exit(1 if bad else 0)"
+    _imports_none(
+        "import ado, ado.data, ado.policy, ado.runlog, ado.torch, ado.integrations; "
+        "import ado.integrations._common",
+        "m.split('.')[0] in "
+        "('transformers', 'lightning', 'pytorch_lightning', 'accelerate', 'lightning_fabric')",
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_a_missing_stack_names_its_extra() -> None:
