@@ -75,32 +75,34 @@ class ShardHTTPServer:
                     return None
                 return path
 
+            def _not_found(self) -> None:
+                self._record(404)
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def _ok(self, status: int, length: int, path: Path) -> None:
+                """Record and send the status line and headers of a file's (partial) body."""
+                self._record(status)
+                self.send_response(status)
+                self.send_header("Content-Length", str(length))
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("ETag", _etag(path))
+                self.end_headers()
+
             def do_HEAD(self) -> None:
                 time.sleep(server.faults.latency_s)
                 path = self._file()
                 if path is None:
-                    self._record(404)
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self._record(200)
-                self.send_response(200)
-                self.send_header("Content-Length", str(path.stat().st_size))
-                self.send_header("Accept-Ranges", "bytes")
-                self.send_header("ETag", _etag(path))
-                self.end_headers()
+                    return self._not_found()
+                self._ok(200, path.stat().st_size, path)
 
             def do_GET(self) -> None:
                 f = server.faults
                 time.sleep(f.latency_s)
                 path = self._file()
                 if path is None:
-                    self._record(404)
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
+                    return self._not_found()
                 data = path.read_bytes()
                 status = 200
                 rng = self.headers.get("Range")
@@ -121,12 +123,7 @@ class ShardHTTPServer:
                     return
                 if shard and f.status_every and n % f.status_every == 0:
                     return self._error(f.status)
-                self._record(status)
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Accept-Ranges", "bytes")
-                self.send_header("ETag", _etag(path))
-                self.end_headers()
+                self._ok(status, len(data), path)
                 if shard and f.truncate_every and n % f.truncate_every == 0:
                     self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()
