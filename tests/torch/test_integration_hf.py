@@ -22,7 +22,13 @@ from ado.errors import ConfigError, StateError  # noqa: E402
 from ado.integrations.hf import DATA_FILE, AdoTrainer  # noqa: E402
 from ado.runlog import read_run_log  # noqa: E402
 from ado.torch import atomic_save, load_checkpoint  # noqa: E402
-from torch_runs import FAST_ADO, ROOT, launch, tiny_config, train_records  # noqa: E402
+from torch_runs import (  # noqa: E402
+    FAST_ADO,
+    ROOT,
+    tiny_config,
+    train_records,
+    two_ranks_then_resume,
+)
 from transformers import GPT2Config, GPT2LMHeadModel, TrainerCallback, TrainingArguments  # noqa: E402
 
 SEQ, BATCH = 16, 4
@@ -163,32 +169,14 @@ def test_two_ranks_under_torchrun_and_resume(
 ) -> None:
     manifest = make_corpus()
     cfg = tiny_config(manifest, steps=12, grad_accum=2, verify_every=1, ckpt_every=6, keep=3,
-                      policy="ado", log_path=str(tmp_path / "ref-{rank}.jsonl"),
-                      ckpt_dir=str(tmp_path / "ref"))  # fmt: skip
-    proc = launch(cfg, tmp_path, name="ref", script=HF_SCRIPT, nproc=2)
-    assert proc.wait(timeout=TIMEOUT_S) == 0, (tmp_path / "ref.stderr").read_text()[-3000:]
-    logs = [train_records(tmp_path / f"ref-{r}.jsonl") for r in range(2)]
-    assert [len(x) for x in logs] == [12, 12]
-    for r0, r1 in zip(*logs, strict=True):
-        # the reduced loss and the weights are bitwise identical on both ranks
-        assert r0["loss"] == r1["loss"]
-        assert r0["weights_hash"] == r1["weights_hash"]
-        assert len(r0["keys"]) == len(r1["keys"]) == 2 * 4  # accum x batch rows per rank
-        assert not set(r0["keys"]) & set(r1["keys"])  # ranks never share a sample
+                      policy="ado")  # fmt: skip
+
+    def step_6(ref: Path, run: Path) -> None:
+        shutil.copytree(ref / "checkpoint-6", run / "checkpoint-6")
+
+    # 2 ranks, then both resumed from the step-6 checkpoint: the same steps 7..12 on every rank
+    logs = two_ranks_then_resume(cfg, tmp_path, HF_SCRIPT, step_6, TIMEOUT_S)
     assert logs[0][-1]["fits"] >= 1
-    # resume both ranks from the step-6 checkpoint: the same steps 7..12 on every rank
-    shutil.copytree(tmp_path / "ref" / "checkpoint-6", tmp_path / "run" / "checkpoint-6")
-    for r in range(2):
-        shutil.copy(tmp_path / f"ref-{r}.jsonl", tmp_path / f"run-{r}.jsonl")
-    again = {
-        **cfg,
-        "log_path": str(tmp_path / "run-{rank}.jsonl"),
-        "ckpt_dir": str(tmp_path / "run"),
-    }
-    proc = launch(again, tmp_path, name="again", script=HF_SCRIPT, nproc=2)
-    assert proc.wait(timeout=TIMEOUT_S) == 0, (tmp_path / "again.stderr").read_text()[-3000:]
-    for r in range(2):
-        assert train_records(tmp_path / f"run-{r}.jsonl") == logs[r]
     a = load_checkpoint(tmp_path / "ref" / "checkpoint-12" / DATA_FILE)
     b = load_checkpoint(tmp_path / "run" / "checkpoint-12" / DATA_FILE)
     assert a == b

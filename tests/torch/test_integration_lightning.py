@@ -21,7 +21,13 @@ from ado.integrations.lightning import CHECKPOINT_KEY, AdoCallback, MixtureDataM
 from ado.runlog import read_run_log  # noqa: E402
 from ado.torch import GPT, GPTConfig  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
-from torch_runs import FAST_ADO, ROOT, launch, tiny_config, train_records  # noqa: E402
+from torch_runs import (  # noqa: E402
+    FAST_ADO,
+    ROOT,
+    tiny_config,
+    train_records,
+    two_ranks_then_resume,
+)
 
 pytestmark = [
     # lightning 2.6 on torch 2.10+: an upstream deprecation inside Lightning's own code
@@ -181,31 +187,14 @@ def test_two_ranks_ddp_under_torchrun_and_resume(
     make_corpus: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     manifest = make_corpus()
-    cfg = tiny_config(manifest, steps=12, grad_accum=2, verify_every=1, ckpt_every=6, keep=3,
-                      log_path=str(tmp_path / "ref-{rank}.jsonl"),
-                      ckpt_dir=str(tmp_path / "ref"))  # fmt: skip
-    proc = launch(cfg, tmp_path, name="ref", script=PL_SCRIPT, nproc=2)
-    assert proc.wait(timeout=TIMEOUT_S) == 0, (tmp_path / "ref.stderr").read_text()[-3000:]
-    logs = [train_records(tmp_path / f"ref-{r}.jsonl") for r in range(2)]
-    assert [len(x) for x in logs] == [12, 12]
-    for r0, r1 in zip(*logs, strict=True):
-        # the reduced loss and the weights are bitwise identical on both ranks
-        assert r0["loss"] == r1["loss"]
-        assert r0["weights_hash"] == r1["weights_hash"]
-        assert len(r0["keys"]) == len(r1["keys"]) == 2 * 4  # accum x batch rows per rank
-        assert not set(r0["keys"]) & set(r1["keys"])  # ranks never share a sample
+    cfg = tiny_config(manifest, steps=12, grad_accum=2, verify_every=1, ckpt_every=6, keep=3)
+
+    def step_6(ref: Path, run: Path) -> None:
+        shutil.copy(ref / "step_00000006.ckpt", run)  # rank 0 wrote every rank's data side
+
+    # 2 ranks (ddp), then both resumed from the step-6 checkpoint
+    logs = two_ranks_then_resume(cfg, tmp_path, PL_SCRIPT, step_6, TIMEOUT_S)
     assert logs[0][-1]["fits"] >= 1
-    # both ranks resume from the step-6 checkpoint (rank 0 wrote every rank's data side)
-    (tmp_path / "run").mkdir()
-    shutil.copy(tmp_path / "ref" / "step_00000006.ckpt", tmp_path / "run")
-    for r in range(2):
-        shutil.copy(tmp_path / f"ref-{r}.jsonl", tmp_path / f"run-{r}.jsonl")
-    again = {**cfg, "log_path": str(tmp_path / "run-{rank}.jsonl"),
-             "ckpt_dir": str(tmp_path / "run")}  # fmt: skip
-    proc = launch(again, tmp_path, name="again", script=PL_SCRIPT, nproc=2)
-    assert proc.wait(timeout=TIMEOUT_S) == 0, (tmp_path / "again.stderr").read_text()[-3000:]
-    for r in range(2):
-        assert train_records(tmp_path / f"run-{r}.jsonl") == logs[r]
     a = torch.load(tmp_path / "ref" / "step_00000012.ckpt", weights_only=False)
     b = torch.load(tmp_path / "run" / "step_00000012.ckpt", weights_only=False)
     assert a[CHECKPOINT_KEY] == b[CHECKPOINT_KEY]

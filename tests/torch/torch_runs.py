@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +90,41 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def two_ranks_then_resume(
+    config: dict[str, Any],
+    folder: Path,
+    script: Path,
+    copy_checkpoint: Callable[[Path, Path], None],
+    timeout_s: float = 300,
+) -> list[list[dict[str, Any]]]:
+    """Train ``config`` with ``script`` on 2 ranks under ``torchrun`` (checkpoints in
+    ``folder/ref``, logs ``folder/ref-{rank}.jsonl``) and check that the ranks agree bitwise on
+    the loss and the weights and never share a sample. Then ``copy_checkpoint(ref, run)`` puts
+    a checkpoint into the empty ``folder/run``, the same run resumes from it there (logs
+    ``run-{rank}.jsonl``, starting as copies of the first run's), and every rank's log must
+    equal the uninterrupted run's. Returns the uninterrupted run's train records per rank."""
+    ref, run = folder / "ref", folder / "run"
+    first = {**config, "log_path": str(folder / "ref-{rank}.jsonl"), "ckpt_dir": str(ref)}
+    proc = launch(first, folder, name="ref", script=script, nproc=2)
+    assert proc.wait(timeout=timeout_s) == 0, (folder / "ref.stderr").read_text()[-3000:]
+    logs = [train_records(folder / f"ref-{r}.jsonl") for r in range(2)]
+    assert [len(x) for x in logs] == [config["steps"]] * 2
+    rows = config["grad_accum"] * config["batch_size"]
+    for r0, r1 in zip(*logs, strict=True):
+        # the reduced loss and the weights are bitwise identical on both ranks
+        assert r0["loss"] == r1["loss"]
+        assert r0["weights_hash"] == r1["weights_hash"]
+        assert len(r0["keys"]) == len(r1["keys"]) == rows  # accum x batch rows per rank
+        assert not set(r0["keys"]) & set(r1["keys"])  # ranks never share a sample
+    run.mkdir()
+    copy_checkpoint(ref, run)
+    for r in range(2):
+        shutil.copy(folder / f"ref-{r}.jsonl", folder / f"run-{r}.jsonl")
+    again = {**config, "log_path": str(folder / "run-{rank}.jsonl"), "ckpt_dir": str(run)}
+    proc = launch(again, folder, name="again", script=script, nproc=2)
+    assert proc.wait(timeout=timeout_s) == 0, (folder / "again.stderr").read_text()[-3000:]
+    for r in range(2):
+        assert train_records(folder / f"run-{r}.jsonl") == logs[r]
+    return logs
