@@ -1,14 +1,15 @@
-"""Fixtures for the PyTorch tests: a tiny token corpus (WebDataset shards with a ``u16`` field)."""
+"""Fixtures for the PyTorch tests: a tiny token corpus (WebDataset shards with a ``u16`` field)
+and one torch thread."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 wds = pytest.importorskip("webdataset")
 
 VOCAB = 64
@@ -63,3 +64,12 @@ def make_corpus(tmp_path: Path) -> MakeCorpus:
         return manifest
 
     return make
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread for the test, restored after it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

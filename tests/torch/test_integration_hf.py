@@ -33,15 +33,8 @@ from transformers import GPT2Config, GPT2LMHeadModel, TrainerCallback, TrainingA
 
 SEQ, BATCH = 16, 4
 HF_SCRIPT = ROOT / "benchmarks" / "train_hf.py"
-TIMEOUT_S = 300
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _trainer(
@@ -175,7 +168,7 @@ def test_two_ranks_under_torchrun_and_resume(
         shutil.copytree(ref / "checkpoint-6", run / "checkpoint-6")
 
     # 2 ranks, then both resumed from the step-6 checkpoint: the same steps 7..12 on every rank
-    logs = two_ranks_then_resume(cfg, tmp_path, HF_SCRIPT, step_6, TIMEOUT_S)
+    logs = two_ranks_then_resume(cfg, tmp_path, HF_SCRIPT, step_6)
     assert logs[0][-1]["fits"] >= 1
     a = load_checkpoint(tmp_path / "ref" / "checkpoint-12" / DATA_FILE)
     b = load_checkpoint(tmp_path / "run" / "checkpoint-12" / DATA_FILE)

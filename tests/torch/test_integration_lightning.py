@@ -30,6 +30,7 @@ from torch_runs import (  # noqa: E402
 )
 
 pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
     # lightning 2.6 on torch 2.10+: an upstream deprecation inside Lightning's own code
     pytest.mark.filterwarnings("ignore:.*LeafSpec.*is deprecated:FutureWarning"),
     pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning"),
@@ -37,15 +38,6 @@ pytestmark = [
 
 SEQ, BATCH = 16, 4
 PL_SCRIPT = ROOT / "benchmarks" / "train_lightning.py"
-TIMEOUT_S = 300
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Any:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class TinyLM(L.LightningModule):
@@ -193,7 +185,7 @@ def test_two_ranks_ddp_under_torchrun_and_resume(
         shutil.copy(ref / "step_00000006.ckpt", run)  # rank 0 wrote every rank's data side
 
     # 2 ranks (ddp), then both resumed from the step-6 checkpoint
-    logs = two_ranks_then_resume(cfg, tmp_path, PL_SCRIPT, step_6, TIMEOUT_S)
+    logs = two_ranks_then_resume(cfg, tmp_path, PL_SCRIPT, step_6)
     assert logs[0][-1]["fits"] >= 1
     a = torch.load(tmp_path / "ref" / "step_00000012.ckpt", weights_only=False)
     b = torch.load(tmp_path / "run" / "step_00000012.ckpt", weights_only=False)
