@@ -76,6 +76,8 @@ def torchrun_command(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Train the run in ``--config`` (this rank's part); rank 0 writes ``--result``."""
+    import torch.distributed as dist
+
     from ado._io import atomic_write_text
     from ado.torch.train import TrainConfig, train
 
@@ -94,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         }
         atomic_write_text(args.result, json.dumps(summary, indent=2) + "\n")
+    if dist.is_initialized():
+        dist.destroy_process_group()
     return 0
 
 
