@@ -7,7 +7,7 @@ Example::
         --preset cpu-full --out runs/debian --seeds 0 1
 
     ado compare --corpus corpora/debian --preset gpu-124m --out runs/paper \\
-        --launcher slurm --nproc-per-node 8 --slurm-partition gpu --slurm-time 720
+        --launcher slurm --nproc-per-node 8 --slurm-partition gpu --slurm-time 120
 
 ``--nproc-per-node N`` trains each run under torchrun with N ranks (``--nnodes M``: on M nodes,
 Slurm only); ``--launcher slurm`` submits each run as a Slurm job and waits for them (a second
@@ -60,7 +60,8 @@ def register(sub: Any) -> None:
         "--preset",
         default="cpu-small",
         help="run size: model, tokens, evaluation cadence, ADO schedule, seeds: cpu-small "
-        "(default), cpu-full, gpu-short or gpu (ado.compare.PRESETS)",
+        "(default), cpu-full, gpu-short, gpu or gpu-124m (the paper's 124M model; a cluster "
+        "recipe) (ado.compare.PRESETS)",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (runs, report, plots)")
     p.add_argument(
@@ -68,7 +69,8 @@ def register(sub: Any) -> None:
         type=non_negative_int,
         nargs="+",
         default=None,
-        help="seeds of every policy (default: the preset's, 0 1 2 for cpu-full, else 0)",
+        help="seeds of every policy (default: the preset's, 0 1 2 for cpu-full and gpu-124m, "
+        "else 0)",
     )
     p.add_argument(
         "--extra-seeds",

@@ -165,6 +165,9 @@ class RunJob(Checkpointable):
     """A run as a submitit job: ``fn(*args)`` (``train_one``). Preemption or a time-out requeues
     the same call (``Checkpointable.checkpoint``); the run resumes from its newest checkpoint."""
 
+    def __init__(self) -> None:
+        super().__init__()
+
     def __call__(self, fn: Callable[..., Any], *args: Any) -> Any:
         return fn(*args)
 
@@ -211,9 +214,9 @@ class SlurmPool:
     Args:
         folder: where submitit keeps its job scripts, pickles and logs (``<out>/slurm``).
         options: the submission options.
-        nodes: nodes per run.
-        tasks_per_node_cpus: CPUs a node's task needs by default (its ranks).
-        gpus_per_node: GPUs per node by default (None: none asked for).
+        nodes: nodes per run (one task per node: it starts that node's torchrun).
+        default_cpus: CPUs of a node's task unless ``options.cpus_per_task`` (its ranks).
+        default_gpus: GPUs per node unless ``options.gpus_per_node`` (None: none asked for).
         name: job-name prefix.
     """
 
