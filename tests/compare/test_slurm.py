@@ -1,7 +1,9 @@
 """``ado compare --launcher slurm`` on a real one-node Slurm cluster (the ``slurm`` fixture):
 2 policies x 2 seeds, each run a job of 2 gloo ranks under torchrun. One job is killed with
-``scancel`` after its first checkpoint; a second compare started while the jobs run attaches to
-the running ones (no job is submitted twice) and resumes the killed run from its checkpoint.
+``scancel`` after its first checkpoint, another is preempted (requeued by Slurm under the same
+id); a second compare started while the jobs run attaches to the running ones (no job is
+submitted twice) and resumes the killed run from its checkpoint; the preempted run resumes from
+its own checkpoint when Slurm starts it again.
 
 "The same report" as ``--launcher local`` means: ``report.json`` with the fields that describe
 how and how fast the runs ran left out (:data:`HOW`: timings, ``resumed``, ``launch``, the
@@ -76,17 +78,40 @@ def _job_ids(out: Path) -> dict[str, list[str]]:
     }
 
 
-def _wait_for_checkpoint(out: Path, first: subprocess.Popen[bytes]) -> Path:
-    """A run folder with a checkpoint and no result yet (its job is mid-run)."""
+def _mid_run(out: Path, first: subprocess.Popen[bytes], but: Path | None = None) -> Path:
+    """A run folder (other than ``but``) whose job wrote its first checkpoint and not yet its
+    second: it is mid-run, with a third of the run still to go."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        for ckpt in out.glob("runs/*/seed*/ckpt/rank_0/step_*.pt"):
-            folder = ckpt.parents[2]
-            if not (folder / "result.json").exists():
+        for folder in out.glob("runs/*/seed*"):
+            ckpts = list(folder.glob("ckpt/rank_0/step_*.pt"))
+            if folder != but and len(ckpts) == 1 and not (folder / "result.json").exists():
                 return folder
-        assert first.poll() is None, "the first compare ended before any run checkpointed"
+        assert first.poll() is None, "the first compare ended before the runs checkpointed"
         time.sleep(0.1)
-    raise AssertionError(f"no run checkpointed within {WAIT_S} s")
+    raise AssertionError(f"no run was between its checkpoints within {WAIT_S} s")
+
+
+def _preempt(job: str, env: dict[str, str]) -> None:
+    """What a preemption with PreemptMode=REQUEUE does: kill the job and queue it again under
+    the same id (``scontrol requeue``); then let it start at once (a requeued job otherwise
+    waits two minutes: its BeginTime)."""
+    subprocess.run(["scontrol", "requeue", job], env=env, check=True)
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        state = subprocess.run(
+            ["squeue", "--noheader", "--states=all", "--format=%T %r", f"--jobs={job}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        if state[:2] == ["PENDING", "BeginTime"]:
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env)
+        elif state[:1] in (["RUNNING"], ["COMPLETED"]):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the requeued job {job} did not start again within {WAIT_S} s")
 
 
 def test_slurm_compare_resumes_a_cancelled_job_and_reports_as_local(
@@ -99,9 +124,12 @@ def test_slurm_compare_resumes_a_cancelled_job_and_reports_as_local(
     first_log = (tmp_path / "first.log").open("wb")
     first = subprocess.Popen(cmd, env=env, stdout=first_log, stderr=subprocess.STDOUT)
     try:
-        victim = _wait_for_checkpoint(out, first)
+        victim = _mid_run(out, first)
         (job,) = json.loads((victim / "slurm.json").read_text())["job_ids"]
         subprocess.run(["scancel", job], env=env, check=True)
+        preempted = _mid_run(out, first, but=victim)
+        (requeued,) = json.loads((preempted / "slurm.json").read_text())["job_ids"]
+        _preempt(requeued, env)
         before = _job_ids(out)
         # the same command again while the jobs run: it attaches to them
         second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WAIT_S)
@@ -128,6 +156,11 @@ def test_slurm_compare_resumes_a_cancelled_job_and_reports_as_local(
     resumed = json.loads((victim / "result.json").read_text())
     assert resumed["resumed"] is True
     assert resumed["launch"]["slurm_jobs"] == after[key]
+    # the preempted job ran again under its own id and resumed from its checkpoint
+    again = json.loads((preempted / "result.json").read_text())
+    assert again["resumed"] is True
+    assert again["launch"]["slurm_jobs"] == [requeued]
+    assert (preempted / "torchrun.log").read_text().count("-m ado.torch.launch") == 2
     log = (victim / "torchrun.log").read_text()
     assert log.count("-m ado.torch.launch") == 2  # trained twice: killed, then resumed
 
@@ -144,3 +177,31 @@ def test_slurm_compare_resumes_a_cancelled_job_and_reports_as_local(
         assert (r["launch"]["world_size"], r["launch"]["backend"]) == (2, "gloo")
     assert {r["launch"]["launcher"] for r in here["runs"]} == {"local"}
     assert "Slurm jobs of each run" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("retries", [1, 0])
+def test_a_failed_job_is_submitted_again_within_the_retries(
+    slurm: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, retries: int
+) -> None:
+    import cloudpickle
+    import slurm_jobs
+    from ado.compare.slurm import SlurmOptions, SlurmPool, read_jobs
+    from ado.errors import RunFailedError
+
+    monkeypatch.setenv("SLURM_CONF", slurm["SLURM_CONF"])
+    cloudpickle.register_pickle_by_value(slurm_jobs)  # the job cannot import the tests
+    options = SlurmOptions(retries=retries, poll_s=0.5)
+    pool = SlurmPool(tmp_path / "slurm", options, nodes=1, default_cpus=1, default_gpus=None)
+    folder = tmp_path / "run"
+    try:
+        future = pool.submit("flaky/seed0", folder, slurm_jobs.fail_once, str(folder))
+        if retries:
+            assert future.result(timeout=WAIT_S) == {"attempts": 2}
+            assert len(read_jobs(folder)) == 2  # the second job resumed what the first began
+        else:
+            with pytest.raises(RunFailedError, match="retries used up") as err:
+                future.result(timeout=WAIT_S)
+            assert "the first attempt fails" in str(err.value)  # the job's log, quoted
+            assert len(read_jobs(folder)) == 1
+    finally:
+        pool.shutdown()
