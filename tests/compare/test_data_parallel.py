@@ -93,3 +93,39 @@ def test_bad_rank_layouts_are_refused(
     assert main(args) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_a_multi_node_run_starts_torchrun_on_each_node_of_its_slurm_job(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("submitit")
+    from ado.compare.slurm import node_role
+    from ado.torch.launch import Ranks, torchrun_command
+
+    # what Slurm (and submitit) set in the task of the second node of job 1234 (two nodes)
+    monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
+    monkeypatch.setenv("SLURM_JOB_ID", "1234")
+    monkeypatch.setenv("SLURM_NODEID", "1")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "gpu[07-08]")
+    node, master, port = node_role()
+    assert (node, master, port) == (1, "gpu07", 20000 + 1234)
+    cmd = torchrun_command(
+        Path("c.json"), Path("r.json"), Ranks(8, 2), node_rank=node, master_addr=master,
+        master_port=port,
+    )
+    assert cmd[1:3] == ["-m", "torch.distributed.run"]
+    assert cmd[3:] == [
+        "--nnodes=2",
+        "--node-rank=1",
+        "--master-addr=gpu07",
+        "--master-port=21234",
+        "--nproc-per-node=8",
+        "-m",
+        "ado.torch.launch",
+        "--config",
+        "c.json",
+        "--result",
+        "r.json",
+    ]
+    single = torchrun_command(Path("c.json"), Path("r.json"), Ranks(2, 1))
+    assert single[3:6] == ["--standalone", "--nnodes=1", "--nproc-per-node=2"]

@@ -177,6 +177,11 @@ def test_slurm_compare_resumes_a_cancelled_job_and_reports_as_local(
         assert (r["launch"]["world_size"], r["launch"]["backend"]) == (2, "gloo")
     assert {r["launch"]["launcher"] for r in here["runs"]} == {"local"}
     assert "Slurm jobs of each run" in (out / "report.md").read_text()
+    # once every run finished, the same command submits nothing and writes the same report
+    third = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WAIT_S)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert _job_ids(out) == after
+    assert_same_report(json.loads((out / "report.json").read_text()), here)
 
 
 @pytest.mark.parametrize("retries", [1, 0])

@@ -619,7 +619,9 @@ def _execute(
                 folder = run_folder(cfg, spec)
                 if slurm:  # refuse a folder of another run before a job is queued for it
                     _check_run_identity(folder, _run_identity(cfg, spec, overrides), spec)
-                fut = _submit(pool, spec, folder, train_one, worker_cfg, spec, overrides, info)
+                # a finished run needs no job: its result is read here
+                where = None if slurm and (folder / "result.json").exists() else pool
+                fut = _submit(where, spec, folder, train_one, worker_cfg, spec, overrides, info)
                 running[fut] = spec
             keys = [s.key for s in running.values()]
             outer.set_postfix_str(f"{len(keys)} Slurm jobs" if slurm else ", ".join(keys))
