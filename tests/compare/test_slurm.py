@@ -210,3 +210,52 @@ def test_a_failed_job_is_submitted_again_within_the_retries(
             assert len(read_jobs(folder)) == 1
     finally:
         pool.shutdown()
+
+
+def _job_script(tmp_path: Path, options: Any, **pool: Any) -> list[str]:
+    from ado.compare.slurm import SlurmPool
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    made = SlurmPool(tmp_path / "slurm", options, **pool)
+    try:
+        text = _make_sbatch_string(command="run", folder=tmp_path, **made.executor.parameters)
+    finally:
+        made.shutdown()
+    return [line for line in text.splitlines() if line.startswith("#SBATCH")]
+
+
+def test_the_job_script_holds_only_what_the_command_line_gave(tmp_path: Path) -> None:
+    from ado.compare.slurm import SlurmOptions
+
+    given = SlurmOptions(
+        partition="p1",
+        time_min=90,
+        gpus_per_node=8,
+        sbatch=("account=abc", "exclusive", "--qos=high"),
+    )
+    lines = _job_script(tmp_path, given, nodes=2, default_cpus=8, default_gpus=None)
+    for flag in (
+        "--partition=p1",
+        "--time=90",
+        "--gpus-per-node=8",
+        "--account=abc",
+        "--exclusive",
+        "--qos=high",
+        "--nodes=2",
+        "--ntasks-per-node=1",
+        "--cpus-per-task=8",
+    ):
+        assert f"#SBATCH {flag}" in lines, flag
+    # nothing given: no partition, time limit, GPUs, account or wckey of ours
+    bare = _job_script(tmp_path, SlurmOptions(), nodes=1, default_cpus=2, default_gpus=None)
+    named = {line.split()[1].split("=")[0] for line in bare}
+    assert named == {
+        "--cpus-per-task",
+        "--error",
+        "--job-name",
+        "--nodes",
+        "--ntasks-per-node",
+        "--open-mode",
+        "--output",
+        "--signal",  # USR2 before the time limit: submitit requeues the run
+    }

@@ -234,20 +234,18 @@ class SlurmPool:
         self.folder = folder
         self.name = name
         self.executor = submitit.SlurmExecutor(folder=folder / "%j", max_num_timeout=3)
-        params: dict[str, Any] = {
-            "nodes": nodes,
-            "ntasks_per_node": 1,
-            "cpus_per_task": options.cpus_per_task or default_cpus,
-            "additional_parameters": parse_sbatch_options(options.sbatch),
-        }
-        gpus = options.gpus_per_node or default_gpus
-        if gpus:
-            params["gpus_per_node"] = gpus
-        if options.partition is not None:
-            params["partition"] = options.partition
-        if options.time_min is not None:
-            params["time"] = options.time_min
-        self.executor.update_parameters(**params)
+        # None leaves an option out of the job script (submitit's own defaults, a 5-minute
+        # time limit and a wckey, would otherwise be sent): the cluster's defaults apply
+        self.executor.update_parameters(
+            nodes=nodes,
+            ntasks_per_node=1,
+            cpus_per_task=options.cpus_per_task or default_cpus,
+            gpus_per_node=options.gpus_per_node or default_gpus,
+            partition=options.partition,
+            time=options.time_min,
+            wckey=None,
+            additional_parameters=parse_sbatch_options(options.sbatch),
+        )
         self._tracked: list[_Tracked] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
