@@ -35,7 +35,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -46,6 +46,9 @@ from ado.errors import ConfigError, InternalError, RunFailedError
 from ado.policy import PolicyConfig, load_policy_config, presets
 from ado.runlog import read_run_log
 from ado.torch.launch import Ranks, torchrun_command
+
+if TYPE_CHECKING:  # submitit is imported only with launcher="slurm"
+    from ado.compare.slurm import SlurmOptions
 
 __all__ = ["CompareConfig", "Ranks", "RunSpec", "report_finished", "run_compare"]
 
@@ -115,7 +118,7 @@ class CompareConfig:
     threads: int | None = None
     ranks: Ranks = field(default_factory=Ranks)
     launcher: Literal["local", "slurm"] = "local"
-    slurm: Any = None  # ado.compare.slurm.SlurmOptions (imported only with launcher="slurm")
+    slurm: SlurmOptions | None = None
 
     def __post_init__(self) -> None:
         seeds = [*self.seeds, *self.extra_seeds]
