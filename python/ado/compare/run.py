@@ -422,7 +422,7 @@ def _train(cfg: CompareConfig, tcfg: Any, folder: Path) -> dict[str, Any] | None
         config, summary, cfg.ranks, node_rank=node_rank, master_addr=master, master_port=port
     )
     log = folder / ("torchrun.log" if node_rank == 0 else f"torchrun-node{node_rank}.log")
-    logger.info("%s: %s", folder, " ".join(cmd))
+    logger.debug("%s: %s", folder, " ".join(cmd))
     with log.open("ab") as fh:
         fh.write(f"$ {' '.join(cmd)}\n".encode())
         fh.flush()
