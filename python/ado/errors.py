@@ -17,6 +17,7 @@ __all__ = [
     "InternalError",
     "InvalidInputError",
     "MissingDependencyError",
+    "RunFailedError",
     "ShardError",
     "ShardNotFoundError",
     "ShardPermissionError",
@@ -62,3 +63,8 @@ class InternalError(AdoError):
 
 class MissingDependencyError(AdoError, ImportError):
     """An optional dependency is missing; the message names the ``ado`` extra that brings it."""
+
+
+class RunFailedError(AdoError, RuntimeError):
+    """A training run started elsewhere (a ``torchrun`` process group, a Slurm job) failed or
+    ended without its result; the message names the run and where its log is."""

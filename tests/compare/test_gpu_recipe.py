@@ -92,3 +92,34 @@ def test_a_budget_that_leaves_no_training_time_is_refused(
     )
     assert done.returncode == 1
     assert "no time left" in done.stderr
+
+
+def test_the_paper_scale_preset_is_the_papers_124m_run_past_ados_first_fits() -> None:
+    preset = PRESETS["gpu-124m"]
+    c = preset.config()
+    assert (c.n_layer, c.n_head, c.n_embd, c.seq_len) == (12, 12, 768, 1024)
+    assert c.batch_size * c.grad_accum == 256  # the paper's 124M global batch (rows)
+    assert (c.device, c.dtype) == ("cuda", "bf16")
+    ado = preset.ado_overrides  # ADO's shipped schedule, not scaled down
+    assert (ado["ignore_steps"], ado["start_step"], ado["update_interval"]) == (1000, 2000, 1000)
+    assert (ado["start_step"] - ado["ignore_steps"]) / ado["subsample"] >= 50  # first fit
+    refits = range(ado["start_step"], c.steps + 1, ado["update_interval"])
+    assert len(refits) >= 3  # past the first fits
+    cost = preset.estimated_cost(50304)  # GPT-2-size vocabulary: the paper's 124M parameters
+    assert 123e6 < cost["params"] < 125e6
+    assert cost["flops"] == pytest.approx(854e6 * preset.tokens_per_run(), rel=0.01)
+    for ranks in (1, 2, 4, 8, 16):  # one node of 8 GPUs, or two
+        assert c.batch_size % ranks == 0
+
+
+def test_the_readme_cluster_command_parses() -> None:
+    import shlex
+
+    from ado.cli import build_parser
+
+    text = (REPO / "README.md").read_text()
+    start = text.index("ado compare --corpus corpora/debian --preset gpu-124m")
+    line = text[start : text.index("\n  ```", start)].replace("\\\n", " ")
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    assert (args.preset, args.launcher, args.nproc_per_node) == ("gpu-124m", "slurm", 8)
+    assert args.preset in PRESETS

@@ -6,7 +6,13 @@ Example::
     ado compare --corpus corpora/debian --policies policies/natural.yaml policies/ado.yaml \\
         --preset cpu-full --out runs/debian --seeds 0 1
 
-``--corpus builtin`` builds the built-in corpus (once) under ``~/.cache/ado/corpus``. A killed
+    ado compare --corpus corpora/debian --preset gpu-124m --out runs/paper \\
+        --launcher slurm --nproc-per-node 8 --slurm-partition gpu --slurm-time 120
+
+``--nproc-per-node N`` trains each run under torchrun with N ranks (``--nnodes M``: on M nodes,
+Slurm only); ``--launcher slurm`` submits each run as a Slurm job and waits for them (a second
+compare with the same arguments attaches to the running jobs). ``--corpus builtin`` builds the
+built-in corpus (once) under ``~/.cache/ado/corpus``. A killed
 compare resumes when started again with the same arguments; started again with more seeds, it
 trains only the new runs.
 """
@@ -54,7 +60,8 @@ def register(sub: Any) -> None:
         "--preset",
         default="cpu-small",
         help="run size: model, tokens, evaluation cadence, ADO schedule, seeds: cpu-small "
-        "(default), cpu-full, gpu-short or gpu (ado.compare.PRESETS)",
+        "(default), cpu-full, gpu-short, gpu or gpu-124m (the paper's 124M model; a cluster "
+        "recipe) (ado.compare.PRESETS)",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (runs, report, plots)")
     p.add_argument(
@@ -62,7 +69,8 @@ def register(sub: Any) -> None:
         type=non_negative_int,
         nargs="+",
         default=None,
-        help="seeds of every policy (default: the preset's, 0 1 2 for cpu-full, else 0)",
+        help="seeds of every policy (default: the preset's, 0 1 2 for cpu-full and gpu-124m, "
+        "else 0)",
     )
     p.add_argument(
         "--extra-seeds",
@@ -95,6 +103,58 @@ def register(sub: Any) -> None:
         type=positive_int,
         default=None,
         help="torch CPU threads per run (default: the usable cores divided by --jobs)",
+    )
+    p.add_argument(
+        "--nproc-per-node",
+        type=positive_int,
+        default=1,
+        help="ranks per run on each node (more than 1: the run trains under torchrun, gloo on "
+        "CPU, NCCL on GPU; the preset's batch size stays the global batch)",
+    )
+    p.add_argument(
+        "--nnodes", type=positive_int, default=1, help="nodes per run (needs --launcher slurm)"
+    )
+    p.add_argument(
+        "--launcher",
+        choices=("local", "slurm"),
+        default="local",
+        help="where runs train: this machine (default) or one Slurm job per run (submitit)",
+    )
+    slurm = p.add_argument_group("Slurm (--launcher slurm; nothing here has a cluster default)")
+    slurm.add_argument("--slurm-partition", default=None, help="partition of the jobs")
+    slurm.add_argument(
+        "--slurm-time", type=positive_int, default=None, help="time limit per job, in minutes"
+    )
+    slurm.add_argument(
+        "--slurm-gpus-per-node",
+        type=positive_int,
+        default=None,
+        help="GPUs per node (default: --nproc-per-node on a CUDA preset)",
+    )
+    slurm.add_argument(
+        "--slurm-cpus-per-task",
+        type=positive_int,
+        default=None,
+        help="CPUs of each node's task (default: --nproc-per-node)",
+    )
+    slurm.add_argument(
+        "--sbatch",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="any other sbatch option, e.g. --sbatch account=abc --sbatch exclusive (repeatable)",
+    )
+    slurm.add_argument(
+        "--slurm-retries",
+        type=non_negative_int,
+        default=1,
+        help="times a failed job is submitted again, resuming from its checkpoints (default 1)",
+    )
+    slurm.add_argument(
+        "--slurm-poll",
+        type=float,
+        default=10.0,
+        help="seconds between job-state checks (default 10)",
     )
     p.add_argument("--force", action="store_true", help="replace another comparison in --out")
     p.add_argument(
@@ -132,11 +192,27 @@ def _corpus(arg: str, progress: bool) -> Path:
     return folder
 
 
+def _slurm_options(args: argparse.Namespace) -> Any:
+    """The Slurm submission options of the command line."""
+    require("submitit", "slurm", "ado compare --launcher slurm")
+    from ado.compare.slurm import SlurmOptions
+
+    return SlurmOptions(
+        partition=args.slurm_partition,
+        time_min=args.slurm_time,
+        gpus_per_node=args.slurm_gpus_per_node,
+        cpus_per_task=args.slurm_cpus_per_task,
+        sbatch=tuple(args.sbatch),
+        retries=args.slurm_retries,
+        poll_s=args.slurm_poll,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the comparison and print its table."""
     for module in ("torch", "tokenizers", "matplotlib", "scipy"):
         require(module, "compare", "ado compare")
-    from ado.compare import PRESETS, CompareConfig, format_table, run_compare
+    from ado.compare import PRESETS, CompareConfig, Ranks, format_table, run_compare
 
     if args.preset not in PRESETS:
         raise ConfigError(f"unknown preset {args.preset!r}; presets: {', '.join(sorted(PRESETS))}")
@@ -160,6 +236,9 @@ def run(args: argparse.Namespace) -> int:
         command="ado " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None,
         jobs=args.jobs,
         threads=args.threads,
+        ranks=Ranks(args.nproc_per_node, args.nnodes),
+        launcher=args.launcher,
+        slurm=_slurm_options(args) if args.launcher == "slurm" else None,
     )
     if args.report_only:
         from ado.compare.run import report_finished

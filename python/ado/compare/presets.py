@@ -112,6 +112,31 @@ class Preset(BaseModel):
         c = self.config()
         return c.steps * c.batch_size * c.grad_accum * c.seq_len
 
+    def estimated_cost(self, vocab_size: int, *, mfu: float = 0.4) -> dict[str, float]:
+        """A rough estimate (not a measurement) of one run's compute, time and disk.
+
+        FLOPs per token: 6 x the non-embedding parameters (12 x layers x width^2) + 6 x the
+        tied head (``vocab_size`` x width) + 12 x layers x ``seq_len`` x width (attention
+        scores and values, forward and backward). GPU hours at ``mfu`` of an H100's dense bf16
+        peak (989 TFLOP/s). Disk: the checkpoints kept (``keep``), each the fp32 model and
+        AdamW's two moments (12 bytes per parameter).
+
+        Returns:
+            ``{"params", "flops", "h100_hours", "checkpoint_gb"}`` per run.
+        """
+        c = self.config()
+        width, layers = c.n_embd, c.n_layer
+        params = 12 * layers * width**2 + (vocab_size + c.seq_len) * width
+        per_token = 6 * 12 * layers * width**2 + 6 * vocab_size * width
+        per_token += 12 * layers * c.seq_len * width
+        flops = float(per_token * self.tokens_per_run())
+        return {
+            "params": float(params),
+            "flops": flops,
+            "h100_hours": flops / (989e12 * mfu) / 3600,
+            "checkpoint_gb": c.keep * 12 * params / 1e9,
+        }
+
     def describe(self) -> dict[str, Any]:
         """JSON-safe record for reports: the name, the overrides and the effective training
         configuration (defaults included; run fields left out)."""
@@ -247,5 +272,34 @@ PRESETS: dict[str, Preset] = {
             "dtype": "bf16",
         },
         ado_overrides=_ado(500, 1000, 500, 5, 101),
+    ),
+    # The paper's smallest model on a Slurm cluster (README "Paper scale on a Slurm cluster"):
+    # GPT 124M (12 layers, 768 wide, 12 heads), 1024-token rows, a global batch of 256 rows
+    # (262,144 tokens per step, as the paper's 124M runs; 128 rows x 2 micro-batches, split over
+    # the ranks of a run: 16 per GPU on 8), peak LR 1e-3 after 500 warm-up steps, bf16. 10,000
+    # steps (2.6 B tokens) run ADO's shipped schedule unscaled: the first refit at step 2,000 on
+    # 100 fit points, then every 1,000 steps (9 refits). Its cost is estimated (not measured) by
+    # Preset.estimated_cost: ~2.2e18 FLOPs and ~1.6 H100 GPU-hours per run with a 50k vocabulary.
+    "gpu-124m": Preset(
+        name="gpu-124m",
+        train={
+            "n_layer": 12,
+            "n_head": 12,
+            "n_embd": 768,
+            "seq_len": 1024,
+            "batch_size": 128,
+            "grad_accum": 2,
+            "steps": 10000,
+            "lr": 1e-3,
+            "warmup": 500,
+            "eval_every": 500,
+            "eval_batches": 8,
+            "ckpt_every": 500,
+            "log_every": 50,
+            "device": "cuda",
+            "dtype": "bf16",
+        },
+        ado_overrides=_ado(1000, 2000, 1000, 10, 101),
+        seeds=[0, 1, 2],
     ),
 }

@@ -7,7 +7,9 @@
      "ood_sets": [set, ...],
      "runs": [{"policy", "kind", "seed", "heldout_loss": {domain: loss}, "uniform_avg",
                "natural_avg", "ood_loss": {set: loss}, "tokens_seen": {domain: n},
-               "wall_seconds", "policy_seconds", ...}],
+               "wall_seconds", "policy_seconds",
+               "launch": {"launcher", "nnodes", "nproc_per_node", "world_size", "torchrun",
+                          "backend", "slurm_jobs"}, ...}],
      "summary": [{"policy", "kind", "seeds", "uniform_avg_mean", "uniform_avg_std",
                   "natural_avg_mean", "natural_avg_std", "heldout_loss_mean": {...},
                   "ood_loss_mean": {...}, "ood_loss_std": {...}, "wall_seconds_mean",
@@ -376,6 +378,7 @@ def _markdown(report: dict[str, Any]) -> str:
             "- ADO's schedule, scaled to the run length (the rule's constants are the paper's): "
             + ", ".join(f"`{k}={v}`" for k, v in report["ado_overrides"].items())
         )
+    lines += _launch_lines(report)
     lines.append(
         "- Natural weights (token shares): "
         + ", ".join(f"{d} {w:.3f}" for d, w in report["natural_weights"].items())
@@ -388,6 +391,30 @@ def _markdown(report: dict[str, Any]) -> str:
     for f in report["files"]["plots"]:
         lines.append(f"![{Path(f).stem}]({f})")
     return "\n".join(lines) + "\n"
+
+
+def _launch_lines(report: dict[str, Any]) -> list[str]:
+    """How the runs ran: launcher, ranks and nodes (and each run's Slurm jobs)."""
+    ways: dict[str, list[str]] = {}
+    jobs = []
+    for r in report["runs"]:
+        launch = r.get("launch") or {"launcher": "local", "world_size": 1, "nnodes": 1}
+        way = f"{launch['launcher']}, {launch['world_size']} rank(s)"
+        if launch.get("torchrun"):
+            way += (
+                f" ({launch['nnodes']} node(s) x {launch['nproc_per_node']}, "
+                f"{launch['backend']} under torchrun)"
+            )
+        ways.setdefault(way, []).append(f"{r['policy']}/seed{r['seed']}")
+        if launch.get("slurm_jobs"):
+            jobs.append(f"{r['policy']}/seed{r['seed']} {', '.join(launch['slurm_jobs'])}")
+    out = [
+        f"- Runs: {way}" + (f": {', '.join(keys)}" if len(ways) > 1 else "")
+        for way, keys in ways.items()
+    ]
+    if jobs:
+        out.append("- Slurm jobs of each run (resubmissions follow the first): " + "; ".join(jobs))
+    return out
 
 
 def _versions() -> dict[str, str]:

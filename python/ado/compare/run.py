@@ -7,11 +7,20 @@ Layout of ``--out``::
     runs/<policy>/seed<k>/train.jsonl   the run log (ado.runlog): per-step statistics, weights and
                                         timings, periodic policy metrics, held-out evaluations
     runs/<policy>/seed<k>/result.json   written when the run finished (finished runs are skipped)
+    runs/<policy>/seed<k>/torchrun.log  the ranks' output of a run trained under torchrun
+    runs/<policy>/seed<k>/slurm.json    the run's Slurm job ids (--launcher slurm; see slurm.py)
+    slurm/<job id>/                      submitit's job scripts and logs
     report.md, report.json, metrics.jsonl, plots/*.png
 
 DoReMi needs reference losses: the ``natural`` run (same model, seed and tokens) is trained first
 and its final held-out loss per domain is DoReMi's reference table; without ``natural`` in the list
 a ``reference`` natural-mix run is trained for that purpose.
+
+Data parallel: with ``ranks`` of more than one process (``--nproc-per-node``, ``--nnodes``) each
+run trains under ``torchrun`` (gloo on CPU, NCCL on CUDA); the preset's ``batch_size`` stays the
+global batch (each rank draws ``batch_size / ranks`` rows of it, :class:`~ado.data.MixtureLoader`'s
+rank slice), so the tokens per run do not depend on the number of ranks. ``launcher="slurm"``
+sends each run to a Slurm cluster as a job (:mod:`ado.compare.slurm`).
 """
 
 from __future__ import annotations
@@ -20,23 +29,28 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from tqdm import tqdm
 
 from ado._io import atomic_write_text
 from ado.compare.presets import Preset
-from ado.errors import ConfigError, InternalError
+from ado.errors import ConfigError, InternalError, RunFailedError
 from ado.policy import PolicyConfig, load_policy_config, presets
 from ado.runlog import read_run_log
+from ado.torch.launch import Ranks, torchrun_command
 
-__all__ = ["CompareConfig", "RunSpec", "report_finished", "run_compare"]
+if TYPE_CHECKING:  # submitit is imported only with launcher="slurm"
+    from ado.compare.slurm import SlurmOptions
+
+__all__ = ["CompareConfig", "Ranks", "RunSpec", "report_finished", "run_compare"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +95,13 @@ class CompareConfig:
         command: the command line, recorded in the report.
         jobs: runs trained at once, each in its own process.
         threads: torch CPU threads per run; None: the preset's, or else the usable cores
-            divided by ``jobs`` (never more threads than cores in all).
+            divided by ``jobs`` (never more threads than cores in all). Split among the run's
+            ranks on a node.
+        ranks: processes per run (``nproc_per_node`` x ``nnodes``); more than one trains the run
+            under torchrun. The preset's ``batch_size`` is the global batch: it must divide by
+            the number of ranks.
+        launcher: ``local`` (this machine, ``jobs`` runs at once) or ``slurm`` (one job per run).
+        slurm: the Slurm submission options (``launcher="slurm"``).
     """
 
     corpus: Path
@@ -96,6 +116,9 @@ class CompareConfig:
     command: str | None = None
     jobs: int = 1
     threads: int | None = None
+    ranks: Ranks = field(default_factory=Ranks)
+    launcher: Literal["local", "slurm"] = "local"
+    slurm: SlurmOptions | None = None
 
     def __post_init__(self) -> None:
         seeds = [*self.seeds, *self.extra_seeds]
@@ -110,6 +133,18 @@ class CompareConfig:
             raise ConfigError(f"jobs must be >= 1, got {self.jobs}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        if min(self.ranks.nproc_per_node, self.ranks.nnodes) < 1:
+            raise ConfigError(f"nproc_per_node and nnodes must be >= 1, got {self.ranks}")
+        if self.launcher not in ("local", "slurm"):
+            raise ConfigError(f"launcher must be 'local' or 'slurm', got {self.launcher!r}")
+        if self.ranks.nnodes > 1 and self.launcher == "local":
+            raise ConfigError("a run on several nodes (nnodes > 1) needs launcher 'slurm'")
+        batch = self.preset.config().batch_size
+        if batch % self.ranks.world:
+            raise ConfigError(
+                f"the preset's batch size {batch} (the global batch) does not divide by the "
+                f"{self.ranks.world} ranks of a run; pick ranks that divide it"
+            )
 
     def run_threads(self) -> int:
         """torch threads of each run (see ``threads``)."""
@@ -118,6 +153,24 @@ class CompareConfig:
         if self.preset.threads is not None:
             return self.preset.threads
         return max(1, len(os.sched_getaffinity(0)) // self.jobs)
+
+    def rank_threads(self) -> int:
+        """torch threads of each rank: the run's threads split among its ranks on a node."""
+        return max(1, self.run_threads() // self.ranks.nproc_per_node)
+
+    def launch(self) -> dict[str, Any]:
+        """How each run runs (recorded in every ``result.json`` and the report)."""
+        device = str(self.preset.config().device)
+        return {
+            "launcher": self.launcher,
+            "nnodes": self.ranks.nnodes,
+            "nproc_per_node": self.ranks.nproc_per_node,
+            "world_size": self.ranks.world,
+            "torchrun": self.ranks.distributed,
+            "backend": ("nccl" if device.startswith("cuda") else "gloo")
+            if self.ranks.distributed
+            else None,
+        }
 
     def identity(self) -> dict[str, Any]:
         """What makes runs comparable: the corpus and the preset (what a resume must match).
@@ -228,21 +281,39 @@ def _with_ood(cfg: CompareConfig, folder: Path, result: dict[str, Any]) -> dict[
     return result
 
 
+def run_folder(cfg: CompareConfig, spec: RunSpec) -> Path:
+    """``out/runs/<policy>/seed<k>``."""
+    return cfg.out / "runs" / spec.label / f"seed{spec.seed}"
+
+
+def _run_identity(
+    cfg: CompareConfig, spec: RunSpec, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """What a run folder must have trained to be resumed or reused: the policy configuration
+    (compare's overrides included), the seed, and the number of ranks (each rank reads its own
+    slice of every domain, so runs on different numbers of ranks draw different documents)."""
+    identity: dict[str, Any] = {
+        "policy_fingerprint": load_policy_config(spec.path, overrides).fingerprint(),
+        "seed": spec.seed,
+    }
+    if cfg.ranks.world > 1:  # one-rank folders keep the record they had
+        identity["world_size"] = cfg.ranks.world
+    return identity
+
+
 def train_one(
     cfg: CompareConfig,
     spec: RunSpec,
     overrides: dict[str, Any],
     info: dict[str, Any],
 ) -> dict[str, Any]:
-    """Train (or resume, or skip) one run; returns its ``result.json`` content."""
-    from ado.torch import latest_checkpoint, train
+    """Train (or resume, or skip) one run; returns its ``result.json`` content.
 
-    folder = cfg.out / "runs" / spec.label / f"seed{spec.seed}"
+    In a Slurm job of several nodes every node calls this; the first writes the result (the
+    others return an empty dict)."""
+    folder = run_folder(cfg, spec)
     done = folder / "result.json"
-    identity = {
-        "policy_fingerprint": load_policy_config(spec.path, overrides).fingerprint(),
-        "seed": spec.seed,
-    }
+    identity = _run_identity(cfg, spec, overrides)
     _check_run_identity(folder, identity, spec)
     if done.exists():
         result: dict[str, Any] = json.loads(done.read_text())
@@ -252,8 +323,7 @@ def train_one(
     atomic_write_text(folder / "run.json", json.dumps(identity, indent=2) + "\n")
     tok = info["tokenizer"]
     ckpt_dir = folder / "ckpt"
-    ckpt = latest_checkpoint(ckpt_dir / "rank_0") if ckpt_dir.exists() else None
-    resume_step = int(ckpt.stem.split("_")[1]) if ckpt is not None else 0
+    ckpt = latest_checkpoint_step(ckpt_dir)
     ood = Path(cfg.corpus) / "ood.yaml"
     tcfg = cfg.preset.train_config(
         manifest=str(Path(cfg.corpus) / "manifest.yaml"),
@@ -265,12 +335,15 @@ def train_one(
         eos_id=int(tok["eos_id"]),
         field=str(info.get("field", "u16")),
         seed=spec.seed,
-        threads=cfg.run_threads(),
+        batch_size=cfg.preset.config().batch_size // cfg.ranks.world,
+        threads=cfg.rank_threads(),
         log_path=str(folder / "train.jsonl"),
         ckpt_dir=str(ckpt_dir),
-        progress=cfg.progress,
+        progress=cfg.progress and not cfg.ranks.distributed and cfg.launcher == "local",
     )
-    res = train(tcfg)
+    res = _train(cfg, tcfg, folder)
+    if res is None:  # another node of a multi-node job: the first node writes the result
+        return {}
     log = read_run_log(folder / "train.jsonl")  # the run log: step records survive a resume
     evals = log.events("eval")
     if not evals:
@@ -278,7 +351,7 @@ def train_one(
     final = evals[-1]
     domains = list(info["domains"])
     steps = log.events("step")
-    if [r["step"] for r in steps] != list(range(res.steps)):
+    if [r["step"] for r in steps] != list(range(res["steps"])):
         raise ConfigError(
             f"{folder / 'train.jsonl'}: the run log does not hold one step record per step "
             "(a run begun by an older ado?); remove the folder to train it again"
@@ -289,21 +362,78 @@ def train_one(
         "policy_path": str(spec.path),
         "seed": spec.seed,
         "overrides": overrides,
-        "steps": res.steps,
-        "tokens": res.tokens,
+        "steps": res["steps"],
+        "tokens": res["tokens"],
         "final_eval_step": final["step"],
         "heldout_loss": {d: final[f"loss/{d}"] for d in domains},
         "ood_loss": {
             k[len("loss/ood/") :]: v for k, v in final.items() if k.startswith("loss/ood/")
         },
         "tokens_seen": {d: int(s * tcfg.seq_len) for d, s in zip(domains, samples, strict=True)},
-        "final_weights": res.weights,
+        "final_weights": res["weights"],
         "wall_seconds": float(sum(r["step_s"] for r in steps)),
         "policy_seconds": float(sum(r["policy_s"] for r in steps)),
-        "resumed": resume_step > 0,
+        "resumed": ckpt is not None and ckpt > 0,
+        "launch": _launch_record(cfg, folder),
     }
     atomic_write_text(done, json.dumps(result, indent=2) + "\n")
     return result
+
+
+def latest_checkpoint_step(ckpt_dir: Path) -> int | None:
+    """The step of the newest rank-0 checkpoint in ``ckpt_dir`` (None: none)."""
+    from ado.torch import latest_checkpoint
+
+    ckpt = latest_checkpoint(ckpt_dir / "rank_0") if ckpt_dir.exists() else None
+    return int(ckpt.stem.split("_")[1]) if ckpt is not None else None
+
+
+def _launch_record(cfg: CompareConfig, folder: Path) -> dict[str, Any]:
+    """How the run ran: :meth:`CompareConfig.launch`, plus its Slurm jobs (oldest first)."""
+    out = cfg.launch()
+    if cfg.launcher == "slurm":
+        from ado.compare.slurm import read_jobs
+
+        jobs = read_jobs(folder)
+        current = os.environ.get("SLURM_JOB_ID")
+        if current and current not in jobs:  # the job started before its id was recorded
+            jobs.append(current)
+        out["slurm_jobs"] = jobs
+    return out
+
+
+def _train(cfg: CompareConfig, tcfg: Any, folder: Path) -> dict[str, Any] | None:
+    """Train ``tcfg``: in this process (one rank), or under torchrun on this node. Returns
+    ``{"steps", "tokens", "weights"}`` (None on a node other than a multi-node job's first)."""
+    if not cfg.ranks.distributed:
+        from ado.torch import train
+
+        res = train(tcfg)
+        return {"steps": res.steps, "tokens": res.tokens, "weights": res.weights}
+    node_rank, master, port = 0, None, None
+    if cfg.ranks.nnodes > 1:
+        from ado.compare.slurm import node_role
+
+        node_rank, master, port = node_role()
+    config, summary = folder / "train_config.json", folder / "torchrun_result.json"
+    atomic_write_text(config, tcfg.model_dump_json(indent=2) + "\n")
+    summary.unlink(missing_ok=True)
+    cmd = torchrun_command(
+        config, summary, cfg.ranks, node_rank=node_rank, master_addr=master, master_port=port
+    )
+    log = folder / ("torchrun.log" if node_rank == 0 else f"torchrun-node{node_rank}.log")
+    logger.debug("%s: %s", folder, " ".join(cmd))
+    with log.open("ab") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n".encode())
+        fh.flush()
+        code = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False).returncode
+    if code != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RunFailedError(f"{folder}: torchrun exited with {code}; {log} ends:\n{tail}")
+    if node_rank != 0:
+        return None
+    out: dict[str, Any] = json.loads(summary.read_text())
+    return out
 
 
 def _check_run_identity(folder: Path, identity: dict[str, Any], spec: RunSpec) -> None:
@@ -327,8 +457,9 @@ def _check_run_identity(folder: Path, identity: dict[str, Any], spec: RunSpec) -
         have = {"policy_fingerprint": fingerprint, "seed": old.get("seed")}
     if have is not None and have != identity:
         raise ConfigError(
-            f"{folder} holds a run of another policy configuration or seed than {spec.key} "
-            f"({spec.path}); use another --out, or remove that folder to train it again"
+            f"{folder} holds a run of another policy configuration, seed or number of ranks "
+            f"than {spec.key} ({spec.path}); use another --out, or remove that folder to train "
+            "it again"
         )
 
 
@@ -416,17 +547,40 @@ def _overrides(
 
 
 def _submit(
-    pool: ProcessPoolExecutor | None, fn: Callable[..., dict[str, Any]], *args: Any
+    pool: Any, spec: RunSpec, folder: Path, fn: Callable[..., dict[str, Any]], *args: Any
 ) -> Future[dict[str, Any]]:
-    """``pool.submit``, or run in this process now (a finished future) without a pool."""
-    if pool is not None:
+    """Start ``fn(*args)`` (the run ``spec``) on ``pool``: a Slurm pool (one job per run), a
+    process pool, or this process now (a finished future) without one."""
+    if isinstance(pool, ProcessPoolExecutor):
         return pool.submit(fn, *args)
+    if pool is not None:
+        slurm_fut: Future[dict[str, Any]] = pool.submit(spec.key, folder, fn, *args)
+        return slurm_fut
     fut: Future[dict[str, Any]] = Future()
     try:
         fut.set_result(fn(*args))
     except Exception as err:
         fut.set_exception(err)
     return fut
+
+
+def _pool(cfg: CompareConfig) -> Any:
+    """Where runs train: a :class:`~ado.compare.slurm.SlurmPool` (``launcher="slurm"``), a
+    process pool (``jobs > 1``), or None (one at a time in this process)."""
+    if cfg.launcher == "slurm":
+        from ado.compare.slurm import SlurmOptions, SlurmPool
+
+        device = str(cfg.preset.config().device)
+        return SlurmPool(
+            cfg.out / "slurm",
+            cfg.slurm if cfg.slurm is not None else SlurmOptions(),
+            nodes=cfg.ranks.nnodes,
+            default_cpus=cfg.ranks.nproc_per_node,
+            default_gpus=cfg.ranks.nproc_per_node if device.startswith("cuda") else None,
+        )
+    if cfg.jobs > 1:
+        return ProcessPoolExecutor(cfg.jobs, mp_context=get_context("spawn"))
+    return None
 
 
 def _execute(
@@ -438,33 +592,56 @@ def _execute(
     reference: dict[int, dict[str, float]],
     outer: Any,
 ) -> list[dict[str, Any]]:
-    """Train ``specs``, ``cfg.jobs`` at a time (in order; a run that needs reference losses
-    waits for its seed's reference run). Fills ``reference``; returns the results in the order
-    of ``specs``."""
+    """Train ``specs``, ``cfg.jobs`` at a time (every run at once on Slurm; in order; a run that
+    needs reference losses waits for its seed's reference run). Fills ``reference``; returns
+    the results in the order of ``specs``.
+
+    Raises:
+        RunFailedError: Slurm jobs that ended without their result (after every other run
+            finished: the cluster's work is never thrown away).
+    """
     pending = list(specs)
     running: dict[Future[dict[str, Any]], RunSpec] = {}
     done_by_spec: dict[RunSpec, dict[str, Any]] = {}
+    failed: list[tuple[RunSpec, BaseException]] = []
+    slurm = cfg.launcher == "slurm"
+    at_once = len(specs) if slurm else cfg.jobs
     # a worker's inner progress bar would fight the others' for the terminal
-    worker_cfg = replace(cfg, progress=cfg.progress and cfg.jobs == 1)
-    pool = ProcessPoolExecutor(cfg.jobs, mp_context=get_context("spawn")) if cfg.jobs > 1 else None
+    worker_cfg = replace(cfg, progress=cfg.progress and cfg.jobs == 1 and not slurm)
+    pool = _pool(cfg)
     try:
         while pending or running:
             for spec in list(pending):
-                if len(running) >= cfg.jobs:
+                if len(running) >= at_once:
                     break
                 need = needs.get(spec.label, frozenset())
                 if "reference_losses" in need and spec.seed not in reference:
                     continue
                 pending.remove(spec)
-                outer.set_postfix_str(spec.key)
                 overrides = _overrides(cfg, spec, need, reference)
-                running[_submit(pool, train_one, worker_cfg, spec, overrides, info)] = spec
+                folder = run_folder(cfg, spec)
+                if slurm:  # refuse a folder of another run before a job is queued for it
+                    _check_run_identity(folder, _run_identity(cfg, spec, overrides), spec)
+                # a finished run needs no job: its result is read here
+                where = None if slurm and (folder / "result.json").exists() else pool
+                fut = _submit(where, spec, folder, train_one, worker_cfg, spec, overrides, info)
+                running[fut] = spec
+            keys = [s.key for s in running.values()]
+            outer.set_postfix_str(f"{len(keys)} Slurm jobs" if slurm else ", ".join(keys))
             if not running:
+                if failed:
+                    break  # what is left waits for a reference run that failed
                 raise InternalError(f"no reference run for {[s.key for s in pending]}")
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for fut in finished:
                 spec = running.pop(fut)
-                res = fut.result()
+                try:
+                    res = fut.result()
+                except RunFailedError as err:
+                    if not slurm:
+                        raise
+                    failed.append((spec, err))
+                    continue
                 if spec.label in ("natural", REFERENCE):
                     reference.setdefault(spec.seed, res["heldout_loss"])
                 res["kind"] = kinds.get(spec.label, "static")
@@ -473,6 +650,12 @@ def _execute(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    if failed:
+        why = "\n\n".join(str(err) for _, err in failed)
+        if pending:
+            waiting = [s.key for s in pending]
+            why += f"\n\nnot started (they wait for a failed reference run): {waiting}"
+        raise RunFailedError(why)
     return [done_by_spec[s] for s in specs]
 
 
