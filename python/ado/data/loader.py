@@ -27,7 +27,7 @@ from ado._io import cache_root
 from ado.data.cache import Prefetcher, ShardCache
 from ado.data.manifest import Manifest
 from ado.data.remote import RemoteConfig, is_remote
-from ado.errors import InvalidInputError, StateError
+from ado.errors import InvalidInputError, ShardError, StateError
 from ado.stats import normalised
 
 __all__ = ["Batch", "MixtureLoader", "PackConfig", "default_cache_dir"]
@@ -420,7 +420,13 @@ class MixtureLoader:
         """The next batch of this rank."""
         if self._prefetch is not None and not self._prefetch.started:
             self._schedule_prefetch()
-        step, domain, keys, samples, tokens = self._core.next_batch()
+        try:
+            step, domain, keys, samples, tokens = self._core.next_batch()
+        except ShardError:
+            if self.cache is not None and self.cache.interrupted:
+                self.cache.interrupted = False
+                raise KeyboardInterrupt from None  # Ctrl-C while a shard was fetched
+            raise
         self._schedule_prefetch()
         return Batch(step=step, domain=domain, keys=keys, samples=samples, tokens=tokens)
 
