@@ -18,6 +18,7 @@ import random
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
@@ -422,7 +423,9 @@ def _status(err: BaseException) -> int | None:
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         for attr in ("status", "status_code", "code"):
-            value = getattr(cur, attr, None)
+            with warnings.catch_warnings():  # aiohttp deprecates ``code``
+                warnings.simplefilter("ignore", DeprecationWarning)
+                value = getattr(cur, attr, None)
             if isinstance(value, int) and 100 <= value < 600:
                 return value
         response = getattr(cur, "response", None)
