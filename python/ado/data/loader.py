@@ -113,12 +113,14 @@ def _close_all() -> None:
         loader.close()
 
 
-def _as_manifest(manifest: ManifestLike) -> Manifest:
+def _as_manifest(
+    manifest: ManifestLike, storage_options: Mapping[str, Any] | None = None
+) -> Manifest:
     if isinstance(manifest, Manifest):
         return manifest
     if isinstance(manifest, Mapping):
         return Manifest.from_dict(manifest)
-    return Manifest.load(manifest)
+    return Manifest.load(manifest, storage_options)  # a file, or a URL
 
 
 def _as_weights(weights: Any, names: list[str]) -> list[float] | None:
@@ -151,7 +153,8 @@ class MixtureLoader:
     """Weighted mixture of WebDataset domains; yields one :class:`Batch` per step, forever.
 
     Args:
-        manifest: A :class:`Manifest`, a dict ``{domain: pattern(s)}`` or a manifest file path.
+        manifest: A :class:`Manifest`, a dict ``{domain: pattern(s)}``, or the path or URL of a
+            manifest file.
         batch_size: Rows per batch on this rank.
         seed: Seed of every random choice (composition, permutations).
         rank: This rank.
@@ -200,7 +203,7 @@ class MixtureLoader:
         storage_options: Mapping[str, Any] | None = None,
         remote: RemoteConfig | Mapping[str, Any] | None = None,
     ) -> None:
-        self.manifest = _as_manifest(manifest)
+        self.manifest = _as_manifest(manifest, storage_options)
         names = self.manifest.names
         sizes = {
             "batch_size": batch_size,
