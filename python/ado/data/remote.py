@@ -309,11 +309,14 @@ def _with_timeouts(
     if config is None:
         return options
     out = dict(options)
-    if scheme in ("http", "https"):
+    # aiohttp sessions: fsspec's HTTP (client_kwargs) and gcsfs (session_kwargs)
+    session_key = {"http": "client_kwargs", "https": "client_kwargs", "gs": "session_kwargs"}
+    session_key["gcs"] = "session_kwargs"
+    if scheme in session_key:
         import aiohttp
 
-        client = dict(out.get("client_kwargs") or {})
-        client.setdefault(
+        session = dict(out.get(session_key[scheme]) or {})
+        session.setdefault(
             "timeout",
             aiohttp.ClientTimeout(
                 total=None,
@@ -322,14 +325,12 @@ def _with_timeouts(
                 sock_read=config.read_timeout_s,
             ),
         )
-        out["client_kwargs"] = client
+        out[session_key[scheme]] = session
     elif scheme in ("s3", "s3a"):
         cfg = dict(out.get("config_kwargs") or {})
         cfg.setdefault("connect_timeout", config.connect_timeout_s)
         cfg.setdefault("read_timeout", config.read_timeout_s)
         out["config_kwargs"] = cfg
-    elif scheme in ("gs", "gcs"):
-        out.setdefault("timeout", config.read_timeout_s)
     return out
 
 
