@@ -189,6 +189,24 @@ def run_wds(urls: list[list[str]], steps: int) -> dict[str, float]:
     }
 
 
+def s3_corpus(
+    root: Path, data: Path, shards: int, prefix: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(S3 manifest, local manifest) of the 2-domain corpus under ``data``, uploaded under
+    ``prefix`` of bucket ``bench``, with the sidecars written as ``ado shards index`` would."""
+    last = shards - 1
+    s3_manifest = {
+        f"d{d}": f"s3://bench/{prefix}d{d}/shard-{{000..{last:03d}}}.tar" for d in range(2)
+    }
+    local_manifest = {f"d{d}": str(data / f"d{d}/shard-{{000..{last:03d}}}.tar") for d in range(2)}
+    side_cache = ShardCache(root / "sidecar-writer")
+    for d in range(2):
+        for s in range(shards):
+            side_cache.write_sidecar(f"s3://bench/{prefix}d{d}/shard-{s:03d}.tar")
+    shutil.rmtree(root / "sidecar-writer")
+    return s3_manifest, local_manifest
+
+
 def _ranks(cmds: list[list[str]], env: dict[str, str]) -> list[dict[str, Any]]:
     """Run one process per rank at once; their JSON lines."""
     import json
@@ -240,13 +258,7 @@ def peer_table(args: argparse.Namespace) -> None:
         for p in sorted(folder.rglob("*")):
             if p.is_file():
                 client.upload_file(str(p), "bench", f"{prefix}/{p.relative_to(folder)}")
-    last = args.shards - 1
-    manifest = {f"d{d}": f"s3://bench/tar/d{d}/shard-{{000..{last:03d}}}.tar" for d in range(2)}
-    local_manifest = {f"d{d}": str(data / f"d{d}/shard-{{000..{last:03d}}}.tar") for d in range(2)}
-    side = ShardCache(root / "sidecar-writer")
-    for d in range(2):
-        for s in range(args.shards):
-            side.write_sidecar(f"s3://bench/tar/d{d}/shard-{s:03d}.tar")
+    manifest, local_manifest = s3_corpus(root, data, args.shards, "tar/")
     rows = args.steps * BATCH
     results: dict[str, dict[str, float]] = {}
     run_ado(local_manifest, None, 2, None)  # local sidecars
@@ -378,14 +390,7 @@ def main() -> None:
     client.create_bucket(Bucket="bench")
     for p in sorted(data.rglob("*.tar")):
         client.upload_file(str(p), "bench", str(p.relative_to(data)))
-    last = args.shards - 1
-    s3_manifest = {f"d{d}": f"s3://bench/d{d}/shard-{{000..{last:03d}}}.tar" for d in range(2)}
-    local_manifest = {f"d{d}": str(data / f"d{d}/shard-{{000..{last:03d}}}.tar") for d in range(2)}
-    side_cache = ShardCache(root / "sidecar-writer")
-    for d in range(2):
-        for s in range(args.shards):
-            side_cache.write_sidecar(f"s3://bench/d{d}/shard-{s:03d}.tar")
-    shutil.rmtree(root / "sidecar-writer")
+    s3_manifest, local_manifest = s3_corpus(root, data, args.shards, "")
 
     results: dict[str, dict[str, float]] = {}
     run_ado(local_manifest, None, 2, None)  # builds the local sidecars

@@ -389,12 +389,14 @@ def read_bounded(
     refused the same way. Never puts body bytes in an error."""
     deadline = config.deadline(size)
     bound = limit if size is None else min(size, limit)
-    chunk = 1 << 20
     if scheme_of(url) in ("http", "https"):
         # one streaming GET, read as it arrives (a ranged read per block would re-request)
+        chunk = 1 << 20
         f = fs.open(path, "rb", block_size=0)
     else:
-        f = fs.open(path, "rb", block_size=8 << 20, cache_type="none")
+        # object stores: one ranged GET per read, so large reads (a round trip per 16 MiB)
+        chunk = 16 << 20
+        f = fs.open(path, "rb", block_size=chunk, cache_type="none")
     got = 0
     with f:
         while True:
