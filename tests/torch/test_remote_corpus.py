@@ -87,6 +87,11 @@ def test_train_from_a_manifest_in_s3_equals_local(
         assert _run(url).train_losses == _run(str(manifest)).train_losses
     finally:
         server.stop()
+        import s3fs
+
+        # fsspec caches file systems by their options, not by AWS_ENDPOINT_URL: drop the ones
+        # that point at this server, or later tests would reach a stopped endpoint
+        s3fs.S3FileSystem.clear_instance_cache()
 
 
 def test_train_gpt_script_and_lightning_datamodule_take_a_url(
