@@ -16,6 +16,14 @@ the local-file throughput once warm.
 
 Usage: ``python benchmarks/remote_throughput.py [--shards 8] [--shard-mb 4] [--steps 300]``.
 Needs ``moto[server]``, ``boto3``, ``s3fs`` (the dev extra) and ``curl`` for the webdataset row.
+
+``--peers PYTHON`` measures instead the table against the loaders users would pick instead:
+ado, mosaicml-streaming (MDS shards) and litdata (its chunks), all on the same moto server at
+0/20/100 ms per request, 2 ranks on one node (two processes sharing the node cache), cold and
+warm, static weights and (ado only) weights changing every 50 steps; plus the fetch layer alone,
+fsspec (s3fs) against obstore (Rust object_store). ``PYTHON`` is an interpreter whose
+environment has mosaicml-streaming, litdata and obstore (``benchmarks/remote_peers.py`` runs
+there; the peers pin numpy/transformers apart from ado's dev extra).
 """
 
 from __future__ import annotations
@@ -105,13 +113,22 @@ class LatencyS3:
 
 
 def run_ado(
-    manifest: dict[str, str], cache: Path | None, steps: int, remote: RemoteConfig | None
+    manifest: dict[str, str],
+    cache: Path | None,
+    steps: int,
+    remote: RemoteConfig | None,
+    *,
+    rank: int = 0,
+    world: int = 1,
+    changing: bool = True,
 ) -> dict[str, float]:
     t0 = time.perf_counter()
     loader = MixtureLoader(
         manifest,
         batch_size=BATCH,
         seed=0,
+        rank=rank,
+        world_size=world,
         pack=PackConfig(seq_len=SEQ, eos_id=0, field="u16"),
         cache_dir=cache,
         remote=remote,
@@ -124,7 +141,7 @@ def run_ado(
         if first is None:
             t1 = time.perf_counter()
             first = t1 - t0
-        if step % 50 == 49:  # the weights move, as an online policy would move them
+        if changing and step % 50 == 49:  # the weights move, as an online policy would
             loader.set_weights([0.3, 0.7] if (step // 50) % 2 == 0 else [0.7, 0.3])
     total = time.perf_counter() - t1  # after the first batch (construction is in ttfb)
     stats = loader.cache.stats.as_dict() if loader.cache is not None else {}
@@ -172,6 +189,172 @@ def run_wds(urls: list[list[str]], steps: int) -> dict[str, float]:
     }
 
 
+def s3_corpus(
+    root: Path, data: Path, shards: int, prefix: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(S3 manifest, local manifest) of the 2-domain corpus under ``data``, uploaded under
+    ``prefix`` of bucket ``bench``, with the sidecars written as ``ado shards index`` would."""
+    last = shards - 1
+    s3_manifest = {
+        f"d{d}": f"s3://bench/{prefix}d{d}/shard-{{000..{last:03d}}}.tar" for d in range(2)
+    }
+    local_manifest = {f"d{d}": str(data / f"d{d}/shard-{{000..{last:03d}}}.tar") for d in range(2)}
+    side_cache = ShardCache(root / "sidecar-writer")
+    for d in range(2):
+        for s in range(shards):
+            side_cache.write_sidecar(f"s3://bench/{prefix}d{d}/shard-{s:03d}.tar")
+    shutil.rmtree(root / "sidecar-writer")
+    return s3_manifest, local_manifest
+
+
+def _ranks(cmds: list[list[str]], env: dict[str, str]) -> list[dict[str, Any]]:
+    """Run one process per rank at once; their JSON lines."""
+    import json
+
+    procs = [
+        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for c in cmds
+    ]
+    out = []
+    for p in procs:
+        o, e = p.communicate(timeout=900)
+        if p.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmds[0][:4])}... failed: {e[-3000:]}")
+        out.append(json.loads(o.strip().splitlines()[-1]))
+    return out
+
+
+def peer_table(args: argparse.Namespace) -> None:
+    """ado against mosaicml-streaming and litdata, and fsspec against obstore (module doc)."""
+    import json
+
+    peers = str(Path(__file__).with_name("remote_peers.py"))
+    root = Path(tempfile.mkdtemp(prefix="ado-peers-bench-"))
+    data = root / "data"
+    write_corpus(data, 2, args.shards, args.shard_mb)
+    for kind in ("mds", "lit"):
+        for d in range(2):
+            src, out = str(data / f"d{d}"), str(root / kind / f"d{d}")
+            subprocess.run(
+                [args.peers, peers, "convert", kind, src, out, "--chunk", str(args.shard_mb << 20)],
+                check=True,
+                capture_output=True,
+            )
+    s3 = LatencyS3(root)
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": s3.endpoint,
+        "S3_ENDPOINT_URL": s3.endpoint,  # mosaicml-streaming's name for it
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    os.environ.update(env)
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3.endpoint)
+    client.create_bucket(Bucket="bench")
+    for folder, prefix in ((data, "tar"), (root / "mds", "mds"), (root / "lit", "lit")):
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                client.upload_file(str(p), "bench", f"{prefix}/{p.relative_to(folder)}")
+    manifest, local_manifest = s3_corpus(root, data, args.shards, "tar/")
+    rows = args.steps * BATCH
+    results: dict[str, dict[str, float]] = {}
+    run_ado(local_manifest, None, 2, None)  # local sidecars
+
+    def ado(cache: Path, changing: bool, man: dict[str, str]) -> dict[str, float]:
+        cfg = {"manifest": man, "cache": str(cache), "steps": args.steps, "changing": changing}
+        cmds = [
+            [sys.executable, __file__, "--ado-worker", json.dumps({**cfg, "rank": r})]
+            for r in range(2)
+        ]
+        return _merge(_ranks(cmds, env))
+
+    def peer(kind: str, local: Path, port: int) -> dict[str, float]:
+        prefix = "mds" if kind == "streaming" else "lit"
+        cmds = [
+            [args.peers, peers, "worker", kind, "--remote", f"s3://bench/{prefix}",
+             "--local", str(local), "--rank", str(r), "--world", "2", "--port", str(port),
+             "--rows", str(rows)]
+            for r in range(2)
+        ]  # fmt: skip
+        return _merge(_ranks(cmds, env))
+
+    results["local files, static"] = ado(root / "unused", False, local_manifest)
+    port = 29600
+    for ms in (0.0, 20.0, 100.0):
+        s3.set_latency(ms)
+        for changing in (False, True):
+            label = "changing" if changing else "static"
+            cache = root / f"ado-{ms}-{label}"
+            for temp in ("cold", "warm"):
+                results[f"ado, {ms:.0f} ms, {label}, {temp}"] = ado(cache, changing, manifest)
+        for kind in ("streaming", "lit"):
+            local = root / f"{kind}-{ms}"
+            for temp in ("cold", "warm"):
+                port += 1
+                name = "mosaicml-streaming" if kind == "streaming" else "litdata"
+                results[f"{name}, {ms:.0f} ms, static, {temp}"] = peer(kind, local, port)
+        keys = ",".join(f"tar/d{d}/shard-{s:03d}.tar" for d in range(2) for s in range(args.shards))
+        for layer in ("fsspec", "obstore"):
+            out = subprocess.run(
+                [args.peers, peers, "fetch", layer, "--bucket", "bench", "--keys", keys],
+                check=True, capture_output=True, text=True, env=env,
+            )  # fmt: skip
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            results[f"fetch layer {layer}, {ms:.0f} ms"] = {
+                "ttfb": float("nan"),
+                "rows_s": float("nan"),
+                "downloaded": float(r["bytes"]),
+                "mb_s": r["bytes"] / 1e6 / r["seconds"],
+            }
+    s3.stop()
+    base = results["local files, static"]["rows_s"]
+    mb = 2 * args.shards * args.shard_mb
+    print(
+        f"2 domains x {args.shards} shards x {args.shard_mb} MB ({mb} MB) on moto S3, 2 ranks on "
+        f"one node, {args.steps} steps x {BATCH} rows of {SEQ + 1} u16 tokens per rank; latency "
+        "added per request; rows/s summed over ranks, first batch = slower rank"
+    )
+    print(
+        f"| {'setting':42s} | {'first batch s':>13s} | {'rows/s':>8s} | {'vs local':>8s} | "
+        f"{'downloaded MB':>13s} | {'fetch MB/s':>10s} |"
+    )
+    print(f"|{'-' * 44}|{'-' * 15}|{'-' * 10}|{'-' * 10}|{'-' * 15}|{'-' * 12}|")
+    for name, r in results.items():
+        print(
+            f"| {name:42s} | {r['ttfb']:13.2f} | {r['rows_s']:8.0f} | "
+            f"{r['rows_s'] / base:8.2f} | {r['downloaded'] / 1e6:13.1f} | "
+            f"{r.get('mb_s', float('nan')):10.1f} |"
+        )
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _merge(ranks: list[dict[str, Any]]) -> dict[str, float]:
+    return {
+        "ttfb": max(float(r["ttfb"]) for r in ranks),
+        "rows_s": sum(float(r["rows_s"]) for r in ranks),
+        "downloaded": float(sum(float(r["downloaded"]) for r in ranks)),
+    }
+
+
+def ado_worker(spec: str) -> None:
+    import json
+
+    cfg = json.loads(spec)
+    r = run_ado(
+        cfg["manifest"],
+        Path(cfg["cache"]),
+        cfg["steps"],
+        RemoteConfig(),
+        rank=cfg["rank"],
+        world=2,
+        changing=cfg["changing"],
+    )
+    print(json.dumps(r))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shards", type=int, default=8, help="shards per domain (2 domains)")
@@ -179,9 +362,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--latency-ms", type=float, default=20.0)
     ap.add_argument("--serve", nargs=2, type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--ado-worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--peers", metavar="PYTHON", help="the peer table (see the module doc)")
     args = ap.parse_args()
     if args.serve:
         serve(*args.serve)
+        return
+    if args.ado_worker:
+        ado_worker(args.ado_worker)
+        return
+    if args.peers:
+        peer_table(args)
         return
     root = Path(tempfile.mkdtemp(prefix="ado-remote-bench-"))
     data = root / "data"
@@ -199,14 +390,7 @@ def main() -> None:
     client.create_bucket(Bucket="bench")
     for p in sorted(data.rglob("*.tar")):
         client.upload_file(str(p), "bench", str(p.relative_to(data)))
-    last = args.shards - 1
-    s3_manifest = {f"d{d}": f"s3://bench/d{d}/shard-{{000..{last:03d}}}.tar" for d in range(2)}
-    local_manifest = {f"d{d}": str(data / f"d{d}/shard-{{000..{last:03d}}}.tar") for d in range(2)}
-    side_cache = ShardCache(root / "sidecar-writer")
-    for d in range(2):
-        for s in range(args.shards):
-            side_cache.write_sidecar(f"s3://bench/d{d}/shard-{s:03d}.tar")
-    shutil.rmtree(root / "sidecar-writer")
+    s3_manifest, local_manifest = s3_corpus(root, data, args.shards, "")
 
     results: dict[str, dict[str, float]] = {}
     run_ado(local_manifest, None, 2, None)  # builds the local sidecars

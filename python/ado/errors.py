@@ -17,11 +17,13 @@ __all__ = [
     "InternalError",
     "InvalidInputError",
     "MissingDependencyError",
+    "RetryBudgetError",
     "RunFailedError",
     "ShardError",
     "ShardNotFoundError",
     "ShardPermissionError",
     "StateError",
+    "TooLargeError",
 ]
 
 
@@ -55,6 +57,14 @@ class ShardNotFoundError(ShardError, FileNotFoundError):
 
 class ShardPermissionError(ShardError, PermissionError):
     """A shard cannot be opened for lack of permission. ``errno`` etc. are set."""
+
+
+class RetryBudgetError(ShardError):
+    """A remote transfer still failed after every attempt of its retry budget."""
+
+
+class TooLargeError(ShardError):
+    """A remote answer longer than it may be (a sidecar past its bound, a body past its size)."""
 
 
 class InternalError(AdoError):

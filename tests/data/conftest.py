@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+import logging
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import webdataset as wds  # type: ignore[import-untyped]
+
+sys.path.insert(0, str(Path(__file__).parent))
+from servers import ShardHTTPServer, s3_env
 
 MakeDomain = Callable[..., list[Path]]
 
@@ -50,3 +56,37 @@ def make_domain(tmp_path: Path) -> MakeDomain:
         return sorted(folder.glob("shard-*.tar"))
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    for key, value in s3_env(s3_endpoint).items():
+        monkeypatch.setenv(key, value)
+    return s3_endpoint
+
+
+@pytest.fixture
+def corpus(make_domain: Any, tmp_path: Path) -> Path:
+    """Two domains of token shards under ``tmp_path`` (``web``: 5 shards, ``code``: 3)."""
+    make_domain("web", 100, per_shard=20, tokens=True)
+    make_domain("code", 45, per_shard=15, tokens=True)
+    return tmp_path
+
+
+@pytest.fixture
+def http(corpus: Path) -> Iterator[ShardHTTPServer]:
+    server = ShardHTTPServer(corpus).start()
+    yield server
+    server.stop()

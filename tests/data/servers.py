@@ -30,6 +30,15 @@ class Faults:
         corrupt_every: Every n-th GET: one byte of the body flipped (same size).
         latency_s: Added to every request (HEAD and GET, shards and sidecars).
         always_status: If set, every shard GET is answered with it (beyond any retry budget).
+        status_first: The first n requests of a shard (any method, HEAD included) are answered
+            with ``status`` (a transient blip of the store).
+        hang: Shard requests (any method) get no answer at all until the server stops.
+        trickle_s: Shard GETs send their headers, then one byte every ``trickle_s`` seconds.
+        overlong: Shard GETs send the file without a ``Content-Length``, then garbage until the
+            client hangs up (a body longer than the object).
+        endless_sidecar: Sidecar GETs send an index-shaped body without end.
+        sidecar_status: If set, sidecar GETs are answered with it (403: a presigned URL).
+        redirect_loop: Shard requests are redirected to themselves.
     """
 
     drop_every: int = 0
@@ -39,13 +48,27 @@ class Faults:
     corrupt_every: int = 0
     latency_s: float = 0.0
     always_status: int | None = None
+    status_first: int = 0
+    hang: bool = False
+    trickle_s: float = 0.0
+    overlong: bool = False
+    endless_sidecar: bool = False
+    sidecar_status: int | None = None
+    redirect_loop: bool = False
     count: int = 0
+    any_count: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    stopped: threading.Event = field(default_factory=threading.Event)
 
     def tick(self) -> int:
         with self.lock:
             self.count += 1
             return self.count
+
+    def tick_any(self) -> int:
+        with self.lock:
+            self.any_count += 1
+            return self.any_count
 
 
 class ShardHTTPServer:
@@ -55,6 +78,7 @@ class ShardHTTPServer:
         self.root = root
         self.faults = Faults()
         self.log: list[tuple[str, str, int]] = []  # (method, path, status)
+        self.sent = 0  # body bytes sent by the fault modes that stream without end
         self._log_lock = threading.Lock()
         server = self
 
@@ -90,19 +114,83 @@ class ShardHTTPServer:
                 self.send_header("ETag", _etag(path))
                 self.end_headers()
 
+            def _any_fault(self, path: Path) -> bool:
+                """Faults of every request of a shard (HEAD included); True when answered."""
+                f = server.faults
+                if path.suffix != ".tar":
+                    return False
+                if f.hang:
+                    self._record(-2)
+                    f.stopped.wait()
+                    self.close_connection = True
+                    return True
+                if f.redirect_loop:
+                    self._record(302)
+                    self.send_response(302)
+                    self.send_header("Location", self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return True
+                if f.status_first and f.tick_any() <= f.status_first:
+                    self._error(f.status)
+                    return True
+                return False
+
+            def _stream(self, head: bytes, filler: bytes, every_s: float = 0.0) -> None:
+                """Send ``head``, then ``filler`` until the client hangs up (no length)."""
+                self._record(200)
+                self.send_response(200)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                try:
+                    self.wfile.write(head)
+                    while not server.faults.stopped.is_set():
+                        self.wfile.write(filler)
+                        server.sent += len(filler)
+                        if every_s:
+                            time.sleep(every_s)
+                except OSError:
+                    pass
+
             def do_HEAD(self) -> None:
                 time.sleep(server.faults.latency_s)
                 path = self._file()
                 if path is None:
                     return self._not_found()
+                if self._any_fault(path):
+                    return
                 self._ok(200, path.stat().st_size, path)
 
             def do_GET(self) -> None:
                 f = server.faults
                 time.sleep(f.latency_s)
+                if self.path.split("?", 1)[0].endswith(".adoidx"):
+                    if f.sidecar_status is not None:
+                        return self._error(f.sidecar_status)
+                    if f.endless_sidecar:
+                        return self._stream(b"ADOIDX", b"\0" * 65536)
                 path = self._file()
                 if path is None:
                     return self._not_found()
+                if self._any_fault(path):
+                    return
+                if path.suffix == ".tar" and f.overlong:
+                    return self._stream(path.read_bytes(), b"\xff" * 65536)
+                if path.suffix == ".tar" and f.trickle_s:
+                    self._ok(200, path.stat().st_size, path)
+                    try:
+                        for byte in path.read_bytes():
+                            if f.stopped.is_set():
+                                break
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            server.sent += 1
+                            time.sleep(f.trickle_s)
+                    except OSError:
+                        pass
+                    self.close_connection = True
+                    return
                 data = path.read_bytes()
                 status = 200
                 rng = self.headers.get("Range")
@@ -136,13 +224,21 @@ class ShardHTTPServer:
                     data = bytes(data)
                 self.wfile.write(data)
 
+            def do_PUT(self) -> None:
+                """The server is read-only: uploads are refused (405), and logged."""
+                self.close_connection = True  # the body is not read
+                self._error(405)
+
+            do_POST = do_PUT
+
             def _error(self, status: int) -> None:
                 self._record(status)
                 body = b"unavailable"
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
@@ -154,6 +250,7 @@ class ShardHTTPServer:
         return self
 
     def stop(self) -> None:
+        self.faults.stopped.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()

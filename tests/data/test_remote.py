@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,43 +23,9 @@ from ado.data.remote import RemoteConfig, is_transient, redact, with_retries
 from ado.errors import ShardError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from servers import ShardHTTPServer, s3_env, upload
+from servers import ShardHTTPServer, upload
 
 FAST = RemoteConfig(retries=6, backoff_s=0.001, backoff_max_s=0.01)
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    for key, value in s3_env(s3_endpoint).items():
-        monkeypatch.setenv(key, value)
-    return s3_endpoint
-
-
-@pytest.fixture
-def corpus(make_domain: Any, tmp_path: Path) -> Path:
-    """Two domains of token shards under ``tmp_path`` (``web``: 5 shards, ``code``: 3)."""
-    make_domain("web", 100, per_shard=20, tokens=True)
-    make_domain("code", 45, per_shard=15, tokens=True)
-    return tmp_path
-
-
-@pytest.fixture
-def http(corpus: Path) -> Iterator[ShardHTTPServer]:
-    server = ShardHTTPServer(corpus).start()
-    yield server
-    server.stop()
 
 
 def _manifest(base: str) -> dict[str, str]:

@@ -636,7 +636,7 @@ CASES: dict[str, Case] = {
     "loader_state_garbage": Case(loader_state_garbage, "StateError", "malformed loader state"),
     "pipe_url": Case(pipe_url, "ShardError", "pipe: commands and URLs are not supported"),
     "remote_unreachable": Case(
-        remote_unreachable, "ShardError", "sidecar read failed after 2 attempts; last error"
+        remote_unreachable, "RetryBudgetError", "stat failed after 2 attempts; last error"
     ),
     "remote_unknown_scheme": Case(
         remote_unknown_scheme, "ShardError", "unsupported URL scheme ftp://"

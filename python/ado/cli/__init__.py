@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ado`` console script."""
     args = build_parser().parse_args(argv)
+    if args.verbose:  # DEBUG lines of the protocol libraries show URLs and signed headers
+        from ado.data.remote import install_log_redaction
+
+        install_log_redaction()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

@@ -20,6 +20,7 @@ trains only the new runs.
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ado._deps import require
-from ado._io import cache_root
+from ado._io import atomic_write_text, cache_root
 from ado.cli._common import non_negative_int, plain, positive_int
 from ado.errors import ConfigError
 from ado.policy.presets import resolve_policy
@@ -48,7 +49,10 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--corpus", required=True, help="a folder built by `ado corpus build`, or 'builtin'"
+        "--corpus",
+        required=True,
+        help="a folder built by `ado corpus build` (or its URL: s3://, gs://, http(s)://), "
+        "or 'builtin'",
     )
     p.add_argument(
         "--policies",
@@ -176,7 +180,42 @@ def builtin_corpus_dir() -> Path:
     return cache_root() / "corpus" / name
 
 
+def remote_corpus(url: str) -> Path:
+    """A local folder standing for the corpus at ``url`` (``s3://``, ``gs://``, ``http(s)://``):
+    its ``corpus.json`` and manifests (``manifest.yaml``, ``val.yaml``, ``ood.yaml`` if there),
+    each manifest pointing at the shards beside the original (``base_dir`` is the URL's
+    folder). The shards stay where they are and are read through the node cache."""
+    import hashlib
+
+    from ado.data import Manifest
+    from ado.data.manifest import _read_remote_config
+    from ado.data.remote import RemoteConfig, redact
+    from ado.errors import ShardNotFoundError
+
+    base = url.rstrip("/")
+    folder = cache_root() / "corpus-remote" / hashlib.sha256(base.encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    info = _read_remote_config(base + "/corpus.json", None, RemoteConfig())
+    if not isinstance(info, dict):
+        raise ConfigError(f"{redact(base)}/corpus.json: not a corpus description")
+    for name in ("manifest.yaml", "val.yaml", "ood.yaml"):
+        try:
+            manifest = Manifest.load(f"{base}/{name}")
+        except ShardNotFoundError:
+            if name == "ood.yaml":
+                (folder / name).unlink(missing_ok=True)
+                continue
+            raise
+        manifest.save(folder / name)
+    atomic_write_text(folder / "corpus.json", json.dumps({**info, "remote": redact(base)}))
+    return folder
+
+
 def _corpus(arg: str, progress: bool) -> Path:
+    from ado.data.remote import is_remote
+
+    if is_remote(arg):
+        return remote_corpus(arg)
     if arg != "builtin":
         return Path(arg)
     folder = builtin_corpus_dir()

@@ -119,6 +119,14 @@ def run_index(args: argparse.Namespace) -> int:
             f"{totals['file_size'] / 1e6:.1f} MB of tar, {totals['bytes_read'] / 1e6:.2f} MB of "
             f"headers read, {seconds:.2f} s ({', '.join(f'{v} {k}' for k, v in sources.items())})"
         )
+    if remote is not None and sources.get("local"):
+        print(
+            f"ado shards index: {sources['local']} sidecar(s) could not be written beside their "
+            f"shards (the store refused the upload); they are kept in the node cache "
+            f"{remote.root}: give the loader cache_dir={str(remote.root)!r} (or "
+            f"--cache-dir {remote.root}) and it reads them from there",
+            file=sys.stderr if args.json else sys.stdout,
+        )
     for line in failures:
         print(f"ado shards index: failed: {line}", file=sys.stderr)
     if failures:

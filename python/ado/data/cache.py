@@ -19,8 +19,11 @@ import base64
 import contextlib
 import fcntl
 import hashlib
+import io
+import json
 import logging
 import os
+import queue
 import re
 import tempfile
 import threading
@@ -35,11 +38,12 @@ from ado.data.remote import (
     RemoteConfig,
     TransientError,
     filesystem,
+    read_bounded,
     redact,
     scrub,
     with_retries,
 )
-from ado.errors import ShardError
+from ado.errors import RetryBudgetError, ShardError, ShardNotFoundError
 
 __all__ = ["CacheStats", "Prefetcher", "ShardCache"]
 
@@ -63,6 +67,39 @@ def _store_md5(info: Mapping[str, Any]) -> str | None:
             if re.fullmatch(r"[0-9a-f]{32}", tag):
                 return tag
     return None
+
+
+# What a store says about an object that changes when the object is replaced (s3fs, fsspec's
+# HTTP, gcsfs, adlfs spell them their own way).
+_IDENTITY_KEYS = (
+    "size",
+    "ETag",
+    "etag",
+    "VersionId",
+    "version_id",
+    "generation",
+    "Last-Modified",
+    "LastModified",
+    "last_modified",
+    "updated",
+    "mtime",
+)
+
+# Fields of an index summary that a sidecar must share with the index of the shard itself.
+_SUMMARY_KEYS = (
+    "samples",
+    "members",
+    "file_size",
+    "bytes_read",
+    "header_hash",
+    "content_hash",
+    "exts",
+)
+
+
+def _identity(info: Mapping[str, Any]) -> dict[str, str]:
+    """The parts of a store's answer about an object that change when it is replaced."""
+    return {k: str(info[k]) for k in _IDENTITY_KEYS if info.get(k) is not None}
 
 
 def _md5_file(path: str) -> str:
@@ -137,6 +174,14 @@ class ShardCache:
         self._mutex = threading.Lock()
         # Short names handed to the core (no credentials) -> real URLs.
         self._real: dict[str, str] = {}
+        # url -> what the store said about it at loader build (stat answer)
+        self._info: dict[str, dict[str, Any]] = {}
+        # url -> index summary taken from a sidecar, not yet checked against the shard itself
+        self._unverified: dict[str, dict[str, object]] = {}
+        # urls whose cached copy this process has checked against its index's hash
+        self._checked: set[str] = set()
+        #: Set when Ctrl-C interrupted :meth:`acquire` (the core reports it as a ShardError).
+        self.interrupted = False
 
     # -- names ------------------------------------------------------------------------------
     def entry(self, url: str) -> Path:
@@ -281,30 +326,44 @@ class ShardCache:
             os.close(fd)
 
     # -- downloads ----------------------------------------------------------------------------
+    def _stat(self, url: str) -> dict[str, Any]:
+        """What the store says about ``url`` (size, ETag, version...), asked once (retried)."""
+        info = self._info.get(url)
+        if info is None:
+            fs, path = filesystem(url, self.storage_options, self.config)
+            info = dict(
+                with_retries(lambda: fs.info(path), url, "stat", self.config, self.storage_options)
+            )
+            self._info[url] = info
+        return info
+
     def _download(self, url: str, size: int | None, digest: str | None, *, wait: bool) -> bool:
         """Download ``url`` into its entry (caller holds its lock exclusively). The copy is
         checked against ``size`` and ``digest`` (when known); a copy that disagrees is discarded
-        and fetched again, never served."""
-        fs, path = filesystem(url, self.storage_options)
+        and fetched again, never served. The transfer is bounded: by the size (a body longer
+        than announced is refused as it streams), by ``cache_limit`` and by the timeouts of
+        :class:`RemoteConfig`."""
+        fs, path = filesystem(url, self.storage_options, self.config)
         md5: str | None = None
         if size is None or digest is None:
             # No index yet (the indexing pass): the store's own MD5 (an S3 single-part ETag,
             # an HTTP Content-MD5 or MD5 ETag) is what a copy can be checked against.
-            info = with_retries(
-                lambda: fs.info(path), url, "stat", self.config, self.storage_options
-            )
+            info = self._stat(url)
             size = size or int(info.get("size") or 0) or None
             md5 = _store_md5(info)
         reservation = self._reserve(url, size or 0, wait=wait)
         if reservation is None:
             return False
         name = redact(url)
+        limit = min(self.config.max_shard_bytes, self.limit or self.config.max_shard_bytes)
 
         def attempt() -> None:
             fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=".dl-")
-            os.close(fd)
             try:
-                fs.get_file(path, tmp)
+                with os.fdopen(fd, "wb") as out:
+                    read_bounded(
+                        fs, path, out, url, self.config, size=size, limit=limit, what="download"
+                    )
                 got, h = file_hash(tmp)
                 if size is not None and got != size:
                     raise TransientError(f"{name}: got {got} bytes, expected {size}")
@@ -314,7 +373,10 @@ class ShardCache:
                     )
                 if digest is None and md5 is not None and _md5_file(tmp) != md5:
                     raise TransientError(f"{name}: MD5 disagrees with the store's checksum")
+                if url in self._unverified:
+                    self._verify_sidecar(url, tmp)
                 os.replace(tmp, self.entry(url))
+                self._checked.add(url)
                 with self.stats.lock:
                     self.stats.downloads += 1
                     self.stats.bytes_downloaded += got
@@ -331,13 +393,50 @@ class ShardCache:
             self._unreserve(url, reservation)
         return True
 
+    def _verify_sidecar(self, url: str, copy: str) -> None:
+        """Check the index taken from ``url``'s sidecar against the downloaded shard itself
+        (sample and member counts, header hash, extensions). A sidecar that does not describe
+        the shard (it lists some samples only, or was built from another object) is not
+        trusted: the node's copy of the index is rebuilt from the shard, and this run, planned
+        on the wrong index, stops with a ``ShardError``."""
+        claimed = self._unverified[url]
+        data = index_file(copy)
+        actual = decode_index(data, redact(url))
+        diff = [k for k in _SUMMARY_KEYS if claimed.get(k) != actual.get(k)]
+        if not diff:
+            del self._unverified[url]
+            return
+        self._store_index(url, data)
+        raise ShardError(
+            f"{redact(url)}: its sidecar index does not describe the shard ("
+            + ", ".join(f"{k}: sidecar {claimed.get(k)!r}, shard {actual.get(k)!r}" for k in diff)
+            + "); it is not trusted: this node now uses an index built from the shard. "
+            "Restart the loader, and rebuild the sidecar with `ado shards index --force`"
+        )
+
     def _valid(self, url: str) -> bool:
+        """Whether the cached copy of ``url`` is there and of its index's size; the first time
+        in this process also whether its bytes hash to the index (a copy damaged on disk is
+        then fetched again instead of failing every run)."""
         expect = self._expect.get(url)
         try:
             st = self.entry(url).stat()
         except FileNotFoundError:
             return False
-        return expect is None or st.st_size == expect[0]
+        if expect is None:
+            return True
+        if st.st_size != expect[0]:
+            return False
+        if url not in self._checked:
+            try:
+                _, h = file_hash(str(self.entry(url)))
+            except ShardError:
+                return False
+            if h != expect[1]:
+                logger.warning("cache: %s does not match its index; fetching it again", redact(url))
+                return False
+            self._checked.add(url)
+        return True
 
     def ensure(self, url: str, *, hold: bool = False, wait: bool = True) -> bool:
         """Make sure the checked copy of ``url`` is in the cache (downloading it once per node;
@@ -378,7 +477,13 @@ class ShardCache:
         """The local path of a remote shard, downloaded if needed, held (never evicted) until
         :meth:`release`. Called by the loader core from its read threads."""
         url = self.real_url(name)
-        self.ensure(url, hold=True)
+        try:
+            self.ensure(url, hold=True)
+        except KeyboardInterrupt:
+            # the core turns every error of this call into a ShardError: leave a mark so the
+            # loader raises KeyboardInterrupt again (see MixtureLoader.__next__)
+            self.interrupted = True
+            raise
         return str(self.entry(url))
 
     def release(self, name: str) -> None:
@@ -403,27 +508,104 @@ class ShardCache:
     def index(self, url: str) -> bytes:
         """The encoded index of ``url``: the node's copy, else its sidecar ``URL.adoidx``, else
         one indexing pass over the downloaded shard (one process per node does it; the others
-        wait and read its result)."""
-        node_copy = self.root / "index" / f"{_key(url)}{_SIDECAR}"
+        wait and read its result).
+
+        The store is asked what the object is now (one stat: size, ETag, version); a node copy
+        recorded for another answer is stale (the object was replaced), so it and the cached
+        shard are dropped and the object is indexed again. A sidecar whose size is not the
+        object's is ignored; one that agrees is checked against the shard when it is fetched.
+        """
+        node_copy = self._index_path(url)
+        ident_path = node_copy.with_suffix(".ident")
         name = redact(url)
         with self._exclusive(self._lock_path(url, ".idx")):
+            ident = _identity(self._stat(url))
             data: bytes | None = None
+            recorded: dict[str, Any] = {}
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                recorded = json.loads(ident_path.read_text())
             if node_copy.is_file():
-                data = node_copy.read_bytes()
-                if not self._check(data, name):
-                    data = None
+                if recorded.get("identity") != ident:
+                    logger.info("%s changed on the store since it was cached; re-indexing", name)
+                    self._drop(url)
+                else:
+                    data = node_copy.read_bytes()
+                    if not self._check(data, name):
+                        data = None
+            verified = data is not None and bool(recorded.get("verified"))
             if data is None:
                 data = self._fetch_sidecar(url)
+                verified = False
             if data is None:
                 data = self._index_download(url)
+                verified = True
             info = decode_index(data, name)
+            size = int(str(info["file_size"]))
+            store_size = self._info[url].get("size")
+            if not verified and store_size is not None and int(store_size) != size:
+                logger.warning(
+                    "%s: its sidecar index is of %d bytes but the object has %s; indexing the "
+                    "shard instead",
+                    name,
+                    size,
+                    store_size,
+                )
+                data = self._index_download(url)
+                info = decode_index(data, name)
+                verified = True
             self._expect[url] = (int(str(info["file_size"])), str(info["content_hash"]))
-            if not node_copy.is_file() or node_copy.read_bytes() != data:
-                fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=".idx-")
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, node_copy)
+            if verified:
+                self._unverified.pop(url, None)
+            else:
+                self._unverified[url] = dict(info)
+            if (
+                not node_copy.is_file()
+                or node_copy.read_bytes() != data
+                or recorded.get("identity") != ident
+                or bool(recorded.get("verified")) != verified
+            ):
+                self._store_index(url, data, verified=verified)
         return data
+
+    def _index_path(self, url: str) -> Path:
+        return self.root / "index" / f"{_key(url)}{_SIDECAR}"
+
+    def _store_index(self, url: str, data: bytes, *, verified: bool = True) -> None:
+        """Write the node's copy of ``url``'s index, with what the store said about the object
+        when it was made (its identity) and whether it was built from (or checked against) the
+        shard itself."""
+        record = {"identity": _identity(self._info.get(url, {})), "verified": verified}
+        for path, payload in (
+            (self._index_path(url), data),
+            (self._index_path(url).with_suffix(".ident"), json.dumps(record).encode()),
+        ):
+            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=".idx-")
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+            os.replace(tmp, path)
+
+    def _drop(self, url: str) -> None:
+        """Delete the cached copy of ``url`` (the object was replaced), waiting up to
+        ``wait_s`` for readers on the node to let go of the old one."""
+        fd = self._open_lock(self._lock_path(url))
+        try:
+            deadline = time.monotonic() + self.config.wait_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise ShardError(
+                            f"{redact(url)} changed on the store, and another process on this "
+                            "node still reads the old copy; try again when it is done"
+                        ) from None
+                    time.sleep(0.05)
+            with contextlib.suppress(FileNotFoundError):
+                self.entry(url).unlink()
+            self._checked.discard(url)
+        finally:
+            os.close(fd)
 
     def _index_download(self, url: str) -> bytes:
         """Download ``url`` and index it; a copy that is not a valid tar is fetched again."""
@@ -453,28 +635,54 @@ class ShardCache:
         return True
 
     def _fetch_sidecar(self, url: str) -> bytes | None:
+        """The sidecar ``URL.adoidx`` of ``url`` if it can be read and is a valid index
+        (``None``: index the shard). The read is bounded (``max_index_bytes``, the timeouts);
+        a sidecar that is missing, refused (a presigned URL signs the shard only) or too long
+        is skipped; a store that fails beyond the retry budget raises."""
         side = url.split("?", 1)[0] + _SIDECAR
-        fs, path = filesystem(side, self.storage_options)
+        shown = redact(side)
+        fs, path = filesystem(side, self.storage_options, self.config)
+
+        def read() -> bytes:
+            buf = io.BytesIO()
+            read_bounded(
+                fs,
+                path,
+                buf,
+                side,
+                self.config,
+                size=None,
+                limit=self.config.max_index_bytes,
+                what="sidecar read",
+            )
+            return buf.getvalue()
+
         try:
             data: bytes = with_retries(
-                lambda: fs.cat_file(path), side, "sidecar read", self.config, self.storage_options
+                read, side, "sidecar read", self.config, self.storage_options
             )
-        except FileNotFoundError:
+        except ShardNotFoundError:
             return None
-        if not self._check(data, redact(side)):
-            logger.warning("%s: not a valid ado index; indexing the shard instead", redact(side))
+        except RetryBudgetError:
+            raise
+        except ShardError as err:
+            logger.warning("%s; indexing the shard instead", self.describe(str(err)))
+            return None
+        if not self._check(data, shown):
+            logger.warning("%s: not a valid ado index; indexing the shard instead", shown)
             return None
         return data
 
     def write_sidecar(self, url: str, *, force: bool = False) -> dict[str, object]:
         """Store the index of ``url`` beside it as ``URL.adoidx`` (what ``ado shards index``
         does for remote shards): kept when a valid sidecar of the object's size is there
-        (``source="cache"``), else built from one download and uploaded (``"built"``)."""
+        (``source="cache"``), else built from one download and uploaded (``"built"``). On a
+        store that refuses the upload (read-only, an HTTP server) the index is kept in this
+        node cache instead (``"local"``), where a loader given this ``cache_dir`` finds it.
+        Every built index is also kept in the node cache."""
         name = redact(url)
         side = url.split("?", 1)[0] + _SIDECAR
-        fs, path = filesystem(url, self.storage_options)
-        info = with_retries(lambda: fs.info(path), url, "stat", self.config, self.storage_options)
-        size = int(info.get("size") or 0)
+        size = int(self._stat(url).get("size") or 0)
         if not force:
             data = self._fetch_sidecar(url)
             if data is not None:
@@ -484,25 +692,62 @@ class ShardCache:
         with self._exclusive(self._lock_path(url, ".idx")):
             self.ensure(url)
             data = index_file(str(self.entry(url)))
-        summary = decode_index(data, name)
-        if int(str(summary["file_size"])) != size:
-            raise ShardError(f"{name}: changed while it was indexed; run the command again")
-        side_fs, side_path = filesystem(side, self.storage_options)
-        with_retries(
-            lambda: side_fs.pipe_file(side_path, data),
-            side,
-            "sidecar upload",
-            self.config,
-            self.storage_options,
-        )
+            summary = decode_index(data, name)
+            if int(str(summary["file_size"])) != size:
+                raise ShardError(f"{name}: changed while it was indexed; run the command again")
+            self._store_index(url, data)
+        side_fs, side_path = filesystem(side, self.storage_options, self.config)
+        try:
+            with_retries(
+                lambda: side_fs.pipe_file(side_path, data),
+                side,
+                "sidecar upload",
+                self.config,
+                self.storage_options,
+            )
+        except RetryBudgetError:
+            raise
+        except ShardError as err:
+            logger.info("%s; the index is kept in the node cache", self.describe(str(err)))
+            return {**summary, "source": "local", "sidecar": str(self._index_path(url))}
         return {**summary, "source": "built"}
 
     def indexes(self, urls: Sequence[str], threads: int = 4) -> dict[str, bytes]:
-        """:meth:`index` of many URLs, ``threads`` at a time (results by URL)."""
+        """:meth:`index` of many URLs, ``threads`` at a time (results by URL). The threads are
+        daemons and the wait is interruptible: Ctrl-C stops it at once (a transfer in flight
+        ends at its timeout, without holding the process up)."""
         if not urls:
             return {}
-        with ThreadPoolExecutor(max_workers=max(1, min(threads, len(urls)))) as pool:
-            return dict(zip(urls, pool.map(self.index, urls), strict=True))
+        todo: queue.Queue[str] = queue.Queue()
+        for url in urls:
+            todo.put(url)
+        done: queue.Queue[tuple[str, bytes | None, BaseException | None]] = queue.Queue()
+        stop = threading.Event()
+
+        def work() -> None:
+            while not stop.is_set():
+                try:
+                    url = todo.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    done.put((url, self.index(url), None))
+                except BaseException as err:  # handed to the caller
+                    done.put((url, None, err))
+
+        for i in range(max(1, min(threads, len(urls)))):
+            threading.Thread(target=work, name=f"ado-index-{i}", daemon=True).start()
+        out: dict[str, bytes] = {}
+        try:
+            while len(out) < len(urls):
+                url, data, err = done.get()
+                if err is not None:
+                    raise err
+                assert data is not None
+                out[url] = data
+        finally:
+            stop.set()
+        return {url: out[url] for url in urls}
 
     def describe(self, text: str) -> str:
         """``text`` scrubbed of every URL this cache knows and of ``storage_options``."""

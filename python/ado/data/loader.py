@@ -27,7 +27,7 @@ from ado._io import cache_root
 from ado.data.cache import Prefetcher, ShardCache
 from ado.data.manifest import Manifest
 from ado.data.remote import RemoteConfig, is_remote
-from ado.errors import InvalidInputError, StateError
+from ado.errors import InvalidInputError, ShardError, StateError
 from ado.stats import normalised
 
 __all__ = ["Batch", "MixtureLoader", "PackConfig", "default_cache_dir"]
@@ -113,12 +113,14 @@ def _close_all() -> None:
         loader.close()
 
 
-def _as_manifest(manifest: ManifestLike) -> Manifest:
+def _as_manifest(
+    manifest: ManifestLike, storage_options: Mapping[str, Any] | None = None
+) -> Manifest:
     if isinstance(manifest, Manifest):
         return manifest
     if isinstance(manifest, Mapping):
         return Manifest.from_dict(manifest)
-    return Manifest.load(manifest)
+    return Manifest.load(manifest, storage_options)  # a file, or a URL
 
 
 def _as_weights(weights: Any, names: list[str]) -> list[float] | None:
@@ -151,7 +153,8 @@ class MixtureLoader:
     """Weighted mixture of WebDataset domains; yields one :class:`Batch` per step, forever.
 
     Args:
-        manifest: A :class:`Manifest`, a dict ``{domain: pattern(s)}`` or a manifest file path.
+        manifest: A :class:`Manifest`, a dict ``{domain: pattern(s)}``, or the path or URL of a
+            manifest file.
         batch_size: Rows per batch on this rank.
         seed: Seed of every random choice (composition, permutations).
         rank: This rank.
@@ -200,7 +203,7 @@ class MixtureLoader:
         storage_options: Mapping[str, Any] | None = None,
         remote: RemoteConfig | Mapping[str, Any] | None = None,
     ) -> None:
-        self.manifest = _as_manifest(manifest)
+        self.manifest = _as_manifest(manifest, storage_options)
         names = self.manifest.names
         sizes = {
             "batch_size": batch_size,
@@ -420,7 +423,13 @@ class MixtureLoader:
         """The next batch of this rank."""
         if self._prefetch is not None and not self._prefetch.started:
             self._schedule_prefetch()
-        step, domain, keys, samples, tokens = self._core.next_batch()
+        try:
+            step, domain, keys, samples, tokens = self._core.next_batch()
+        except ShardError:
+            if self.cache is not None and self.cache.interrupted:
+                self.cache.interrupted = False
+                raise KeyboardInterrupt from None  # Ctrl-C while a shard was fetched
+            raise
         self._schedule_prefetch()
         return Batch(step=step, domain=domain, keys=keys, samples=samples, tokens=tokens)
 

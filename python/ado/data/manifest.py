@@ -9,7 +9,9 @@ It is stored as YAML or JSON::
       code: {shards: ["code/*.tar"], weight: 0.3, token_budget: 1000000000}
 
 Relative patterns are resolved against ``base_dir`` (the manifest file's directory when loaded
-from a file).
+from a file). A manifest may itself live in an object store or behind HTTP
+(``Manifest.load("s3://bucket/corpus/manifest.yaml")``): its relative patterns then name objects
+beside it.
 """
 
 from __future__ import annotations
@@ -90,6 +92,13 @@ def expand_sources(
     once), local ones by :func:`expand_patterns`; ``file://`` URLs are local paths."""
     out: list[str] = []
     for pattern in patterns:
+        if base_dir is not None and is_remote(str(base_dir)) and "://" not in pattern:
+            if pattern.startswith(("/", "~")):
+                raise ShardError(
+                    f"{pattern}: a manifest at {redact(str(base_dir))} names shards beside it "
+                    "(relative patterns) or by URL, not by a local absolute path"
+                )
+            pattern = str(base_dir).rstrip("/") + "/" + pattern
         if is_remote(pattern):
             out.extend(expand_remote(pattern, storage_options, config))
             continue
@@ -105,6 +114,38 @@ def expand_sources(
             )
         out.extend(str(p) for p in expand_patterns([pattern], base_dir))
     return out
+
+
+def _read_remote_config(
+    url: str, storage_options: Mapping[str, Any] | None, config: RemoteConfig
+) -> Any:
+    """Parse the YAML (or ``.json``) file at ``url``, read with the bounds of a local one."""
+    import io
+
+    from ado._config_file import MAX_CONFIG_BYTES, parse_yaml
+    from ado.data.remote import filesystem, read_bounded, with_retries
+
+    fs, path = filesystem(url, storage_options, config)
+
+    def read() -> bytes:
+        buf = io.BytesIO()
+        read_bounded(
+            fs, path, buf, url, config, size=None, limit=MAX_CONFIG_BYTES, what="manifest read"
+        )
+        return buf.getvalue()
+
+    raw = with_retries(read, url, "manifest read", config, storage_options)
+    where = redact(url)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{where}: not UTF-8 text ({err.reason})") from None
+    if url.split("?", 1)[0].endswith(".json"):
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError) as err:
+            raise ConfigError(f"{where}: invalid JSON: {type(err).__name__}") from None
+    return parse_yaml(text, where)
 
 
 class DomainSpec(BaseModel):
@@ -156,21 +197,36 @@ class Manifest(BaseModel):
         return cls(domains=dict(mapping), base_dir=base_dir)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Manifest:
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        storage_options: Mapping[str, Any] | None = None,
+        config: RemoteConfig | None = None,
+    ) -> Manifest:
         """Read a YAML (``.yaml``/``.yml``) or JSON manifest; ``base_dir`` defaults to its folder.
+        ``path`` may be a URL (``s3://``, ``gs://``, ``az://``, ``http(s)://``): the file is read
+        through the node's protocol layer (bounded size, timeouts, retries) and its relative
+        patterns name objects beside it.
 
         Raises:
             ConfigError: If the file cannot be parsed or does not describe a manifest.
+            ShardError: A remote manifest cannot be read.
         """
-        path = Path(path)
-        data = read_config(path, "manifest", json_suffix=True)  # bounded size, depth, aliases
+        if isinstance(path, str) and is_remote(path):
+            data = _read_remote_config(path, storage_options, config or RemoteConfig())
+            where = redact(path)
+            base = path.split("?", 1)[0].rsplit("/", 1)[0]
+        else:
+            path = Path(path)
+            data = read_config(path, "manifest", json_suffix=True)  # bounded size, depth
+            where, base = str(path), str(path.parent.resolve())
         if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a manifest is a mapping with a 'domains' key")
-        data.setdefault("base_dir", str(path.parent.resolve()))
+            raise ConfigError(f"{where}: a manifest is a mapping with a 'domains' key")
+        data.setdefault("base_dir", base)
         try:
             return cls.model_validate(data)
         except ValueError as err:
-            raise ConfigError(f"{path}: {err}") from err
+            raise ConfigError(f"{where}: {err}") from err
 
     @classmethod
     def from_dir(cls, root: str | os.PathLike[str], pattern: str = "*.tar") -> Manifest:
@@ -196,7 +252,12 @@ class Manifest(BaseModel):
         data = self.model_dump(exclude_none=True)
         if relative and self.base_dir is not None and Path(self.base_dir) == path.parent.resolve():
             data.pop("base_dir")
-        text = json.dumps(data, indent=2) if path.suffix == ".json" else yaml.safe_dump(data)
+        # domain order is the order of the weights: never sorted
+        text = (
+            json.dumps(data, indent=2)
+            if path.suffix == ".json"
+            else yaml.safe_dump(data, sort_keys=False)
+        )
         atomic_write_text(path, text)
 
     @property

@@ -15,23 +15,29 @@ import errno
 import fnmatch
 import logging
 import random
+import re
+import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from typing import IO, Any, TypeVar
+from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ado.data._braces import brace_names
-from ado.errors import ShardError, ShardNotFoundError
+from ado.errors import RetryBudgetError, ShardError, ShardNotFoundError, TooLargeError
 
 __all__ = [
     "REMOTE_SCHEMES",
     "RemoteConfig",
     "expand_remote",
     "filesystem",
+    "install_log_redaction",
     "is_remote",
+    "read_bounded",
     "redact",
+    "redact_text",
     "with_retries",
 ]
 
@@ -71,6 +77,16 @@ class RemoteConfig(BaseModel):
         prefetch_threads: Background download threads.
         wait_s: How long a reader waits for room in the cache (other processes hold the space)
             before it gives up with a ``ShardError``.
+        connect_timeout_s: Most seconds to open a connection.
+        read_timeout_s: Most seconds without a byte from the server (headers or body); a
+            server that never answers fails after this, and the attempt is retried.
+        attempt_timeout_s: Most seconds of one attempt at a transfer, plus one second per
+            ``min_bytes_per_s`` of its size: a server that trickles bytes fails after this.
+        min_bytes_per_s: The slowest transfer rate the attempt deadline allows for.
+        max_index_bytes: Largest sidecar index read (a longer answer is refused while it
+            streams, and the shard is indexed instead).
+        max_shard_bytes: Largest shard downloaded when neither the store nor an index tells
+            its size (``cache_limit`` bounds it too).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -82,6 +98,17 @@ class RemoteConfig(BaseModel):
     prefetch_bytes: int = Field(default=4 << 30, ge=0)
     prefetch_threads: int = Field(default=4, ge=1, le=64)
     wait_s: float = Field(default=600.0, ge=0.0)
+    connect_timeout_s: float = Field(default=10.0, gt=0.0)
+    read_timeout_s: float = Field(default=30.0, gt=0.0)
+    attempt_timeout_s: float = Field(default=120.0, gt=0.0)
+    min_bytes_per_s: int = Field(default=1 << 20, ge=1)
+    max_index_bytes: int = Field(default=256 << 20, ge=1024)
+    max_shard_bytes: int = Field(default=64 << 30, ge=1)
+
+    def deadline(self, size: int | None) -> float:
+        """The ``time.monotonic()`` by which one attempt at a transfer of ``size`` bytes
+        must be done."""
+        return time.monotonic() + self.attempt_timeout_s + (size or 0) / self.min_bytes_per_s
 
 
 def scheme_of(url: str) -> str:
@@ -95,19 +122,59 @@ def is_remote(url: str) -> bool:
     return scheme_of(url) in REMOTE_SCHEMES
 
 
+_HOST = re.compile(r"(?:[A-Za-z0-9._~%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")
+
+
+def _split_userinfo(rest: str) -> tuple[str | None, str]:
+    """``(user-info, host and the rest)`` of a URL's part after ``scheme://``.
+
+    A password may hold unescaped ``/``, ``?``, ``#`` and ``@``, so the user-info runs to the
+    last ``@`` that is followed by something shaped like a host. A path with an ``@`` in a URL
+    without user-info is taken for user-info only when the part before its first ``/`` has a
+    ``:`` (``user:pass``): ``s3://bucket/a@b.tar`` keeps its path. Ambiguous cases hide more."""
+    for i in range(len(rest) - 1, -1, -1):
+        if rest[i] != "@":
+            continue
+        host = re.split(r"[/?#]", rest[i + 1 :], maxsplit=1)[0]
+        if not _HOST.fullmatch(host):
+            continue
+        info = rest[:i]
+        if "/" in info and ":" not in info.split("/", 1)[0]:
+            continue
+        return info, rest[i + 1 :]
+    return None, rest
+
+
 def redact(url: str) -> str:
     """``url`` without what may be a secret: the user-info part and the query (presigned URLs
-    carry their signature there) are replaced by ``***``. Works on malformed URLs too (a
-    password with an unescaped ``/`` or ``@``): everything before the last ``@`` of the part
-    ahead of the query counts as user-info."""
+    carry their signature there) are replaced by ``***``, a fragment is dropped. Works on
+    malformed URLs too (a password with an unescaped ``/``, ``?``, ``#`` or ``@``)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
+    info, rest = _split_userinfo(rest)
     rest, qsep, _ = rest.partition("?")
     rest = rest.partition("#")[0]
-    if "@" in rest:
-        rest = "***@" + rest.rsplit("@", 1)[1]
-    return f"{scheme}://{rest}" + ("?***" if qsep else "")
+    return f"{scheme}://" + ("***@" if info is not None else "") + rest + ("?***" if qsep else "")
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The parts of ``url`` that may be secrets (user-info, password, query values)."""
+    rest = url.partition("://")[2]
+    info, rest = _split_userinfo(rest)
+    query = rest.partition("?")[2]
+    parts: list[tuple[str, int]] = []
+    if info is not None:
+        parts += [(info, 4), (info.partition(":")[2], 4)]
+    if query:
+        # query values shorter than 6 characters (flags, counts) are not taken for secrets
+        parts += [(query, 6)] + [(kv.partition("=")[2], 6) for kv in query.split("&")]
+    out: set[str] = set()
+    for part, shortest in parts:
+        for form in (part, unquote(part), quote(unquote(part), safe="")):
+            if len(form) >= shortest:
+                out.add(form)
+    return sorted(out, key=len, reverse=True)
 
 
 def _secret_values(storage_options: Mapping[str, Any] | None) -> list[str]:
@@ -127,34 +194,160 @@ def _secret_values(storage_options: Mapping[str, Any] | None) -> list[str]:
     return sorted(out, key=len, reverse=True)
 
 
+_SECRETS: set[str] = set()
+_SECRETS_LOCK = threading.Lock()
+
+
+def _remember(secrets: Sequence[str]) -> None:
+    """Add ``secrets`` to what :func:`redact_text` masks in every log line of this process."""
+    with _SECRETS_LOCK:
+        _SECRETS.update(secrets)
+
+
 def scrub(
     text: str, urls: Sequence[str] = (), storage_options: Mapping[str, Any] | None = None
 ) -> str:
-    """``text`` with each of ``urls`` redacted and every ``storage_options`` value masked."""
+    """``text`` with each of ``urls`` redacted, every secret-bearing part of them (user-info,
+    query values, in any quoting) and every ``storage_options`` value masked, then bounded to
+    500 characters (an error of a protocol library can quote a whole response body)."""
     for url in urls:
         if not url:
             continue
         text = text.replace(url, redact(url))
-        # Libraries quote URLs their own way (without the user-info, re-encoded): mask the
-        # secret-bearing parts wherever they appear.
-        rest = url.partition("://")[2]
-        rest, _, query = rest.partition("?")
-        userinfo = rest.rsplit("@", 1)[0] if "@" in rest else ""
-        for part in (query.partition("#")[0], userinfo):
-            for form in {part, unquote(part)}:
-                if len(form) >= 4:
-                    text = text.replace(form, "***")
+        for form in _url_secrets(url):
+            text = text.replace(form, "***")
     for secret in _secret_values(storage_options):
         text = text.replace(secret, "***")
-    return text
+    text = redact_text(text)
+    return text if len(text) <= 500 else text[:500] + f"… ({len(text) - 500} more characters)"
 
 
-def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tuple[Any, str]:
-    """The fsspec file system of ``url`` and the path inside it.
+# Query parameters and header fields that carry credentials (AWS and GCS presigned URLs, Azure
+# SAS, OAuth tokens, botocore's signed request headers).
+_QUERY_SECRET = re.compile(
+    r"(?i)([?&;](?:x-amz-signature|x-amz-credential|x-amz-security-token|x-goog-signature|"
+    r"x-goog-credential|signature|sig|token|access_token|id_token|awsaccesskeyid|api_key|"
+    r"apikey|key|password|secret|code)=)[^&\s#'\"]*"
+)
+_HEADER_SECRET = re.compile(
+    r"(?i)((?:authorization|x-amz-security-token|x-goog-api-key|x-api-key|cookie)['\"]?\s*[:=]"
+    r"\s*b?['\"]?)[^'\"\n]*"
+)
+_SIGV4 = re.compile(r"(?i)((?:credential|signature)=)[^,\s'\"&]+")
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>]*@")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every secret this process knows of (the user-info and query values of the
+    URLs it opened, their ``storage_options`` values) and every credential-shaped part (a URL's
+    user-info, presigned query values, ``Authorization`` headers, SigV4 fields) masked."""
+    with _SECRETS_LOCK:
+        secrets = sorted(_SECRETS, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    text = _USERINFO.sub(r"\1***@", text)
+    text = _QUERY_SECRET.sub(r"\1***", text)
+    text = _HEADER_SECRET.sub(r"\1***", text)
+    return _SIGV4.sub(r"\1***", text)
+
+
+#: Loggers of the protocol libraries; their records are redacted (their DEBUG lines show URLs,
+#: request headers and signatures).
+PROTOCOL_LOGGERS = (
+    "ado",
+    "aiohttp",
+    "aiobotocore",
+    "botocore",
+    "boto3",
+    "s3fs",
+    "gcsfs",
+    "adlfs",
+    "azure",
+    "fsspec",
+    "urllib3",
+    "google",
+    "obstore",
+)
+
+
+class _RedactingFactory:
+    """A log-record factory that masks credentials in the records of :data:`PROTOCOL_LOGGERS`
+    (and their children) as they are made, so every handler and level sees them masked."""
+
+    def __init__(self, inner: Callable[..., logging.LogRecord]) -> None:
+        self.inner = inner
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.inner(*args, **kwargs)
+        name = record.name
+        if any(name == p or name.startswith(p + ".") for p in PROTOCOL_LOGGERS):
+            try:
+                message = record.getMessage()
+            except Exception:  # a bad format string is the logging module's to report
+                return record
+            record.msg, record.args = redact_text(message), ()
+            if record.exc_info and record.exc_info[1] is not None:
+                record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
+                record.exc_info = None
+        return record
+
+
+def install_log_redaction() -> None:
+    """Mask credentials in every log record of the protocol libraries (idempotent; done when
+    the first remote URL is opened and by ``ado -v``)."""
+    factory = logging.getLogRecordFactory()
+    if not isinstance(factory, _RedactingFactory):
+        logging.setLogRecordFactory(_RedactingFactory(factory))
+
+
+def _with_timeouts(
+    scheme: str, options: dict[str, Any], config: RemoteConfig | None
+) -> dict[str, Any]:
+    """``options`` plus the connect and read timeouts of ``config`` in the protocol's own
+    terms, where the user set none (the libraries' defaults wait minutes or forever)."""
+    if config is None:
+        return options
+    out = dict(options)
+    # aiohttp sessions: fsspec's HTTP (client_kwargs) and gcsfs (session_kwargs)
+    session_key = {"http": "client_kwargs", "https": "client_kwargs", "gs": "session_kwargs"}
+    session_key["gcs"] = "session_kwargs"
+    if scheme in session_key:
+        import aiohttp
+
+        session = dict(out.get(session_key[scheme]) or {})
+        session.setdefault(
+            "timeout",
+            aiohttp.ClientTimeout(
+                total=None,
+                connect=config.connect_timeout_s,
+                sock_connect=config.connect_timeout_s,
+                sock_read=config.read_timeout_s,
+            ),
+        )
+        out[session_key[scheme]] = session
+    elif scheme in ("s3", "s3a"):
+        cfg = dict(out.get("config_kwargs") or {})
+        cfg.setdefault("connect_timeout", config.connect_timeout_s)
+        cfg.setdefault("read_timeout", config.read_timeout_s)
+        out["config_kwargs"] = cfg
+    return out
+
+
+def filesystem(
+    url: str,
+    storage_options: Mapping[str, Any] | None = None,
+    config: RemoteConfig | None = None,
+) -> tuple[Any, str]:
+    """The fsspec file system of ``url`` and the path inside it, with the connect and read
+    timeouts of ``config`` (where ``storage_options`` sets none). The secrets of ``url`` and of
+    ``storage_options`` are remembered and masked in every log line from then on.
 
     Raises:
         ShardError: The protocol's package is not installed (names the extra to install).
     """
+    install_log_redaction()
+    _remember(_url_secrets(url) + _secret_values(storage_options))
     try:
         from fsspec.core import url_to_fs  # type: ignore[import-untyped]
     except ImportError as err:  # pragma: no cover - fsspec is a dependency of the extras
@@ -162,7 +355,8 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tu
             f"{redact(url)}: reading remote shards needs fsspec: pip install 'ado[remote]'"
         ) from err
     try:
-        return url_to_fs(url, **dict(storage_options or {}))  # type: ignore[no-any-return]
+        options = _with_timeouts(scheme_of(url), dict(storage_options or {}), config)
+        return url_to_fs(url, **options)  # type: ignore[no-any-return]
     except ImportError as err:
         extra = _EXTRAS.get(scheme_of(url), "remote")
         raise ShardError(
@@ -175,6 +369,56 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tu
         ) from None
 
 
+def read_bounded(
+    fs: Any,
+    path: str,
+    out: IO[bytes],
+    url: str,
+    config: RemoteConfig,
+    *,
+    size: int | None,
+    limit: int,
+    what: str,
+) -> int:
+    """Stream ``path`` into ``out`` and return the bytes written: at most ``limit`` bytes (one
+    more is refused: ``TooLargeError``, nothing past the bound is kept), each read bounded by
+    ``config.read_timeout_s`` (the protocol's socket timeout) and the whole attempt by
+    :meth:`RemoteConfig.deadline` (a server that trickles bytes: ``TimeoutError``).
+
+    ``size`` is the size the store announced (``None``: unknown); a body that runs past it is
+    refused the same way. Never puts body bytes in an error."""
+    deadline = config.deadline(size)
+    bound = limit if size is None else min(size, limit)
+    if scheme_of(url) in ("http", "https"):
+        # one streaming GET, read as it arrives (a ranged read per block would re-request)
+        chunk = 1 << 20
+        f = fs.open(path, "rb", block_size=0)
+    else:
+        # object stores: one ranged GET per read, so large reads (a round trip per 16 MiB)
+        chunk = 16 << 20
+        f = fs.open(path, "rb", block_size=chunk, cache_type="none")
+    got = 0
+    with f:
+        while True:
+            data = f.read(min(chunk, bound + 1 - got))
+            if not data:
+                return got
+            got += len(data)
+            if got > bound:
+                shown = redact(url)
+                if size is not None and got > size:
+                    raise TooLargeError(
+                        f"{shown}: {what} sent more than the {size} bytes announced; refused"
+                    )
+                raise TooLargeError(f"{shown}: {what} is longer than {limit} bytes; refused")
+            out.write(data)
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{redact(url)}: {what} not done after {config.attempt_timeout_s:.1f} s "
+                    f"(+{config.min_bytes_per_s} B/s of its size): {got} bytes so far"
+                )
+
+
 def _status(err: BaseException) -> int | None:
     """An HTTP status carried by ``err`` or its causes (aiohttp, botocore, fsspec)."""
     seen: set[int] = set()
@@ -182,7 +426,9 @@ def _status(err: BaseException) -> int | None:
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         for attr in ("status", "status_code", "code"):
-            value = getattr(cur, attr, None)
+            with warnings.catch_warnings():  # aiohttp deprecates ``code``
+                warnings.simplefilter("ignore", DeprecationWarning)
+                value = getattr(cur, attr, None)
             if isinstance(value, int) and 100 <= value < 600:
                 return value
         response = getattr(cur, "response", None)
@@ -191,6 +437,23 @@ def _status(err: BaseException) -> int | None:
             code = meta.get("HTTPStatusCode") if isinstance(meta, Mapping) else None
             if isinstance(code, int):
                 return code
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def _not_found_cause(err: FileNotFoundError) -> BaseException | None:
+    """What really failed behind a ``FileNotFoundError`` (``None``: the object is missing).
+
+    fsspec's HTTP file system reports any failed stat as ``FileNotFoundError`` (a 503, a
+    redirect loop, a timeout): the cause decides, and only a 404/410 (or no cause) is a
+    missing object."""
+    seen: set[int] = set()
+    cur: BaseException | None = err.__cause__ or err.__context__
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if not isinstance(cur, FileNotFoundError):
+            status = _status(cur)
+            return None if status in (404, 410) else cur
         cur = cur.__cause__ or cur.__context__
     return None
 
@@ -223,7 +486,7 @@ def is_transient(err: BaseException) -> bool:
     if any(t in n for n in names for t in _TRANSIENT_NAMES):
         return True
     status = _status(err)
-    return status is not None and (status in (408, 429) or status >= 500)
+    return status is not None and (status in (408, 429) or (status >= 500 and status != 501))
 
 
 def with_retries(
@@ -248,10 +511,21 @@ def with_retries(
     for attempt in range(1, config.retries + 1):
         try:
             return action()
-        except FileNotFoundError:
-            raise ShardNotFoundError(
-                errno.ENOENT, f"{what} failed: no such object", redact(url)
-            ) from None
+        except FileNotFoundError as err:
+            cause = _not_found_cause(err)
+            if cause is None:
+                raise ShardNotFoundError(
+                    errno.ENOENT, f"{what} failed: no such object", redact(url)
+                ) from None
+            # fsspec's HTTP stat turns every failure into FileNotFoundError: judge the cause
+            last = cause
+            if not is_transient(cause):
+                raise ShardError(
+                    f"{redact(url)}: {what} failed: {type(cause).__name__}: "
+                    f"{scrub(str(cause), [url], storage_options)}"
+                ) from None
+        except ShardError:
+            raise
         except Exception as err:
             last = err
             if not is_transient(err):
@@ -259,23 +533,21 @@ def with_retries(
                     f"{redact(url)}: {what} failed: {type(err).__name__}: "
                     f"{scrub(str(err), [url], storage_options)}"
                 ) from None
-            if attempt == config.retries:
-                break
-            delay = rng.uniform(
-                0.0, min(config.backoff_max_s, config.backoff_s * 2 ** (attempt - 1))
-            )
-            logger.info(
-                "%s: %s failed (attempt %d of %d: %s); retrying in %.2f s",
-                redact(url),
-                what,
-                attempt,
-                config.retries,
-                type(err).__name__,
-                delay,
-            )
-            sleep(delay)
+        if attempt == config.retries:
+            break
+        delay = rng.uniform(0.0, min(config.backoff_max_s, config.backoff_s * 2 ** (attempt - 1)))
+        logger.info(
+            "%s: %s failed (attempt %d of %d: %s); retrying in %.2f s",
+            redact(url),
+            what,
+            attempt,
+            config.retries,
+            type(last).__name__,
+            delay,
+        )
+        sleep(delay)
     assert last is not None
-    raise ShardError(
+    raise RetryBudgetError(
         f"{redact(url)}: {what} failed after {config.retries} attempts; last error: "
         f"{type(last).__name__}: {scrub(str(last), [url], storage_options)}"
     ) from None

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ado._core import index_shard as _index_shard
 
-__all__ = ["index_shard"]
+if TYPE_CHECKING:
+    from ado.data.manifest import Manifest
+    from ado.data.remote import RemoteConfig
+
+__all__ = ["index_shard", "shard_summaries"]
 
 
 def index_shard(
@@ -31,3 +36,37 @@ def index_shard(
         ShardError: Missing, compressed, corrupt or truncated shard.
     """
     return dict(_index_shard(str(path), None if cache_dir is None else str(cache_dir)))
+
+
+def shard_summaries(
+    manifest: Manifest,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    remote: RemoteConfig | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Domain name → the :func:`index_shard` summary of each of its shards, local or remote.
+
+    Remote shards are indexed as :class:`~ado.data.MixtureLoader` indexes them, through the same
+    node cache (``cache_dir``, default ``remote/`` beside the default sidecar folder): from their
+    sidecars when they have them, else by one download, which the loader then reuses.
+    """
+    from ado._core import decode_index
+    from ado.data.cache import ShardCache
+    from ado.data.loader import default_cache_dir
+    from ado.data.remote import is_remote, redact
+
+    sources = manifest.sources(storage_options)
+    urls = sorted({u for paths in sources.values() for u in paths if is_remote(u)})
+    indexes: dict[str, bytes] = {}
+    if urls:
+        root = cache_dir if cache_dir is not None else default_cache_dir().parent / "remote"
+        cache = ShardCache(root, storage_options=storage_options, config=remote)
+        indexes = cache.indexes(urls)
+    return {
+        name: [
+            dict(decode_index(indexes[p], redact(p))) if is_remote(p) else index_shard(p)
+            for p in paths
+        ]
+        for name, paths in sources.items()
+    }

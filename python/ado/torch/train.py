@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ado.data import Manifest, MixtureLoader, PackConfig, index_shard
+from ado.data import Manifest, MixtureLoader, PackConfig
+from ado.data.shards import shard_summaries
 from ado.errors import StateError
 from ado.policy import Policy, load_policy
 from ado.runlog import RunLogWriter, start_record, step_record
@@ -216,8 +217,8 @@ def natural_prior(manifest: Manifest, field: str = "u16") -> list[float]:
         return prior
     ext = field.rsplit(".", 1)[-1]
     totals = []
-    for paths in manifest.resolve().values():
-        infos = [index_shard(p) for p in paths]
+    # local shards and remote ones alike (these through the node cache: sidecars or one download)
+    for infos in shard_summaries(manifest).values():
         tokens = [i.get("tokens", {}).get(ext) for i in infos]
         if all(t is not None for t in tokens):
             totals.append(float(sum(tokens)))

@@ -1,0 +1,521 @@
+"""Bad servers and bad actors, against real servers on 127.0.0.1 (the fault-injecting HTTP server
+of ``servers.py``, moto's S3 server): stalls and trickles fail within their timeouts and Ctrl-C
+interrupts them; answers longer than they may be are cut off; no credential reaches any log line
+at any level; a 503 or a redirect loop is not called a missing object; forged sidecars are not
+trusted; a replaced object is noticed; a cached copy damaged on disk is fetched again."""
+
+from __future__ import annotations
+
+import io
+import logging
+import signal
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from ado.data import MixtureLoader
+from ado.data.remote import RemoteConfig, redact, redact_text
+from ado.errors import RetryBudgetError, ShardError, ShardNotFoundError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from servers import ShardHTTPServer, upload
+
+# Short timeouts: a stall must end in seconds, where the libraries' defaults wait 5 minutes.
+QUICK = RemoteConfig(
+    retries=2,
+    backoff_s=0.001,
+    backoff_max_s=0.01,
+    connect_timeout_s=2.0,
+    read_timeout_s=1.0,
+    attempt_timeout_s=2.0,
+    prefetch_bytes=0,
+)
+
+WEB = "web/shard-{000..004}.tar"
+
+
+def _rows(loader: MixtureLoader, steps: int) -> list[Any]:
+    return [(b.keys, b.domain.tolist(), b.samples) for b in (next(loader) for _ in range(steps))]
+
+
+def _clear(loader: MixtureLoader) -> None:
+    """Drop the cached shards (indexing downloaded them): the next reads fetch again."""
+    assert loader.cache is not None
+    for p in (loader.cache.root / "shards").iterdir():
+        p.unlink()
+
+
+# -- stalls and trickles ----------------------------------------------------------------------
+@pytest.mark.parametrize("fault", ["hang", "trickle"])
+def test_a_stalled_or_trickling_server_fails_within_its_timeouts(
+    fault: str, http: ShardHTTPServer, tmp_path: Path
+) -> None:
+    if fault == "hang":
+        http.faults.hang = True  # HEAD and GET of the shard: no answer at all
+    else:
+        http.faults.trickle_s = 0.2  # headers at once, then a byte per 0.2 s (never idle 1 s)
+    start = time.monotonic()
+    with pytest.raises(RetryBudgetError) as caught:
+        MixtureLoader(
+            {"web": http.url("web/shard-000.tar")},
+            batch_size=2,
+            cache_dir=tmp_path / "c",
+            remote=QUICK,
+        )
+    elapsed = time.monotonic() - start
+    text = str(caught.value)
+    assert "failed after 2 attempts" in text
+    if fault == "hang":
+        assert "stat failed" in text, text
+        assert "Timeout" in text, text
+    else:
+        assert "download failed" in text, text
+        assert "not done after 2.0 s" in text, text
+        assert http.sent < 200  # the trickle was cut off, not read to its end
+    # two attempts of (at most) one read timeout or one attempt deadline each, plus slack;
+    # without the bounds the stall lasts until the server stops
+    assert elapsed < 30, elapsed
+
+
+_INTERRUPT = textwrap.dedent(
+    """
+    import sys, time
+    from ado.data import MixtureLoader
+    from ado.data.remote import RemoteConfig
+    cfg = RemoteConfig(retries=2, read_timeout_s=120.0, attempt_timeout_s=300.0,
+                       prefetch_bytes=0)
+    url, cache, where = sys.argv[1], sys.argv[2], sys.argv[3]
+    if where == "next":
+        loader = MixtureLoader({"web": url}, batch_size=2, cache_dir=cache, remote=cfg,
+                               readahead_threads=0)
+        import pathlib
+        for p in (pathlib.Path(cache) / "shards").iterdir():
+            p.unlink()
+        open(sys.argv[4], "w").close()  # the server starts to hang now
+        print("ready", flush=True)
+        try:
+            next(loader)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            raise
+    else:
+        print("ready", flush=True)
+        try:
+            MixtureLoader({"web": url}, batch_size=2, cache_dir=cache, remote=cfg)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            raise
+    """
+)
+
+
+@pytest.mark.parametrize("where", ["build", "next"])
+def test_ctrl_c_interrupts_a_stalled_transfer_promptly(
+    where: str, http: ShardHTTPServer, tmp_path: Path
+) -> None:
+    """The read timeout is 120 s; Ctrl-C must not wait for it, neither while the loader is
+    built (indexing threads) nor inside ``next()`` (the read fetches the shard)."""
+    flag = tmp_path / "hang-now"
+    if where == "build":
+        http.faults.hang = True
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _INTERRUPT,
+            http.url("web/shard-000.tar"),
+            str(tmp_path / "c"),
+            where,
+            str(flag),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        if where == "next":
+            http.faults.hang = True
+        deadline = time.monotonic() + 60
+        while not any(s == -2 for _, _, s in list(http.log)):  # the request is stalled
+            assert time.monotonic() < deadline
+            assert proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.3)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        waited = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "interrupted" in out, err[-3000:]
+    assert err.rstrip().endswith("KeyboardInterrupt"), err[-3000:]
+    assert proc.returncode != 0
+    assert waited < 20, waited  # far below the 120 s read timeout the stall would last
+
+
+# -- size bounds -------------------------------------------------------------------------------
+def test_an_endless_sidecar_is_cut_off_and_the_shard_indexed(
+    corpus: Path, http: ShardHTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    http.faults.endless_sidecar = True
+    cfg = QUICK.model_copy(update={"max_index_bytes": 64 << 10, "retries": 3})
+    loader = MixtureLoader(
+        {"web": http.url(WEB)}, batch_size=4, seed=1, cache_dir=tmp_path / "c", remote=cfg
+    )
+    local = MixtureLoader({"web": str(corpus / WEB)}, batch_size=4, seed=1)
+    assert _rows(loader, 5) == _rows(local, 5)
+    assert "sidecar read is longer than 65536 bytes; refused" in caplog.text
+    # 5 sidecars, each read to its bound: what the server got out is bounded by the socket
+    # buffers, not by the (endless) body
+    assert http.sent < 5 * (16 << 20), http.sent
+
+
+@pytest.mark.parametrize("limit", [None, 1 << 20])
+def test_a_body_longer_than_announced_is_refused_and_leaves_nothing(
+    limit: int | None, corpus: Path, http: ShardHTTPServer, tmp_path: Path
+) -> None:
+    loader = MixtureLoader(
+        {"web": http.url(WEB)},
+        batch_size=4,
+        cache_dir=tmp_path / "c",
+        cache_limit=limit,
+        remote=QUICK,
+        readahead_threads=0,  # one download at a time: none in flight when the error comes
+    )
+    _clear(loader)
+    http.faults.overlong = True  # the file, then 0xff bytes without end
+    with pytest.raises(ShardError) as caught:  # a TooLargeError, through the core
+        next(loader)
+    text = str(caught.value)
+    assert "sent more than the" in text, text
+    assert "bytes announced; refused" in text, text
+    assert len(text) < 600
+    for body in ("web-000", "\\xff", "ÿ"):  # no body bytes
+        assert body not in text
+    assert loader.cache is not None
+    root = loader.cache.root
+    assert list((root / "shards").iterdir()) == []
+    assert [p for p in (root / "tmp").iterdir() if p.name.startswith(".dl-")] == []
+    shard = max(p.stat().st_size for p in corpus.glob("web/*.tar"))
+    assert http.sent < shard + (16 << 20)  # cut off at the announced size, not streamed on
+    http.faults.overlong = False
+    assert len(_rows(loader, 2)) == 2  # and the loader goes on once the server behaves
+
+
+# -- credentials -------------------------------------------------------------------------------
+PASSWORD = "pa#ss?w@rd/42:x"
+SIGNATURES = {
+    "X-Amz-Signature": "0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+    "X-Amz-Credential": "AKIAEXAMPLEKEY99/20260101/us-east-1/s3/aws4_request",
+    "X-Goog-Signature": "ffeeddccbbaa99887766554433221100",
+    "sig": "sasSignatureValue123456",
+    "token": "tokenValue987654321",
+}
+
+
+def test_redaction_removes_whole_passwords_and_presigned_values() -> None:
+    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in SIGNATURES.items())
+    raw = f"http://user:{PASSWORD}@127.0.0.1:9/web/a.tar?{query}"
+    assert redact(raw) == "http://***@127.0.0.1:9/web/a.tar?***"
+    quoted = f"http://user:{quote(PASSWORD, safe='')}@127.0.0.1:9/web/a.tar?{query}"
+    assert redact(quoted) == "http://***@127.0.0.1:9/web/a.tar?***"
+    # a path with an @ in a URL without user-info keeps its path
+    assert redact("s3://bucket/a@b.tar") == "s3://bucket/a@b.tar"
+    # free text (as the protocol libraries log it): every shape of credential is masked
+    line = (
+        f"GET {raw} headers={{'Authorization': b'AWS4-HMAC-SHA256 Credential=AKIAEXAMPLEKEY99/"
+        "2026, SignedHeaders=host, Signature=abcdef0123456789'}"
+    )
+    masked = redact_text(line)
+    for secret in [PASSWORD, "w@rd", "abcdef0123456789", "AKIAEXAMPLEKEY99", *SIGNATURES.values()]:
+        assert secret not in masked, (secret, masked)
+    assert "127.0.0.1:9/web/a.tar" in masked
+
+
+def _protocol_loggers_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # the root: every library's DEBUG lines
+    for name in ("aiohttp", "botocore", "s3fs", "fsspec", "urllib3", "ado"):
+        logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+def test_no_credential_in_any_log_line_at_debug(
+    corpus: Path, s3: str, http: ShardHTTPServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _protocol_loggers_at_debug(caplog)
+    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in SIGNATURES.items())
+    user = f"user:{quote(PASSWORD, safe='')}"
+    base = f"http://{user}@127.0.0.1:{http.port}"
+    urls = [f"{base}/web/shard-{i:03d}.tar?{query}" for i in range(5)]
+    # presigned shard URLs: the sidecar is refused (403), so each shard is indexed instead
+    http.faults.sidecar_status = 403
+    loader = MixtureLoader(
+        {"web": urls}, batch_size=4, seed=1, cache_dir=tmp_path / "h", remote=QUICK
+    )
+    local = MixtureLoader({"web": str(corpus / WEB)}, batch_size=4, seed=1)
+    assert _rows(loader, 3) == _rows(local, 3)
+    http.faults.sidecar_status = None
+    # a failure, logged and raised
+    http.faults.status_first = 10**6
+    with pytest.raises(ShardError) as failing:
+        MixtureLoader(
+            {"web": f"{base}/code/shard-000.tar?{query}"},
+            batch_size=2,
+            cache_dir=tmp_path / "h2",
+            remote=QUICK,
+        )
+    http.faults.status_first = 0
+    # S3 with explicit keys: botocore's DEBUG lines carry the signed request
+    bucket = f"b-{uuid.uuid4().hex[:12]}"
+    upload(s3, bucket, corpus)
+    key, secret = "AKIALOGCHECK000001", "logcheck/SECRET+value0123456789"
+    opts = {"key": key, "secret": secret, "client_kwargs": {"endpoint_url": s3}}
+    s3_loader = MixtureLoader(
+        {"web": f"s3://{bucket}/{WEB}"},
+        batch_size=4,
+        storage_options=opts,
+        cache_dir=tmp_path / "s",
+        remote=QUICK,
+    )
+    _rows(s3_loader, 2)
+    records = caplog.records
+    assert any(r.name.startswith(("aiohttp", "fsspec")) for r in records) or any(
+        r.name.startswith("botocore") for r in records
+    )
+    assert any(r.name.startswith("botocore") for r in records)  # the signed requests
+    texts = [caplog.text, str(failing.value), repr(failing.value)]
+    texts += [r.getMessage() for r in records]
+    secrets = [PASSWORD, quote(PASSWORD, safe=""), "w@rd", key, secret, *SIGNATURES.values()]
+    secrets += [quote(v, safe="") for v in SIGNATURES.values()]
+    for text in texts:
+        for s in secrets:
+            assert s not in text, (s, text[text.find(s) - 200 : text.find(s) + 200])
+
+
+# -- misleading answers ------------------------------------------------------------------------
+def test_a_transient_503_on_the_size_request_is_retried(
+    corpus: Path, http: ShardHTTPServer, tmp_path: Path
+) -> None:
+    http.faults.status_first = 3  # the stat (HEAD, then fsspec's GET fallback) answers 503
+    cfg = QUICK.model_copy(update={"retries": 4})
+    loader = MixtureLoader(
+        {"web": http.url("web/shard-000.tar")}, batch_size=2, cache_dir=tmp_path / "c", remote=cfg
+    )
+    local = MixtureLoader({"web": str(corpus / "web/shard-000.tar")}, batch_size=2)
+    assert _rows(loader, 3) == _rows(local, 3)
+    assert [m for m, p, s in http.log if s == 503][:1] == ["HEAD"]
+
+
+@pytest.mark.parametrize("fault", ["503", "redirect"])
+def test_a_failing_size_request_is_not_called_a_missing_object(
+    fault: str, http: ShardHTTPServer, tmp_path: Path
+) -> None:
+    if fault == "503":
+        http.faults.status_first = 10**6
+    else:
+        http.faults.redirect_loop = True
+    with pytest.raises(ShardError) as caught:
+        MixtureLoader(
+            {"web": http.url("web/shard-000.tar")},
+            batch_size=2,
+            cache_dir=tmp_path / "c",
+            remote=QUICK,
+        )
+    assert not isinstance(caught.value, ShardNotFoundError)
+    text = str(caught.value)
+    assert "no such object" not in text
+    if fault == "503":
+        assert "stat failed after 2 attempts" in text, text
+        assert "503" in text, text
+    else:
+        assert "stat failed: TooManyRedirects" in text, text
+    # a missing object still is one
+    with pytest.raises(ShardNotFoundError, match="no such object"):
+        MixtureLoader(
+            {"web": http.url("web/nope.tar")}, batch_size=2, cache_dir=tmp_path / "d", remote=QUICK
+        )
+
+
+# -- forged sidecars ---------------------------------------------------------------------------
+def _samples(data: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """Split an encoded index into its head (through the extensions) and its samples
+    ``(key, members)`` (the format of ``ShardIndex::encode``)."""
+    pos = 8 + 8 * 8
+    (n_exts,) = struct.unpack_from("<I", data, pos)
+    pos += 4
+    for _ in range(n_exts):
+        (n,) = struct.unpack_from("<I", data, pos)
+        pos += 4 + n
+    head = data[:pos]
+    (n,) = struct.unpack_from("<I", data, pos)
+    pos += 4
+    out = []
+    for _ in range(n):
+        (k,) = struct.unpack_from("<I", data, pos)
+        key = data[pos + 4 : pos + 4 + k]
+        pos += 4 + k
+        (m,) = struct.unpack_from("<I", data, pos)
+        members = data[pos : pos + 4 + m * 29]
+        pos += 4 + m * 29
+        out.append((key, members))
+    assert pos == len(data)
+    return head, out
+
+
+def _encode(head: bytes, samples: list[tuple[bytes, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    buf.write(head + struct.pack("<I", len(samples)))
+    for key, members in samples:
+        buf.write(struct.pack("<I", len(key)) + key + members)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("forgery", ["two_of_twenty", "rotated_keys"])
+def test_a_forged_remote_sidecar_is_not_trusted(
+    forgery: str, corpus: Path, http: ShardHTTPServer, tmp_path: Path
+) -> None:
+    from ado._core import decode_index, index_file
+
+    shard = corpus / "web/shard-000.tar"
+    head, samples = _samples(index_file(str(shard)))
+    assert len(samples) == 20
+    if forgery == "two_of_twenty":
+        forged = _encode(head, samples[:2])
+    else:  # each sample keeps its members but is given the next sample's key
+        keys = [k for k, _ in samples]
+        forged = _encode(head, [(keys[(i + 1) % 20], m) for i, (_, m) in enumerate(samples)])
+    assert decode_index(forged, "x")["file_size"] == shard.stat().st_size  # a valid index
+    Path(str(shard) + ".adoidx").write_bytes(forged)
+    url = http.url("web/shard-000.tar")
+    loader = MixtureLoader(
+        {"web": url}, batch_size=4, seed=0, cache_dir=tmp_path / "c", remote=QUICK
+    )
+    assert http.shard_gets() == {}  # built from the sidecar alone
+    match = (
+        "sidecar index does not describe the shard"
+        if forgery == "two_of_twenty"
+        else "names another member"
+    )
+    with pytest.raises(ShardError, match=match):
+        _rows(loader, 6)
+    if forgery == "two_of_twenty":
+        # the node now holds the index built from the shard: the next loader is right
+        again = MixtureLoader(
+            {"web": url}, batch_size=4, seed=0, cache_dir=tmp_path / "c", remote=QUICK
+        )
+        assert again.num_samples == [20]
+        Path(str(shard) + ".adoidx").unlink()
+        local = MixtureLoader({"web": str(shard)}, batch_size=4, seed=0, cache_dir=tmp_path / "l")
+        assert _rows(again, 6) == _rows(local, 6)
+
+
+def test_a_forged_local_sidecar_with_rotated_keys_is_caught(tmp_path: Path, corpus: Path) -> None:
+    """The same forgery next to a local shard, with the file's identity: the reader checks
+    each member's tar header against the key it serves."""
+    from ado._core import index_file
+
+    shard = corpus / "web/shard-001.tar"
+    head, samples = _samples(index_file(str(shard)))  # carries this file's identity
+    keys = [k for k, _ in samples]
+    forged = _encode(head, [(keys[(i + 1) % 20], m) for i, (_, m) in enumerate(samples)])
+    Path(str(shard) + ".adoidx").write_bytes(forged)
+    loader = MixtureLoader({"web": str(shard)}, batch_size=4, seed=0, readahead_threads=0)
+    with pytest.raises(ShardError, match="names another member"):
+        _rows(loader, 6)
+
+
+# -- staleness ---------------------------------------------------------------------------------
+def test_a_replaced_object_is_noticed_and_reindexed(
+    make_domain: Any, corpus: Path, http: ShardHTTPServer, tmp_path: Path
+) -> None:
+    url = http.url("web/shard-000.tar")
+    cache = tmp_path / "node"
+    old = MixtureLoader({"web": url}, batch_size=4, seed=0, cache_dir=cache, remote=QUICK)
+    _rows(old, 2)
+    old.close()
+    # the object is replaced on the server by another shard (other keys, other size)
+    other = make_domain("other", 30, per_shard=30, tokens=True)[0]
+    (corpus / "web/shard-000.tar").write_bytes(other.read_bytes())
+    new = MixtureLoader({"web": url}, batch_size=4, seed=0, cache_dir=cache, remote=QUICK)
+    fresh = MixtureLoader(
+        {"web": url}, batch_size=4, seed=0, cache_dir=tmp_path / "fresh", remote=QUICK
+    )
+    assert new.num_samples == [30]
+    assert new.fingerprint == fresh.fingerprint
+    assert _rows(new, 4) == _rows(fresh, 4)  # both nodes serve the new object
+    # after eviction as well: no hash error, a re-index
+    new.close()
+    _clear(new)
+    (corpus / "web/shard-000.tar").write_bytes((corpus / "web/shard-001.tar").read_bytes())
+    third = MixtureLoader({"web": url}, batch_size=4, seed=0, cache_dir=cache, remote=QUICK)
+    local = MixtureLoader({"web": str(corpus / "web/shard-000.tar")}, batch_size=4, seed=0)
+    assert _rows(third, 4) == _rows(local, 4)
+
+
+def test_a_cached_copy_damaged_on_disk_is_fetched_again(
+    corpus: Path, http: ShardHTTPServer, tmp_path: Path
+) -> None:
+    url = http.url("web/shard-000.tar")
+    cache = tmp_path / "node"
+    first = MixtureLoader({"web": url}, batch_size=4, seed=0, cache_dir=cache, remote=QUICK)
+    first.close()
+    assert first.cache is not None
+    entry = first.cache.entry(url)
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size, one byte flipped
+    entry.write_bytes(bytes(data))
+    gets = http.shard_gets().get("/web/shard-000.tar", 0)
+    for _ in range(2):  # every later run works (the first one repairs the copy)
+        loader = MixtureLoader({"web": url}, batch_size=4, seed=0, cache_dir=cache, remote=QUICK)
+        local = MixtureLoader({"web": str(corpus / "web/shard-000.tar")}, batch_size=4, seed=0)
+        assert _rows(loader, 6) == _rows(local, 6)
+        loader.close()
+    assert http.shard_gets()["/web/shard-000.tar"] == gets + 1
+    assert entry.read_bytes() == (corpus / "web/shard-000.tar").read_bytes()
+
+
+# -- the CLI on a read-only server -----------------------------------------------------------
+def test_shards_index_on_a_read_only_server_keeps_the_sidecars_in_the_cache(
+    corpus: Path, http: ShardHTTPServer, tmp_path: Path
+) -> None:
+    """``ado -v shards index http://…``: the server refuses the upload (501); the sidecars go to
+    the node cache, the summary says so with real counts, a loader given that cache reads them
+    without downloading a shard, and no credential reaches the DEBUG log."""
+    user = f"user:{quote(PASSWORD, safe='')}"
+    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in SIGNATURES.items())
+    pattern = f"http://{user}@127.0.0.1:{http.port}/{WEB}?{query}"
+    cache = tmp_path / "node"
+    main = "import sys; from ado.cli import main; sys.exit(main(sys.argv[1:]))"
+    cmd = [sys.executable, "-c", main, "-v", "shards", "index", pattern]
+    res = subprocess.run(
+        [*cmd, "--cache-dir", str(cache)], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "5 shards, 100 samples" in res.stdout, res.stdout
+    assert "5 local" in res.stdout, res.stdout
+    assert f"kept in the node cache {cache}" in res.stdout, res.stdout
+    assert "DEBUG" in res.stderr  # the protocol libraries did log
+    for text in (res.stdout, res.stderr):
+        for s in [PASSWORD, quote(PASSWORD, safe=""), "w@rd", *SIGNATURES.values()]:
+            assert s not in text, s
+    assert [m for m, _, _ in http.log].count("POST") + [m for m, _, _ in http.log].count(
+        "PUT"
+    ) == 5  # one refused upload per shard, not retried
+    for p in (cache / "shards").iterdir():
+        p.unlink()
+    before = dict(http.shard_gets())
+    loader = MixtureLoader({"web": pattern}, batch_size=4, seed=3, cache_dir=cache, remote=QUICK)
+    gets = {k: v - before.get(k, 0) for k, v in http.shard_gets().items() if v > before.get(k, 0)}
+    local = MixtureLoader({"web": str(corpus / WEB)}, batch_size=4, seed=3)
+    assert gets == {}
+    assert _rows(loader, 4) == _rows(local, 4)
