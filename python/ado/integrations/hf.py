@@ -91,6 +91,16 @@ def hf_batch(batch: Batch) -> dict[str, torch.Tensor]:
     return {"input_ids": tokens, "labels": labels, DOMAIN_KEY: domain}
 
 
+def _missing_untied(model: torch.nn.Module, missing: list[str]) -> list[str]:
+    """``missing`` less the parameters tied to (one tensor with) a parameter that was loaded."""
+    groups: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), []).append(name)
+    gone = set(missing)
+    restored = {n for g in groups.values() if any(m not in gone for m in g) for n in g}
+    return [k for k in missing if k not in restored]
+
+
 def _last_complete_checkpoint(output_dir: str) -> str:
     """The newest ``checkpoint-N`` of ``output_dir`` that holds :data:`DATA_FILE` (the Trainer
     writes its files first and ``on_save`` the data side last, so a save killed in between
@@ -308,6 +318,17 @@ class AdoTrainerMixin:
         super().log(logs, *args, **kwargs)  # type: ignore[misc]
 
     # -- resume -------------------------------------------------------------------------------
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        """The Trainer's check of a resumed model, less tied weights: GPT-2's ``lm_head.weight``
+        is its input embedding, which the checkpoint stores once, so the Trainer reported it as
+        "missing keys" although it is restored with the embedding."""
+        keys = list(load_result.missing_keys)
+        missing = _missing_untied(self.model, keys)  # type: ignore[attr-defined]
+        if len(missing) < len(keys):
+            logger.debug("restored through a tied weight: %s", sorted(set(keys) - set(missing)))
+            load_result = type(load_result)(missing, load_result.unexpected_keys)
+        super()._issue_warnings_after_load(load_result)  # type: ignore[misc]
+
     def train(
         self, resume_from_checkpoint: str | os.PathLike[str] | bool | None = None, **kwargs: Any
     ) -> Any:
