@@ -20,13 +20,17 @@ import argparse
 import io
 import json
 import logging
+import sys
 import tarfile
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
-from ado.cli._common import parse_overrides
+from ado.cli._common import parse_overrides, plain
+from ado.errors import AdoError
 from ado.torch import TrainConfig, train
 
 VOCAB = 64
@@ -60,14 +64,31 @@ def write_demo_corpus(root: Path, seed: int = 0) -> Path:
     return manifest
 
 
-def parse_config(description: str, argv: list[str] | None = None) -> TrainConfig:
+def parse_config(doc: str, argv: list[str] | None = None) -> TrainConfig:
     """The command line of the training examples (this script, ``train_hf.py`` and
-    ``train_lightning.py``) as a :class:`~ado.torch.TrainConfig`; sets up logging."""
-    p = argparse.ArgumentParser(description=description)
+    ``train_lightning.py``) as a :class:`~ado.torch.TrainConfig`; sets up logging. ``doc``: the
+    script's docstring (its first paragraph is the description, the rest the epilog)."""
+    first, _, rest = plain(doc).strip().partition("\n\n")
+    p = argparse.ArgumentParser(
+        description=textwrap.fill(" ".join(first.split()), 88),
+        epilog=rest,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+    def flag(name: str, *, field: str | None = None, **kw: Any) -> None:
+        """A TrainConfig field's flag, its help ending with the field's default."""
+        info = TrainConfig.model_fields[field or name[2:].replace("-", "_")]
+        text = kw.pop("help", None) or info.description or ""
+        if info.is_required():
+            text += " (required, or from --config or --demo-corpus)"
+        elif name != "--no-progress":
+            text += f" (default: {info.get_default(call_default_factory=True)})"
+        p.add_argument(name, help=text.strip(), **kw)
+
     p.add_argument("--config", help="JSON/YAML file of TrainConfig fields (flags override it)")
-    p.add_argument("--manifest", help="training manifest (shards with token ids)")
+    flag("--manifest", help="training manifest (shards with token ids)")
     p.add_argument("--demo-corpus", metavar="DIR", help="write a synthetic corpus to DIR, use it")
-    p.add_argument("--policy", help="preset name (ado, natural, uniform, ...) or YAML path")
+    flag("--policy", help="preset name (ado, natural, uniform, ...) or YAML path")
     p.add_argument(
         "--set",
         dest="set_overrides",
@@ -76,26 +97,18 @@ def parse_config(description: str, argv: list[str] | None = None) -> TrainConfig
         metavar="KEY=VALUE",
         help="override a policy-config field (repeatable)",
     )
-    p.add_argument("--steps", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--grad-accum", type=int)
-    p.add_argument("--seq-len", type=int)
-    p.add_argument("--vocab-size", type=int)
-    p.add_argument("--n-layer", type=int)
-    p.add_argument("--n-head", type=int)
-    p.add_argument("--n-embd", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device")
-    p.add_argument("--dtype", choices=["fp32", "bf16"])
-    p.add_argument("--threads", type=int)
-    p.add_argument("--jsonl", dest="log_path", help="JSONL metrics file")
-    p.add_argument("--log-every", type=int)
-    p.add_argument("--ckpt-dir")
-    p.add_argument("--ckpt-every", type=int)
-    p.add_argument("--eval-manifest")
-    p.add_argument("--eval-every", type=int)
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    for name in ("--steps", "--batch-size", "--grad-accum", "--seq-len", "--vocab-size",
+                 "--n-layer", "--n-head", "--n-embd", "--seed", "--threads", "--log-every",
+                 "--ckpt-every", "--eval-every"):  # fmt: skip
+        flag(name, type=int)
+    flag("--lr", type=float)
+    flag("--device")
+    flag("--dtype", choices=["fp32", "bf16"])
+    flag("--jsonl", field="log_path", dest="log_path", help="JSONL run log")
+    flag("--ckpt-dir")
+    flag("--eval-manifest")
+    flag("--no-progress", field="progress", dest="progress", action="store_false", default=None,
+         help="no progress bar")  # fmt: skip
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
@@ -131,9 +144,20 @@ def run_summary(
     }
 
 
+def run_main(main: Callable[[], None]) -> None:
+    """Run a training example's ``main``: bad input (a missing manifest, an invalid option) is
+    one line on stderr and exit status 2, as with ``ado``; anything else keeps its traceback."""
+    try:
+        main()
+    except (AdoError, OSError, ValueError) as err:
+        text = " | ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        print(f"{Path(sys.argv[0]).name}: error: {text}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def main() -> None:
     """Parse the flags, build the :class:`~ado.torch.TrainConfig` and train."""
-    cfg = parse_config(__doc__.splitlines()[0])
+    cfg = parse_config(__doc__)
     result = train(cfg)
     summary = {
         "steps": result.steps,
@@ -152,4 +176,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -29,7 +29,7 @@ from ado.data import Manifest, MixtureLoader
 from ado.integrations.hf import AdoTrainer
 from ado.torch import HeldOut, TrainConfig, build_policy
 from torch import nn
-from train_gpt import parse_config, run_summary
+from train_gpt import parse_config, run_main, run_summary
 from transformers import GPT2Config, GPT2LMHeadModel, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
@@ -173,9 +173,9 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
 
 def main() -> None:
     """Parse the flags (those of ``train_gpt.py``) and train with the HF Trainer."""
-    cfg = parse_config(__doc__.splitlines()[0])
+    cfg = parse_config(__doc__)
     log.info("done: %s", json.dumps(run(cfg)))
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -30,7 +30,7 @@ import torch
 from ado.integrations.lightning import AdoCallback, MixtureDataModule
 from ado.torch import GPT, HeldOut, TrainConfig
 from lightning.pytorch.callbacks import ModelCheckpoint
-from train_gpt import parse_config, run_summary
+from train_gpt import parse_config, run_main, run_summary
 
 log = logging.getLogger("train_lightning")
 
@@ -175,9 +175,9 @@ def run(cfg: TrainConfig) -> dict[str, Any]:
 
 def main() -> None:
     """Parse the flags (those of ``train_gpt.py``) and train with Lightning."""
-    cfg = parse_config(__doc__.splitlines()[0])
+    cfg = parse_config(__doc__)
     log.info("done: %s", json.dumps(run(cfg)))
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

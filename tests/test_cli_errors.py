@@ -32,6 +32,13 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
         (["shards", "manifest", "missing"], "No such file or directory"),
         (["compare", "--steps", "0", "--out", "x"], "--steps: must be an integer >= 1"),
         (["simulate", "--policy", "natural", "--set", "x=1", "--steps", "3"], "Extra inputs"),
+        # were "internal error: MemoryError ... please report", 80+ processes, SIGABRT
+        (["simulate", "--policy", "ado", "--steps", str(10**15)], "is more than 67108864"),
+        (["replay", "/dev/zero", "--policy", "ado"], "/dev/zero: run log is not a regular file"),
+        (["fit", "/dev/zero"], "/dev/zero: loss-curve file is not a regular file"),
+        (["corpus", "build", "--workers", "10000", "--out", "c"], "workers must be in [1, "),
+        (["corpus", "build", "--vocab-size", str(10**12), "--out", "c"], "vocab_size must be in"),
+        (["compare", "--corpus", "/nope", "--out", "x", "--steps", "1"], "no such corpus folder"),
     ],
 )
 def test_errors_are_one_line(args: list[str], message: str, tmp_path: Path) -> None:
@@ -54,7 +61,7 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
             "--policy",
             "ado",
             "--steps",
-            "100000000",
+            "10000000",
             "--no-plot",
             "--no-progress",
             "--out",

@@ -94,7 +94,7 @@ class MixtureLoaderCore:
         cache_dir: str | None,
         index_threads: int,
         pack: _PackArgs | None,
-        max_open_files: int = 256,
+        max_open_files: int,
         remote: dict[str, bytes] | None = None,
         fetcher: object | None = None,
     ) -> MixtureLoaderCore: ...

@@ -25,11 +25,35 @@ __all__ = [
     "atomic_write_text",
     "cache_root",
     "fsync_dir",
+    "regular_file",
     "remove_stale_temps",
     "write_failed",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def regular_file(path: str | os.PathLike[str], what: str, max_bytes: int | None = None) -> Path:
+    """``path``, checked to be an existing regular file (so ``/dev/zero``, a FIFO or a folder is
+    refused before it is read) of at most ``max_bytes`` bytes.
+
+    Raises:
+        InvalidInputError: missing, not a regular file, or larger than ``max_bytes``.
+    """
+    import stat
+
+    from ado.errors import InvalidInputError
+
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError as err:
+        raise InvalidInputError(f"{p}: cannot read {what}: {err.strerror or err}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidInputError(f"{p}: {what} is not a regular file")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise InvalidInputError(f"{p}: {what} is {st.st_size} bytes; the limit is {max_bytes}")
+    return p
 
 
 def cache_root() -> Path:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy.typing as npt
 
-from ado._io import atomic_write_text
+from ado._io import atomic_write_text, regular_file
 from ado.errors import InvalidInputError
 from ado.stats import StepStats
 
@@ -150,13 +150,11 @@ def read_run_log(path: str | Path) -> RunLog:
     Raises:
         InvalidInputError: the file cannot be read, or has no ``start`` record with ``domains``.
     """
-    path = Path(path)
+    path = regular_file(path, "run log")
     try:
         records = read_records(path)
     except (OSError, UnicodeDecodeError) as err:
         raise InvalidInputError(f"{path}: cannot read run log: {err}") from None
-    if not path.exists():
-        raise InvalidInputError(f"{path}: no such run log")
     log = RunLog(path, records)
     if not any(r.get("event") == "start" and "domains" in r for r in records):
         raise InvalidInputError(

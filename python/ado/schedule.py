@@ -16,9 +16,13 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
 
-__all__ = ["LrSchedule"]
+__all__ = ["MAX_STEPS", "LrSchedule"]
+
+MAX_STEPS = 2**24
+"""The most steps a schedule (and ADO's ``law: lr``, which keeps one learning rate per step)
+covers: 16.7 million, 128 MiB of float64 rates."""
 
 
 class LrSchedule(BaseModel):
@@ -39,14 +43,19 @@ class LrSchedule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["constant", "cosine", "wsd"] = "cosine"
-    peak: PositiveFloat
-    total: int = Field(ge=1)
+    peak: float = Field(gt=0.0, allow_inf_nan=False)
+    total: int = Field(ge=1, le=MAX_STEPS)
     warmup: NonNegativeInt = 0
     final: float = Field(0.1, ge=0.0, le=1.0)
     decay_steps: NonNegativeInt = 0
 
     @model_validator(mode="after")
     def _fits(self) -> LrSchedule:
+        if not math.isfinite(self.peak * self.total):
+            raise ValueError(
+                f"peak * total = {self.peak} * {self.total} overflows a double: the area under "
+                "the schedule (S1 of the learning-rate-aware law) would be infinite"
+            )
         if self.warmup >= self.total:
             raise ValueError(f"warmup ({self.warmup}) must be < total ({self.total})")
         if self.kind == "wsd" and not 0 < self.decay_steps <= self.total - self.warmup:
@@ -59,18 +68,23 @@ class LrSchedule(BaseModel):
     def at(self, step: int) -> float:
         """The learning rate of ``step`` (the rate of the last step past the end)."""
         i = min(max(int(step), 0), self.total - 1)
-        if i < self.warmup:
-            return self.peak * (i + 1) / self.warmup
-        low = self.final * self.peak
-        if self.kind == "cosine":
-            progress = min((i - self.warmup) / max(self.total - self.warmup, 1), 1.0)
-            return low + (self.peak - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
-        if self.kind == "wsd":
-            start = self.total - self.decay_steps
-            progress = min(max((i - start + 1) / self.decay_steps, 0.0), 1.0)
-            return self.peak - (self.peak - low) * progress
-        return self.peak
+        return float(self._rates(np.array([i], dtype=np.float64))[0])
 
     def values(self) -> npt.NDArray[np.float64]:
         """The learning rate of every step ``0..total-1``."""
-        return np.array([self.at(i) for i in range(self.total)], dtype=np.float64)
+        return self._rates(np.arange(self.total, dtype=np.float64))
+
+    def _rates(self, i: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        low = self.final * self.peak
+        if self.kind == "cosine":
+            progress = np.minimum((i - self.warmup) / max(self.total - self.warmup, 1), 1.0)
+            out = low + (self.peak - low) * 0.5 * (1.0 + np.cos(np.pi * progress))
+        elif self.kind == "wsd":
+            start = self.total - self.decay_steps
+            progress = np.clip((i - start + 1) / max(self.decay_steps, 1), 0.0, 1.0)
+            out = self.peak - (self.peak - low) * progress
+        else:
+            out = np.full(i.shape, self.peak)
+        warm = i < self.warmup
+        out[warm] = self.peak * (i[warm] + 1) / self.warmup
+        return np.asarray(out, dtype=np.float64)

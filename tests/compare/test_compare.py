@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -162,6 +163,33 @@ def test_refuses_another_comparison(
     assert code == 2
     assert "--force" in capsys.readouterr().err
     assert (out / "mine.txt").read_text() == "x"
+
+
+def test_a_device_this_machine_lacks_is_refused_and_nothing_is_written(
+    tiny_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: Any
+) -> None:
+    """``--device cuda`` without CUDA: "CUDA is not available", no ``compare.json`` (it made the
+    next run, on the CPU, say "holds another comparison")."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "run"
+    args = ["compare", "--corpus", str(tiny_corpus), "--policies", "natural", "--out", str(out),
+            "--no-progress", "--steps", "2"]  # fmt: skip
+    assert main([*args, "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_refused_out_names_the_fields_that_differ(tiny_corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "compare.json").write_text(json.dumps(_cfg(tiny_corpus, out).describe()))
+    other = _cfg(tiny_corpus, out)
+    other.preset = other.preset.with_train(seq_len=32)
+    with pytest.raises(ConfigError, match=r"another comparison \(preset\.train\.seq_len: 16 there, "
+                       r"32 here\); pass --force"):  # fmt: skip
+        run_compare(other)
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

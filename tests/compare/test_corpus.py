@@ -142,7 +142,8 @@ def test_samples_dedup_and_cut() -> None:
         ("max_sample_bytes", 10, "max_sample_bytes must be at least 64"),
         ("val_permille", 1001, "val_permille must be in"),
         ("cap_bytes", 0, "cap_bytes must be positive"),
-        ("vocab_size", 0, "vocab_size must be positive"),
+        ("vocab_size", 0, r"vocab_size must be in \[1, 65536\]"),
+        ("vocab_size", 2**40, r"\[1, 65536\] \(token ids are stored as u16\)"),
     ],
 )
 def test_build_config_rejects_bad_values(

@@ -9,7 +9,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from ado.compare.plots import fit_curves, make_plots
+from ado.compare.plots import fit_curves, fits_figure, make_plots
+from ado.compare.report import headline
 from ado.runlog import RunLogWriter, start_record, step_record
 from ado.stats import StepStats
 
@@ -81,3 +82,53 @@ def test_fit_curves_of_runs_without_step_records_are_empty(tmp_path: Path) -> No
     n, observed, grid, curves, fit_steps = fit_curves([folder], DOMAINS)
     assert len(n) == len(grid) == len(fit_steps) == 0
     assert observed.shape[-1] == curves.shape[-1] == len(DOMAINS)
+
+
+@pytest.mark.parametrize(("seeds", "band"), [(1, False), (3, True)])
+def test_ado_fits_label_the_loss_and_claim_a_band_only_when_drawn(
+    tmp_path: Path, seeds: int, band: bool
+) -> None:
+    """``ado_fits.png`` had no y label and its title claimed a band a single seed never draws."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folders = [tmp_path / f"seed{s}" for s in range(seeds)]
+    for s, folder in enumerate(folders):
+        _write_run(folder, s, 30, fit_at=10)
+    fig = fits_figure(plt, "ado", folders, DOMAINS)
+    try:
+        assert fig.axes[0].get_ylabel() == "training loss (nats/token)"
+        title = fig._suptitle.get_text()
+        assert ("band" in title) is band, title
+        shaded = [c for ax in fig.axes for c in ax.collections]
+        assert bool(shaded) is band  # the band is drawn exactly when it is claimed
+    finally:
+        plt.close(fig)
+
+
+def _report(losses: dict[str, list[float]], steps: int = 120) -> dict[str, object]:
+    runs = [
+        {"policy": p, "seed": s, "uniform_avg": v}
+        for p, vs in losses.items()
+        for s, v in enumerate(vs)
+    ]
+    summary = [{"policy": p, "uniform_avg_mean": float(np.mean(vs))} for p, vs in losses.items()]
+    return {"runs": runs, "summary": summary, "preset": {"effective": {"steps": steps}}}
+
+
+def test_the_report_says_which_policy_won_and_whether_the_run_can_tell() -> None:
+    """The report's first sentence (``report.md``'s first line under the title, and the CLI's
+    first line): one seed cannot tell; a paired interval that excludes 0 can."""
+    one = headline(_report({"natural": [3.10], "ado": [3.05]}))
+    assert one.startswith("`ado` had the lowest uniform-average held-out loss (3.0500, 0.0500 ")
+    assert "this run cannot tell" in one
+    assert "1 seed per policy and 120 steps" in one
+    clear = headline(_report({"natural": [3.10, 3.20, 3.15], "ado": [3.00, 3.11, 3.04]}))
+    assert "`ado` had the lowest" in clear
+    assert "this run can tell: over 3 seeds the paired 95 % interval" in clear
+    assert "excludes 0" in clear
+    noisy = headline(_report({"natural": [3.10, 3.00, 3.15], "ado": [3.00, 3.12, 3.05]}))
+    assert "cannot tell it from `natural`" in noisy
+    assert "contains 0" in noisy

@@ -214,6 +214,47 @@ def ado_lr_law_without_lr(work: Path) -> None:
     policy.update(StepStats(step=0, counts=[2, 2], loss_sums=[4.0, 5.0]))
 
 
+def lr_fit_alpha_grid_huge(work: Path) -> None:
+    _load_policy_yaml(work, "kind: ado\nlaw: lr\nlr_fit:\n  alpha_grid: 10000000000\n")
+
+
+def lr_fit_max_iter_huge(work: Path) -> None:
+    _load_policy_yaml(work, "kind: ado\nlaw: lr\nlr_fit:\n  max_iter: 1000000000\n")
+
+
+def _ado_lr_after_step_0(**stats: object) -> None:
+    from ado.policy import load_policy
+    from ado.stats import StepStats
+
+    policy = load_policy("ado-lr", domains=["a", "b"])
+    policy.update(StepStats(step=0, counts=[2, 2], loss_sums=[4.0, 5.0], lr=1e-3))
+    policy.update(StepStats(counts=[2, 2], loss_sums=[4.0, 5.0], **stats))  # type: ignore[arg-type]
+
+
+def ado_lr_law_step_jump_huge(work: Path) -> None:
+    _ado_lr_after_step_0(step=10**12, lr=1e-3)
+
+
+def ado_lr_law_rates_overflow(work: Path) -> None:
+    _ado_lr_after_step_0(step=3, lr=1e308)
+
+
+def lr_schedule_total_huge(work: Path) -> None:
+    _load_policy_yaml(
+        work, "kind: ado\nlaw: lr\nlr_schedule:\n  peak: 0.001\n  total: 1000000000000\n"
+    )
+
+
+def lr_schedule_peak_inf(work: Path) -> None:
+    _load_policy_yaml(work, "kind: ado\nlaw: lr\nlr_schedule:\n  peak: .inf\n  total: 100\n")
+
+
+def lr_law_rates_overflow(work: Path) -> None:
+    from ado.estimators import fit_lr_laws
+
+    fit_lr_laws([1e308] * 100, [10, 50, 90, 99], [3.0, 2.5, 2.2, 2.1])
+
+
 def policy_wrong_number_of_domains(work: Path) -> None:
     from ado.policy import load_policy
     from ado.stats import StepStats
@@ -702,6 +743,23 @@ CASES: dict[str, Case] = {
         member_named_key, "ShardError", 'duplicate file name in tar file (extension "__key__")'
     ),
     "pax_sparse_member": Case(pax_sparse_member, "ShardError", "PAX sparse members"),
+    "lr_fit_alpha_grid_huge": Case(
+        lr_fit_alpha_grid_huge, "ConfigError", "less than or equal to 1024"
+    ),
+    "lr_fit_max_iter_huge": Case(
+        lr_fit_max_iter_huge, "ConfigError", "less than or equal to 100000"
+    ),
+    "ado_lr_law_step_jump_huge": Case(
+        ado_lr_law_step_jump_huge, "InvalidInputError", "steps must be < 16777216"
+    ),
+    "ado_lr_law_rates_overflow": Case(
+        ado_lr_law_rates_overflow, "InvalidInputError", "overflow a double"
+    ),
+    "lr_schedule_total_huge": Case(
+        lr_schedule_total_huge, "ConfigError", "less than or equal to 16777216"
+    ),
+    "lr_schedule_peak_inf": Case(lr_schedule_peak_inf, "ConfigError", "finite number"),
+    "lr_law_rates_overflow": Case(lr_law_rates_overflow, "InvalidInputError", "overflows"),
 }
 
 

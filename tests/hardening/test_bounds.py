@@ -10,7 +10,7 @@ import json
 import pytest
 from ado import _core, load_policy
 from ado.errors import ConfigError, InvalidInputError
-from ado.estimators import FitConfig, PowerLawEstimator, PowerLawEstimatorConfig
+from ado.estimators import FitConfig, LrFitConfig, PowerLawEstimator, PowerLawEstimatorConfig
 from ado.policy import load_policy_config
 from pydantic import ValidationError
 
@@ -32,6 +32,21 @@ def test_fit_search_sizes_are_bounded(field: str, value: int) -> None:
 
 
 @pytest.mark.parametrize(
+    ("field", "value"), [("alpha_grid", 10**10), ("polish_starts", 10**6), ("max_iter", 10**9)]
+)
+def test_lr_fit_search_sizes_are_bounded(field: str, value: int) -> None:
+    """The learning-rate-aware fit is bounded as the power-law fitter is (was SIGABRT)."""
+    with pytest.raises(ValidationError, match=field):
+        LrFitConfig(**{field: value})
+    with pytest.raises(ConfigError, match="less than or equal to"):
+        load_policy_config({"kind": "ado", "law": "lr", "lr_fit": {field: value}})
+    data = json.loads(LrFitConfig().model_dump_json())
+    data[field] = value
+    with pytest.raises(InvalidInputError, match=f"{field} must be in"):
+        _core.LrFitSpec(json.dumps(data))
+
+
+@pytest.mark.parametrize(
     ("field", "value"), [("window", 10**6 + 1), ("order", 40), ("max_points", 10**12)]
 )
 def test_estimator_sizes_are_bounded(field: str, value: int) -> None:
@@ -48,6 +63,7 @@ def test_python_and_rust_bounds_agree() -> None:
     for model, build in (
         (FitConfig, lambda d: _core.FitSpec(json.dumps(d))),
         (PowerLawEstimatorConfig, lambda d: _core.PowerLawEstimator(1, json.dumps(d))),
+        (LrFitConfig, lambda d: _core.LrFitSpec(json.dumps(d))),
     ):
         for name, info in model.model_fields.items():
             le = next((m.le for m in info.metadata if getattr(m, "le", None) is not None), None)

@@ -26,6 +26,16 @@ def test_import_ado_does_not_import_torch() -> None:
     )
 
 
+def test_reading_a_comparison_does_not_import_torch() -> None:
+    # plotting and reporting a finished comparison need matplotlib, not torch (the presets,
+    # training-config overrides, are loaded only when used)
+    _imports_none(
+        "import ado.compare.plots, ado.compare.report, ado.compare; "
+        "from ado.compare import format_table, write_report",
+        "m == 'torch' or m.startswith('torch.')",
+    )
+
+
 def test_ado_torch_imports_torch() -> None:
     code = "import sys, ado.torch; sys.exit(0 if 'torch' in sys.modules else 1)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -4,8 +4,14 @@ resumed, through ``benchmarks/train_hf.py``, whose log ``ado replay`` reads)."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+import re
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +161,149 @@ def test_bad_configurations_are_refused(make_corpus: Any, tmp_path: Path) -> Non
     with pytest.raises(StateError, match="format_version"):
         trainer.train(resume_from_checkpoint=str(tmp_path / "c" / "checkpoint-3"))
     assert trainer.mixer.steps_done == 0  # nothing was trained
+
+
+def test_a_refused_resume_changes_nothing(make_corpus: Any, tmp_path: Path) -> None:
+    """A checkpoint of another batch size is refused before the policy moves; the next fresh
+    ``train()`` then runs (it failed with "steps must increase": the policy was at step 3)."""
+    manifest = make_corpus()
+    _trainer(manifest, tmp_path / "ref", steps=4, save=4).train()
+    pack = PackConfig(seq_len=SEQ, eos_id=0, field="u16", vocab_size=64)
+    other = _trainer(manifest, tmp_path / "run", steps=4,
+                     loader=MixtureLoader(manifest, BATCH + 2, seed=3, pack=pack))  # fmt: skip
+    before = other.mixer.state_dict()
+    with pytest.raises(StateError):
+        other.train(resume_from_checkpoint=str(tmp_path / "ref" / "checkpoint-4"))
+    assert other.mixer.policy.step == -1
+    assert other.mixer.state_dict() == before
+    other.train()
+    assert other.mixer.steps_done == 4
+
+
+def _tamper(state: dict[str, Any], edit: str) -> Any:
+    if edit == "nan_step":
+        state["step"] = float("nan")
+    elif edit == "missing_policy":
+        del state["policy"]
+    elif edit == "list_not_dict":
+        return list(state.values())
+    elif edit == "rank_entry_list":
+        state["rank_0"] = [1, 2, 3]
+    elif edit == "tensor_policy":
+        state["policy"] = torch.zeros(1000)
+    elif edit == "micro_string":
+        entry = json.loads(state["rank_0"])
+        entry["micro"] = "0"
+        state["rank_0"] = json.dumps(entry)
+    return state
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ("nan_step", "data state is invalid: step: Input should be a valid integer"),
+        ("missing_policy", "data state is invalid: policy: Field required"),
+        ("list_not_dict", "data state must be a mapping, got list"),
+        ("rank_entry_list", "data state rank_0 must be a JSON string (as saved) or a mapping"),
+        ("tensor_policy", "data state policy must be a JSON string (as saved) or a mapping, got T"),
+        ("micro_string", "data state rank_0 is invalid: micro: Input should be a valid integer"),
+    ],
+)
+def test_a_tampered_data_state_is_refused(
+    make_corpus: Any, tmp_path: Path, edit: str, message: str
+) -> None:
+    """A tampered ``ado_data.pt``: a ``StateError`` naming the field (was ``ValueError``,
+    ``KeyError``, ``AttributeError``), and nothing changes."""
+    manifest = make_corpus()
+    _trainer(manifest, tmp_path / "ref", steps=2, accum=1, save=2).train()
+    ckpt = tmp_path / "ref" / "checkpoint-2"
+    atomic_save(_tamper(load_checkpoint(ckpt / DATA_FILE), edit), ckpt / DATA_FILE, overwrite=True)
+    trainer = _trainer(manifest, tmp_path / "run", steps=2, accum=1)
+    with pytest.raises(StateError, match=re.escape(message)):
+        trainer.train(resume_from_checkpoint=str(ckpt))
+    assert trainer.mixer.policy.step == -1
+
+
+def test_a_huge_tensor_in_the_data_state_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    """A 512 MiB tensor planted in ``ado_data.pt`` is refused without being read (tensors are
+    memory-mapped; the state's fields are strings): peak memory grows by far less than it."""
+    path = tmp_path / DATA_FILE
+    subprocess.run(
+        [sys.executable, "-c", "import sys, torch; torch.save({'format_version': 1, 'step': 0, "
+         "'policy': torch.zeros(2**27)}, sys.argv[1])", str(path)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    probe = textwrap.dedent(
+        """
+        import resource, sys
+        from ado.errors import StateError
+        from ado.integrations._common import read_data_state
+        from ado.torch.mixer import _decode
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        state = read_data_state(sys.argv[1])
+        try:
+            _decode(state["policy"], "policy")
+        except StateError as err:
+            print(err)
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    message, grown_mib = out.stdout.strip().splitlines()
+    assert "policy must be a JSON string (as saved) or a mapping, got Tensor" in message
+    assert int(grown_mib) < 64, f"{grown_mib} MiB for a 512 MiB tensor"
+
+
+def test_a_pickle_over_the_limit_is_refused_before_it_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ado.integrations import _common
+
+    path = tmp_path / DATA_FILE
+    atomic_save({"format_version": 1, "policy": "x" * 4096}, path)
+    monkeypatch.setattr(_common, "MAX_STATE_PICKLE_BYTES", 1024)
+    with pytest.raises(StateError, match="bytes of pickled objects; a data state holds at most"):
+        _common.read_data_state(path)
+    (tmp_path / "junk.pt").write_bytes(b"not a zip")
+    with pytest.raises(StateError, match=r"not a data state written by torch\.save"):
+        _common.read_data_state(tmp_path / "junk.pt")
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_resume_true_skips_a_checkpoint_whose_save_was_interrupted(
+    make_corpus: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A kill between the Trainer's files and ``ado_data.pt`` leaves ``checkpoint-N`` without
+    it: ``resume_from_checkpoint=True`` resumes from the newest complete one and says so."""
+    manifest = make_corpus()
+    _trainer(manifest, tmp_path / "out", steps=4, accum=1, save=2).train()
+    (tmp_path / "out" / "checkpoint-4" / DATA_FILE).unlink()  # the save killed before it
+    trainer = _trainer(manifest, tmp_path / "out", steps=4, accum=1, save=2)
+    seen = _Records()
+    hf_logger = logging.getLogger("transformers")  # it does not propagate to caplog's root
+    hf_logger.addHandler(seen)
+    try:
+        with caplog.at_level("WARNING", logger="ado.integrations.hf"):
+            trainer.train(resume_from_checkpoint=True)
+    finally:
+        hf_logger.removeHandler(seen)
+    # GPT-2's lm_head.weight is tied to the embedding: restored, not "missing"
+    assert not [m for m in seen.messages if "missing keys" in m], seen.messages
+    assert "resuming from" in caplog.text
+    assert "checkpoint-2" in caplog.text
+    assert trainer.mixer.steps_done == 4
+    assert trainer.state.global_step == 4
 
 
 def test_two_ranks_under_torchrun_and_resume(

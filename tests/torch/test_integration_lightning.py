@@ -34,6 +34,8 @@ pytestmark = [
     # lightning 2.6 on torch 2.10+: an upstream deprecation inside Lightning's own code
     pytest.mark.filterwarnings("ignore:.*LeafSpec.*is deprecated:FutureWarning"),
     pytest.mark.filterwarnings("ignore:.*does not have many workers:UserWarning"),
+    # a machine with SLURM installed (srun on PATH) but these runs not under it
+    pytest.mark.filterwarnings("ignore:The `srun` command is available"),
 ]
 
 SEQ, BATCH = 16, 4
@@ -173,6 +175,29 @@ def test_bad_configurations_are_refused(make_corpus: Any, tmp_path: Path) -> Non
     torch.save(ckpt, tmp_path / "bare.ckpt")
     with pytest.raises(StateError, match="no 'ado' entry"):
         _fit(manifest, tmp_path / "e", steps=4, ckpt_every=2, ckpt_path=str(tmp_path / "bare.ckpt"))
+
+
+def test_a_tampered_data_state_is_refused(make_corpus: Any, tmp_path: Path) -> None:
+    """A tampered ``checkpoint["ado"]``: a ``StateError`` naming the field (was ``ValueError``,
+    ``KeyError``, ``AttributeError``); the data side is validated whole before it changes."""
+    manifest = make_corpus()
+    _fit(manifest, tmp_path / "d", steps=2, accum=1, ckpt_every=2)
+    ckpt = torch.load(tmp_path / "d" / "step_002.ckpt", weights_only=False)
+    for edit, message in [
+        (lambda s: s.update(step=float("nan")), "step: Input should be a valid integer"),
+        (lambda s: s.pop("policy"), "policy: Field required"),
+        (lambda s: s.update(policy=torch.zeros(8)), "policy must be a JSON string"),
+    ]:
+        bad = {**ckpt, CHECKPOINT_KEY: dict(ckpt[CHECKPOINT_KEY])}
+        edit(bad[CHECKPOINT_KEY])
+        torch.save(bad, tmp_path / "bad.ckpt")
+        with pytest.raises(StateError, match=message):
+            _fit(manifest, tmp_path / "e", steps=4, accum=1, ckpt_every=2,
+                 ckpt_path=str(tmp_path / "bad.ckpt"))  # fmt: skip
+    torch.save({**ckpt, CHECKPOINT_KEY: [1, 2]}, tmp_path / "bad.ckpt")
+    with pytest.raises(StateError, match="data state must be a mapping, got list"):
+        _fit(manifest, tmp_path / "e", steps=4, accum=1, ckpt_every=2,
+             ckpt_path=str(tmp_path / "bad.ckpt"))  # fmt: skip
 
 
 def test_two_ranks_ddp_under_torchrun_and_resume(

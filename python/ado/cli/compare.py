@@ -286,6 +286,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         report = run_compare(cfg)
     print()
+    print(report["headline"])
+    print()
     print(format_table(report))
     for v in report["ado_vs_baselines"]:
         word = "lower" if v["ado_lower"] else "higher"

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ado._io import regular_file
 from ado.errors import InvalidInputError
 from ado.estimators import FitConfig, fit_power_laws
 
@@ -28,9 +29,12 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+#: The largest loss-curve file ``ado fit`` reads (it is read whole).
+MAX_INPUT_BYTES = 1 << 30
+
+
 def _load(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    if not path.exists():
-        raise InvalidInputError(f"{path}: no such file")
+    regular_file(path, "loss-curve file", MAX_INPUT_BYTES)
     if path.suffix == ".npz":
         with np.load(path) as data:
             if "n" not in data or "losses" not in data:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
+from ado._deps import require
 from ado.cli._common import add_override_arg, non_negative_int, parse_overrides, positive_int
+from ado.errors import MissingDependencyError
 from ado.policy import load_policy
 from ado.sim import default_spec, load_spec, plot_weights, simulate
 
 __all__ = ["register"]
+
+logger = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
@@ -39,6 +44,13 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Simulate, write the artefacts, print a summary."""
+    plot = not args.no_plot
+    if plot:
+        try:
+            require("matplotlib", "plot", "the weights plot")
+        except MissingDependencyError as err:  # known before the work, not after it
+            logger.warning("%s; skipping weights.png", err)
+            plot = False
     spec = load_spec(args.domains) if args.domains else default_spec()
     policy = load_policy(
         args.policy,
@@ -58,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{name:<16}{w:>14.4f}{loss:>12.4f}")
     print(f"mean final loss: {result.mean_final_loss:.4f}")
     print(f"wrote {log_path}")
-    if not args.no_plot:
+    if plot:
         png = args.out / "weights.png"
         plot_weights(result, png, title=f"{args.policy} (seed {args.seed})")
         print(f"wrote {png}")

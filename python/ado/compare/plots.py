@@ -14,7 +14,7 @@ import numpy.typing as npt
 from ado._deps import require
 from ado.runlog import read_records
 
-__all__ = ["fit_curves", "heldout_panels", "make_plots"]
+__all__ = ["fit_curves", "fits_figure", "heldout_panels", "make_plots"]
 
 
 def _over_seeds(
@@ -177,11 +177,20 @@ def fit_curves(
 
 
 def _ado_fits(plt: Any, policy: str, folders: list[Path], domains: list[str], path: Path) -> None:
-    """One panel per domain: the observed training loss (mean over seeds, grey) and each seed's
-    last fitted power law (mean line, min-max band), against samples trained."""
+    """Write :func:`fits_figure` to ``path``."""
+    fig = fits_figure(plt, policy, folders, domains)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def fits_figure(plt: Any, policy: str, folders: list[Path], domains: list[str]) -> Any:
+    """``ado_fits.png``: one panel per domain, the observed training loss (mean over seeds,
+    grey) and each seed's last fitted power law against samples trained: one curve, or with
+    several seeds their mean and a min-max band (the title says which)."""
     n, observed, grid, curves, fit_steps = fit_curves(folders, domains)
     rows, cols = _grid(len(domains))
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    several = len(curves) > 1
     if len(n):
         for k, (ax, d) in enumerate(zip(axes.flat, domains, strict=False)):
             with warnings.catch_warnings():
@@ -192,10 +201,13 @@ def _ado_fits(plt: Any, policy: str, folders: list[Path], domains: list[str], pa
                 lo, hi = np.nanmin(mean), np.nanmax(mean)  # would squash the curve
                 ax.set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo) + 1e-9)
             if len(curves):
-                _band(ax, grid, curves[:, :, k], "C3", "fitted power law")
+                label = "fitted power law" + (" (mean, min-max band)" if several else "")
+                _band(ax, grid, curves[:, :, k], "C3", label)
                 ax.legend(fontsize=7)
             ax.set_title(d)
             ax.set_xlabel("samples trained (all domains)")
+            if k % cols == 0:
+                ax.set_ylabel("training loss (nats/token)")
     for ax in axes.flat[len(domains) :]:
         ax.axis("off")
     if len(fit_steps):
@@ -203,10 +215,11 @@ def _ado_fits(plt: Any, policy: str, folders: list[Path], domains: list[str], pa
     else:
         when = "no fit was made"
     runs = f"{len(folders)} seed{'s' if len(folders) > 1 else ''}"
-    fig.suptitle(f"{policy}: {when}; {runs} (mean, min-max band)")
+    if several:
+        runs += f", {len(curves)} fits: mean and min-max band"
+    fig.suptitle(f"{policy}: {when}; {runs}")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return fig
 
 
 def _finish_grid(fig: Any, axes: Any, used: int, ylabel: str, ncol: int, path: Path) -> None:

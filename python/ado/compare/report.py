@@ -2,7 +2,8 @@
 
 ``report.json`` (schema version :data:`REPORT_VERSION`)::
 
-    {"version", "corpus": {...}, "preset": {...}, "domains": [...], "natural_weights": {...},
+    {"version", "headline", "corpus": {...}, "preset": {...}, "domains": [...],
+     "natural_weights": {...},
      "reference": {"policy", "note", "losses": {seed: {domain: loss}}},
      "ood_sets": [set, ...],
      "runs": [{"policy", "kind", "seed", "heldout_loss": {domain: loss}, "uniform_avg",
@@ -42,7 +43,7 @@ from ado._deps import require
 from ado._io import atomic_write_text
 from ado.runlog import read_records
 
-__all__ = ["REPORT_VERSION", "format_table", "paired_interval", "write_report"]
+__all__ = ["REPORT_VERSION", "format_table", "headline", "paired_interval", "write_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -249,6 +250,46 @@ def _verdicts(report: dict[str, Any]) -> list[str]:
     return out
 
 
+def headline(report: dict[str, Any]) -> str:
+    """One plain sentence: which policy had the lowest uniform-average held-out loss, and
+    whether this comparison can tell it from the runner-up (several seeds and a paired 95 %
+    interval of the difference that excludes 0) or not (one seed, or an interval containing 0).
+    """
+    ranked = sorted(report["summary"], key=lambda s: s["uniform_avg_mean"])
+    steps = report["preset"]["effective"]["steps"]
+    if len(ranked) < 2:
+        return f"One policy (`{ranked[0]['policy']}`), {steps} steps: nothing to compare."
+    best, second = ranked[0], ranked[1]
+    by_seed = {
+        name: {r["seed"]: r["uniform_avg"] for r in report["runs"] if r["policy"] == name}
+        for name in (best["policy"], second["policy"])
+    }
+    seeds = [k for k in sorted(by_seed[best["policy"]]) if k in by_seed[second["policy"]]]
+    deltas = [by_seed[best["policy"]][k] - by_seed[second["policy"]][k] for k in seeds]
+    lead = second["uniform_avg_mean"] - best["uniform_avg_mean"]
+    won = (
+        f"`{best['policy']}` had the lowest uniform-average held-out loss "
+        f"({best['uniform_avg_mean']:.4f}, {lead:.4f} below `{second['policy']}`)"
+    )
+    ci = paired_interval(deltas)
+    if ci is None:
+        return (
+            f"{won}, but this run cannot tell whether that is more than chance: "
+            f"{len(seeds) or 1} seed per policy and {steps} steps give no seed-to-seed spread "
+            "(compare over three or more seeds, e.g. --seeds 0 1 2, for a paired interval)."
+        )
+    interval = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]"
+    if ci[1] < 0:
+        return (
+            f"{won}, and this run can tell: over {len(seeds)} seeds the paired 95 % interval of "
+            f"its difference, {interval}, excludes 0."
+        )
+    return (
+        f"{won}, but this run cannot tell it from `{second['policy']}`: over {len(seeds)} seeds "
+        f"the paired 95 % interval of the difference, {interval}, contains 0."
+    )
+
+
 def _interval(ci: list[float] | None) -> str:
     return f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci is not None else "n/a (1 seed)"
 
@@ -326,6 +367,8 @@ def _markdown(report: dict[str, Any]) -> str:
     tokens = report["tokens_per_run"]
     lines = [
         "# ado compare report",
+        "",
+        f"**Result:** {report['headline']}",
         "",
         f"Corpus: `{c['path']}` (recipe `{c.get('recipe')}`, tokenizer "
         f"{c['tokenizer']['kind']} with {c['tokenizer']['vocab_size']} ids, "
@@ -508,6 +551,7 @@ def write_report(
         "versions": _versions(),
         "files": {"markdown": "report.md", "metrics": "metrics.jsonl", "plots": []},
     }
+    report["headline"] = headline(report)
     lines = []
     for r in runs:
         folder = out / "runs" / r["policy"] / f"seed{r['seed']}"

@@ -209,6 +209,43 @@ def _stored_identity(meta: Any) -> dict[str, Any] | None:
     return {"corpus": meta.get("corpus"), "preset": preset}
 
 
+def _differences(have: Any, want: Any, where: str = "") -> list[str]:
+    """The fields (dotted paths) whose values differ, ``path: stored -> this run``."""
+    if isinstance(have, dict) and isinstance(want, dict):
+        return [
+            line
+            for key in sorted(set(have) | set(want), key=str)
+            for line in _differences(have.get(key), want.get(key), f"{where}{key}.")
+        ]
+    return [] if have == want else [f"{where.rstrip('.')}: {have!r} there, {want!r} here"]
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, before anything is written.
+
+    Raises:
+        ConfigError: not a device name, or CUDA (MPS) asked for where there is none.
+    """
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as err:
+        raise ConfigError(f"device {device!r} is not a torch device: {err}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {device!r}: CUDA is not available on this machine (torch "
+                f"{torch.__version__}); use --device cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {device!r}: MPS is not available on this machine")
+
+
 def _prepare_out(cfg: CompareConfig) -> None:
     out = cfg.out
     meta = out / "compare.json"
@@ -217,9 +254,11 @@ def _prepare_out(cfg: CompareConfig) -> None:
         have = _stored_identity(json.loads(meta.read_text())) if meta.exists() else None
         if have != want:
             if not cfg.force:
+                what = "other files"
+                if have:
+                    what = f"another comparison ({'; '.join(_differences(have, want))})"
                 raise ConfigError(
-                    f"{out} holds {'another comparison' if have else 'other files'}; "
-                    "pass --force to replace it, or use another --out"
+                    f"{out} holds {what}; pass --force to replace it, or use another --out"
                 )
             if have is None:
                 raise ConfigError(f"{out} holds files that are not a comparison; not deleting")
@@ -241,6 +280,11 @@ def corpus_info(corpus: Path) -> dict[str, Any]:
     Raises:
         ConfigError: not a built corpus.
     """
+    if not Path(corpus).is_dir():
+        raise ConfigError(
+            f"{corpus}: no such corpus folder (build one with `ado corpus build --out "
+            f"{corpus}`, or use --corpus builtin)"
+        )
     path = Path(corpus) / "corpus.json"
     if not path.exists():
         raise ConfigError(f"{corpus}: no corpus.json (build one with `ado corpus build`)")
@@ -489,6 +533,7 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     kinds = {label: c.kind for label, c in configs.items()}
     # what each policy needs compare to serve it (PolicyConfig.harness_needs)
     needs = {label: c.harness_needs() for label, c in configs.items()}
+    check_device(cfg.preset.config().device)  # before compare.json is written
     _prepare_out(cfg)
     specs = _expand(cfg)
     natural_path = next((p for p in cfg.policies if p.stem == "natural"), None)

@@ -50,7 +50,7 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from ado.corpus.tokenizer import CorpusTokenizer, train_bpe
+from ado.corpus.tokenizer import CorpusTokenizer, check_vocab_size, train_bpe
 from ado.errors import ConfigError
 
 __all__ = [
@@ -157,9 +157,10 @@ class BuildConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "tok_sample_bytes", "shard_bytes"):
+        for name in ("tok_sample_bytes", "shard_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        check_vocab_size(self.vocab_size)
         if self.max_sample_bytes < 64:
             raise ConfigError(f"max_sample_bytes must be at least 64, got {self.max_sample_bytes}")
         for name in ("val_permille", "tok_permille"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import os
 import sys
 import sysconfig
 import unicodedata
@@ -30,6 +31,7 @@ from typing import Any
 
 from ado.corpus.build import BuildConfig, Document, DomainRecipe, build_corpus
 from ado.corpus.ood import builtin_ood
+from ado.errors import ConfigError
 
 __all__ = [
     "BUILTIN_CAP_BYTES",
@@ -139,8 +141,17 @@ def builtin_recipes(noise_bytes: int = 300_000, workers: int = 2) -> list[Domain
 
     Args:
         noise_bytes: training bytes of the random-byte domain.
-        workers: processes that parse the stdlib for docstrings.
+        workers: processes that parse the stdlib for docstrings (at most the machine's CPUs).
+
+    Raises:
+        ConfigError: ``workers`` outside ``[1, os.cpu_count()]``.
     """
+    cpus = os.cpu_count() or 1
+    if not 1 <= workers <= cpus:
+        raise ConfigError(
+            f"workers must be in [1, {cpus}] (this machine's CPUs: extraction is CPU-bound), "
+            f"got {workers}"
+        )
     return [
         DomainRecipe("code_python", [("stdlib", _code)]),
         DomainRecipe(

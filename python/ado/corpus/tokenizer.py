@@ -19,12 +19,14 @@ import numpy.typing as npt
 
 from ado.errors import ConfigError
 
-__all__ = ["EOS_TOKEN", "CorpusTokenizer", "train_bpe"]
+__all__ = ["EOS_TOKEN", "MAX_VOCAB_SIZE", "CorpusTokenizer", "check_vocab_size", "train_bpe"]
 
 logger = logging.getLogger(__name__)
 
 #: The end-of-document token of trained BPE tokenizers (id 0).
 EOS_TOKEN = "<|endoftext|>"
+#: The largest vocabulary: token ids are stored as u16.
+MAX_VOCAB_SIZE = 1 << 16
 
 U16 = npt.NDArray[np.uint16]
 
@@ -76,8 +78,7 @@ class CorpusTokenizer:
             if any(i is None for i in ids):
                 raise ConfigError("the BPE tokenizer lacks some of the 256 byte-level symbols")
             self._byte_ids = np.asarray(ids, dtype=np.uint16)
-        if self.vocab_size > 1 << 16:
-            raise ConfigError(f"vocab_size {self.vocab_size} does not fit the u16 shard field")
+        check_vocab_size(self.vocab_size)
 
     @classmethod
     def plain_bytes(cls) -> CorpusTokenizer:
@@ -120,6 +121,15 @@ class CorpusTokenizer:
         return {"kind": self.kind, "vocab_size": self.vocab_size, "eos_id": self.eos_id}
 
 
+def check_vocab_size(vocab_size: int) -> None:
+    """Refuse a vocabulary outside ``[1, MAX_VOCAB_SIZE]`` (a ``ConfigError``)."""
+    if not 1 <= vocab_size <= MAX_VOCAB_SIZE:
+        raise ConfigError(
+            f"vocab_size must be in [1, {MAX_VOCAB_SIZE}] (token ids are stored as u16), "
+            f"got {vocab_size}"
+        )
+
+
 def train_bpe(texts: Sequence[str], vocab_size: int = 8192) -> CorpusTokenizer:
     """Train a byte-level BPE on ``texts`` (a uniform held-out sample of the domains).
 
@@ -137,6 +147,7 @@ def train_bpe(texts: Sequence[str], vocab_size: int = 8192) -> CorpusTokenizer:
             "--tokenizer bpe needs the 'tokenizers' package: pip install 'ado[corpus]' "
             "(or use --tokenizer bytes)"
         ) from err
+    check_vocab_size(vocab_size)  # before training: a huge one aborts the trainer (SIGABRT)
     if not texts:
         raise ConfigError("no text to train the tokenizer on")
     hf = Tokenizer(models.BPE())

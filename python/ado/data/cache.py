@@ -43,9 +43,9 @@ from ado.data.remote import (
     scrub,
     with_retries,
 )
-from ado.errors import RetryBudgetError, ShardError, ShardNotFoundError
+from ado.errors import InvalidInputError, RetryBudgetError, ShardError, ShardNotFoundError
 
-__all__ = ["CacheStats", "Prefetcher", "ShardCache"]
+__all__ = ["CacheStats", "Prefetcher", "ShardCache", "check_cache_limit"]
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +142,16 @@ class CacheStats:
             }
 
 
+def check_cache_limit(limit: int | None) -> None:
+    """The one check of ``cache_limit`` (the loader's and the cache's).
+
+    Raises:
+        InvalidInputError: not ``None`` and not an integer >= 1.
+    """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidInputError(f"cache_limit must be >= 1 byte or None, got {limit!r}")
+
+
 class ShardCache:
     """Whole remote shards in a node-local folder with a byte budget.
 
@@ -159,8 +169,7 @@ class ShardCache:
         storage_options: Mapping[str, Any] | None = None,
         config: RemoteConfig | None = None,
     ) -> None:
-        if limit is not None and limit < 1:
-            raise ShardError(f"cache_limit must be >= 1 byte or None, got {limit}")
+        check_cache_limit(limit)
         self.root = Path(root)
         self.limit = limit
         self.storage_options = dict(storage_options or {})

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ado._core import MixtureLoaderCore
 from ado._io import cache_root
-from ado.data.cache import Prefetcher, ShardCache
+from ado.data.cache import Prefetcher, ShardCache, check_cache_limit
 from ado.data.manifest import Manifest
 from ado.data.remote import RemoteConfig, is_remote
 from ado.errors import InvalidInputError, ShardError, StateError
@@ -259,8 +259,7 @@ class MixtureLoader:
                 pack.tokenizer,
                 pack.dtype == "int64",
             )
-        if cache_limit is not None and cache_limit < 1:
-            raise InvalidInputError(f"cache_limit must be >= 1 byte or None, got {cache_limit}")
+        check_cache_limit(cache_limit)
         remote_cfg = remote if isinstance(remote, RemoteConfig) else RemoteConfig(**(remote or {}))
         sources = self.manifest.sources(storage_options)
         self.cache: ShardCache | None = None

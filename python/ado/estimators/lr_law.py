@@ -59,9 +59,11 @@ class LrFitConfig(BaseModel):
     decay: float = Field(0.999, ge=0.0, lt=1.0, description="lambda")
     alpha_lower: float = Field(0.01, gt=0.0)
     alpha_upper: float = Field(3.0, gt=0.0)
-    alpha_grid: int = Field(96, ge=3)
-    polish_starts: int = Field(3, ge=1)
-    max_iter: int = Field(80, ge=1)
+    # upper bounds: the Rust core's (fit::MAX_ALPHA_GRID, lr_law::MAX_POLISH_STARTS,
+    # fit::MAX_ITER; tested equal), so that a huge search is a clear error, not an abort
+    alpha_grid: int = Field(96, ge=3, le=1024)
+    polish_starts: int = Field(3, ge=1, le=64)
+    max_iter: int = Field(80, ge=1, le=100_000)
     count_rises: bool = False
 
     def model_post_init(self, context: object, /) -> None:

@@ -27,7 +27,9 @@ Refits never move the policy at a non-deterministic step:
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Annotated, Any, Literal
@@ -54,7 +56,7 @@ from ado.estimators.power_law import (
     config_or_fields,
     fit_power_laws,
 )
-from ado.schedule import LrSchedule
+from ado.schedule import MAX_STEPS, LrSchedule
 from ado.stats import F64, StepStats
 
 __all__ = ["ScalingLawConfig", "ScalingLawEstimator"]
@@ -301,7 +303,14 @@ class ScalingLawEstimator:
                 f"step {t}: law 'lr' without an lr_schedule learns the schedule from "
                 "StepStats.lr, and this step has none"
             )
-        return [stats.lr] * (t - last)
+        if t >= MAX_STEPS:
+            raise InvalidInputError(
+                f"step {t}: law 'lr' keeps the learning rate of every step, and steps must be "
+                f"< {MAX_STEPS} (ado.schedule.MAX_STEPS)"
+            )
+        lrs = [stats.lr] * (t - last)
+        self._areas.check(lrs)
+        return lrs
 
     def lr_history(self) -> F64:
         """``law: lr``: the learning rate of every step so far (the planned schedule's, or the
@@ -493,6 +502,18 @@ class _RunningAreas:
         self.count_rises = config.count_rises
         self.step = -1
         self.s1 = self.s1_prev = self.m = self.prev = 0.0
+
+    def check(self, lrs: list[float]) -> None:
+        """Refuse rates whose areas overflow a double (S1 or S2 infinite: the law is undefined),
+        before anything changes."""
+        trial = copy.copy(self)
+        for lr in lrs:
+            trial.advance(lr)
+            if not (math.isfinite(trial.s1) and math.isfinite(trial.m)):
+                raise InvalidInputError(
+                    f"step {trial.step}: lr = {lr} makes the area under the learning rates "
+                    "overflow a double (S1 or S2 infinite); learning rates must have a finite sum"
+                )
 
     def advance(self, lr: float) -> None:
         fall = (self.prev - lr) if self.step >= 0 else 0.0

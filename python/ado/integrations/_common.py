@@ -4,21 +4,66 @@ run log (the one schema of :mod:`ado.runlog`) and the metrics handed to a stack'
 from __future__ import annotations
 
 import logging
+import os
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from ado.data import Batch
+from ado.errors import StateError
 from ado.runlog import RunLogWriter, start_record, step_record
 from ado.stats import StepStats
 from ado.torch.mixer import DataMixer, weights_hash
 
-__all__ = ["MixtureStream", "SizedMixtureStream", "StepLog", "logger_metrics"]
+__all__ = [
+    "MAX_STATE_PICKLE_BYTES",
+    "MixtureStream",
+    "SizedMixtureStream",
+    "StepLog",
+    "logger_metrics",
+    "read_data_state",
+]
 
 logger = logging.getLogger(__name__)
+
+
+#: The most bytes of pickled objects (all but tensor data) a data-state file may hold: the JSON
+#: strings of :meth:`~ado.torch.DataMixer.state_dict` are far smaller even for 10^5 domains.
+MAX_STATE_PICKLE_BYTES = 256 * 2**20
+
+
+def read_data_state(path: str | os.PathLike[str]) -> Any:
+    """A data-state file written by an adapter (``torch.save`` of
+    :meth:`~ado.torch.DataMixer.gathered_state_dict`), read with bounded memory: its pickled
+    part is at most :data:`MAX_STATE_PICKLE_BYTES` (checked in the zip directory before anything
+    is read) and tensors are memory-mapped, not read (a state holds none; a planted one is
+    refused by the state's validation without being touched).
+
+    Raises:
+        StateError: not a ``torch.save`` zip archive, or a pickled part over the limit.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            # every member but the tensors' storages (<archive>/data/<n>) is read into memory
+            pickled = sum(
+                i.file_size for i in archive.infolist() if i.filename.split("/")[-2:-1] != ["data"]
+            )
+    except (zipfile.BadZipFile, OSError) as err:
+        raise StateError(f"{path}: not a data state written by torch.save ({err})") from None
+    if pickled > MAX_STATE_PICKLE_BYTES:
+        raise StateError(
+            f"{path}: {pickled} bytes of pickled objects; a data state holds at most "
+            f"{MAX_STATE_PICKLE_BYTES}"
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, ValueError, EOFError) as err:  # weights_only refusals, corrupt data
+        raise StateError(f"{path}: cannot be read as a data state: {err}") from None
 
 
 class MixtureStream:

@@ -22,8 +22,11 @@ policy; :class:`AdoTrainerMixin` gives the same to a ``Trainer`` subclass of you
   metrics as ``ado/<name>``: the next step's weights ``ado/weight/<domain>``, refits, the time
   inside the policy.
 * Each Trainer checkpoint (``checkpoint-N/``) holds the whole data side of every rank in
-  ``ado_data.pt``; ``trainer.train(resume_from_checkpoint=...)`` (a path or ``True``) restores it,
-  so the run continues bitwise like an uninterrupted one. The data position comes from there, so
+  ``ado_data.pt``; ``trainer.train(resume_from_checkpoint=...)`` (a path or ``True``: the newest
+  checkpoint that has it, since a save killed between the Trainer's files and ``ado_data.pt``
+  leaves one without) restores it, so the run continues bitwise like an uninterrupted one. The
+  file is validated whole (strict state models, memory bounded) and a refused load changes
+  nothing. The data position comes from there, so
   ``args.ignore_data_skip`` is set: the Trainer must not replay batches to skip them.
 * ``run_log=`` writes the library's run log (:mod:`ado.runlog`) that ``ado replay`` reads.
 
@@ -37,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,9 +52,9 @@ import torch.nn.functional as F
 from ado._deps import require
 from ado.data import Batch, MixtureLoader
 from ado.errors import ConfigError, StateError
-from ado.integrations._common import MixtureStream, StepLog, logger_metrics
+from ado.integrations._common import MixtureStream, StepLog, logger_metrics, read_data_state
 from ado.policy import Policy
-from ado.torch.checkpoint import atomic_save, load_checkpoint
+from ado.torch.checkpoint import atomic_save
 from ado.torch.mixer import DataMixer
 
 require("transformers", "hf", "ado.integrations.hf")
@@ -85,6 +89,47 @@ def hf_batch(batch: Batch) -> dict[str, torch.Tensor]:
     labels[:, 0] = -100  # never a target; so both of the Trainer's token counts are right
     domain = torch.from_numpy(np.asarray(batch.domain, dtype=np.int64))
     return {"input_ids": tokens, "labels": labels, DOMAIN_KEY: domain}
+
+
+def _missing_untied(model: torch.nn.Module, missing: list[str]) -> list[str]:
+    """``missing`` less the parameters tied to (one tensor with) a parameter that was loaded."""
+    groups: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        groups.setdefault(id(param), []).append(name)
+    gone = set(missing)
+    restored = {n for g in groups.values() if any(m not in gone for m in g) for n in g}
+    return [k for k in missing if k not in restored]
+
+
+def _last_complete_checkpoint(output_dir: str) -> str:
+    """The newest ``checkpoint-N`` of ``output_dir`` that holds :data:`DATA_FILE` (the Trainer
+    writes its files first and ``on_save`` the data side last, so a save killed in between
+    leaves a checkpoint without it: skipped, with a warning).
+
+    Raises:
+        StateError: no checkpoint, or none with the data side (the message names the newest).
+    """
+    newest = get_last_checkpoint(output_dir)  # type: ignore[no-untyped-call]
+    if newest is None:
+        raise StateError(f"no checkpoint to resume from in {output_dir}")
+    pattern = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+    found = [
+        (int(m.group(1)), entry.path)
+        for entry in os.scandir(output_dir)
+        if entry.is_dir() and (m := pattern.match(entry.name))
+    ]
+    for _, folder in sorted(found, reverse=True):
+        if (Path(folder) / DATA_FILE).is_file():
+            if Path(folder) != Path(newest):
+                logger.warning(
+                    "%s has no %s (its save was interrupted); resuming from %s, the newest "
+                    "complete checkpoint",
+                    newest,
+                    DATA_FILE,
+                    folder,
+                )
+            return folder
+    return str(newest)  # refused with the message that names it
 
 
 class _AdoCallback(TrainerCallback):
@@ -273,11 +318,22 @@ class AdoTrainerMixin:
         super().log(logs, *args, **kwargs)  # type: ignore[misc]
 
     # -- resume -------------------------------------------------------------------------------
+    def _issue_warnings_after_load(self, load_result: Any) -> None:
+        """The Trainer's check of a resumed model, less tied weights: GPT-2's ``lm_head.weight``
+        is its input embedding, which the checkpoint stores once, so the Trainer reported it as
+        "missing keys" although it is restored with the embedding."""
+        keys = list(load_result.missing_keys)
+        missing = _missing_untied(self.model, keys)  # type: ignore[attr-defined]
+        if len(missing) < len(keys):
+            logger.debug("restored through a tied weight: %s", sorted(set(keys) - set(missing)))
+            load_result = type(load_result)(missing, load_result.unexpected_keys)
+        super()._issue_warnings_after_load(load_result)  # type: ignore[misc]
+
     def train(
         self, resume_from_checkpoint: str | os.PathLike[str] | bool | None = None, **kwargs: Any
     ) -> Any:
         """``Trainer.train``, first restoring the data side from the checkpoint resumed from
-        (a folder, or ``True``: the newest in ``args.output_dir``).
+        (a folder, or ``True``: the newest in ``args.output_dir`` that holds ``ado_data.pt``).
 
         Raises:
             StateError: the checkpoint has no ``ado_data.pt``, or it does not fit this run (other
@@ -285,9 +341,7 @@ class AdoTrainerMixin:
         """
         path: str | None = None
         if resume_from_checkpoint is True:
-            path = get_last_checkpoint(self.args.output_dir)  # type: ignore[no-untyped-call]
-            if path is None:
-                raise StateError(f"no checkpoint to resume from in {self.args.output_dir}")
+            path = _last_complete_checkpoint(self.args.output_dir)
         elif resume_from_checkpoint not in (None, False):
             path = os.fspath(resume_from_checkpoint)  # type: ignore[arg-type]
         if path is not None:
@@ -297,7 +351,7 @@ class AdoTrainerMixin:
                     f"{data} does not exist: {path} was not saved by an AdoTrainer, or the save "
                     "was interrupted"
                 )
-            self.mixer.load_state_dict(load_checkpoint(data))
+            self.mixer.load_state_dict(read_data_state(data))
             logger.info("data side restored from %s (step %d)", data, self.mixer.steps_done)
         targs = self.args
         world = targs.world_size

@@ -24,13 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFlo
 
 from ado._config_file import read_config
 from ado._deps import require
-from ado.errors import ConfigError
+from ado.errors import ConfigError, InvalidInputError
 from ado.policy.base import Policy
 from ado.runlog import start_record, step_record
 from ado.schedule import LrSchedule
 from ado.stats import F64, StepStats
 
 __all__ = [
+    "MAX_STEP_DOMAINS",
     "DomainSpec",
     "SimResult",
     "SimSpec",
@@ -41,6 +42,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: The most steps x domains one simulation keeps (2 GiB of results).
+MAX_STEP_DOMAINS = 1 << 26
 
 
 class DomainSpec(BaseModel):
@@ -180,6 +184,12 @@ def simulate(
     """
     if policy.domains != spec.names:
         raise ConfigError(f"policy domains {policy.domains} != simulator domains {spec.names}")
+    if steps * len(spec.domains) > MAX_STEP_DOMAINS:
+        raise InvalidInputError(
+            f"simulate: {steps} steps x {len(spec.domains)} domains is more than "
+            f"{MAX_STEP_DOMAINS} (the result keeps 4 float64 values per step and domain: at most "
+            f"{4 * 8 * MAX_STEP_DOMAINS >> 30} GiB); simulate fewer steps"
+        )
     lr: F64 | None = None
     if spec.lr_schedule is not None:
         if steps > spec.lr_schedule.total:

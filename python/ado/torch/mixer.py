@@ -44,7 +44,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.distributed as dist
+from pydantic import JsonValue, StrictInt
 
+from ado._state import Count, StateModel, parse_state
 from ado.data import Batch, MixtureLoader
 from ado.errors import InvalidInputError, StateError
 from ado.policy import Policy
@@ -86,11 +88,42 @@ def lm_tensors(
     return tokens[:, :-1], tokens[:, 1:], domain
 
 
-def _decode(value: Any) -> dict[str, Any]:
-    """A state entry: a JSON string (as saved) or an already-decoded mapping."""
-    out = json.loads(value) if isinstance(value, str | bytes) else dict(value)
+class _DataState(StateModel):
+    """:meth:`DataMixer.state_dict`'s layout but the ``rank_<r>`` entries (:class:`_RankState`,
+    this rank's only)."""
+
+    format_version: StrictInt
+    step: Count
+    policy: Any  # a JSON string or a mapping: checked by _decode, which names what it got
+
+
+class _RankState(StateModel):
+    """One rank's entry of :meth:`DataMixer.state_dict`."""
+
+    micro: Count
+    loader: dict[str, JsonValue]
+    tracker: dict[str, JsonValue]
+
+
+def _decode(value: Any, where: str) -> dict[str, Any]:
+    """A state entry: a JSON string (as saved) or an already-decoded mapping.
+
+    Raises:
+        StateError: neither (a tensor, a list...), or JSON that is not an object.
+    """
+    if isinstance(value, Mapping):
+        return dict(value)
+    if not isinstance(value, str):
+        raise StateError(
+            f"data state {where} must be a JSON string (as saved) or a mapping, got "
+            f"{type(value).__name__}"
+        )
+    try:
+        out = json.loads(value)
+    except ValueError as err:
+        raise StateError(f"data state {where} is not valid JSON: {err}") from None
     if not isinstance(out, dict):
-        raise TypeError(f"expected a JSON object, got {type(out).__name__}")
+        raise StateError(f"data state {where} must be a JSON object, got {type(out).__name__}")
     return out
 
 
@@ -289,25 +322,35 @@ class DataMixer:
             StateError: another format version, no entry for this rank, or a policy/loader/tracker
             state that does not fit.
         """
+        if not isinstance(state, Mapping):
+            raise StateError(f"data state must be a mapping, got {type(state).__name__}")
         version = state.get("format_version")
-        if version != STATE_FORMAT_VERSION:
-            raise StateError(f"data state format_version {version!r} is not {STATE_FORMAT_VERSION}")
+        if type(version) is int and version != STATE_FORMAT_VERSION:
+            raise StateError(f"data state format_version {version} is not {STATE_FORMAT_VERSION}")
+        fields = {k: state[k] for k in _DataState.model_fields if k in state}
+        top = parse_state(_DataState, fields, "data state")
         key = self._rank_key()
         if key not in state:
             have = sorted(k for k in state if str(k).startswith("rank_"))
             raise StateError(f"data state has no {key!r} entry (has {have})")
+        mine = parse_state(_RankState, _decode(state[key], key), f"data state {key}")
+        policy = _decode(top.policy, "policy")
+        # all or nothing: a refused part (another batch size or world size, a policy of other
+        # domains...) leaves the policy, loader and tracker as they were
+        saved = (self.policy.state_dict(), self.loader.state_dict(), self.tracker.state_dict())
         try:
-            policy = _decode(state["policy"])
-            mine = _decode(state[key])
-            loader, tracker, micro = mine["loader"], mine["tracker"], int(mine["micro"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise StateError(f"data state is malformed: {err!r}") from None
-        self.policy.load_state_dict(policy)
-        self.loader.load_state_dict(loader)
-        self.tracker.load_state_dict(tracker)
-        self._micro = micro
-        self._step = int(state["step"])
-        if self.policy.step + 1 != self._step:
-            raise StateError(
-                f"data state step {self._step} does not follow the policy's step {self.policy.step}"
-            )
+            self.policy.load_state_dict(policy)
+            self.loader.load_state_dict(mine.loader)
+            self.tracker.load_state_dict(mine.tracker)
+            if self.policy.step + 1 != top.step:
+                raise StateError(
+                    f"data state step {top.step} does not follow the policy's step "
+                    f"{self.policy.step}"
+                )
+        except BaseException:
+            self.policy.load_state_dict(saved[0])
+            self.loader.load_state_dict(saved[1])
+            self.tracker.load_state_dict(saved[2])
+            raise
+        self._micro = mine.micro
+        self._step = top.step

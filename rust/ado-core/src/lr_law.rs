@@ -22,10 +22,16 @@
 //! golden-section search on its bracket, which converges to the minimum of the (exactly computed)
 //! profile. Domains are fitted in parallel.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::fit::{MAX_ALPHA_GRID, MAX_ITER};
+
+/// Largest `polish_starts` (each start costs up to `max_iter` profile evaluations).
+pub const MAX_POLISH_STARTS: usize = 64;
 
 /// Settings of the learning-rate-aware fit. Its JSON form is the Python model
 /// `ado.estimators.LrFitConfig` (same fields, same defaults).
@@ -95,11 +101,17 @@ impl LrFitConfig {
                 self.alpha_lower, self.alpha_upper
             )));
         }
-        if self.alpha_grid < 3 || self.polish_starts == 0 || self.max_iter == 0 {
-            return Err(Error::invalid(format!(
-                "need alpha_grid >= 3, polish_starts >= 1 and max_iter >= 1, got {}, {} and {}",
-                self.alpha_grid, self.polish_starts, self.max_iter
-            )));
+        // The same search bounds as the power-law fitter's (its constants, declared once).
+        for (name, value, lo, hi) in [
+            ("alpha_grid", self.alpha_grid, 3, MAX_ALPHA_GRID),
+            ("polish_starts", self.polish_starts, 1, MAX_POLISH_STARTS),
+            ("max_iter", self.max_iter, 1, MAX_ITER),
+        ] {
+            if !(lo..=hi).contains(&value) {
+                return Err(Error::invalid(format!(
+                    "{name} must be in [{lo}, {hi}], got {value}"
+                )));
+            }
         }
         Ok(())
     }
@@ -127,8 +139,8 @@ pub struct LrFitResult {
 /// The areas `(S1, S2)` of a learning-rate schedule, at every step `0..S` (`count_rises`: see
 /// [`LrFitConfig::count_rises`]).
 ///
-/// Errors on an empty schedule or a learning rate that is negative or not finite (naming the step)
-/// and on a `decay` outside `[0, 1)`.
+/// Errors on an empty schedule, a learning rate that is negative or not finite (naming the step),
+/// areas that overflow a double (rates near `f64::MAX`) and a `decay` outside `[0, 1)`.
 pub fn areas(lr: &[f64], decay: f64, count_rises: bool) -> Result<(Vec<f64>, Vec<f64>)> {
     if lr.is_empty() {
         return Err(Error::invalid(
@@ -155,6 +167,12 @@ pub fn areas(lr: &[f64], decay: f64, count_rises: bool) -> Result<(Vec<f64>, Vec
         prev = eta;
         a1 += eta;
         a2 += m;
+        if !(a1.is_finite() && a2.is_finite()) {
+            return Err(Error::invalid(format!(
+                "the learning rates up to lr[{i}] = {eta:e} sum to more than a double holds (S1 or \
+                 S2 overflows); learning rates must be finite and >= 0 with a finite sum"
+            )));
+        }
         s1.push(a1);
         s2.push(a2);
     }
@@ -287,6 +305,7 @@ fn fit_design(
     design: &Design,
     loss: &[f64],
     config: &LrFitConfig,
+    cancel: &AtomicBool,
 ) -> Result<LrFitResult> {
     if loss.len() != design.s1.len() {
         return Err(Error::invalid(format!(
@@ -312,15 +331,20 @@ fn fit_design(
     }
     let mut scratch = Vec::with_capacity(loss.len());
     let mut evaluations = 0usize;
+    // Each evaluation is O(points); the cancel flag is polled before each, so a Ctrl-C waits for
+    // one evaluation, not a whole domain's fit.
     let mut eval = |alpha: f64| {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(Error::Interrupted);
+        }
         evaluations += 1;
-        profile(design, loss, alpha, &mut scratch)
+        Ok(profile(design, loss, alpha, &mut scratch))
     };
     let (lo, hi, g) = (config.alpha_lower, config.alpha_upper, config.alpha_grid);
     let grid: Vec<f64> = (0..g)
         .map(|i| lo + (hi - lo) * i as f64 / (g - 1) as f64)
         .collect();
-    let values: Vec<(f64, [f64; 3])> = grid.iter().map(|&a| eval(a)).collect();
+    let values: Vec<(f64, [f64; 3])> = grid.iter().map(|&a| eval(a)).collect::<Result<_>>()?;
     // Local minima of the profile (ends included), best first; ties keep grid order.
     let mut minima: Vec<usize> = (0..g)
         .filter(|&i| {
@@ -337,8 +361,8 @@ fn fit_design(
         let ratio = 0.5 * (5f64.sqrt() - 1.0);
         let mut x1 = b - ratio * (b - a);
         let mut x2 = a + ratio * (b - a);
-        let mut f1 = eval(x1);
-        let mut f2 = eval(x2);
+        let mut f1 = eval(x1)?;
+        let mut f2 = eval(x2)?;
         for _ in 0..config.max_iter {
             if b - a <= 1e-12 * (1.0 + b.abs()) {
                 break;
@@ -348,13 +372,13 @@ fn fit_design(
                 x2 = x1;
                 f2 = f1;
                 x1 = b - ratio * (b - a);
-                f1 = eval(x1);
+                f1 = eval(x1)?;
             } else {
                 a = x1;
                 x1 = x2;
                 f1 = f2;
                 x2 = a + ratio * (b - a);
-                f2 = eval(x2);
+                f2 = eval(x2)?;
             }
         }
         for (x, f) in [(x1, f1), (x2, f2)] {
@@ -391,11 +415,23 @@ pub fn fit_many(
     losses: &[&[f64]],
     config: &LrFitConfig,
 ) -> Result<Vec<LrFitResult>> {
+    fit_many_cancellable(lr, steps, losses, config, &AtomicBool::new(false))
+}
+
+/// [`fit_many`] that stops with [`Error::Interrupted`] once `cancel` is set (polled before each
+/// profile evaluation, so the wait is one evaluation: O(points)).
+pub fn fit_many_cancellable(
+    lr: &[f64],
+    steps: &[i64],
+    losses: &[&[f64]],
+    config: &LrFitConfig,
+    cancel: &AtomicBool,
+) -> Result<Vec<LrFitResult>> {
     config.validate()?;
     let design = design(lr, steps, config.decay, config.count_rises)?;
     (0..losses.len())
         .into_par_iter()
-        .map(|k| fit_design(k, &design, losses[k], config))
+        .map(|k| fit_design(k, &design, losses[k], config, cancel))
         .collect()
 }
 
@@ -543,6 +579,36 @@ mod tests {
             ..cfg.clone()
         };
         assert!(msg(fit_many(&lr, &steps, &[&y], &bad_cfg)).contains("decay"));
+    }
+
+    #[test]
+    fn search_sizes_and_overflowing_areas_are_refused() {
+        for (grid, starts, iters) in [
+            (MAX_ALPHA_GRID + 1, 3, 80),
+            (96, MAX_POLISH_STARTS + 1, 80),
+            (96, 3, MAX_ITER + 1),
+        ] {
+            let cfg = LrFitConfig {
+                alpha_grid: grid,
+                polish_starts: starts,
+                max_iter: iters,
+                ..LrFitConfig::default()
+            };
+            assert!(cfg.validate().is_err(), "{cfg:?}");
+        }
+        let huge = vec![1e308; 10];
+        let err = areas(&huge, 0.999, false).expect_err("overflow");
+        assert!(err.to_string().contains("overflows"), "{err}");
+    }
+
+    #[test]
+    fn a_set_cancel_flag_stops_the_fit() {
+        let lr = vec![1e-3; 100];
+        let steps: Vec<i64> = (10..100).collect();
+        let y: Vec<f64> = steps.iter().map(|&s| 2.0 + (s as f64).powf(-0.5)).collect();
+        let cancel = AtomicBool::new(true);
+        let r = fit_many_cancellable(&lr, &steps, &[&y], &LrFitConfig::default(), &cancel);
+        assert!(matches!(r, Err(Error::Interrupted)));
     }
 
     #[test]

@@ -204,11 +204,12 @@ fn lock(m: &Mutex<Loader>) -> std::sync::MutexGuard<'_, Loader> {
 #[pymethods]
 impl PyMixtureLoaderCore {
     /// `domains`: `[(name, [shard paths])]`. `pack`: `(seq_len, eos_id, field, format,
-    /// vocab_size, tokenizer, int64)` with format one of `npy`, `u16`, `u32`, `txt`.
+    /// vocab_size, tokenizer, int64)` with format one of `npy`, `u16`, `u32`, `txt`. Every size
+    /// is given: the defaults are declared once, by `ado.data.MixtureLoader`.
     #[new]
     #[pyo3(signature = (domains, *, batch_size, seed, rank, world_size, mode, weights,
                         readahead_bytes, threads, cache_dir, index_threads, pack,
-                        max_open_files=256, remote=None, fetcher=None))]
+                        max_open_files, remote=None, fetcher=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,

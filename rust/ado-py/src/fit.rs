@@ -85,23 +85,23 @@ pub fn fit_lr_laws<'py>(
     steps: PyReadonlyArray1<'py, i64>,
     losses: PyReadonlyArray2<'py, f64>,
     spec: &PyLrFitSpec,
-) -> PyAdoResult<LrFitArrays<'py>> {
+) -> PyResult<LrFitArrays<'py>> {
     let lr = lr.as_array().to_vec();
     let steps = steps.as_array().to_vec();
     let l = losses.as_array();
     if l.ncols() != steps.len() {
-        return Err(Error::invalid(format!(
+        return Err(PyAdoError(Error::invalid(format!(
             "losses have {} points per row but steps has {}",
             l.ncols(),
             steps.len()
-        ))
+        )))
         .into());
     }
     let ys: Rows = l.rows().into_iter().map(|r| r.to_vec()).collect();
-    let config = spec.inner.clone();
-    let fits = py.detach(move || {
+    let config = &spec.inner;
+    let fits = interruptible(py, |cancel| {
         let yr: Vec<&[f64]> = ys.iter().map(Vec::as_slice).collect();
-        lr_law::fit_many(&lr, &steps, &yr, &config)
+        lr_law::fit_many_cancellable(&lr, &steps, &yr, config, cancel)
     })?;
     let col = |f: fn(&LrFitResult) -> f64| PyArray1::from_vec(py, fits.iter().map(f).collect());
     let icol = |f: fn(&LrFitResult) -> i64| PyArray1::from_vec(py, fits.iter().map(f).collect());
