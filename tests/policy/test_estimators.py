@@ -85,6 +85,8 @@ def test_ado_config_is_the_estimator_config_plus_the_rule() -> None:
         "mix_rate",
         "average",
         "prior_weight",
+        "transfer",
+        "target",
     }
     policy = load_policy(POLICIES / "ado.yaml", domains=["a", "b"])
     assert isinstance(policy, ADO)

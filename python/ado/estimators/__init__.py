@@ -20,6 +20,7 @@ from ado.estimators.power_law import (
     objective,
 )
 from ado.estimators.scaling import ScalingLawConfig, ScalingLawEstimator
+from ado.estimators.transfer import TransferConfig, TransferEstimator
 
 #: The estimators a policy can be given in YAML (``estimator: {kind: loss_ema | excess_loss}``).
 EstimatorConfig = Annotated[LossEMAConfig | ExcessLossConfig, Field(discriminator="kind")]
@@ -41,6 +42,8 @@ __all__ = [
     "PowerLawFit",
     "ScalingLawConfig",
     "ScalingLawEstimator",
+    "TransferConfig",
+    "TransferEstimator",
     "fit_lr_laws",
     "fit_power_laws",
     "lr_areas",

@@ -106,8 +106,9 @@ class ScalingLawConfig(PowerLawEstimatorConfig):
             (:meth:`FitConfig.reference`) or a :class:`FitConfig`.
         min_points: a refit is skipped while any domain has fewer fit points (>= 3, the
             fitter's minimum).
-        alpha_floor: the exponent floor in the slope multiplier (0.05, the reference's; 0 gives
-            the paper's ``-dL/dn``, which drops an unlearnable domain, see ``policies/ado.yaml``).
+        alpha_floor: the exponent floor in the slope multiplier (0, the paper's ``-dL/dn``; 0.05
+            is the reference's, which credits a flat, unlearnable domain with ``0.05 (L - eps)``,
+            a reducible loss its fit does not identify, see ``policies/ado.yaml``).
         fit_delay: 0: refit synchronously; d > 0: fit in the background and apply the result
             at the scheduled step + d (must be < ``update_interval``).
         law: ``"power"`` (the paper's ``eps + beta * n**-alpha`` over samples) or ``"lr"`` (the
@@ -122,7 +123,7 @@ class ScalingLawConfig(PowerLawEstimatorConfig):
     x_axis: Literal["total", "domain"] = "total"
     fit: Literal["default", "reference"] | FitConfig = "default"
     min_points: int = Field(50, ge=3)
-    alpha_floor: float = Field(0.05, ge=0.0)
+    alpha_floor: float = Field(0.0, ge=0.0)
     fit_delay: int = Field(
         0,
         ge=0,

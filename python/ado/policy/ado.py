@@ -37,14 +37,30 @@ bc3d8d0); ``policies/ado.yaml`` keeps the method but fixes the reference's flaws
 steps, so the fits see the schedule's decay; see :class:`~ado.estimators.ScalingLawEstimator`);
 it is off by default (``law: power``), see ``policies/ado.yaml``.
 
-Two options change the method and are off by default, because on the 10-domain benchmark they
+One option changes the method and is off by default, because on the 10-domain benchmark it
 measured worse (``benchmarks/results/ado-ablation/``): ``average: first_fit`` (``pi_bar``
 averages ``rho`` from the first fit on, the prior counting as ``prior_weight`` steps, so the
 first, noisy fits drive the weights: +4.7 % held-out loss against natural, vs +0.3 % for the
-paper's running mean over all steps) and ``alpha_floor: 0`` (the paper's ``-dL/dn`` without the
-reference's 0.05 exponent floor: +0.01 nats on the benchmark, but it is what drops an
-unlearnable domain, whose fit is alpha ≈ 0 with an arbitrary beta that the floor turns into a
-spurious learning potential; use it when a domain may be pure noise).
+paper's running mean over all steps).
+
+``alpha_floor`` is 0 (the paper's ``-dL/dn``), not the reference's 0.05: the floor counts
+``0.05 (L - eps)`` of learning potential for a domain whose fit has ``alpha`` near 0, but for a
+flat curve ``eps`` and ``beta`` trade off freely, so that reducible loss is not identified by the
+data; it is set by the fit's bound on ``eps`` (the reference's ``eps >= e^0.5`` leaves ``L -
+1.65``, our scale-free bound all of ``L``). With the floor, an unlearnable domain became the most
+"learnable" one (issue 24; ``tests/policy/test_sim.py``).
+
+Beyond the paper (issue 24), both off by default:
+
+* ``target``: per-domain weights of the losses the user cares about (a mapping name -> weight,
+  normalised; domains not named weigh 0). Default: the prior, the paper's objective
+  (``rho ∝ mu * h^s * s``). With a target, ``mu`` in that product becomes the target.
+* ``transfer: {...}`` (a :class:`~ado.estimators.TransferConfig`): an online estimate of the
+  transfer matrix ``A`` (:class:`~ado.estimators.TransferEstimator`), and a domain's learning
+  potential counts the predicted drop of every target domain's loss per sample of it,
+  ``sum_k target_k * A[k, j] * s_k``, instead of only its own (``A`` = identity gives plain ADO).
+  To identify ``A`` it moves ``transfer.explore`` (<= 5 %) of every batch to a round-robin
+  exploration domain, block by block (the estimator's schedule).
 
 Refits never stall training for long and always take effect at a deterministic step. By default
 (``fit_delay: 0``) they run synchronously inside :meth:`update`: the Rust fitter fits all K domains
@@ -59,14 +75,21 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
 from ado._state import Count, Distribution, StateModel, parse_state
-from ado.estimators import PowerLawFit, ScalingLawConfig, ScalingLawEstimator
+from ado.errors import ConfigError, StateError
+from ado.estimators import (
+    PowerLawFit,
+    ScalingLawConfig,
+    ScalingLawEstimator,
+    TransferConfig,
+    TransferEstimator,
+)
 from ado.policy.base import Policy, PolicyConfig, register_policy
 from ado.stats import F64, StepStats, normalised
 
@@ -104,6 +127,8 @@ class ADO(Policy):
         mix_rate: float = Field(0.1, ge=0.0, le=1.0)
         average: Literal["step", "first_fit"] = "step"
         prior_weight: float = Field(1.0, ge=0.0)
+        transfer: TransferConfig | None = None
+        target: dict[str, Annotated[float, Field(ge=0.0, allow_inf_nan=False)]] | None = None
 
         def harness_needs(self) -> frozenset[str]:
             """A step schedule (see :meth:`PolicyConfig.harness_needs`)."""
@@ -126,12 +151,44 @@ class ADO(Policy):
         # hot-path constants
         self._keep_h = 1.0 - cfg.credit_rate
         self._keep_pi = 1.0 - cfg.mix_rate
+        self._target = mu if cfg.target is None else _target_vector(cfg.target, self.domains)
+        self.transfer: TransferEstimator | None = None
+        if cfg.transfer is not None:
+            self.transfer = cfg.transfer.build(list(self.domains))
+
+    @property
+    def target(self) -> F64:
+        """The target weights (the prior unless ``target`` is set)."""
+        return self._target.copy()
+
+    def _explore(self, weights: F64, step: int) -> F64:
+        """``transfer``: move ``explore`` of the batch drawn at ``step + 1`` to that block's
+        exploration domain."""
+        tr = self.transfer
+        if tr is None:
+            return weights
+        j = tr.explore_domain(step + 1)
+        if j is None:
+            return weights
+        e = tr.config.explore
+        out = weights * (1.0 - e)
+        out[j] += e
+        return out
 
     def _update(self, stats: StepStats) -> F64:
         # Hot path (every step): about 20 numpy operations on K-vectors, nothing O(t).
         cfg = self.config
         est = self.estimator
-        est.observe(stats)  # all or nothing; nothing below can fail
+        if self.transfer is not None:  # validated first: a bad step changes nothing
+            saved = self.transfer.state_dict()
+            self.transfer.observe(stats)
+            try:
+                est.observe(stats)
+            except BaseException:
+                self.transfer.load_state_dict(saved)
+                raise
+        else:
+            est.observe(stats)  # all or nothing; nothing below can fail
         if cfg.credit_source == "realised":
             h = self._h * self._keep_h + cfg.credit_rate * (stats.counts / est.last_batch)
         else:
@@ -139,9 +196,14 @@ class ADO(Policy):
         self._h = h
         t = stats.step
         if est.current is None or t < cfg.start_step:
-            return self.prior
+            return self._explore(self.prior.copy(), t) if self.transfer else self.prior
         credit = np.sqrt(h) if cfg.credit_exponent == 0.5 else h**cfg.credit_exponent
-        score = self.prior * credit * est.signal()
+        if self.transfer is None:
+            score = self._target * credit * est.signal()
+        else:
+            # per sample of j: the predicted drop of every target domain's loss
+            drop = np.nan_to_num(self._target * est.signal(), nan=0.0)
+            score = credit * (self.transfer.matrix().T @ drop)
         with np.errstate(over="ignore"):
             total = float(_sum(score))
         if total == math.inf and np.isfinite(score).all():  # finite scores whose sum overflows
@@ -163,7 +225,7 @@ class ADO(Policy):
         pi_bar = self._pi_bar * (1.0 - rate)
         pi_bar += rate * rho
         self._pi_bar = pi_bar
-        return pi
+        return self._explore(pi, t)
 
     def metrics(self) -> dict[str, float]:
         """Weights, fit counters and parameters, credit, ``rho`` and ``pi_bar`` per domain."""
@@ -176,6 +238,8 @@ class ADO(Policy):
         out["last_fit_ms"] = est.last_fit_ms
         out["degenerate"] = float(self._degenerate)
         out["samples"] = est.total_samples
+        if self.transfer is not None:
+            out["transfer_blocks"] = float(self.transfer.blocks)
         fit = est.current
         for k, d in enumerate(self.domains):
             out[f"credit/{d}"] = float(self._h[k])
@@ -200,11 +264,26 @@ class ADO(Policy):
             "rho": self._rho.tolist(),
             "averaged": self._averaged,
             "degenerate": self._degenerate,
+            "transfer": None if self.transfer is None else self.transfer.state_dict(),
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
         st = parse_state(_ADOState, state, "ado state", k=self.num_domains)
-        self.estimator.load_state_dict(st.estimator)  # validated whole before it changes anything
+        if (st.transfer is None) != (self.transfer is None):
+            raise StateError(
+                "ado state: 'transfer' "
+                + ("is missing, but this policy has transfer on" if st.transfer is None else
+                   "is set, but this policy has transfer off")
+            )
+        saved = None if self.transfer is None else self.transfer.state_dict()
+        if self.transfer is not None and st.transfer is not None:
+            self.transfer.load_state_dict(st.transfer)  # validated whole first
+        try:
+            self.estimator.load_state_dict(st.estimator)  # validated whole before it changes
+        except BaseException:
+            if self.transfer is not None and saved is not None:
+                self.transfer.load_state_dict(saved)
+            raise
         self._h, self._pi_bar, self._rho = (
             np.asarray(v, dtype=np.float64) for v in (st.h, st.pi_bar, st.rho)
         )
@@ -218,3 +297,16 @@ class _ADOState(StateModel):
     rho: Distribution
     averaged: Count
     degenerate: Count
+    transfer: dict[str, Any] | None = None
+
+
+def _target_vector(target: dict[str, float], domains: Sequence[str]) -> F64:
+    unknown = sorted(set(target) - set(domains))
+    if unknown:
+        raise ConfigError(f"ado: target names unknown domains {unknown} (domains: {list(domains)})")
+    vec = np.array([float(target.get(d, 0.0)) for d in domains])
+    total = float(_sum(vec))
+    if not total > 0.0:
+        raise ConfigError("ado: target weights are all 0")
+    out: F64 = vec / total
+    return out
