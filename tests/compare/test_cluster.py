@@ -47,7 +47,12 @@ def test_held_out_sets_are_the_sources_and_the_manifest_loads(
     tiny_corpus: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "c"
+    held = sorted((tiny_corpus / "val").rglob("*.tar"))
+    before = [p.stat().st_ctime_ns for p in held]
     info = _cluster(tiny_corpus, out, k=3, seed=1)
+    # copies, not hard links: a link would change the source shards' ctime, which the loader of
+    # a run reading the source corpus takes for a changed shard
+    assert [p.stat().st_ctime_ns for p in held] == before
     for name in ("val.yaml", "ood.yaml"):
         if (tiny_corpus / name).exists():
             assert (out / name).read_bytes() == (tiny_corpus / name).read_bytes()

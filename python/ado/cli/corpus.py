@@ -109,8 +109,8 @@ def register(sub: Any) -> None:
         help="split a built corpus into K clustered domains",
         description="Write OUT/train/<cluster>/*.tar (the samples unchanged), OUT/manifest.yaml "
         "(prior weight = token share), OUT/clusters.md (size, top terms and source domains of "
-        "each cluster) and OUT/corpus.json; OUT/val, OUT/ood and their manifests are the source's "
-        "(hard links), so runs on either corpus are evaluated on the same held-out data. "
+        "each cluster) and OUT/corpus.json; OUT/val, OUT/ood and their manifests are copies of the "
+        "source's, so runs on either corpus are evaluated on the same held-out data. "
         "Streams over the shards (memory does not grow with the corpus); the same corpus, K and "
         "seed give the same bytes.",
     )

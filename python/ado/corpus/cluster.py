@@ -8,7 +8,8 @@ of each cluster (``clusters.md``, and ``corpus.json["clusters"]``: size, top ter
 domains it drew from).
 
 The held-out sets are **not** re-split: ``val/``, ``ood/``, ``val.yaml``, ``ood.yaml`` and
-``tokenizer.json`` are the source corpus's files (hard-linked, or copied across file systems),
+``tokenizer.json`` are copies of the source corpus's files (never hard links: a link changes the
+source shard's ctime, which the loader of a run reading the source reads as a changed shard),
 and ``corpus.json["domains"]`` keeps the source's domains, so a comparison of domain definitions
 evaluates every run on the very same data (the original domains' held-out sets).
 
@@ -36,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tarfile
 from collections.abc import Iterator
@@ -240,16 +240,16 @@ def check_out(out: Path, force: bool) -> None:
                 p.unlink()
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def _copy(src: Path, dst: Path) -> None:
+    """Copy a file or a folder. Never a hard link: linking changes the source shard's ctime,
+    which a loader that indexed it reads as "shard changed" (a run reading the source corpus
+    would stop)."""
     if src.is_dir():
         dst.mkdir(parents=True, exist_ok=True)
         for child in sorted(src.iterdir()):
-            _link_or_copy(child, dst / child.name)
+            _copy(child, dst / child.name)
         return
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    shutil.copyfile(src, dst)
 
 
 def _fit_group(
@@ -394,7 +394,7 @@ def cluster_corpus(cfg: ClusterConfig) -> dict[str, Any]:
         (out / "manifest.yaml").write_text(yaml.safe_dump({"domains": manifest}, sort_keys=False))
         for name in HELD_OUT:
             if (src / name).exists():
-                _link_or_copy(src / name, out / name)
+                _copy(src / name, out / name)
         held = {
             p: h for p, h in info.get("shards", {}).items() if p.split("/", 1)[0] in ("val", "ood")
         }
