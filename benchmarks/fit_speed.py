@@ -5,12 +5,18 @@ Fits K = 22 domains x 5,900 points (the reference's size at step 59,000: rows 10
 runs, the time per domain, and compares objectives with the reference strategy (the 8x8x8 start grid
 of L-BFGS-B on the same objective), which is timed on a few domains only because it is slow.
 
-Run: ``python benchmarks/fit_speed.py [--runs 15] [--baseline-domains 2]``
+Then the per-domain cost of a refit against the points per curve (K = 1,000 curves) and against
+the number of curves K (10 ... 10^5 curves of 11 points), for both configurations: wall time per
+domain with all cores, and CPU time per domain (the sum over threads: what a refit costs a loaded
+machine).
+
+Run: ``python benchmarks/fit_speed.py [--runs 15] [--baseline-domains 2] [--max-k 100000]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -38,12 +44,57 @@ def make_histories(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return n_all[rows], np.ascontiguousarray(smooth[:, rows])
 
 
+def random_curves(k: int, points: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` noisy curves (1 % log-normal noise) of ``points`` points on steps 1,000 ... 60,000."""
+    rng = np.random.default_rng(seed)
+    n = (np.linspace(1000, 60_000, points).round() + 1.0) * BATCH
+    eps = rng.uniform(0.8, 3.0, k)
+    beta = rng.uniform(5.0, 60.0, k)
+    alpha = rng.uniform(0.15, 0.5, k)
+    law = eps[:, None] + beta[:, None] * n[None, :] ** -alpha[:, None]
+    return n, law * np.exp(0.01 * rng.standard_normal((k, points)))
+
+
+def per_domain_cost(n: np.ndarray, losses: np.ndarray, config: FitConfig) -> tuple[float, float]:
+    """(wall, CPU) seconds per domain of one refit of all rows of ``losses``."""
+    fit_power_laws(n, losses[:2], config)  # warm-up (thread pool)
+    w0, c0 = time.perf_counter(), time.process_time()
+    fit_power_laws(n, losses, config)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    return wall / len(losses), cpu / len(losses)
+
+
+def cost_tables(max_k: int) -> None:
+    """Print the per-domain cost against points and against K."""
+    configs = (("reference", FitConfig.reference()), ("default", FitConfig()))
+    print("\nper-domain cost against points per curve (K = 1,000; 200 for >= 500 points):")
+    print(f"{'points':>7} {'config':>10} {'wall us/domain':>15} {'CPU us/domain':>14}")
+    for points in (5, 11, 32, 64, 128, 500, 5900):
+        k = 1000 if points < 500 else 200
+        n, losses = random_curves(k, points)
+        for name, config in configs:
+            wall, cpu = per_domain_cost(n, losses, config)
+            print(f"{points:>7} {name:>10} {wall * 1e6:>15.1f} {cpu * 1e6:>14.1f}")
+    print("\nper-domain cost against K (curves of 11 points):")
+    print(f"{'K':>7} {'config':>10} {'refit s':>9} {'wall us/domain':>15} {'CPU us/domain':>14}")
+    for k in (10, 100, 1000, 10_000, 100_000):
+        if k > max_k:
+            break
+        n, losses = random_curves(k, 11, seed=1)
+        for name, config in configs:
+            wall, cpu = per_domain_cost(n, losses, config)
+            print(f"{k:>7} {name:>10} {wall * k:>9.3f} {wall * 1e6:>15.1f} {cpu * 1e6:>14.1f}")
+
+
 def main() -> None:
     """Print the figures."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--baseline-domains", type=int, default=2)
+    parser.add_argument("--max-k", type=int, default=100_000, help="largest K of the K table")
+    parser.add_argument("--skip-tables", action="store_true", help="only the K = 22 figures")
     args = parser.parse_args()
+    print(f"cores usable: {len(os.sched_getaffinity(0))}; load average {os.getloadavg()}")
 
     n, losses = make_histories()
     print(f"data: K={losses.shape[0]} domains x {losses.shape[1]} points")
@@ -79,6 +130,8 @@ def main() -> None:
             f"  baseline: {per_domain:.1f} s per domain -> speed-up per domain "
             f"{per_domain / (med / K):,.0f}x; domains where ado is worse: {worse}/{len(base_times)}"
         )
+    if not args.skip_tables:
+        cost_tables(args.max_k)
 
 
 if __name__ == "__main__":

@@ -58,12 +58,51 @@ def heldout_panels(domains: Sequence[str], ood_sets: Sequence[str]) -> list[str]
     return [*domains, "uniform_avg", *(f"ood/{s}" for s in ood_sets)]
 
 
+#: Above this many training domains the weights are a heatmap, not lines.
+MAX_LINE_DOMAINS = 20
+
+
+def weights_heatmap(plt: Any, seeds: dict[str, list[Path]], domains: list[str], path: Path) -> None:
+    """One heatmap per policy of its sampling weights (rows: domains, sorted by their mean
+    weight; columns: steps; mean over seeds; log colour scale)."""
+    from matplotlib.colors import LogNorm
+
+    fig, axes = plt.subplots(
+        len(seeds), 1, figsize=(10, 3.2 * len(seeds)), squeeze=False, constrained_layout=True
+    )
+    for ax, (policy, fs) in zip(axes[:, 0], seeds.items(), strict=True):
+        steps, w = _over_seeds(fs, "train", [f"weight/{d}" for d in domains])
+        mean = np.nanmean(w, axis=0).T if w.size else np.zeros((len(domains), 1))
+        order = np.argsort(-np.nanmean(mean, axis=1), kind="stable")
+        floor = max(float(np.nanmin(mean[mean > 0])) if np.any(mean > 0) else 1e-6, 1e-6)
+        extent = (float(steps[0]), float(steps[-1]), len(domains), 0) if len(steps) else None
+        im = ax.imshow(
+            np.clip(mean[order], floor, None),
+            aspect="auto",
+            interpolation="nearest",
+            norm=LogNorm(vmin=floor, vmax=float(np.nanmax(mean)) if mean.size else 1.0),
+            extent=extent,
+            cmap="viridis",
+        )
+        ax.set_title(
+            f"{policy}: sampling weight of {len(domains)} domains "
+            f"({len(fs)} seed{'s' if len(fs) > 1 else ''}, mean)"
+        )
+        ax.set_xlabel("step")
+        ax.set_ylabel("domain (by mean weight)")
+        fig.colorbar(im, ax=ax, label="weight")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def make_plots(
     out: Path,
     runs: list[dict[str, Any]],
     domains: list[str],
     kinds: dict[str, str],
     ood_sets: Sequence[str] = (),
+    *,
+    train_domains: Sequence[str] | None = None,
 ) -> list[str]:
     """Write ``plots/weights.png``, ``plots/heldout.png`` and (with ADO) ``plots/ado_fits.png``.
 
@@ -72,6 +111,11 @@ def make_plots(
     the runs' eval records: a set scored only after training, from the final checkpoint, has
     no curve). The fitted power laws are those of every seed of the first ADO policy. Returns
     the paths written, relative to ``out``.
+
+    ``train_domains`` (default ``domains``) are the domains the runs sampled from (the clusters of
+    a corpus made by ``ado corpus cluster``, whose held-out ``domains`` are the source's). Above
+    :data:`MAX_LINE_DOMAINS` of them the weights are drawn as a heatmap per policy (domains x
+    steps, mean over seeds) and there is no ``ado_fits.png``.
 
     Raises:
         MissingDependencyError: matplotlib is missing (``pip install 'ado[plot]'``).
@@ -87,18 +131,25 @@ def make_plots(
     written = []
     colors = plt.get_cmap("tab10" if len(domains) <= 10 else "tab20")
 
-    # 1. weights over time, one panel per policy: mean over seeds, band from min to max
+    trained = list(train_domains) if train_domains is not None else list(domains)
+    # 1. weights over time, one panel per policy: mean over seeds, band from min to max (a
+    #    heatmap of the mean when there are too many domains for lines)
     rows, cols = _grid(len(seeds))
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False, sharey=True)
-    for ax, (policy, fs) in zip(axes.flat, seeds.items(), strict=False):
-        steps, w = _over_seeds(fs, "train", [f"weight/{d}" for d in domains])
-        for i, d in enumerate(domains):
-            _band(ax, steps, w[:, :, i], colors(i), d)
-        ax.set_title(f"{policy} ({len(fs)} seed{'s' if len(fs) > 1 else ''})")
-        ax.set_xlabel("step")
-    _finish_grid(
-        fig, axes, len(seeds), "sampling weight", min(len(domains), 6), plots / "weights.png"
-    )
+    if len(trained) > MAX_LINE_DOMAINS:
+        weights_heatmap(plt, seeds, trained, plots / "weights.png")
+    else:
+        fig, axes = plt.subplots(
+            rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False, sharey=True
+        )
+        for ax, (policy, fs) in zip(axes.flat, seeds.items(), strict=False):
+            steps, w = _over_seeds(fs, "train", [f"weight/{d}" for d in trained])
+            for i, d in enumerate(trained):
+                _band(ax, steps, w[:, :, i], colors(i), d)
+            ax.set_title(f"{policy} ({len(fs)} seed{'s' if len(fs) > 1 else ''})")
+            ax.set_xlabel("step")
+        _finish_grid(
+            fig, axes, len(seeds), "sampling weight", min(len(trained), 6), plots / "weights.png"
+        )
     written.append("plots/weights.png")
 
     # 2. held-out loss curves, one panel per domain, the uniform average and each
@@ -119,8 +170,8 @@ def make_plots(
     # 3. ADO's fitted power laws L(n) = eps + beta n^-alpha against the observed training
     #    losses, every seed of the first ADO policy (mean and band)
     ado = [p for p in seeds if kinds.get(p) == "ado"]
-    if ado:
-        _ado_fits(plt, ado[0], seeds[ado[0]], domains, plots / "ado_fits.png")
+    if ado and len(trained) <= MAX_LINE_DOMAINS:
+        _ado_fits(plt, ado[0], seeds[ado[0]], trained, plots / "ado_fits.png")
         written.append("plots/ado_fits.png")
     return written
 

@@ -43,11 +43,21 @@ from ado._deps import require
 from ado._io import atomic_write_text
 from ado.runlog import read_records
 
-__all__ = ["REPORT_VERSION", "format_table", "headline", "paired_interval", "write_report"]
+__all__ = [
+    "REPORT_VERSION",
+    "format_table",
+    "headline",
+    "paired_interval",
+    "train_domains",
+    "write_report",
+]
 
 logger = logging.getLogger(__name__)
 
 REPORT_VERSION = 1
+
+#: Above this many training domains the report shows no per-domain table of tokens seen.
+MAX_TABLE_DOMAINS = 16
 
 
 def _avg(losses: dict[str, float], weights: dict[str, float] | None = None) -> float:
@@ -61,6 +71,12 @@ def _std(xs: Sequence[float]) -> float | None:
     return float(np.std(xs, ddof=1)) if len(xs) >= 2 else None
 
 
+def train_domains(info: dict[str, Any]) -> list[str]:
+    """The training domains of a corpus: its domains, or the clusters of a corpus made by ``ado
+    corpus cluster`` (whose ``domains`` are the source's, the ones its held-out sets score)."""
+    return list(info.get("clusters") or info["domains"])
+
+
 def _ood_sets(runs: list[dict[str, Any]]) -> list[str]:
     """The out-of-distribution sets every run was scored on, in order."""
     sets: list[str] | None = None
@@ -70,7 +86,9 @@ def _ood_sets(runs: list[dict[str, Any]]) -> list[str]:
     return sets or []
 
 
-def _summary(runs: list[dict[str, Any]], domains: list[str]) -> list[dict[str, Any]]:
+def _summary(
+    runs: list[dict[str, Any]], domains: list[str], trained: list[str]
+) -> list[dict[str, Any]]:
     order: list[str] = []
     for r in runs:
         if r["policy"] not in order:
@@ -101,7 +119,7 @@ def _summary(runs: list[dict[str, Any]], domains: list[str]) -> list[dict[str, A
                     d: float(np.mean([r["heldout_loss"][d] for r in rs])) for d in domains
                 },
                 "tokens_seen_mean": {
-                    d: float(np.mean([r["tokens_seen"][d] for r in rs])) for d in domains
+                    d: float(np.mean([r["tokens_seen"][d] for r in rs])) for d in trained
                 },
                 "wall_seconds_mean": float(np.mean([r["wall_seconds"] for r in rs])),
                 "policy_seconds_mean": float(np.mean([r["policy_seconds"] for r in rs])),
@@ -403,15 +421,24 @@ def _markdown(report: dict[str, Any]) -> str:
         *_ood_section(report),
         "## Tokens seen per domain",
         "",
-        "| policy | " + " | ".join(report["domains"]) + " |",
-        "|" + "---|" * (len(report["domains"]) + 1),
     ]
-    for s in report["summary"]:
+    trained = report.get("train_domains") or report["domains"]
+    if len(trained) > MAX_TABLE_DOMAINS:
         lines.append(
-            f"| {s['policy']} | "
-            + " | ".join(f"{s['tokens_seen_mean'][d]:,.0f}" for d in report["domains"])
-            + " |"
+            f"{len(trained)} training domains: see `tokens_seen_mean` in report.json and the "
+            "weights' heatmap."
         )
+    else:
+        lines += [
+            "| policy | " + " | ".join(trained) + " |",
+            "|" + "---|" * (len(trained) + 1),
+        ]
+        for s in report["summary"]:
+            lines.append(
+                f"| {s['policy']} | "
+                + " | ".join(f"{s['tokens_seen_mean'][d]:,.0f}" for d in trained)
+                + " |"
+            )
     ref = report["reference"]
     lines += ["", "## Setup", "", f"- DoReMi reference losses: {ref['note']}"]
     for seed, losses in ref["losses"].items():
@@ -512,7 +539,8 @@ def write_report(
         r["natural_avg"] = _avg(r["heldout_loss"], natural)
         runs.append(r)
     compared = [r for r in runs if r["policy"] != "reference"]
-    summary = _summary(compared, domains)
+    trained = train_domains(info)
+    summary = _summary(compared, domains, trained)
     ref_runs = [r for r in runs if r["policy"] in ("reference", "natural")]
     served = [r.get("overrides") or {} for r in runs]  # what compare gave each run
     has_doremi = any("estimator.reference_losses" in o for o in served)
@@ -528,6 +556,7 @@ def write_report(
         "preset": cfg.preset.describe(),
         "tokens_per_run": cfg.preset.tokens_per_run(),
         "domains": domains,
+        "train_domains": trained,
         "ood_sets": _ood_sets(compared),
         "natural_weights": natural,
         "noise_domains": noise,
@@ -562,7 +591,9 @@ def write_report(
                 lines.append(json.dumps(rec) + "\n")
     atomic_write_text(out / "metrics.jsonl", "".join(lines))
     try:
-        report["files"]["plots"] = make_plots(out, runs, domains, kinds, report["ood_sets"])
+        report["files"]["plots"] = make_plots(
+            out, runs, domains, kinds, report["ood_sets"], train_domains=trained
+        )
     except ImportError as err:
         logger.warning("no plots: %s", err)
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")

@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from ado._io import atomic_write_text
 from ado.compare.presets import Preset
+from ado.compare.report import train_domains
 from ado.errors import ConfigError, InternalError, RunFailedError
 from ado.policy import PolicyConfig, load_policy_config, presets
 from ado.runlog import read_run_log
@@ -393,7 +394,8 @@ def train_one(
     if not evals:
         raise ConfigError(f"{spec.key}: the run logged no held-out evaluation")
     final = evals[-1]
-    domains = list(info["domains"])
+    domains = list(info["domains"])  # the held-out sets (a clustered corpus keeps its source's)
+    trained = train_domains(info)
     steps = log.events("step")
     if [r["step"] for r in steps] != list(range(res["steps"])):
         raise ConfigError(
@@ -413,7 +415,7 @@ def train_one(
         "ood_loss": {
             k[len("loss/ood/") :]: v for k, v in final.items() if k.startswith("loss/ood/")
         },
-        "tokens_seen": {d: int(s * tcfg.seq_len) for d, s in zip(domains, samples, strict=True)},
+        "tokens_seen": {d: int(s * tcfg.seq_len) for d, s in zip(trained, samples, strict=True)},
         "final_weights": res["weights"],
         "wall_seconds": float(sum(r["step_s"] for r in steps)),
         "policy_seconds": float(sum(r["policy_s"] for r in steps)),

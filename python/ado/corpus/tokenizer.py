@@ -109,6 +109,15 @@ class CorpusTokenizer:
         out: U16 = self._byte_ids[np.frombuffer(data, dtype=np.uint8)]
         return out
 
+    def token_text(self, token_id: int) -> str:
+        """The text of one token id (for reports: a byte token outside UTF-8 reads as ``\\xNN``)."""
+        if self._hf is None:
+            if token_id >= 256:
+                return "<eos>"
+            return chr(token_id) if 32 <= token_id < 127 else f"\\x{token_id:02x}"
+        text: str = self._hf.decode([int(token_id)])
+        return text
+
     def save(self, folder: str | Path) -> None:
         """Write ``tokenizer.json`` (BPE only; a byte tokenizer needs no file)."""
         if self._hf is not None:

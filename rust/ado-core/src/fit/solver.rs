@@ -208,7 +208,7 @@ fn polish(
         iterations += 1;
         // Effective gradient and the coordinates locked on a kink.
         let mut geff = [0.0; 3];
-        let mut free = Vec::with_capacity(3);
+        let mut free = Small::<usize, 3>::new();
         for j in 0..3 {
             let (sl, sr) = penalty_slopes(limits, j, theta[j]);
             let (gl, gr) = (der.grad[j] + sl, der.grad[j] + sr);
@@ -248,7 +248,7 @@ fn polish(
             let grad = der.grad;
             for hess in [der.exact, der.irls] {
                 let hmat = damp(&hess);
-                let Some(step) = cholesky_solve(&hmat, &neg_g, &free) else {
+                let Some(step) = cholesky_solve(&hmat, &neg_g, free.as_slice()) else {
                     continue;
                 };
                 let gd: f64 = (0..3).map(|j| geff[j] * step[j]).sum();
@@ -268,7 +268,7 @@ fn polish(
                 for j in 0..3 {
                     cand[j] += t * step[j];
                 }
-                for (j, at) in snapped {
+                for &(j, at) in snapped.as_slice() {
                     cand[j] = at;
                 }
                 limits.clamp(&mut cand);
@@ -299,6 +299,40 @@ fn polish(
     (theta, f, iterations)
 }
 
+/// A vector of at most `N` elements on the stack (the polish runs millions of times: no heap).
+#[derive(Clone, Copy)]
+struct Small<T: Copy + Default, const N: usize> {
+    items: [T; N],
+    len: usize,
+}
+
+impl<T: Copy + Default, const N: usize> Small<T, N> {
+    fn new() -> Self {
+        Small {
+            items: [T::default(); N],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, x: T) {
+        if self.len < N {
+            self.items[self.len] = x;
+            self.len += 1;
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn as_slice(&self) -> &[T] {
+        &self.items[..self.len]
+    }
+}
+
+/// Coordinates snapped onto a limit point by a step: (coordinate, position).
+type Snaps = Small<(usize, f64), 6>;
+
 /// Minimise the piecewise model `t * g.d + t^2 curv / 2 + P(theta + t d) - P(theta)` over `t in (0, 1]`,
 /// never crossing a hard bound. Returns `(t, coordinates to snap onto a limit point, model value)`.
 fn line_model(
@@ -307,9 +341,9 @@ fn line_model(
     step: &[f64; 3],
     grad: &[f64; 3],
     curv: f64,
-) -> (f64, Vec<(usize, f64)>, f64) {
+) -> (f64, Snaps, f64) {
     let mut t_max = 1.0_f64;
-    let mut breaks: Vec<(f64, usize, f64)> = Vec::new();
+    let mut breaks = Small::<(f64, usize, f64), 6>::new();
     for j in 0..3 {
         if step[j] == 0.0 {
             continue;
@@ -328,27 +362,36 @@ fn line_model(
     let gd: f64 = (0..3).map(|j| grad[j] * step[j]).sum();
     let p0 = limits.penalty(theta);
     let at_t = |t: f64| -> [f64; 3] { std::array::from_fn(|j| theta[j] + t * step[j]) };
-    let model = |t: f64, snaps: &[(usize, f64)]| -> f64 {
+    let model = |t: f64, snaps: &Snaps| -> f64 {
         let mut x = at_t(t);
-        for &(j, at) in snaps {
+        for &(j, at) in snaps.as_slice() {
             x[j] = at;
         }
         limits.clamp(&mut x);
         t * gd + 0.5 * t * t * curv + (limits.penalty(&x) - p0)
     };
-    let mut knots: Vec<f64> = breaks.iter().map(|b| b.0).filter(|&t| t < t_max).collect();
+    let mut knots = Small::<f64, 7>::new();
+    for b in breaks.as_slice() {
+        if b.0 < t_max {
+            knots.push(b.0);
+        }
+    }
     knots.push(t_max);
-    knots.sort_by(f64::total_cmp);
-    let snaps_at = |t: f64| -> Vec<(usize, f64)> {
-        breaks
-            .iter()
-            .filter(|b| b.0 == t)
-            .map(|b| (b.1, b.2))
-            .collect()
+    let len = knots.len;
+    knots.items[..len].sort_by(f64::total_cmp);
+    let snaps_at = |t: f64| -> Snaps {
+        let mut out = Snaps::new();
+        for b in breaks.as_slice() {
+            if b.0 == t {
+                out.push((b.1, b.2));
+            }
+        }
+        out
     };
-    let mut best = (t_max, snaps_at(t_max), model(t_max, &snaps_at(t_max)));
+    let top = snaps_at(t_max);
+    let mut best = (t_max, top, model(t_max, &top));
     let mut lo = 0.0;
-    for &hi in &knots {
+    for &hi in knots.as_slice() {
         let snaps = snaps_at(hi);
         let v = model(hi, &snaps);
         if v < best.2 {
@@ -360,9 +403,9 @@ fn line_model(
             if slope.is_finite() {
                 let t = -(gd + slope) / curv;
                 if t > lo && t < hi {
-                    let v = model(t, &[]);
+                    let v = model(t, &Snaps::new());
                     if v < best.2 {
-                        best = (t, Vec::new(), v);
+                        best = (t, Snaps::new(), v);
                     }
                 }
             }
@@ -387,8 +430,9 @@ fn subset(curve: &Curve, m: usize) -> Option<Curve> {
     })
 }
 
-/// Candidate starts from the profile over alpha, best first.
-fn profile(curve: &Curve, limits: &Limits, config: &FitConfig) -> Vec<[f64; 3]> {
+/// Candidate starts from the profile over alpha, best first, each marked `true` if it seeds a face
+/// (a bound of eps).
+fn profile(curve: &Curve, limits: &Limits, config: &FitConfig) -> Vec<([f64; 3], bool)> {
     let hard = |lim: Limit| {
         if let Limit::Hard(at) = lim {
             Some(at)
@@ -415,6 +459,22 @@ fn profile(curve: &Curve, limits: &Limits, config: &FitConfig) -> Vec<[f64; 3]> 
     let mut x = vec![0.0; loss.len()];
     let mut w = vec![1.0; loss.len()];
     let mut faces: [Option<(f64, [f64; 3])>; 2] = [None, None];
+    // The objective at a point of the current alpha, from the precomputed x_i = n_i^-alpha: one
+    // logarithm per point instead of the exponential and log1p of `log_model` (the same value up
+    // to rounding; it only ranks the candidates, which are polished on the exact objective).
+    let score = |x: &[f64], th: &[f64; 3]| -> f64 {
+        let p = limits.penalty(th);
+        if p.is_infinite() {
+            return p;
+        }
+        let (beta, eps) = (th[A].exp(), th[E].exp());
+        let sum: f64 = x
+            .iter()
+            .zip(&curve.y)
+            .map(|(&xi, &y)| huber(y - (eps + beta * xi).ln(), delta))
+            .sum();
+        curve.weight * sum + p
+    };
     for s in 0..g {
         let alpha = a_lo + (a_hi - a_lo) * s as f64 / (g - 1) as f64;
         let mut x_max: f64 = 0.0;
@@ -458,7 +518,7 @@ fn profile(curve: &Curve, limits: &Limits, config: &FitConfig) -> Vec<[f64; 3]> 
                     if eps.is_finite() && eps > 0.0 {
                         let mut th = [beta_given_eps(eps).ln(), eps.ln(), alpha];
                         limits.clamp(&mut th);
-                        let f = objective(curve, limits, &th, delta);
+                        let f = score(&x, &th);
                         if faces[face]
                             .as_ref()
                             .is_none_or(|b: &(f64, [f64; 3])| f < b.0)
@@ -493,7 +553,7 @@ fn profile(curve: &Curve, limits: &Limits, config: &FitConfig) -> Vec<[f64; 3]> 
             .into_iter()
             .map(|mut th| {
                 limits.clamp(&mut th);
-                (objective(curve, limits, &th, delta), th)
+                (score(&x, &th), th)
             })
             .min_by(|a, b| a.0.total_cmp(&b.0));
         if let Some(b) = best {
@@ -509,34 +569,97 @@ fn profile(curve: &Curve, limits: &Limits, config: &FitConfig) -> Vec<[f64; 3]> 
         .map(|i| scored[i])
         .collect();
     minima.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut starts: Vec<[f64; 3]> = minima.into_iter().take(4).map(|m| m.1).collect();
+    let mut starts: Vec<([f64; 3], bool)> =
+        minima.into_iter().take(4).map(|m| (m.1, false)).collect();
     // The optimum may sit on a bound of eps: seed each face with its own best profile point.
-    starts.extend(faces.into_iter().flatten().map(|f| f.1));
+    starts.extend(faces.into_iter().flatten().map(|f| (f.1, true)));
     // Small problems are cheap to polish, and few points make the Huber landscape rugged: spend a
     // fixed budget of point-iterations on further evenly spaced profile points.
     let extra = (EXTRA_START_BUDGET / curve.y.len()).min(scored.len());
     if extra > 0 {
         let stride = scored.len() as f64 / extra as f64;
-        starts.extend((0..extra).map(|i| scored[(i as f64 * stride) as usize].1));
+        starts.extend((0..extra).map(|i| (scored[(i as f64 * stride) as usize].1, false)));
     }
     starts
 }
 
 /// Point budget for extra starts: a 5-point curve gets every profile point, a 128-point one gets 2.
-const EXTRA_START_BUDGET: usize = 256;
+const EXTRA_START_BUDGET: usize = 64;
 
 /// Candidates within this relative distance of the best on the search subset are all refined on the
 /// full data: the subset's objective is not the full one, and near-ties may swap.
 const NEAR_TIE: f64 = 1e-3;
+
+/// Newton iterations every start of the profile gets before the field is cut.
+const SCREEN_ITERATIONS: usize = 6;
+
+/// Newton iterations of the second stage (after which only near-ties go on).
+const SECOND_STAGE_ITERATIONS: usize = 30;
+
+/// Distinct basins polished to the end after the screen (best first).
+const KEPT_AFTER_SCREEN: usize = 3;
+
+/// Whether two polished points sit in the same basin.
+fn same_basin(s: &[f64; 3], t: &[f64; 3]) -> bool {
+    (t[A] - s[A]).abs() + (t[E] - s[E]).abs() + 10.0 * (t[ALPHA] - s[ALPHA]).abs() < 1e-3
+}
 
 /// Fit one validated curve. Returns (theta, objective, iterations).
 pub(crate) fn solve(curve: &Curve, limits: &Limits, config: &FitConfig) -> ([f64; 3], f64, usize) {
     let delta = config.huber_delta;
     let small = subset(curve, config.search_points);
     let search = small.as_ref().unwrap_or(curve);
-    let mut cands: Vec<([f64; 3], f64, usize)> = profile(search, limits, config)
+    // Every start gets a few Newton iterations; only the best few distinct basins go on, and the
+    // best start of each face of eps: along a face the objective can be flat enough that a start
+    // which ends best is behind after the screen.
+    let screen = SCREEN_ITERATIONS.min(config.max_iter);
+    let mut screened: Vec<([f64; 3], f64, usize, bool)> = profile(search, limits, config)
         .into_iter()
-        .map(|start| polish(search, limits, delta, start, config.max_iter))
+        .map(|(start, face)| {
+            let (t, f, it) = polish(search, limits, delta, start, screen);
+            (t, f, it, face)
+        })
+        .filter(|c| c.1.is_finite())
+        .collect();
+    screened.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let mut kept: Vec<([f64; 3], f64, usize)> = Vec::with_capacity(KEPT_AFTER_SCREEN + 2);
+    let mut others = 0;
+    for (t, f, it, face) in screened {
+        if !face && others == KEPT_AFTER_SCREEN {
+            continue;
+        }
+        if !kept.iter().any(|k| same_basin(&k.0, &t)) {
+            others += usize::from(!face);
+            kept.push((t, f, it));
+        }
+    }
+    // Then a second short stage; only the near-ties of its best go on to convergence (a polish
+    // that stops before its budget has converged).
+    let second = SECOND_STAGE_ITERATIONS.min(config.max_iter);
+    let mut staged: Vec<([f64; 3], f64, usize, bool)> = kept
+        .into_iter()
+        .map(|(start, f, iters)| {
+            if iters < screen {
+                return (start, f, iters, true);
+            }
+            let (t, f, more) = polish(search, limits, delta, start, second);
+            (t, f, iters + more, more < second)
+        })
+        .filter(|c| c.1.is_finite())
+        .collect();
+    staged.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let lead = staged.first().map_or(f64::NAN, |c| c.1);
+    let lead_margin = 10.0 * NEAR_TIE * lead.abs().max(f64::MIN_POSITIVE);
+    let mut cands: Vec<([f64; 3], f64, usize)> = staged
+        .into_iter()
+        .filter(|c| c.1 <= lead + lead_margin)
+        .map(|(start, f, iters, done)| {
+            if done {
+                return (start, f, iters);
+            }
+            let (t, f, more) = polish(search, limits, delta, start, config.max_iter);
+            (t, f, iters + more)
+        })
         .filter(|c| c.1.is_finite())
         .collect();
     cands.sort_by(|a, b| a.1.total_cmp(&b.1));
@@ -557,13 +680,7 @@ pub(crate) fn solve(curve: &Curve, limits: &Limits, config: &FitConfig) -> ([f64
             break;
         }
         // Starts that polished into the same basin are refined once.
-        let same = |t: &[f64; 3]| {
-            (t[A] - start[A]).abs()
-                + (t[E] - start[E]).abs()
-                + 10.0 * (t[ALPHA] - start[ALPHA]).abs()
-                < 1e-3
-        };
-        if refined.iter().any(same) {
+        if refined.iter().any(|t| same_basin(t, &start)) {
             continue;
         }
         refined.push(start);
