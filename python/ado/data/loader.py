@@ -330,6 +330,12 @@ class MixtureLoader:
         if self.cache is not None:
             self.cache.close()
 
+    def __enter__(self) -> MixtureLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- configuration and pickling -------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         """Pickle to configuration plus current weights (no threads, no open files)."""

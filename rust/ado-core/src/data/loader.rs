@@ -144,12 +144,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The read-ahead schedule of one loader: per-domain queues of produced items and the streams
+/// themselves. A stream is taken out (`None`) while a thread produces from it, so nothing holds
+/// this lock (or any other) while a stream reads, fetches a remote shard or tokenizes: those
+/// may call into Python.
 struct Sched {
     queues: Vec<VecDeque<Result<Produced>>>,
+    /// Each domain's stream; `None` while a worker or the consumer produces from it.
+    streams: Vec<Option<Stream>>,
     bytes: Vec<usize>,
     total: usize,
     budget: Vec<usize>,
-    busy: Vec<bool>,
     failed: Vec<bool>,
     cap: usize,
     /// Whether the consumer waits on `ready` / how many workers wait on `work` (wake-ups are
@@ -164,13 +169,14 @@ impl Sched {
             return None;
         }
         (0..self.queues.len())
-            .filter(|&d| !self.busy[d] && !self.failed[d] && self.bytes[d] < self.budget[d])
+            .filter(|&d| {
+                self.streams[d].is_some() && !self.failed[d] && self.bytes[d] < self.budget[d]
+            })
             .max_by_key(|&d| (self.budget[d] - self.bytes[d], usize::MAX - d))
     }
 }
 
 struct Shared {
-    streams: Vec<Mutex<Stream>>,
     files: Arc<FilePool>,
     sched: Mutex<Sched>,
     ready: Condvar,
@@ -187,30 +193,33 @@ fn budgets(cap: usize, q: &[u64]) -> Vec<usize> {
 }
 
 impl Shared {
+    fn wait<'a>(cv: &Condvar, s: MutexGuard<'a, Sched>) -> MutexGuard<'a, Sched> {
+        cv.wait(s)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn worker(&self) {
         loop {
-            let d = {
+            let (d, stream) = {
                 let mut s = lock(&self.sched);
                 loop {
-                    if self.stop.load(Ordering::Relaxed) {
+                    if self.stop.load(Ordering::Acquire) {
                         return;
                     }
                     if let Some(d) = s.pick() {
-                        s.busy[d] = true;
-                        break d;
+                        if let Some(stream) = s.streams[d].take() {
+                            break (d, stream);
+                        }
                     }
                     s.idle_workers += 1;
-                    s = self
-                        .work
-                        .wait(s)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    s = Self::wait(&self.work, s);
                     s.idle_workers -= 1;
                 }
             };
-            // Fill domain `d` while it is under budget, one item at a time (the consumer may
-            // take the stream lock between items).
-            loop {
-                let mut stream = lock(&self.streams[d]);
+            // Fill domain `d` while it is under budget, one item at a time, holding no lock
+            // while the stream produces.
+            let mut held = Some(stream);
+            while let Some(stream) = held.as_mut() {
                 let res = stream.produce();
                 let mut s = lock(&self.sched);
                 let ok = res.is_ok();
@@ -223,31 +232,27 @@ impl Shared {
                 }
                 s.queues[d].push_back(res);
                 let more = ok
-                    && !self.stop.load(Ordering::Relaxed)
+                    && !self.stop.load(Ordering::Acquire)
                     && s.bytes[d] < s.budget[d]
                     && s.total < s.cap;
                 if !more {
-                    s.busy[d] = false;
+                    s.streams[d] = held.take();
                 }
-                // Only the consumer (one at a time, under the loader's lock) waits on `ready`.
                 let wake = s.consumer_waiting;
                 drop(s);
-                drop(stream);
                 if wake {
-                    self.ready.notify_one();
-                }
-                if !more {
-                    break;
+                    self.ready.notify_all();
                 }
             }
         }
     }
 
-    /// The next `n` items of domain `d`, from the queue or produced right here.
+    /// The next `n` items of domain `d`, from the queue or produced right here (with no lock
+    /// held while producing).
     fn pop_many(&self, d: usize, n: usize) -> Result<VecDeque<Produced>> {
         let mut out = VecDeque::with_capacity(n);
         let mut s = lock(&self.sched);
-        while out.len() < n {
+        loop {
             let before = out.len();
             while out.len() < n {
                 let Some(res) = s.queues[d].pop_front() else {
@@ -262,36 +267,41 @@ impl Shared {
                 self.work.notify_one();
             }
             if out.len() == n {
-                break;
+                return Ok(out);
             }
-            if s.busy[d] {
+            // The queue is empty: produce here, or wait for the worker that has the stream.
+            let Some(mut stream) = s.streams[d].take() else {
                 s.consumer_waiting = true;
-                s = self
-                    .ready
-                    .wait(s)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                s = Self::wait(&self.ready, s);
                 s.consumer_waiting = false;
                 continue;
-            }
+            };
             drop(s);
-            // Lock order: stream, then sched (as in `worker`).
-            let mut stream = lock(&self.streams[d]);
-            s = lock(&self.sched);
-            if !s.queues[d].is_empty() {
-                drop(stream);
-                continue;
-            }
-            drop(s);
+            let mut res = Ok(());
             while out.len() < n {
-                out.push_back(stream.produce()?);
+                match stream.produce() {
+                    Ok(p) => out.push_back(p),
+                    Err(e) => {
+                        res = Err(e);
+                        break;
+                    }
+                }
             }
-            drop(stream);
             s = lock(&self.sched);
+            s.streams[d] = Some(stream);
+            let wake = s.idle_workers > 0;
+            drop(s);
+            if wake {
+                self.work.notify_all();
+            }
+            return res.map(|()| out);
         }
-        Ok(out)
     }
 }
 
+/// The read-ahead threads of a loader. Dropping it stops them and waits for them (each
+/// finishes the item it is producing); call it detached from Python, since a thread may be
+/// waiting to call into Python (a remote shard's fetcher).
 struct Engine {
     shared: Arc<Shared>,
     /// Process that started the threads: after a fork the child has none of them.
@@ -301,9 +311,19 @@ struct Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        let _guard = lock(&self.shared.sched);
-        self.shared.work.notify_all();
+        if self.pid != std::process::id() {
+            // Forked child: the threads (and maybe a lock they held) stayed in the parent.
+            std::mem::forget(std::mem::take(&mut self.threads));
+            return;
+        }
+        self.shared.stop.store(true, Ordering::Release);
+        {
+            let _guard = lock(&self.shared.sched);
+            self.shared.work.notify_all();
+        }
+        for h in self.threads.drain(..) {
+            let _ = h.join();
+        }
     }
 }
 
@@ -443,21 +463,8 @@ impl Loader {
     /// Stop the read-ahead threads, wait for them, and close every shard file (remote shards
     /// are released to their fetcher). The next batch starts afresh from the committed cursors.
     pub fn shutdown(&mut self) {
-        let Some(mut engine) = self.engine.take() else {
-            return;
-        };
-        if engine.pid != std::process::id() {
-            std::mem::forget(engine);
-            return;
-        }
-        engine.shared.stop.store(true, Ordering::Relaxed);
-        {
-            let _guard = lock(&engine.shared.sched);
-            engine.shared.work.notify_all();
-        }
-        for h in engine.threads.drain(..) {
-            let _ = h.join();
-        }
+        // Dropping the engine stops and joins its threads (a forked child only forgets them).
+        self.engine = None;
     }
 
     /// Content fingerprint of the manifest (see [`fingerprint`]).
@@ -577,7 +584,7 @@ impl Loader {
             let files = Arc::new(FilePool::new(self.cfg.max_open_files, self.fetch.clone()));
             let streams = (0..k)
                 .map(|d| {
-                    Mutex::new(Stream::new(
+                    Some(Stream::new(
                         Arc::clone(&self.domains),
                         d,
                         self.cfg.seed,
@@ -601,14 +608,13 @@ impl Loader {
             };
             let cap = self.cfg.readahead_bytes;
             let shared = Arc::new(Shared {
-                streams,
                 files,
                 sched: Mutex::new(Sched {
                     queues: (0..k).map(|_| VecDeque::new()).collect(),
+                    streams,
                     bytes: vec![0; k],
                     total: 0,
                     budget: budgets(cap, &self.q),
-                    busy: vec![false; k],
                     failed: vec![false; k],
                     cap,
                     consumer_waiting: false,
