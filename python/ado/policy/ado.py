@@ -127,6 +127,10 @@ class ADO(Policy):
         self._keep_h = 1.0 - cfg.credit_rate
         self._keep_pi = 1.0 - cfg.mix_rate
 
+
+    def close(self) -> None:
+        """Stop the estimator's fit thread (see :meth:`ScalingLawEstimator.close`)."""
+        self.estimator.close()
     def _update(self, stats: StepStats) -> F64:
         # Hot path (every step): about 20 numpy operations on K-vectors, nothing O(t).
         cfg = self.config

@@ -297,6 +297,11 @@ class HeldOut:
         ]
         self._starts = [loader.state_dict() for loader in self.loaders]
 
+    def close(self) -> None:
+        """Close every loader (their threads are joined)."""
+        for loader in self.loaders:
+            loader.close()
+
     @torch.no_grad()
     def evaluate(
         self,
@@ -456,6 +461,15 @@ class _Run:
     def tokens_per_step(self) -> int:
         """Training tokens of one optimizer step over all ranks."""
         return self.cfg.batch_size * self.cfg.grad_accum * self.world * self.cfg.seq_len
+
+    def close(self) -> None:
+        """Close the training and held-out loaders and the policy (every background thread is
+        joined)."""
+        self.mixer.loader.close()
+        self.mixer.policy.close()
+        for held in (self.held_out, self.ood):
+            if held is not None:
+                held.close()
 
 
 def setup(cfg: TrainConfig) -> _Run:
@@ -622,7 +636,20 @@ def train(
         StateError: a checkpoint that does not match this run.
     """
     run = setup(cfg)
-    resume(run)
+    try:
+        resume(run)
+        return _train(run, on_step, on_eval)
+    finally:
+        run.close()
+
+
+def _train(
+    run: _Run,
+    on_step: Callable[[int, StepStats, DataMixer], None] | None,
+    on_eval: Callable[[int, dict[str, float]], None] | None,
+) -> TrainResult:
+    """The loop of :func:`train` over a set-up (and maybe resumed) run."""
+    cfg = run.cfg
     mixer = run.mixer
     log = RunLogWriter(cfg.log_path, run.rank, run.resumed_from)
     if run.resumed_from is None:

@@ -393,10 +393,12 @@ pub fn fit_many(
 ) -> Result<Vec<LrFitResult>> {
     config.validate()?;
     let design = design(lr, steps, config.decay, config.count_rises)?;
-    (0..losses.len())
-        .into_par_iter()
-        .map(|k| fit_design(k, &design, losses[k], config))
-        .collect()
+    crate::par::scoped(losses.len(), || {
+        (0..losses.len())
+            .into_par_iter()
+            .map(|k| fit_design(k, &design, losses[k], config))
+            .collect()
+    })?
 }
 
 /// The laws' predictions at `steps` under the schedule `lr`: one row per law
