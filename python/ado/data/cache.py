@@ -25,6 +25,7 @@ import re
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -71,6 +72,49 @@ def _md5_file(path: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# Lock descriptors (flock) open in this process. A forked child inherits them, and a flock lives
+# as long as any copy of its descriptor: the child would pin shards (and reservations) its parent
+# released. So the child closes its copies at once (the parent keeps its locks), and forks wait
+# while a descriptor is being opened or closed so that none escapes the registry.
+_FDS: set[int] = set()
+_FDS_LOCK = threading.Lock()
+_CACHES: weakref.WeakSet[ShardCache] = weakref.WeakSet()
+
+
+def _open_fd(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` of a lock or reservation file, registered (closed in forked children)."""
+    with _FDS_LOCK:
+        fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+        _FDS.add(fd)
+    return fd
+
+
+def _close_fd(fd: int) -> None:
+    """Close a descriptor of :func:`_open_fd`."""
+    with _FDS_LOCK:
+        _FDS.discard(fd)
+        os.close(fd)
+
+
+def _after_fork_in_child() -> None:
+    global _FDS_LOCK
+    _FDS_LOCK = threading.Lock()
+    for fd in _FDS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _FDS.clear()
+    for cache in list(_CACHES):
+        cache._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=lambda: _FDS_LOCK.acquire(),
+        after_in_parent=lambda: _FDS_LOCK.release(),
+        after_in_child=_after_fork_in_child,
+    )
 
 
 def _key(url: str) -> str:
@@ -137,6 +181,7 @@ class ShardCache:
         self._mutex = threading.Lock()
         # Short names handed to the core (no credentials) -> real URLs.
         self._real: dict[str, str] = {}
+        _CACHES.add(self)
 
     # -- names ------------------------------------------------------------------------------
     def entry(self, url: str) -> Path:
@@ -163,7 +208,13 @@ class ShardCache:
 
     # -- locks --------------------------------------------------------------------------------
     def _open_lock(self, path: Path) -> int:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        return _open_fd(path, os.O_RDWR | os.O_CREAT)
+
+    def _forked(self) -> None:
+        """In a forked child: the inherited holds are gone (closed by the fork handler)."""
+        self._held = {}
+        self._mutex = threading.Lock()
+        self.stats.lock = threading.Lock()
 
     @contextlib.contextmanager
     def _exclusive(self, path: Path) -> Any:
@@ -172,7 +223,7 @@ class ShardCache:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield fd
         finally:
-            os.close(fd)
+            _close_fd(fd)
 
     # -- budget -------------------------------------------------------------------------------
     def used_bytes(self) -> int:
@@ -194,7 +245,7 @@ class ShardCache:
         used = 0
         for res in (self.root / "tmp").glob("*.res"):
             try:
-                fd = os.open(res, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = _open_fd(res, os.O_RDONLY)
             except FileNotFoundError:
                 continue
             try:
@@ -205,7 +256,7 @@ class ShardCache:
                 with contextlib.suppress(FileNotFoundError):
                     res.unlink()  # left by a process that died
             finally:
-                os.close(fd)
+                _close_fd(fd)
         entries = []
         for p in (self.root / "shards").iterdir():
             with contextlib.suppress(FileNotFoundError):
@@ -237,11 +288,7 @@ class ShardCache:
                     res = self.root / "tmp" / f"{_key(url)}.res"
                     with contextlib.suppress(FileNotFoundError):
                         res.unlink()  # ours from an attempt that failed (we hold the url lock)
-                    fd = os.open(
-                        res,
-                        os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                        0o644,
-                    )
+                    fd = _open_fd(res, os.O_RDWR | os.O_CREAT | os.O_EXCL)
                     fcntl.flock(fd, fcntl.LOCK_EX)
                     os.ftruncate(fd, need)  # sparse: counts in the budget, takes no space
                     return fd
@@ -258,7 +305,7 @@ class ShardCache:
         if fd >= 0:
             with contextlib.suppress(FileNotFoundError):
                 (self.root / "tmp" / f"{_key(url)}.res").unlink()
-            os.close(fd)
+            _close_fd(fd)
 
     def _evict(self, p: Path) -> bool:
         """Delete one cached shard unless a reader holds it (or it is being downloaded)."""
@@ -278,7 +325,7 @@ class ShardCache:
             logger.debug("cache: evicted %s", p.name)
             return True
         finally:
-            os.close(fd)
+            _close_fd(fd)
 
     # -- downloads ----------------------------------------------------------------------------
     def _download(self, url: str, size: int | None, digest: str | None, *, wait: bool) -> bool:
@@ -361,17 +408,17 @@ class ShardCache:
                     continue
                 size, digest = self._expect.get(url, (None, None))
                 if not self._download(url, size, digest, wait=wait):
-                    os.close(fd)
+                    _close_fd(fd)
                     return False
                 # downgrade and re-check: an evictor may slip in between (then loop)
         except BaseException:
-            os.close(fd)
+            _close_fd(fd)
             raise
         if hold:
             with self._mutex:
                 self._held.setdefault(url, []).append(fd)
         else:
-            os.close(fd)
+            _close_fd(fd)
         return True
 
     def acquire(self, name: str) -> str:
@@ -388,7 +435,7 @@ class ShardCache:
             fds = self._held.get(url)
             fd = fds.pop() if fds else None
         if fd is not None:
-            os.close(fd)
+            _close_fd(fd)
 
     def close(self) -> None:
         """Drop every hold of this process."""
@@ -397,7 +444,7 @@ class ShardCache:
         for fds in held.values():
             for fd in fds:
                 with contextlib.suppress(OSError):
-                    os.close(fd)
+                    _close_fd(fd)
 
     # -- indexes ------------------------------------------------------------------------------
     def index(self, url: str) -> bytes:

@@ -94,6 +94,12 @@ def _decode(value: Any) -> dict[str, Any]:
     return out
 
 
+def _rank_number(key: str) -> int:
+    """``rank_12`` -> 12 (other keys sort first)."""
+    tail = key.removeprefix("rank_")
+    return int(tail) if tail.isdigit() else -1
+
+
 class DataMixer:
     """Loader ↔ policy ↔ tracker for one rank.
 
@@ -281,31 +287,72 @@ class DataMixer:
             state[rank_key] = entry
         return state
 
+    def _load_elastic(self, policy: Any, saved: Mapping[str, Any], world: int) -> None:
+        """Resume a data state saved by ``world`` ranks on this loader's world size (see
+        :meth:`ado.data.MixtureLoader.load_state_dict`): needs every old rank's entry, taken at
+        a step boundary (no micro-batch or loss sum pending)."""
+        missing = [r for r in range(world) if f"rank_{r}" not in saved]
+        if missing:
+            raise StateError(
+                f"resuming a data state of {world} ranks on {self.loader.world_size} needs every "
+                f"rank's entry; missing ranks {missing}"
+            )
+        entries = [saved[f"rank_{r}"] for r in range(world)]
+        try:
+            pending = any(
+                int(e["micro"]) or any(float(x) for x in e["tracker"]["buffer"]) for e in entries
+            )
+            loaders = [e["loader"] for e in entries]
+            tracker = entries[0]["tracker"]
+        except (KeyError, TypeError, ValueError) as err:
+            raise StateError(f"data state is malformed: {err!r}") from None
+        if pending:
+            raise StateError(
+                "a data state with micro-batches or loss sums pending cannot be resumed on "
+                "another number of ranks; checkpoint at a step boundary"
+            )
+        self.policy.load_state_dict(policy)
+        self.loader.load_state_dict(loaders)
+        self.tracker.load_state_dict(tracker)
+        self._micro = 0
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` output; the following batches, losses and weights then equal
-        those of the uninterrupted run.
+        those of the uninterrupted run. A state saved by another number of ranks (with every
+        rank's entry, as :meth:`gathered_state_dict` or ``ado.torch.train``'s checkpoints hold
+        them) resumes elastically: the policy continues unchanged and the loader as
+        :meth:`ado.data.MixtureLoader.load_state_dict` describes.
 
         Raises:
             StateError: another format version, no entry for this rank, or a policy/loader/tracker
-            state that does not fit.
+            state that does not fit; an elastic resume without every old rank's entry or with
+            sums pending.
         """
         version = state.get("format_version")
         if version != STATE_FORMAT_VERSION:
             raise StateError(f"data state format_version {version!r} is not {STATE_FORMAT_VERSION}")
         key = self._rank_key()
-        if key not in state:
-            have = sorted(k for k in state if str(k).startswith("rank_"))
-            raise StateError(f"data state has no {key!r} entry (has {have})")
+        ranks = sorted((k for k in state if str(k).startswith("rank_")), key=_rank_number)
         try:
             policy = _decode(state["policy"])
-            mine = _decode(state[key])
-            loader, tracker, micro = mine["loader"], mine["tracker"], int(mine["micro"])
-        except (KeyError, TypeError, ValueError) as err:
+            saved = {k: _decode(state[k]) for k in ranks}
+            world = int(saved[ranks[0]]["loader"]["world_size"]) if ranks else None
+        except (KeyError, TypeError, ValueError, IndexError) as err:
             raise StateError(f"data state is malformed: {err!r}") from None
-        self.policy.load_state_dict(policy)
-        self.loader.load_state_dict(loader)
-        self.tracker.load_state_dict(tracker)
-        self._micro = micro
+        if world is not None and world != self.loader.world_size:
+            self._load_elastic(policy, saved, world)
+        else:
+            if key not in state:
+                raise StateError(f"data state has no {key!r} entry (has {ranks})")
+            try:
+                mine = saved[key]
+                loader, tracker, micro = mine["loader"], mine["tracker"], int(mine["micro"])
+            except (KeyError, TypeError, ValueError) as err:
+                raise StateError(f"data state is malformed: {err!r}") from None
+            self.policy.load_state_dict(policy)
+            self.loader.load_state_dict(loader)
+            self.tracker.load_state_dict(tracker)
+            self._micro = micro
         self._step = int(state["step"])
         if self.policy.step + 1 != self._step:
             raise StateError(

@@ -16,6 +16,7 @@ checkpoint's step on resume, so it too equals the uninterrupted run's.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -525,6 +526,16 @@ def setup(cfg: TrainConfig) -> _Run:
     )
 
 
+def _saved_world(data: Mapping[str, Any]) -> int | None:
+    """The number of ranks that wrote a checkpoint's data state (from rank 0's loader state)."""
+    entry = data.get("rank_0")
+    try:
+        decoded: Any = json.loads(entry) if isinstance(entry, str) else entry
+        return int(decoded["loader"]["world_size"])
+    except (KeyError, TypeError, ValueError):
+        return None  # let the mixer report what is wrong
+
+
 def resume(run: _Run) -> None:
     """Continue from the newest checkpoint in ``cfg.ckpt_dir``, if there is one: model,
     optimizer, and the whole data side (policy, loader position, loss tracker)."""
@@ -535,12 +546,19 @@ def resume(run: _Run) -> None:
     if ckpt is None:
         return
     state = load_checkpoint(ckpt, map_location=run.device)
-    mine = load_checkpoint(
-        Path(cfg.ckpt_dir) / f"rank_{run.rank}" / ckpt.name, map_location=run.device
-    )
+    data = dict(state["data"])
+    saved_world = _saved_world(data)
+    # The same world: this rank's file. Another world (elastic resume): every old rank's file.
+    ranks = [run.rank] if saved_world in (None, run.world) else range(saved_world)
+    for r in ranks:
+        if r != 0:
+            own = load_checkpoint(
+                Path(cfg.ckpt_dir) / f"rank_{r}" / ckpt.name, map_location=run.device
+            )
+            data.update(own["data"])
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
-    run.mixer.load_state_dict({**state["data"], **mine["data"]})
+    run.mixer.load_state_dict(data)
     run.start = run.resumed_from = int(ckpt.stem.split("_")[1])
     logger.info("resumed from %s (step %d)", ckpt, run.start)
 

@@ -192,6 +192,8 @@ struct Slot {
     loader: Option<Box<Loader>>,
     /// Thread of the operation that has the loader out.
     owner: Option<std::thread::ThreadId>,
+    /// Process that lent it: a child forked while another thread had it out never gets it.
+    owner_pid: u32,
 }
 
 /// The Rust half of `ado.data.MixtureLoader`.
@@ -267,10 +269,17 @@ impl PyMixtureLoaderCore {
         loop {
             if let Some(loader) = slot.loader.take() {
                 slot.owner = Some(me);
+                slot.owner_pid = std::process::id();
                 return Ok(Lease {
                     core: self,
                     loader: Some(loader),
                 });
+            }
+            if slot.owner_pid != std::process::id() {
+                return Err(Error::invalid(
+                    "this process was forked while another thread was using the loader; build \
+                     a new loader in the child",
+                ));
             }
             if slot.owner == Some(me) {
                 return Err(Error::invalid(
@@ -409,6 +418,7 @@ impl PyMixtureLoaderCore {
             slot: Mutex::new(Slot {
                 loader: Some(Box::new(loader)),
                 owner: None,
+                owner_pid: std::process::id(),
             }),
             returned: Condvar::new(),
             snap: Mutex::new(snap),
@@ -520,11 +530,17 @@ impl PyMixtureLoaderCore {
         })
     }
 
-    /// Restore a state from `state_json`.
+    /// Restore a state from `state_json`, or (a JSON list) the states of every rank of a
+    /// checkpoint saved with another world size (elastic resume).
     fn load_state_json(&self, py: Python<'_>, state: &str) -> PyAdoResult<()> {
-        let st: LoaderState = serde_json::from_str(state)
-            .map_err(|e| PyAdoError(Error::State(format!("malformed loader state: {e}"))))?;
-        self.with_loader(py, |l| l.load_state(&st))
+        let malformed =
+            |e: serde_json::Error| PyAdoError(Error::State(format!("malformed loader state: {e}")));
+        let states: Vec<LoaderState> = if state.trim_start().starts_with('[') {
+            serde_json::from_str(state).map_err(malformed)?
+        } else {
+            vec![serde_json::from_str(state).map_err(malformed)?]
+        };
+        self.with_loader(py, |l| l.load_states(&states))
     }
 }
 
