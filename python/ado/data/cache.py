@@ -5,7 +5,9 @@ Layout under the cache root (one per node, shared by every rank and process on i
     shards/<h>-<name>    whole shards, checked against their index (size, xxh3) before use
     index/<h>.adoidx     the index of each remote shard (its sidecar, or one indexing pass)
     locks/<h>.lock       one lock file per shard (flock: exclusive to download, shared in use)
-    tmp/                 downloads in progress (private names, renamed into place)
+    tmp/                 downloads and index writes in progress (``.dl-<pid>-<random>``,
+                         ``.idx-<pid>-<random>``, flock'd by their owner, renamed into place)
+                         and byte reservations (``<h>.res``); a dead process's are reclaimed
 
 ``<h>`` is a hash of the shard's URL. A shard is downloaded by one process while the others wait
 on its lock, then read by all. With ``cache_limit`` set, the least recently used shards are
@@ -22,7 +24,7 @@ import hashlib
 import logging
 import os
 import re
-import tempfile
+import secrets
 import threading
 import time
 import weakref
@@ -117,6 +119,22 @@ if hasattr(os, "register_at_fork"):
     )
 
 
+_TMP_PREFIXES = (".dl-", ".idx-")
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (on this node)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _key(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:24]
 
@@ -174,6 +192,7 @@ class ShardCache:
         self.config = config or RemoteConfig()
         for sub in ("shards", "index", "locks", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.reclaim_orphans()
         self.stats = CacheStats()
         # url -> (size, content hash) from its index; url -> lock fds held by readers
         self._expect: dict[str, tuple[int, str]] = {}
@@ -225,6 +244,48 @@ class ShardCache:
         finally:
             _close_fd(fd)
 
+    # -- private temp files -----------------------------------------------------------------
+    def _private_tmp(self, prefix: str) -> tuple[int, str]:
+        """A new file ``tmp/<prefix><pid>-<random>``, flock'd by this process until the returned
+        descriptor is closed: a process killed mid-download leaves a temp file whose lock is
+        free and whose owner is gone, and the next process reclaims it."""
+        while True:
+            path = self.root / "tmp" / f"{prefix}{os.getpid()}-{secrets.token_hex(8)}"
+            try:
+                fd = _open_fd(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return fd, str(path)
+
+    def reclaim_orphans(self) -> int:
+        """Delete the temp files (downloads, index writes) of processes that died: their lock is
+        free and their owner's pid is gone. Returns the bytes reclaimed. Runs when a cache is
+        opened and before every budget check, so orphans never outlive the next download."""
+        freed = 0
+        for p in (self.root / "tmp").iterdir():
+            prefix = next((x for x in _TMP_PREFIXES if p.name.startswith(x)), None)
+            if prefix is None:
+                continue
+            owner = p.name[len(prefix) :].split("-", 1)[0]
+            if owner.isdigit() and _alive(int(owner)):
+                continue  # (a live owner keeps its lock; this also spares its own files)
+            try:
+                fd = _open_fd(p, os.O_RDONLY)
+            except (FileNotFoundError, PermissionError):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                size = os.fstat(fd).st_size
+                p.unlink()
+                freed += size
+                logger.debug("cache: reclaimed %s (%d bytes) of a dead process", p.name, size)
+            except (BlockingIOError, FileNotFoundError):
+                pass
+            finally:
+                _close_fd(fd)
+        return freed
+
     # -- budget -------------------------------------------------------------------------------
     def used_bytes(self) -> int:
         """Bytes of complete shards in the cache (every process's)."""
@@ -242,6 +303,7 @@ class ShardCache:
         and only then drops its reservation, without the budget lock, so counted in this order
         it is seen at least once (twice at worst, which only delays another download); counted
         the other way round it could slip between the two listings and the budget overshoot."""
+        self.reclaim_orphans()  # temp files of dead processes: freed before anything is counted
         used = 0
         for res in (self.root / "tmp").glob("*.res"):
             try:
@@ -348,8 +410,7 @@ class ShardCache:
         name = redact(url)
 
         def attempt() -> None:
-            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=".dl-")
-            os.close(fd)
+            fd, tmp = self._private_tmp(".dl-")
             try:
                 fs.get_file(path, tmp)
                 got, h = file_hash(tmp)
@@ -371,6 +432,8 @@ class ShardCache:
                 with self.stats.lock:
                     self.stats.retried += 1
                 raise
+            finally:
+                _close_fd(fd)  # its lock marked the temp file as ours while it existed
 
         try:
             with_retries(attempt, url, "download", self.config, self.storage_options)
@@ -466,10 +529,14 @@ class ShardCache:
             info = decode_index(data, name)
             self._expect[url] = (int(str(info["file_size"])), str(info["content_hash"]))
             if not node_copy.is_file() or node_copy.read_bytes() != data:
-                fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=".idx-")
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, node_copy)
+                fd, tmp = self._private_tmp(".idx-")
+                try:
+                    Path(tmp).write_bytes(data)
+                    os.replace(tmp, node_copy)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
+                    _close_fd(fd)
         return data
 
     def _index_download(self, url: str) -> bytes:
