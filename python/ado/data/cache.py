@@ -268,8 +268,8 @@ class ShardCache:
             if prefix is None:
                 continue
             owner = p.name[len(prefix) :].split("-", 1)[0]
-            if owner.isdigit() and _alive(int(owner)):
-                continue  # (a live owner keeps its lock; this also spares its own files)
+            if not owner.isdigit() or _alive(int(owner)):
+                continue  # not ours to judge, or a live owner (this spares our own files too)
             try:
                 fd = _open_fd(p, os.O_RDONLY)
             except (FileNotFoundError, PermissionError):
@@ -303,7 +303,6 @@ class ShardCache:
         and only then drops its reservation, without the budget lock, so counted in this order
         it is seen at least once (twice at worst, which only delays another download); counted
         the other way round it could slip between the two listings and the budget overshoot."""
-        self.reclaim_orphans()  # temp files of dead processes: freed before anything is counted
         used = 0
         for res in (self.root / "tmp").glob("*.res"):
             try:
@@ -340,6 +339,7 @@ class ShardCache:
         deadline = time.monotonic() + (self.config.wait_s if wait else 0.0)
         while True:
             with self._exclusive(self.root / "locks" / "budget.lock"):
+                self.reclaim_orphans()  # the dead's temp files go before anything is counted
                 used, entries = self._used()
                 for _, size, p in sorted(entries):
                     if used + need <= self.limit:
