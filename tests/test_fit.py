@@ -4,6 +4,7 @@ inputs, determinism, and the online estimator's Python surface."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -235,3 +236,21 @@ def test_estimator_rejects_bad_rows() -> None:
         est.update(3, [1.0, 1.0], [1.0, 1.0])
     with pytest.raises(InvalidInputError, match="window must be odd"):
         PowerLawEstimator(2, window=100)
+
+
+def test_fits_leave_no_thread_behind() -> None:
+    """Each fit runs on a pool of its own, joined before it returns (no global pool lives on,
+    so a forked child never meets a pool whose threads stayed in its parent)."""
+    tasks = Path("/proc/self/task")
+    before = len(list(tasks.iterdir()))
+    n = np.geomspace(1e3, 1e6, 40)
+    losses = np.stack([2.0 + (3.0 + k) * n ** -(0.3 + 0.05 * k) for k in range(4)])
+    for _ in range(3):
+        fit = fit_power_laws(n, losses)
+        assert len(fit.alpha) == 4
+    # The pool's threads have returned; the kernel drops their entries as they finish exiting.
+    for _ in range(500):
+        if len(list(tasks.iterdir())) == before:
+            break
+        time.sleep(0.01)
+    assert len(list(tasks.iterdir())) == before

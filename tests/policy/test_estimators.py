@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from ado import InvalidInputError, StateError, StepStats, load_policy
@@ -99,3 +101,35 @@ def test_ado_config_defaults_are_the_shipped_preset() -> None:
     from ado.policy import ADO, load_policy_config
 
     assert load_policy_config("ado") == ADO.Config()
+
+
+def test_scaling_estimator_close_stops_its_fit_thread() -> None:
+    """The background fit thread is joined by ``close()`` (idempotent); a later refit starts
+    it again."""
+    est = ScalingLawEstimator(
+        2, ignore_steps=0, start_step=0, update_interval=10, fit_delay=5, min_points=3
+    )
+
+    def fit_threads() -> int:
+        return sum(t.name.startswith("ado-fit") for t in threading.enumerate())
+
+    step = 0
+
+    def run(steps: int) -> None:
+        nonlocal step
+        for _ in range(steps):
+            n = (step + 1) * 100.0
+            est.observe(
+                StepStats(step=step, counts=[4, 4], loss_sums=[4 * (2 + 5 * n**-0.3), 4 * 3.0])
+            )
+            step += 1
+
+    run(60)
+    assert fit_threads() == 1
+    est.close()
+    est.close()
+    assert fit_threads() == 0
+    run(30)
+    assert fit_threads() == 1
+    est.close()
+    assert fit_threads() == 0

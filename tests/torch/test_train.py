@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from ado.data import MixtureLoader
 from ado.errors import ConfigError
 from ado.torch import GPT, GPTConfig, HeldOut, TrainConfig, train
 from torch_runs import tiny_config
@@ -149,3 +150,32 @@ def test_each_step_gives_the_policy_its_learning_rate(make_corpus: Any, tmp_path
     assert set(evals[-1]) - {"loss/uniform_avg"} == {
         f"loss/{p}{d}" for p in ("", "ood/") for d in ("cycle", "pairs", "noise")
     }
+
+
+def test_train_closes_its_loaders_even_when_a_step_fails(
+    make_corpus: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train`` closes the training and held-out loaders (joining their threads) on the way
+    out, also when a callback raises."""
+    closed: list[int] = []
+    real_close = MixtureLoader.close
+
+    def close(self: MixtureLoader) -> None:
+        closed.append(id(self))
+        real_close(self)
+
+    monkeypatch.setattr(MixtureLoader, "close", close)
+    manifest = make_corpus()
+    cfg = TrainConfig(
+        **tiny_config(manifest, steps=3, log_batches=False), eval_manifest=str(manifest)
+    )
+
+    def boom(t: int, stats: Any, mixer: Any) -> None:
+        raise RuntimeError("step callback failed")
+
+    with pytest.raises(RuntimeError, match="step callback failed"):
+        train(cfg, on_step=boom)
+    assert len(set(closed)) == 1 + 3  # the training loader and one held-out loader per domain
+    closed.clear()
+    train(cfg)
+    assert len(set(closed)) == 4

@@ -5,7 +5,9 @@ Layout under the cache root (one per node, shared by every rank and process on i
     shards/<h>-<name>    whole shards, checked against their index (size, xxh3) before use
     index/<h>.adoidx     the index of each remote shard (its sidecar, or one indexing pass)
     locks/<h>.lock       one lock file per shard (flock: exclusive to download, shared in use)
-    tmp/                 downloads in progress (private names, renamed into place)
+    tmp/                 downloads and index writes in progress (``.dl-<pid>-<random>``,
+                         ``.idx-<pid>-<random>``, flock'd by their owner, renamed into place)
+                         and byte reservations (``<h>.res``); a dead process's are reclaimed
 
 ``<h>`` is a hash of the shard's URL. A shard is downloaded by one process while the others wait
 on its lock, then read by all. With ``cache_limit`` set, the least recently used shards are
@@ -25,9 +27,10 @@ import logging
 import os
 import queue
 import re
-import tempfile
+import secrets
 import threading
 import time
+import weakref
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -110,6 +113,65 @@ def _md5_file(path: str) -> str:
     return h.hexdigest()
 
 
+# Lock descriptors (flock) open in this process. A forked child inherits them, and a flock lives
+# as long as any copy of its descriptor: the child would pin shards (and reservations) its parent
+# released. So the child closes its copies at once (the parent keeps its locks), and forks wait
+# while a descriptor is being opened or closed so that none escapes the registry.
+_FDS: set[int] = set()
+_FDS_LOCK = threading.Lock()
+_CACHES: weakref.WeakSet[ShardCache] = weakref.WeakSet()
+
+
+def _open_fd(path: Path, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` of a lock or reservation file, registered (closed in forked children)."""
+    with _FDS_LOCK:
+        fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+        _FDS.add(fd)
+    return fd
+
+
+def _close_fd(fd: int) -> None:
+    """Close a descriptor of :func:`_open_fd`."""
+    with _FDS_LOCK:
+        _FDS.discard(fd)
+        os.close(fd)
+
+
+def _after_fork_in_child() -> None:
+    global _FDS_LOCK
+    _FDS_LOCK = threading.Lock()
+    for fd in _FDS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _FDS.clear()
+    for cache in list(_CACHES):
+        cache._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=lambda: _FDS_LOCK.acquire(),
+        after_in_parent=lambda: _FDS_LOCK.release(),
+        after_in_child=_after_fork_in_child,
+    )
+
+
+_TMP_PREFIXES = (".dl-", ".idx-")
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (on this node)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _key(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:24]
 
@@ -176,6 +238,7 @@ class ShardCache:
         self.config = config or RemoteConfig()
         for sub in ("shards", "index", "locks", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.reclaim_orphans()
         self.stats = CacheStats()
         # url -> (size, content hash) from its index; url -> lock fds held by readers
         self._expect: dict[str, tuple[int, str]] = {}
@@ -191,6 +254,7 @@ class ShardCache:
         self._checked: set[str] = set()
         #: Set when Ctrl-C interrupted :meth:`acquire` (the core reports it as a ShardError).
         self.interrupted = False
+        _CACHES.add(self)
 
     # -- names ------------------------------------------------------------------------------
     def entry(self, url: str) -> Path:
@@ -217,7 +281,13 @@ class ShardCache:
 
     # -- locks --------------------------------------------------------------------------------
     def _open_lock(self, path: Path) -> int:
-        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        return _open_fd(path, os.O_RDWR | os.O_CREAT)
+
+    def _forked(self) -> None:
+        """In a forked child: the inherited holds are gone (closed by the fork handler)."""
+        self._held = {}
+        self._mutex = threading.Lock()
+        self.stats.lock = threading.Lock()
 
     @contextlib.contextmanager
     def _exclusive(self, path: Path) -> Any:
@@ -226,7 +296,49 @@ class ShardCache:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield fd
         finally:
-            os.close(fd)
+            _close_fd(fd)
+
+    # -- private temp files -----------------------------------------------------------------
+    def _private_tmp(self, prefix: str) -> tuple[int, str]:
+        """A new file ``tmp/<prefix><pid>-<random>``, flock'd by this process until the returned
+        descriptor is closed: a process killed mid-download leaves a temp file whose lock is
+        free and whose owner is gone, and the next process reclaims it."""
+        while True:
+            path = self.root / "tmp" / f"{prefix}{os.getpid()}-{secrets.token_hex(8)}"
+            try:
+                fd = _open_fd(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return fd, str(path)
+
+    def reclaim_orphans(self) -> int:
+        """Delete the temp files (downloads, index writes) of processes that died: their lock is
+        free and their owner's pid is gone. Returns the bytes reclaimed. Runs when a cache is
+        opened and before every budget check, so orphans never outlive the next download."""
+        freed = 0
+        for p in (self.root / "tmp").iterdir():
+            prefix = next((x for x in _TMP_PREFIXES if p.name.startswith(x)), None)
+            if prefix is None:
+                continue
+            owner = p.name[len(prefix) :].split("-", 1)[0]
+            if not owner.isdigit() or _alive(int(owner)):
+                continue  # not ours to judge, or a live owner (this spares our own files too)
+            try:
+                fd = _open_fd(p, os.O_RDONLY)
+            except (FileNotFoundError, PermissionError):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                size = os.fstat(fd).st_size
+                p.unlink()
+                freed += size
+                logger.debug("cache: reclaimed %s (%d bytes) of a dead process", p.name, size)
+            except (BlockingIOError, FileNotFoundError):
+                pass
+            finally:
+                _close_fd(fd)
+        return freed
 
     # -- budget -------------------------------------------------------------------------------
     def used_bytes(self) -> int:
@@ -248,7 +360,7 @@ class ShardCache:
         used = 0
         for res in (self.root / "tmp").glob("*.res"):
             try:
-                fd = os.open(res, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                fd = _open_fd(res, os.O_RDONLY)
             except FileNotFoundError:
                 continue
             try:
@@ -259,7 +371,7 @@ class ShardCache:
                 with contextlib.suppress(FileNotFoundError):
                     res.unlink()  # left by a process that died
             finally:
-                os.close(fd)
+                _close_fd(fd)
         entries = []
         for p in (self.root / "shards").iterdir():
             with contextlib.suppress(FileNotFoundError):
@@ -281,6 +393,7 @@ class ShardCache:
         deadline = time.monotonic() + (self.config.wait_s if wait else 0.0)
         while True:
             with self._exclusive(self.root / "locks" / "budget.lock"):
+                self.reclaim_orphans()  # the dead's temp files go before anything is counted
                 used, entries = self._used()
                 for _, size, p in sorted(entries):
                     if used + need <= self.limit:
@@ -291,11 +404,7 @@ class ShardCache:
                     res = self.root / "tmp" / f"{_key(url)}.res"
                     with contextlib.suppress(FileNotFoundError):
                         res.unlink()  # ours from an attempt that failed (we hold the url lock)
-                    fd = os.open(
-                        res,
-                        os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                        0o644,
-                    )
+                    fd = _open_fd(res, os.O_RDWR | os.O_CREAT | os.O_EXCL)
                     fcntl.flock(fd, fcntl.LOCK_EX)
                     os.ftruncate(fd, need)  # sparse: counts in the budget, takes no space
                     return fd
@@ -312,7 +421,7 @@ class ShardCache:
         if fd >= 0:
             with contextlib.suppress(FileNotFoundError):
                 (self.root / "tmp" / f"{_key(url)}.res").unlink()
-            os.close(fd)
+            _close_fd(fd)
 
     def _evict(self, p: Path) -> bool:
         """Delete one cached shard unless a reader holds it (or it is being downloaded)."""
@@ -332,7 +441,7 @@ class ShardCache:
             logger.debug("cache: evicted %s", p.name)
             return True
         finally:
-            os.close(fd)
+            _close_fd(fd)
 
     # -- downloads ----------------------------------------------------------------------------
     def _stat(self, url: str) -> dict[str, Any]:
@@ -367,9 +476,9 @@ class ShardCache:
         limit = min(self.config.max_shard_bytes, self.limit or self.config.max_shard_bytes)
 
         def attempt() -> None:
-            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=".dl-")
+            fd, tmp = self._private_tmp(".dl-")
             try:
-                with os.fdopen(fd, "wb") as out:
+                with open(fd, "wb", closefd=False) as out:  # fd keeps the temp file's lock
                     read_bounded(
                         fs, path, out, url, self.config, size=size, limit=limit, what="download"
                     )
@@ -395,6 +504,8 @@ class ShardCache:
                 with self.stats.lock:
                     self.stats.retried += 1
                 raise
+            finally:
+                _close_fd(fd)  # its lock marked the temp file as ours while it existed
 
         try:
             with_retries(attempt, url, "download", self.config, self.storage_options)
@@ -469,17 +580,17 @@ class ShardCache:
                     continue
                 size, digest = self._expect.get(url, (None, None))
                 if not self._download(url, size, digest, wait=wait):
-                    os.close(fd)
+                    _close_fd(fd)
                     return False
                 # downgrade and re-check: an evictor may slip in between (then loop)
         except BaseException:
-            os.close(fd)
+            _close_fd(fd)
             raise
         if hold:
             with self._mutex:
                 self._held.setdefault(url, []).append(fd)
         else:
-            os.close(fd)
+            _close_fd(fd)
         return True
 
     def acquire(self, name: str) -> str:
@@ -502,7 +613,7 @@ class ShardCache:
             fds = self._held.get(url)
             fd = fds.pop() if fds else None
         if fd is not None:
-            os.close(fd)
+            _close_fd(fd)
 
     def close(self) -> None:
         """Drop every hold of this process."""
@@ -511,7 +622,7 @@ class ShardCache:
         for fds in held.values():
             for fd in fds:
                 with contextlib.suppress(OSError):
-                    os.close(fd)
+                    _close_fd(fd)
 
     # -- indexes ------------------------------------------------------------------------------
     def index(self, url: str) -> bytes:
@@ -588,10 +699,15 @@ class ShardCache:
             (self._index_path(url), data),
             (self._index_path(url).with_suffix(".ident"), json.dumps(record).encode()),
         ):
-            fd, tmp = tempfile.mkstemp(dir=self.root / "tmp", prefix=".idx-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(payload)
-            os.replace(tmp, path)
+            fd, tmp = self._private_tmp(".idx-")
+            try:
+                with open(fd, "wb", closefd=False) as f:
+                    f.write(payload)
+                os.replace(tmp, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                _close_fd(fd)
 
     def _drop(self, url: str) -> None:
         """Delete the cached copy of ``url`` (the object was replaced), waiting up to
@@ -614,7 +730,7 @@ class ShardCache:
                 self.entry(url).unlink()
             self._checked.discard(url)
         finally:
-            os.close(fd)
+            _close_fd(fd)
 
     def _index_download(self, url: str) -> bytes:
         """Download ``url`` and index it; a copy that is not a valid tar is fetched again."""

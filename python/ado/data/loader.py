@@ -332,6 +332,12 @@ class MixtureLoader:
         if self.cache is not None:
             self.cache.close()
 
+    def __enter__(self) -> MixtureLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # -- configuration and pickling -------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
         """Pickle to configuration plus current weights (no threads, no open files)."""
@@ -439,12 +445,29 @@ class MixtureLoader:
         state: dict[str, Any] = json.loads(self._core.state_json())
         return state
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+    def load_state_dict(self, state: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
         """Resume from :meth:`state_dict`; the following batches equal the uninterrupted run.
 
+        Elastic resume: a checkpoint saved with another ``world_size`` resumes too. Give the
+        states of all its ranks (a list; raw samples need only one, since each holds every
+        rank's position). The step, weights and deficit credits continue; the samples the old
+        ranks had not drawn in their current epochs are shared out to the new ranks, who draw
+        them first, so within an epoch no sample is drawn twice or skipped over all ranks. Then
+        each rank continues with epochs of the new world. Packed rows: a document an old rank
+        had started counts as drawn (the rest of its tokens is not seen in that epoch).
+
         Raises:
-            StateError: The state belongs to another manifest, seed, batch size, world or rank.
+            StateError: The state belongs to another manifest, seed, batch size or mode, or
+                (same world size) another rank; states of different checkpoints; an elastic
+                resume of packed rows without every old rank's state.
         """
-        if not isinstance(state, Mapping):
-            raise StateError(f"state must be a mapping, got {type(state).__name__}")
-        self._core.load_state_json(json.dumps(dict(state)))
+        if isinstance(state, Mapping):
+            self._core.load_state_json(json.dumps(dict(state)))
+            return
+        if isinstance(state, (str, bytes)) or not isinstance(state, Sequence):
+            raise StateError(
+                f"state must be a mapping or a list of mappings, got {type(state).__name__}"
+            )
+        if not state or not all(isinstance(s, Mapping) for s in state):
+            raise StateError("a list of loader states must be non-empty and hold mappings")
+        self._core.load_state_json(json.dumps([dict(s) for s in state]))

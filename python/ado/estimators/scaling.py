@@ -30,6 +30,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Annotated, Any, Literal
@@ -175,6 +176,7 @@ class ScalingLawEstimator:
         self.config = config = config_or_fields(ScalingLawConfig, config, fields)
         self.fit_delay = config.fit_delay
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
         # (scheduled step, apply step, result): a Future while running, then the fit or the error
         self._pending: tuple[int, int, Future[AnyFit] | AnyFit | FitError] | None = None
         self._k = num_domains
@@ -333,11 +335,20 @@ class ScalingLawEstimator:
         if not self._enough_points(step):
             return
         snapshot = [self._est.points(d) for d in range(self._k)]
-        if self._pool is None:
+        if self._pool is None or self._pool_pid != os.getpid():
+            # (a forked child has the parent's pool object but not its thread)
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ado-fit")
+            self._pool_pid = os.getpid()
         lr = self.lr_history().copy() if self.law == "lr" else None
         future = self._pool.submit(self._fit_snapshot, snapshot, lr)
         self._pending = (step, step + self.fit_delay, future)
+
+    def close(self) -> None:
+        """Stop the fit thread, after the fit in flight (its result is applied as usual).
+        Idempotent; a later refit starts the thread again."""
+        if self._pool is not None and self._pool_pid == os.getpid():
+            self._pool.shutdown(wait=True)
+        self._pool = None
 
     def _fit_snapshot(self, snapshot: list[tuple[F64, F64]], lr: F64 | None) -> AnyFit:
         """Fit the points of every domain (``lr``: the schedule so far, for ``law: lr``)."""

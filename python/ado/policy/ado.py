@@ -175,6 +175,10 @@ class ADO(Policy):
         out[j] += e
         return out
 
+
+    def close(self) -> None:
+        """Stop the estimator's fit thread (see :meth:`ScalingLawEstimator.close`)."""
+        self.estimator.close()
     def _update(self, stats: StepStats) -> F64:
         # Hot path (every step): about 20 numpy operations on K-vectors, nothing O(t).
         cfg = self.config

@@ -257,6 +257,10 @@ class Policy(ABC):
         """Policy-specific JSON-safe state (beyond weights and step)."""
         return {}
 
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Stop any background thread the policy runs (a fit in flight finishes first). The
+        policy stays usable: a later update starts what it needs again."""
+
     def _load_state(self, state: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Restore :meth:`_state` output."""
 
@@ -356,6 +360,10 @@ class Guarded(Policy):
 
     def _name(self) -> str:
         return f"{self.inner._name()} with guardrails"
+
+    def close(self) -> None:
+        """Close the wrapped policy."""
+        self.inner.close()
 
     def metrics(self) -> dict[str, float]:
         """The wrapped policy's metrics (its ``weight/*`` renamed ``proposed/*``), the final weights

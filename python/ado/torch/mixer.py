@@ -127,6 +127,12 @@ def _decode(value: Any, where: str) -> dict[str, Any]:
     return out
 
 
+def _rank_number(key: str) -> int:
+    """``rank_12`` -> 12 (other keys sort first)."""
+    tail = key.removeprefix("rank_")
+    return int(tail) if tail.isdigit() else -1
+
+
 class DataMixer:
     """Loader ↔ policy ↔ tracker for one rank.
 
@@ -314,13 +320,46 @@ class DataMixer:
             state[rank_key] = entry
         return state
 
+    def _load_elastic(self, policy: Any, saved: Mapping[str, _RankState], world: int) -> None:
+        """Resume a data state saved by ``world`` ranks on this loader's world size (see
+        :meth:`ado.data.MixtureLoader.load_state_dict`): needs every old rank's entry, taken at
+        a step boundary (no micro-batch or loss sum pending)."""
+        missing = [r for r in range(world) if f"rank_{r}" not in saved]
+        if missing:
+            raise StateError(
+                f"resuming a data state of {world} ranks on {self.loader.world_size} needs every "
+                f"rank's entry; missing ranks {missing}"
+            )
+        entries = [saved[f"rank_{r}"] for r in range(world)]
+        buffers = [e.tracker.get("buffer") for e in entries]
+        if not all(isinstance(b, list) for b in buffers):
+            raise StateError("data state rank entries' tracker.buffer must be lists")
+        try:
+            pending = any(e.micro for e in entries) or any(
+                float(x) for b in buffers for x in b  # type: ignore[union-attr, arg-type]
+            )
+        except (TypeError, ValueError) as err:
+            raise StateError(f"data state tracker.buffer is malformed: {err}") from None
+        if pending:
+            raise StateError(
+                "a data state with micro-batches or loss sums pending cannot be resumed on "
+                "another number of ranks; checkpoint at a step boundary"
+            )
+        self.policy.load_state_dict(policy)
+        self.loader.load_state_dict([e.loader for e in entries])
+        self.tracker.load_state_dict(entries[0].tracker)
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict` output; the following batches, losses and weights then equal
-        those of the uninterrupted run.
+        those of the uninterrupted run. A state saved by another number of ranks (with every
+        rank's entry, as :meth:`gathered_state_dict` or ``ado.torch.train``'s checkpoints hold
+        them) resumes elastically: the policy continues unchanged and the loader as
+        :meth:`ado.data.MixtureLoader.load_state_dict` describes.
 
         Raises:
             StateError: another format version, no entry for this rank, or a policy/loader/tracker
-            state that does not fit.
+            state that does not fit; an elastic resume without every old rank's entry or with
+            sums pending.
         """
         if not isinstance(state, Mapping):
             raise StateError(f"data state must be a mapping, got {type(state).__name__}")
@@ -330,27 +369,38 @@ class DataMixer:
         fields = {k: state[k] for k in _DataState.model_fields if k in state}
         top = parse_state(_DataState, fields, "data state")
         key = self._rank_key()
-        if key not in state:
-            have = sorted(k for k in state if str(k).startswith("rank_"))
-            raise StateError(f"data state has no {key!r} entry (has {have})")
-        mine = parse_state(_RankState, _decode(state[key], key), f"data state {key}")
+        ranks = sorted((k for k in state if str(k).startswith("rank_")), key=_rank_number)
+        saved = {
+            k: parse_state(_RankState, _decode(state[k], k), f"data state {k}") for k in ranks
+        }
         policy = _decode(top.policy, "policy")
-        # all or nothing: a refused part (another batch size or world size, a policy of other
-        # domains...) leaves the policy, loader and tracker as they were
-        saved = (self.policy.state_dict(), self.loader.state_dict(), self.tracker.state_dict())
+        world = saved[ranks[0]].loader.get("world_size") if ranks else None
+        if world is not None and (type(world) is not int or world < 1):
+            raise StateError(f"data state {ranks[0]}.loader.world_size {world!r} is not a count")
+        elastic = world is not None and world != self.loader.world_size
+        if not elastic and key not in saved:
+            raise StateError(f"data state has no {key!r} entry (has {ranks})")
+        # all or nothing: a refused part (another batch size, a policy of other domains, an
+        # elastic resume that cannot be done...) leaves the policy, loader and tracker as they were
+        before = (self.policy.state_dict(), self.loader.state_dict(), self.tracker.state_dict())
         try:
-            self.policy.load_state_dict(policy)
-            self.loader.load_state_dict(mine.loader)
-            self.tracker.load_state_dict(mine.tracker)
+            if elastic:
+                assert isinstance(world, int)
+                self._load_elastic(policy, saved, world)
+            else:
+                mine = saved[key]
+                self.policy.load_state_dict(policy)
+                self.loader.load_state_dict(mine.loader)
+                self.tracker.load_state_dict(mine.tracker)
             if self.policy.step + 1 != top.step:
                 raise StateError(
                     f"data state step {top.step} does not follow the policy's step "
                     f"{self.policy.step}"
                 )
         except BaseException:
-            self.policy.load_state_dict(saved[0])
-            self.loader.load_state_dict(saved[1])
-            self.tracker.load_state_dict(saved[2])
+            self.policy.load_state_dict(before[0])
+            self.loader.load_state_dict(before[1])
+            self.tracker.load_state_dict(before[2])
             raise
-        self._micro = mine.micro
+        self._micro = 0 if elastic else saved[key].micro
         self._step = top.step

@@ -16,6 +16,7 @@ checkpoint's step on resume, so it too equals the uninterrupted run's.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
@@ -298,6 +299,11 @@ class HeldOut:
         ]
         self._starts = [loader.state_dict() for loader in self.loaders]
 
+    def close(self) -> None:
+        """Close every loader (their threads are joined)."""
+        for loader in self.loaders:
+            loader.close()
+
     @torch.no_grad()
     def evaluate(
         self,
@@ -458,6 +464,15 @@ class _Run:
         """Training tokens of one optimizer step over all ranks."""
         return self.cfg.batch_size * self.cfg.grad_accum * self.world * self.cfg.seq_len
 
+    def close(self) -> None:
+        """Close the training and held-out loaders and the policy (every background thread is
+        joined)."""
+        self.mixer.loader.close()
+        self.mixer.policy.close()
+        for held in (self.held_out, self.ood):
+            if held is not None:
+                held.close()
+
 
 def setup(cfg: TrainConfig) -> _Run:
     """Process group, seed, data (loader, policy, mixer), model and optimizer of a fresh run."""
@@ -512,6 +527,16 @@ def setup(cfg: TrainConfig) -> _Run:
     )
 
 
+def _saved_world(data: Mapping[str, Any]) -> int | None:
+    """The number of ranks that wrote a checkpoint's data state (from rank 0's loader state)."""
+    entry = data.get("rank_0")
+    try:
+        decoded: Any = json.loads(entry) if isinstance(entry, str) else entry
+        return int(decoded["loader"]["world_size"])
+    except (KeyError, TypeError, ValueError):
+        return None  # let the mixer report what is wrong
+
+
 def resume(run: _Run) -> None:
     """Continue from the newest checkpoint in ``cfg.ckpt_dir``, if there is one: model,
     optimizer, and the whole data side (policy, loader position, loss tracker)."""
@@ -522,12 +547,19 @@ def resume(run: _Run) -> None:
     if ckpt is None:
         return
     state = load_checkpoint(ckpt, map_location=run.device)
-    mine = load_checkpoint(
-        Path(cfg.ckpt_dir) / f"rank_{run.rank}" / ckpt.name, map_location=run.device
-    )
+    data = dict(state["data"])
+    saved_world = _saved_world(data)
+    # The same world: this rank's file. Another world (elastic resume): every old rank's file.
+    ranks = [run.rank] if saved_world in (None, run.world) else range(saved_world)
+    for r in ranks:
+        if r != 0:
+            own = load_checkpoint(
+                Path(cfg.ckpt_dir) / f"rank_{r}" / ckpt.name, map_location=run.device
+            )
+            data.update(own["data"])
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
-    run.mixer.load_state_dict({**state["data"], **mine["data"]})
+    run.mixer.load_state_dict(data)
     run.start = run.resumed_from = int(ckpt.stem.split("_")[1])
     logger.info("resumed from %s (step %d)", ckpt, run.start)
 
@@ -623,7 +655,20 @@ def train(
         StateError: a checkpoint that does not match this run.
     """
     run = setup(cfg)
-    resume(run)
+    try:
+        resume(run)
+        return _train(run, on_step, on_eval)
+    finally:
+        run.close()
+
+
+def _train(
+    run: _Run,
+    on_step: Callable[[int, StepStats, DataMixer], None] | None,
+    on_eval: Callable[[int, dict[str, float]], None] | None,
+) -> TrainResult:
+    """The loop of :func:`train` over a set-up (and maybe resumed) run."""
+    cfg = run.cfg
     mixer = run.mixer
     log = RunLogWriter(cfg.log_path, run.rank, run.resumed_from)
     if run.resumed_from is None:

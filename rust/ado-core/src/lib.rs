@@ -13,6 +13,7 @@ pub mod error;
 pub mod estimator;
 pub mod fit;
 pub mod lr_law;
+pub mod par;
 pub mod savgol;
 
 pub use error::{Error, Result};

@@ -429,10 +429,12 @@ pub fn fit_many_cancellable(
 ) -> Result<Vec<LrFitResult>> {
     config.validate()?;
     let design = design(lr, steps, config.decay, config.count_rises)?;
-    (0..losses.len())
-        .into_par_iter()
-        .map(|k| fit_design(k, &design, losses[k], config, cancel))
-        .collect()
+    crate::par::scoped(losses.len(), || {
+        (0..losses.len())
+            .into_par_iter()
+            .map(|k| fit_design(k, &design, losses[k], config, cancel))
+            .collect()
+    })?
 }
 
 /// The laws' predictions at `steps` under the schedule `lr`: one row per law

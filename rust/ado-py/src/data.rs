@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use ado_core::data::index_shards;
 use ado_core::data::loader::{Batch, Loader, LoaderConfig, LoaderState, Remote, Tokens};
@@ -179,12 +179,72 @@ impl Fetch for PyFetcher {
     }
 }
 
+/// What the cheap getters read: updated after each operation that changes it, never held
+/// while anything else is locked or called, so a Python thread may wait for it attached.
+#[derive(Clone)]
+struct Snapshot {
+    step: u64,
+    weights: Vec<f64>,
+}
+
+/// The loader, lent to one operation at a time (see `docs/data-path.md`).
+struct Slot {
+    loader: Option<Box<Loader>>,
+    /// Thread of the operation that has the loader out.
+    owner: Option<std::thread::ThreadId>,
+    /// Process that lent it: a child forked while another thread had it out never gets it.
+    owner_pid: u32,
+}
+
 /// The Rust half of `ado.data.MixtureLoader`.
+///
+/// Concurrency: every operation takes the loader out of `slot` (waiting detached from Python
+/// while another operation has it), runs detached, and puts it back; no Rust lock is held while
+/// the loader calls into Python (remote fetcher, tokenizer). The getters `step` and `weights`
+/// read `snap` and never wait on an operation.
 #[pyclass(name = "MixtureLoaderCore", module = "ado._core", frozen)]
 pub struct PyMixtureLoaderCore {
-    inner: Mutex<Loader>,
+    slot: Mutex<Slot>,
+    returned: Condvar,
+    snap: Mutex<Snapshot>,
     num_samples: Vec<u64>,
     fingerprint: String,
+    packed: bool,
+}
+
+/// The loader on loan to one operation; put back (and waiters woken) when dropped.
+struct Lease<'a> {
+    core: &'a PyMixtureLoaderCore,
+    loader: Option<Box<Loader>>,
+}
+
+impl std::ops::Deref for Lease<'_> {
+    type Target = Loader;
+    fn deref(&self) -> &Loader {
+        match &self.loader {
+            Some(l) => l,
+            None => unreachable!("a lease holds its loader until dropped"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Lease<'_> {
+    fn deref_mut(&mut self) -> &mut Loader {
+        match &mut self.loader {
+            Some(l) => l,
+            None => unreachable!("a lease holds its loader until dropped"),
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let mut slot = lock(&self.core.slot);
+        slot.loader = self.loader.take();
+        slot.owner = None;
+        drop(slot);
+        self.core.returned.notify_all();
+    }
 }
 
 type PackArgs = (
@@ -197,8 +257,75 @@ type PackArgs = (
     bool,
 );
 
-fn lock(m: &Mutex<Loader>) -> std::sync::MutexGuard<'_, Loader> {
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl PyMixtureLoaderCore {
+    /// Borrow the loader (call detached: it waits while another operation has it).
+    fn lease(&self) -> Result<Lease<'_>, Error> {
+        let me = std::thread::current().id();
+        let mut slot = lock(&self.slot);
+        loop {
+            if let Some(loader) = slot.loader.take() {
+                slot.owner = Some(me);
+                slot.owner_pid = std::process::id();
+                return Ok(Lease {
+                    core: self,
+                    loader: Some(loader),
+                });
+            }
+            if slot.owner_pid != std::process::id() {
+                return Err(Error::invalid(
+                    "this process was forked while another thread was using the loader; build \
+                     a new loader in the child",
+                ));
+            }
+            if slot.owner == Some(me) {
+                return Err(Error::invalid(
+                    "the loader was used from inside its own tokenizer or shard fetcher \
+                     (re-entrant call); only its step and weights may be read there",
+                ));
+            }
+            slot = self
+                .returned
+                .wait(slot)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Run `f` on the loader, detached from Python (waiting for the loader included).
+    fn with_loader<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Loader) -> Result<T, Error> + Send,
+    ) -> PyAdoResult<T> {
+        Ok(py.detach(|| {
+            no_panic(|| {
+                let mut lease = self.lease()?;
+                let out = f(&mut lease)?;
+                *lock(&self.snap) = Snapshot {
+                    step: lease.step(),
+                    weights: lease.weights().to_vec(),
+                };
+                Ok(out)
+            })
+        })?)
+    }
+}
+
+impl Drop for PyMixtureLoaderCore {
+    fn drop(&mut self) {
+        let loader = self
+            .slot
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .loader
+            .take();
+        // Joining the read-ahead threads must not hold the interpreter: one may be waiting
+        // to call the fetcher.
+        let _ = Python::try_attach(|py| py.detach(|| drop(loader)));
+    }
 }
 
 #[pymethods]
@@ -283,8 +410,19 @@ impl PyMixtureLoaderCore {
             })
         })?;
         let (num_samples, fp) = (loader.num_samples(), loader.fingerprint().to_string());
+        let snap = Snapshot {
+            step: loader.step(),
+            weights: loader.weights().to_vec(),
+        };
         Ok(PyMixtureLoaderCore {
-            inner: Mutex::new(loader),
+            packed: loader.packed(),
+            slot: Mutex::new(Slot {
+                loader: Some(Box::new(loader)),
+                owner: None,
+                owner_pid: std::process::id(),
+            }),
+            returned: Condvar::new(),
+            snap: Mutex::new(snap),
             num_samples,
             fingerprint: fp,
         })
@@ -302,41 +440,45 @@ impl PyMixtureLoaderCore {
         self.fingerprint.clone()
     }
 
-    /// The next step to be produced.
+    /// The next step to be produced (a snapshot: never waits for a batch in progress).
     #[getter]
     fn step(&self) -> u64 {
-        lock(&self.inner).step()
+        // `snap` is held only to copy it, never while waiting or calling: safe to wait attached.
+        lock(&self.snap).step
     }
 
-    /// Current weights.
+    /// Current weights (a snapshot: never waits for a batch in progress).
     #[getter]
     fn weights(&self) -> Vec<f64> {
-        lock(&self.inner).weights().to_vec()
+        lock(&self.snap).weights.clone()
     }
 
     /// (shard files open now, files opened so far).
-    fn file_stats(&self) -> (usize, u64) {
-        lock(&self.inner).file_stats()
+    fn file_stats(&self, py: Python<'_>) -> PyAdoResult<(usize, u64)> {
+        self.with_loader(py, |l| Ok(l.file_stats()))
     }
 
-    /// Stop the read-ahead threads and close every shard file (GIL released while joining).
-    fn shutdown(&self, py: Python<'_>) {
-        py.detach(|| lock(&self.inner).shutdown());
+    /// Stop the read-ahead threads (joined) and close every shard file. Idempotent.
+    fn shutdown(&self, py: Python<'_>) -> PyAdoResult<()> {
+        self.with_loader(py, |l| {
+            l.shutdown();
+            Ok(())
+        })
     }
 
     /// Per domain, the next `depth[d]` distinct shards (indices) this rank reads.
-    fn upcoming_shards(&self, py: Python<'_>, depth: Vec<usize>) -> Vec<Vec<usize>> {
-        py.detach(|| lock(&self.inner).upcoming_shards(&depth))
+    fn upcoming_shards(&self, py: Python<'_>, depth: Vec<usize>) -> PyAdoResult<Vec<Vec<usize>>> {
+        self.with_loader(py, |l| Ok(l.upcoming_shards(&depth)))
     }
 
     /// Completed epochs of this rank's stream, per domain.
-    fn epochs(&self) -> Vec<u64> {
-        lock(&self.inner).epochs()
+    fn epochs(&self, py: Python<'_>) -> PyAdoResult<Vec<u64>> {
+        self.with_loader(py, |l| Ok(l.epochs()))
     }
 
     /// Weights for the very next batch.
-    fn set_weights(&self, weights: Vec<f64>) -> PyAdoResult<()> {
-        Ok(no_panic(|| lock(&self.inner).set_weights(weights))?)
+    fn set_weights(&self, py: Python<'_>, weights: Vec<f64>) -> PyAdoResult<()> {
+        self.with_loader(py, |l| l.set_weights(weights))
     }
 
     /// `(step, domain, keys, samples, tokens)`; `samples` (raw) or `tokens` (pack) is `None`.
@@ -351,10 +493,8 @@ impl PyMixtureLoaderCore {
         Option<Bound<'py, PyList>>,
         Option<Bound<'py, PyAny>>,
     )> {
-        let packed = lock(&self.inner).packed();
-        let batch: Batch = py
-            .detach(|| no_panic(|| lock(&self.inner).next_batch()))
-            .map_err(PyAdoError::from)?;
+        let packed = self.packed;
+        let batch: Batch = self.with_loader(py, Loader::next_batch)?;
         let b = batch.domains.len();
         let domain = PyArray1::from_vec(py, batch.domains.iter().map(|&d| i64::from(d)).collect());
         let keys = PyList::new(py, &batch.keys)?;
@@ -385,16 +525,23 @@ impl PyMixtureLoaderCore {
     }
 
     /// The loader state as a JSON string.
-    fn state_json(&self) -> PyAdoResult<String> {
-        serde_json::to_string(&lock(&self.inner).state())
-            .map_err(|e| PyAdoError(Error::internal(e.to_string())))
+    fn state_json(&self, py: Python<'_>) -> PyAdoResult<String> {
+        self.with_loader(py, |l| {
+            serde_json::to_string(&l.state()).map_err(|e| Error::internal(e.to_string()))
+        })
     }
 
-    /// Restore a state from `state_json`.
-    fn load_state_json(&self, state: &str) -> PyAdoResult<()> {
-        let st: LoaderState = serde_json::from_str(state)
-            .map_err(|e| PyAdoError(Error::State(format!("malformed loader state: {e}"))))?;
-        Ok(no_panic(|| lock(&self.inner).load_state(&st))?)
+    /// Restore a state from `state_json`, or (a JSON list) the states of every rank of a
+    /// checkpoint saved with another world size (elastic resume).
+    fn load_state_json(&self, py: Python<'_>, state: &str) -> PyAdoResult<()> {
+        let malformed =
+            |e: serde_json::Error| PyAdoError(Error::State(format!("malformed loader state: {e}")));
+        let states: Vec<LoaderState> = if state.trim_start().starts_with('[') {
+            serde_json::from_str(state).map_err(malformed)?
+        } else {
+            vec![serde_json::from_str(state).map_err(malformed)?]
+        };
+        self.with_loader(py, |l| l.load_states(&states))
     }
 }
 

@@ -14,10 +14,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
+use crate::data::rng::{permutation, tag};
 use crate::data::sampler::{compose, quantize, Mode};
 use crate::data::shard::ShardIndex;
 use crate::data::stream::{
-    Cursor, Domain, Fetch, FilePool, Item, PackSpec, Produced, RawSample, Stream, TokenFormat,
+    Cursor, Domain, Fetch, FilePool, Item, PackSpec, Phase, Produced, RawSample, Stream,
+    TokenFormat,
 };
 use crate::data::{domain_fingerprint, fingerprint, index_shards};
 use crate::error::{Error, Result};
@@ -114,6 +116,8 @@ pub struct Remote {
 
 /// Version of [`LoaderState`] written now (2: content fingerprints per domain).
 const STATE_VERSION: u32 = 2;
+/// Version of a state that carries an elastic [`Origin`] (older readers must refuse it).
+const ELASTIC_STATE_VERSION: u32 = 3;
 
 /// The JSON-safe loader state.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -138,18 +142,115 @@ pub struct LoaderState {
     pub epochs: Vec<u64>,
     /// Pack mode: per domain, (documents opened, token offset in the last one) on this rank.
     pub pack_cursors: Option<Vec<(u64, u64)>>,
+    /// Format 3: the elastic resumes behind this state (see [`Origin`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// A checkpoint of `world` ranks that was resumed on a different number of ranks: per domain
+/// and old rank, the items that rank had drawn (`positions[d][r]`; documents opened in pack
+/// mode). The samples the old ranks had not drawn in their current epochs (or shares) are shared
+/// out to the new ranks, who draw them first (see [`crate::data::stream::Phase`]); so within an
+/// epoch no sample is drawn twice or skipped over all ranks, across any number of resumes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Origin {
+    pub world: usize,
+    /// 0 for the first elastic resume of a run, then 1, 2, ... (keys the shuffle of the shares).
+    pub level: u64,
+    pub positions: Vec<Vec<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Box<Origin>>,
+}
+
+/// Largest world of an elastic origin (bounds the work a state can ask for).
+const MAX_ORIGIN_WORLD: usize = MAX_WORLD_SIZE;
+
+/// Per domain, the phase of every rank `0..world` of a run resumed from `origin`.
+fn phases_after(
+    domains: &Arc<Vec<Domain>>,
+    seed: u64,
+    origin: &Origin,
+    world: usize,
+) -> Result<Vec<Vec<Phase>>> {
+    let k = domains.len();
+    if origin.world == 0
+        || origin.world > MAX_ORIGIN_WORLD
+        || origin.positions.len() != k
+        || origin.positions.iter().any(|p| p.len() != origin.world)
+        || origin
+            .parent
+            .as_ref()
+            .is_some_and(|p| p.level >= origin.level)
+    {
+        return Err(Error::State(
+            "malformed elastic origin in the loader state (world, positions or level)".into(),
+        ));
+    }
+    let old = match &origin.parent {
+        Some(p) => phases_after(domains, seed, p, origin.world)?,
+        None => vec![vec![Phase::default(); origin.world]; k],
+    };
+    let files = Arc::new(FilePool::new(1, None));
+    let mut out = Vec::with_capacity(k);
+    for d in 0..k {
+        let mut rest = Vec::new();
+        let mut top = 0u64;
+        for r in 0..origin.world {
+            let mut s = Stream::new(
+                Arc::clone(domains),
+                d,
+                seed,
+                r as u64,
+                origin.world as u64,
+                None,
+                Cursor::default(),
+                Arc::clone(&files),
+            )
+            .with_phase(old[d][r].clone());
+            let pos = origin.positions[d][r];
+            top = top.max(s.epoch_of(pos.saturating_sub(1)));
+            rest.extend(s.remaining(pos));
+        }
+        rest.sort_unstable();
+        rest.dedup(); // only a domain with fewer samples than ranks repeats samples over ranks
+        let order = permutation(
+            rest.len(),
+            &[seed, tag::ELASTIC, d as u64, top, origin.level],
+        );
+        out.push(
+            (0..world)
+                .map(|r| Phase {
+                    share: Some(Arc::new(
+                        order
+                            .iter()
+                            .skip(r)
+                            .step_by(world.max(1))
+                            .map(|&i| rest[i as usize])
+                            .collect(),
+                    )),
+                    epoch_base: top.saturating_add(1),
+                })
+                .collect(),
+        );
+    }
+    Ok(out)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The read-ahead schedule of one loader: per-domain queues of produced items and the streams
+/// themselves. A stream is taken out (`None`) while a thread produces from it, so nothing holds
+/// this lock (or any other) while a stream reads, fetches a remote shard or tokenizes: those
+/// may call into Python.
 struct Sched {
     queues: Vec<VecDeque<Result<Produced>>>,
+    /// Each domain's stream; `None` while a worker or the consumer produces from it.
+    streams: Vec<Option<Stream>>,
     bytes: Vec<usize>,
     total: usize,
     budget: Vec<usize>,
-    busy: Vec<bool>,
     failed: Vec<bool>,
     cap: usize,
     /// Whether the consumer waits on `ready` / how many workers wait on `work` (wake-ups are
@@ -164,13 +265,14 @@ impl Sched {
             return None;
         }
         (0..self.queues.len())
-            .filter(|&d| !self.busy[d] && !self.failed[d] && self.bytes[d] < self.budget[d])
+            .filter(|&d| {
+                self.streams[d].is_some() && !self.failed[d] && self.bytes[d] < self.budget[d]
+            })
             .max_by_key(|&d| (self.budget[d] - self.bytes[d], usize::MAX - d))
     }
 }
 
 struct Shared {
-    streams: Vec<Mutex<Stream>>,
     files: Arc<FilePool>,
     sched: Mutex<Sched>,
     ready: Condvar,
@@ -187,30 +289,33 @@ fn budgets(cap: usize, q: &[u64]) -> Vec<usize> {
 }
 
 impl Shared {
+    fn wait<'a>(cv: &Condvar, s: MutexGuard<'a, Sched>) -> MutexGuard<'a, Sched> {
+        cv.wait(s)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn worker(&self) {
         loop {
-            let d = {
+            let (d, stream) = {
                 let mut s = lock(&self.sched);
                 loop {
-                    if self.stop.load(Ordering::Relaxed) {
+                    if self.stop.load(Ordering::Acquire) {
                         return;
                     }
                     if let Some(d) = s.pick() {
-                        s.busy[d] = true;
-                        break d;
+                        if let Some(stream) = s.streams[d].take() {
+                            break (d, stream);
+                        }
                     }
                     s.idle_workers += 1;
-                    s = self
-                        .work
-                        .wait(s)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    s = Self::wait(&self.work, s);
                     s.idle_workers -= 1;
                 }
             };
-            // Fill domain `d` while it is under budget, one item at a time (the consumer may
-            // take the stream lock between items).
-            loop {
-                let mut stream = lock(&self.streams[d]);
+            // Fill domain `d` while it is under budget, one item at a time, holding no lock
+            // while the stream produces.
+            let mut held = Some(stream);
+            while let Some(stream) = held.as_mut() {
                 let res = stream.produce();
                 let mut s = lock(&self.sched);
                 let ok = res.is_ok();
@@ -223,31 +328,27 @@ impl Shared {
                 }
                 s.queues[d].push_back(res);
                 let more = ok
-                    && !self.stop.load(Ordering::Relaxed)
+                    && !self.stop.load(Ordering::Acquire)
                     && s.bytes[d] < s.budget[d]
                     && s.total < s.cap;
                 if !more {
-                    s.busy[d] = false;
+                    s.streams[d] = held.take();
                 }
-                // Only the consumer (one at a time, under the loader's lock) waits on `ready`.
                 let wake = s.consumer_waiting;
                 drop(s);
-                drop(stream);
                 if wake {
-                    self.ready.notify_one();
-                }
-                if !more {
-                    break;
+                    self.ready.notify_all();
                 }
             }
         }
     }
 
-    /// The next `n` items of domain `d`, from the queue or produced right here.
+    /// The next `n` items of domain `d`, from the queue or produced right here (with no lock
+    /// held while producing).
     fn pop_many(&self, d: usize, n: usize) -> Result<VecDeque<Produced>> {
         let mut out = VecDeque::with_capacity(n);
         let mut s = lock(&self.sched);
-        while out.len() < n {
+        loop {
             let before = out.len();
             while out.len() < n {
                 let Some(res) = s.queues[d].pop_front() else {
@@ -262,36 +363,41 @@ impl Shared {
                 self.work.notify_one();
             }
             if out.len() == n {
-                break;
+                return Ok(out);
             }
-            if s.busy[d] {
+            // The queue is empty: produce here, or wait for the worker that has the stream.
+            let Some(mut stream) = s.streams[d].take() else {
                 s.consumer_waiting = true;
-                s = self
-                    .ready
-                    .wait(s)
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                s = Self::wait(&self.ready, s);
                 s.consumer_waiting = false;
                 continue;
-            }
+            };
             drop(s);
-            // Lock order: stream, then sched (as in `worker`).
-            let mut stream = lock(&self.streams[d]);
-            s = lock(&self.sched);
-            if !s.queues[d].is_empty() {
-                drop(stream);
-                continue;
-            }
-            drop(s);
+            let mut res = Ok(());
             while out.len() < n {
-                out.push_back(stream.produce()?);
+                match stream.produce() {
+                    Ok(p) => out.push_back(p),
+                    Err(e) => {
+                        res = Err(e);
+                        break;
+                    }
+                }
             }
-            drop(stream);
             s = lock(&self.sched);
+            s.streams[d] = Some(stream);
+            let wake = s.idle_workers > 0;
+            drop(s);
+            if wake {
+                self.work.notify_all();
+            }
+            return res.map(|()| out);
         }
-        Ok(out)
     }
 }
 
+/// The read-ahead threads of a loader. Dropping it stops them and waits for them (each
+/// finishes the item it is producing); call it detached from Python, since a thread may be
+/// waiting to call into Python (a remote shard's fetcher).
 struct Engine {
     shared: Arc<Shared>,
     /// Process that started the threads: after a fork the child has none of them.
@@ -301,9 +407,19 @@ struct Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        let _guard = lock(&self.shared.sched);
-        self.shared.work.notify_all();
+        if self.pid != std::process::id() {
+            // Forked child: the threads (and maybe a lock they held) stayed in the parent.
+            std::mem::forget(std::mem::take(&mut self.threads));
+            return;
+        }
+        self.shared.stop.store(true, Ordering::Release);
+        {
+            let _guard = lock(&self.shared.sched);
+            self.shared.work.notify_all();
+        }
+        for h in self.threads.drain(..) {
+            let _ = h.join();
+        }
     }
 }
 
@@ -325,6 +441,10 @@ pub struct Loader {
     legacy_fingerprint: String,
     /// Per domain, a stream used only to plan which shards come next (never reads).
     planners: Vec<Option<Stream>>,
+    /// Per domain, where this rank's stream starts (after an elastic resume: its share).
+    phases: Vec<Phase>,
+    /// The elastic resumes this run went through (`None`: the world never changed).
+    origin: Option<Origin>,
 }
 
 /// The manifest fingerprint of format-1 states (size, samples, header hash per shard).
@@ -423,6 +543,7 @@ impl Loader {
                     return Vec::new();
                 }
                 let (rank, world) = (self.cfg.rank as u64, self.cfg.world_size as u64);
+                let phase = self.phases[d].clone();
                 let planner = self.planners[d].get_or_insert_with(|| {
                     Stream::new(
                         Arc::clone(&self.domains),
@@ -434,6 +555,7 @@ impl Loader {
                         Cursor::default(),
                         Arc::new(FilePool::new(1, None)),
                     )
+                    .with_phase(phase)
                 });
                 planner.upcoming_shards(self.cursors[d].doc.saturating_sub(1), n)
             })
@@ -443,21 +565,8 @@ impl Loader {
     /// Stop the read-ahead threads, wait for them, and close every shard file (remote shards
     /// are released to their fetcher). The next batch starts afresh from the committed cursors.
     pub fn shutdown(&mut self) {
-        let Some(mut engine) = self.engine.take() else {
-            return;
-        };
-        if engine.pid != std::process::id() {
-            std::mem::forget(engine);
-            return;
-        }
-        engine.shared.stop.store(true, Ordering::Relaxed);
-        {
-            let _guard = lock(&engine.shared.sched);
-            engine.shared.work.notify_all();
-        }
-        for h in engine.threads.drain(..) {
-            let _ = h.join();
-        }
+        // Dropping the engine stops and joins its threads (a forked child only forgets them).
+        self.engine = None;
     }
 
     /// Content fingerprint of the manifest (see [`fingerprint`]).
@@ -508,6 +617,8 @@ impl Loader {
             domain_fps,
             legacy_fingerprint: legacy,
             planners: Vec::new(),
+            phases: vec![Phase::default(); k],
+            origin: None,
             domains: Arc::new(domains),
             fingerprint,
             weights,
@@ -577,16 +688,19 @@ impl Loader {
             let files = Arc::new(FilePool::new(self.cfg.max_open_files, self.fetch.clone()));
             let streams = (0..k)
                 .map(|d| {
-                    Mutex::new(Stream::new(
-                        Arc::clone(&self.domains),
-                        d,
-                        self.cfg.seed,
-                        self.cfg.rank as u64,
-                        self.cfg.world_size as u64,
-                        self.cfg.pack.clone(),
-                        self.cursors[d],
-                        Arc::clone(&files),
-                    ))
+                    Some(
+                        Stream::new(
+                            Arc::clone(&self.domains),
+                            d,
+                            self.cfg.seed,
+                            self.cfg.rank as u64,
+                            self.cfg.world_size as u64,
+                            self.cfg.pack.clone(),
+                            self.cursors[d],
+                            Arc::clone(&files),
+                        )
+                        .with_phase(self.phases[d].clone()),
+                    )
                 })
                 .collect();
             let tokenizer = self
@@ -601,14 +715,13 @@ impl Loader {
             };
             let cap = self.cfg.readahead_bytes;
             let shared = Arc::new(Shared {
-                streams,
                 files,
                 sched: Mutex::new(Sched {
                     queues: (0..k).map(|_| VecDeque::new()).collect(),
+                    streams,
                     bytes: vec![0; k],
                     total: 0,
                     budget: budgets(cap, &self.q),
-                    busy: vec![false; k],
                     failed: vec![false; k],
                     cap,
                     consumer_waiting: false,
@@ -716,7 +829,7 @@ impl Loader {
         let (rank, world) = (self.cfg.rank as u64, self.cfg.world_size as u64);
         (0..self.domains.len())
             .map(|d| {
-                let per = Stream::new(
+                let stream = Stream::new(
                     Arc::clone(&self.domains),
                     d,
                     0,
@@ -726,10 +839,10 @@ impl Loader {
                     Cursor::default(),
                     Arc::new(FilePool::new(1, None)),
                 )
-                .per_epoch();
-                self.cursors[d].doc.saturating_sub(u64::from(
+                .with_phase(self.phases[d].clone());
+                stream.epoch_of(self.cursors[d].doc.saturating_sub(u64::from(
                     self.cfg.pack.is_some() && self.cursors[d].doc > 0,
-                )) / per.max(1)
+                )))
             })
             .collect()
     }
@@ -737,7 +850,11 @@ impl Loader {
     /// The JSON-safe state.
     pub fn state(&self) -> LoaderState {
         LoaderState {
-            format_version: STATE_VERSION,
+            format_version: if self.origin.is_some() {
+                ELASTIC_STATE_VERSION
+            } else {
+                STATE_VERSION
+            },
             manifest_fingerprint: self.fingerprint.clone(),
             domain_fingerprints: self.domain_fps.clone(),
             domains: self.domains.iter().map(|d| d.name.clone()).collect(),
@@ -756,20 +873,26 @@ impl Loader {
                 .pack
                 .as_ref()
                 .map(|_| self.cursors.iter().map(|c| (c.doc, c.tok)).collect()),
+            origin: self.origin.clone(),
         }
     }
 
     /// Restore a state saved by [`Loader::state`] (same manifest, seed, batch and world).
     pub fn load_state(&mut self, st: &LoaderState) -> Result<()> {
+        self.load_states(std::slice::from_ref(st))
+    }
+
+    /// Checks of a state against this loader that hold whatever the world.
+    fn check_state(&self, st: &LoaderState) -> Result<()> {
         let bad = |what: &str, have: String, got: String| {
             Err(Error::State(format!(
                 "state was saved with {what} {got}, this loader has {have}"
             )))
         };
-        if st.format_version != 1 && st.format_version != STATE_VERSION {
+        if ![1, STATE_VERSION, ELASTIC_STATE_VERSION].contains(&st.format_version) {
             return bad(
                 "format_version",
-                format!("1 or {STATE_VERSION}"),
+                format!("1 to {ELASTIC_STATE_VERSION}"),
                 st.format_version.to_string(),
             );
         }
@@ -813,20 +936,20 @@ impl Loader {
         if st.mode != self.cfg.mode.name() {
             return bad("mode", self.cfg.mode.name().into(), st.mode.clone());
         }
-        if st.batch_size != self.cfg.batch_size || st.world_size != self.cfg.world_size {
+        if st.batch_size != self.cfg.batch_size {
             return bad(
-                "batch_size/world_size",
-                format!("{}/{}", self.cfg.batch_size, self.cfg.world_size),
-                format!("{}/{}", st.batch_size, st.world_size),
+                "batch_size",
+                self.cfg.batch_size.to_string(),
+                st.batch_size.to_string(),
             );
         }
-        if st.rank != self.cfg.rank {
-            return bad("rank", self.cfg.rank.to_string(), st.rank.to_string());
-        }
         let k = names.len();
-        if st.credits.len() != k
+        if st.world_size == 0
+            || st.world_size > MAX_WORLD_SIZE
+            || st.rank >= st.world_size
+            || st.credits.len() != k
             || st.ordinals.len() != k
-            || st.ordinals.iter().any(|o| o.len() != self.cfg.world_size)
+            || st.ordinals.iter().any(|o| o.len() != st.world_size)
         {
             return Err(Error::State(
                 "state has the wrong number of domains or ranks".into(),
@@ -835,33 +958,126 @@ impl Loader {
         if self.cfg.pack.is_some() != st.pack_cursors.is_some() {
             return Err(Error::State("state and loader disagree on packing".into()));
         }
+        if st.pack_cursors.as_ref().is_some_and(|pc| pc.len() != k) {
+            return Err(Error::State("pack_cursors has the wrong length".into()));
+        }
+        Ok(())
+    }
+
+    /// Restore from the states of one checkpoint. With the checkpoint's world size, this rank's
+    /// own state is used and the following batches equal the uninterrupted run's. With another
+    /// world size the resume is elastic: the global step, weights and credits continue, and the
+    /// samples the old ranks had not drawn in their current epochs are shared out to the new
+    /// ranks, who draw them first (see [`Origin`]). Raw samples need any one old rank's state
+    /// (each holds every rank's position); packed rows need the states of all old ranks.
+    pub fn load_states(&mut self, states: &[LoaderState]) -> Result<()> {
+        let Some(st) = states.first() else {
+            return Err(Error::State("no loader state given".into()));
+        };
+        for other in states {
+            self.check_state(other)?;
+            if other.step != st.step
+                || other.world_size != st.world_size
+                || other.ordinals != st.ordinals
+                || other.credits != st.credits
+                || other.weights != st.weights
+                || other.origin != st.origin
+            {
+                return Err(Error::State(
+                    "the loader states come from different checkpoints (step, world, \
+                     positions, weights or origin differ)"
+                        .into(),
+                ));
+            }
+        }
+        let k = self.domains.len();
         let q = quantize(&st.weights, k).map_err(|e| Error::State(format!("weights: {e}")))?;
-        let cursors: Vec<Cursor> = match &st.pack_cursors {
-            Some(pc) if pc.len() == k => pc
-                .iter()
-                .zip(&st.ordinals)
-                .map(|(&(doc, tok), o)| Cursor {
-                    items: o[self.cfg.rank],
-                    doc,
-                    tok,
+        let (world, rank) = (self.cfg.world_size, self.cfg.rank);
+        let (cursors, ordinals, origin, phases) = if st.world_size == world {
+            let Some(mine) = states.iter().find(|s| s.rank == rank) else {
+                return Err(Error::State(format!(
+                    "state was saved with rank(s) {:?}, this loader has rank {rank}",
+                    states.iter().map(|s| s.rank).collect::<Vec<_>>()
+                )));
+            };
+            let cursors: Vec<Cursor> = (0..k)
+                .map(|d| {
+                    let items = mine.ordinals[d][rank];
+                    match &mine.pack_cursors {
+                        Some(pc) => Cursor {
+                            items,
+                            doc: pc[d].0,
+                            tok: pc[d].1,
+                        },
+                        None => Cursor {
+                            items,
+                            doc: items,
+                            tok: 0,
+                        },
+                    }
                 })
-                .collect(),
-            Some(_) => return Err(Error::State("pack_cursors has the wrong length".into())),
-            None => st
-                .ordinals
-                .iter()
-                .map(|o| Cursor {
-                    items: o[self.cfg.rank],
-                    doc: o[self.cfg.rank],
-                    tok: 0,
-                })
-                .collect(),
+                .collect();
+            let phases = match &mine.origin {
+                Some(o) => phases_after(&self.domains, self.cfg.seed, o, world)?
+                    .into_iter()
+                    .map(|mut p| p.swap_remove(rank))
+                    .collect(),
+                None => vec![Phase::default(); k],
+            };
+            (cursors, mine.ordinals.clone(), mine.origin.clone(), phases)
+        } else {
+            let n = st.world_size;
+            let positions: Vec<Vec<u64>> = if self.cfg.pack.is_some() {
+                let mut by_rank: Vec<Option<&LoaderState>> = vec![None; n];
+                for s in states {
+                    by_rank[s.rank] = Some(s);
+                }
+                let missing: Vec<usize> = (0..n).filter(|&r| by_rank[r].is_none()).collect();
+                if !missing.is_empty() {
+                    return Err(Error::State(format!(
+                        "resuming packed rows saved by {n} ranks on {world} needs the loader \
+                         states of all {n} ranks; missing rank(s) {missing:?}"
+                    )));
+                }
+                (0..k)
+                    .map(|d| {
+                        by_rank
+                            .iter()
+                            .map(|s| {
+                                s.and_then(|s| s.pack_cursors.as_ref())
+                                    .map_or(0, |pc| pc[d].0)
+                            })
+                            .collect()
+                    })
+                    .collect()
+            } else {
+                st.ordinals.clone()
+            };
+            let origin = Origin {
+                world: n,
+                level: st.origin.as_ref().map_or(0, |o| o.level + 1),
+                positions,
+                parent: st.origin.clone().map(Box::new),
+            };
+            let phases = phases_after(&self.domains, self.cfg.seed, &origin, world)?
+                .into_iter()
+                .map(|mut p| p.swap_remove(rank))
+                .collect();
+            (
+                vec![Cursor::default(); k],
+                vec![vec![0; world]; k],
+                Some(origin),
+                phases,
+            )
         };
         self.engine = None;
+        self.planners = Vec::new();
+        self.phases = phases;
+        self.origin = origin;
         self.q = q;
         self.weights = st.weights.clone();
         self.credits = st.credits.clone();
-        self.ordinals = st.ordinals.clone();
+        self.ordinals = ordinals;
         self.cursors = cursors;
         self.step = st.step;
         Ok(())

@@ -37,6 +37,8 @@ pub mod tag {
     pub const COMPOSE: u64 = 1;
     pub const SHARD_ORDER: u64 = 2;
     pub const WITHIN_SHARD: u64 = 3;
+    /// The order of the samples an elastic resume shares out (`stream::Phase`).
+    pub const ELASTIC: u64 = 4;
 }
 
 /// A Fisher–Yates permutation of `0..n` keyed by `key` (each swap uses its own counter).

@@ -6,6 +6,10 @@
 //! rank's subset is a fresh permutation: the shard order is shuffled, then the order inside each
 //! shard, both keyed by (seed, domain, epoch[, shard, rank]) through [`crate::data::rng`]. The
 //! `k`-th item of the stream is therefore a pure function of `k`.
+//!
+//! After an elastic resume (a checkpoint of `N` ranks resumed on `M != N`), a stream first
+//! consumes its [`Phase::share`]: its slice of the samples the `N` old ranks had not yet drawn in
+//! their current epochs; then epochs `Phase::epoch_base, ...` of the `M`-rank scheme follow.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -365,6 +369,17 @@ pub struct Produced {
     pub after: Cursor,
 }
 
+/// Where a rank's stream starts: empty (`share` `None`, `epoch_base` 0) unless the loader was
+/// resumed elastically.
+#[derive(Debug, Clone, Default)]
+pub struct Phase {
+    /// Domain sample numbers this rank draws first, in order (its share of the old ranks'
+    /// unfinished epochs).
+    pub share: Option<Arc<Vec<u64>>>,
+    /// The epoch the stream enters after its share.
+    pub epoch_base: u64,
+}
+
 /// The per-(domain, rank) stream state; see the module docs.
 pub struct Stream {
     domains: Arc<Vec<Domain>>,
@@ -380,6 +395,7 @@ pub struct Stream {
     within_cache: Option<(u64, usize, Vec<u32>)>,
     files: Arc<FilePool>,
     doc: Option<(Vec<u32>, String)>,
+    phase: Phase,
 }
 
 impl Stream {
@@ -412,7 +428,50 @@ impl Stream {
             within_cache: None,
             files,
             doc: None,
+            phase: Phase::default(),
         }
+    }
+
+    /// This stream starting with `phase` (see [`Phase`]).
+    pub fn with_phase(mut self, phase: Phase) -> Stream {
+        self.phase = phase;
+        self.epoch_cache = None;
+        self.within_cache = None;
+        self
+    }
+
+    fn share_len(&self) -> u64 {
+        self.phase.share.as_ref().map_or(0, |s| s.len() as u64)
+    }
+
+    /// The epoch the `ord`-th item belongs to (the share phase counts as `epoch_base - 1`).
+    pub fn epoch_of(&self, ord: u64) -> u64 {
+        let sl = self.share_len();
+        if ord < sl {
+            return self.phase.epoch_base.saturating_sub(1);
+        }
+        self.phase.epoch_base + (ord - sl) / self.per_epoch.max(1)
+    }
+
+    /// The domain sample numbers this stream still owes in the phase (its share, or an epoch)
+    /// of the last item it drew, when `pos` items have been drawn (all of the first phase
+    /// when none was). A partly packed document counts as drawn.
+    pub fn remaining(&mut self, pos: u64) -> Vec<u64> {
+        let sl = self.share_len();
+        let per = self.per_epoch.max(1);
+        let end = match pos.checked_sub(1) {
+            None if sl > 0 => sl,
+            None => per,
+            Some(last) if last < sl => sl,
+            Some(last) => sl + ((last - sl) / per + 1) * per,
+        };
+        let bases = self.domains[self.d].bases.clone();
+        (pos..end)
+            .map(|k| {
+                let (s, j) = self.locate(k);
+                bases[s] + j as u64
+            })
+            .collect()
     }
 
     /// Samples per epoch in this rank's subset.
@@ -445,10 +504,24 @@ impl Stream {
     pub fn upcoming_shards(&mut self, ord: u64, n: usize) -> Vec<usize> {
         let mut out: Vec<usize> = Vec::with_capacity(n);
         let per = self.per_epoch.max(1);
+        let sl = self.share_len();
         let mut ord = ord;
+        if let Some(share) = self.phase.share.clone() {
+            let bases = &self.domains[self.d].bases;
+            for &g in share.iter().skip(ord.min(sl) as usize) {
+                let s = bases.partition_point(|&b| b <= g).saturating_sub(1);
+                if !out.contains(&s) {
+                    out.push(s);
+                    if out.len() >= n {
+                        return out;
+                    }
+                }
+            }
+            ord = ord.saturating_sub(sl);
+        }
         // Two epochs hold every shard at least once.
         for _ in 0..2 {
-            let (epoch, pos) = (ord / per, ord % per);
+            let (epoch, pos) = (self.phase.epoch_base + ord / per, ord % per);
             self.ensure_epoch(epoch);
             let Some((_, order, prefix)) = self.epoch_cache.as_ref() else {
                 break;
@@ -463,14 +536,25 @@ impl Stream {
                     }
                 }
             }
-            ord = (epoch + 1) * per;
+            ord = (epoch + 1 - self.phase.epoch_base) * per;
         }
         out
     }
 
     /// (shard, local sample index) of the `ord`-th sample of this rank's stream.
     pub fn locate(&mut self, ord: u64) -> (usize, usize) {
-        let (epoch, pos) = (ord / self.per_epoch, ord % self.per_epoch);
+        let sl = self.share_len();
+        if let Some(share) = &self.phase.share {
+            if ord < sl {
+                let g = share[ord as usize];
+                let bases = &self.domains[self.d].bases;
+                let s = bases.partition_point(|&b| b <= g).saturating_sub(1);
+                return (s, (g - bases[s]) as usize);
+            }
+        }
+        let ord = ord - sl;
+        let per = self.per_epoch.max(1);
+        let (epoch, pos) = (self.phase.epoch_base + ord / per, ord % per);
         self.ensure_epoch(epoch);
         let dom = &self.domains[self.d];
         let Some((_, order, prefix)) = self.epoch_cache.as_ref() else {

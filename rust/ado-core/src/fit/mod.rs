@@ -511,15 +511,17 @@ pub fn fit_many_cancellable(
             losses.len()
         )));
     }
-    (0..losses.len())
-        .into_par_iter()
-        .map(|k| {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(Error::Interrupted);
-            }
-            fit_one(k, ns[k], losses[k], config)
-        })
-        .collect()
+    crate::par::scoped(losses.len(), || {
+        (0..losses.len())
+            .into_par_iter()
+            .map(|k| {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Interrupted);
+                }
+                fit_one(k, ns[k], losses[k], config)
+            })
+            .collect()
+    })?
 }
 
 /// The objective `J` of `config` at `(eps, beta, alpha)` for one domain's points, with the data-derived
