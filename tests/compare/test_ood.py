@@ -93,7 +93,7 @@ def test_ado_vs_baselines_pairs_every_metric_by_seed() -> None:
             for k, d in enumerate((0.03, -0.01, 0.02))
         ),
     ]
-    summary = _summary(runs, ["a", "b"])
+    summary = _summary(runs, ["a", "b"], ["a", "b"])  # held-out sets, trained domains
     assert summary[0]["ood_loss_mean"] == {"c_headers": pytest.approx(4.2)}
     (v,) = _ado_vs(summary, runs)
     ood = v["ood"]["c_headers"]
