@@ -72,10 +72,10 @@ CORPUS_FORMAT_VERSION = 1
 
 _PARA = re.compile(r"\n[ \t]*\n")
 
-#: Files and folders a build writes into its output folder (removed by ``force``).
 #: The lock file of a build in progress (see :func:`build_lock`); not part of the corpus.
 LOCK_NAME = ".ado-build.lock"
 _HELD: set[str] = set()  # folders whose build lock this process holds
+#: Files and folders a build writes into its output folder (removed by ``force``).
 OWNED = (
     "train",
     "val",

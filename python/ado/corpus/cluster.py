@@ -50,6 +50,7 @@ import yaml
 from tqdm import tqdm
 
 from ado.corpus.build import CORPUS_FORMAT_VERSION, _brace, _sha256, _ShardWriter, build_lock
+from ado.corpus.build import OWNED as BUILD_OWNED
 from ado.corpus.tokenizer import CorpusTokenizer
 from ado.errors import ConfigError
 
@@ -57,18 +58,9 @@ __all__ = ["ClusterConfig", "cluster_corpus"]
 
 logger = logging.getLogger(__name__)
 
-#: What a clustering writes into its output folder (besides the lock file).
-OWNED = (
-    "train",
-    "val",
-    "ood",
-    "manifest.yaml",
-    "val.yaml",
-    "ood.yaml",
-    "tokenizer.json",
-    "corpus.json",
-    "clusters.md",
-)
+#: What a clustering writes into its output folder (besides the lock file): a corpus, plus
+#: its cluster report.
+OWNED = (*BUILD_OWNED, "clusters.md")
 
 #: Files and folders taken unchanged from the source corpus.
 HELD_OUT = ("val", "ood", "val.yaml", "ood.yaml", "tokenizer.json")
