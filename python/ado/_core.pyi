@@ -16,6 +16,7 @@ __all__ = [
     "file_hash",
     "fit_lr_laws",
     "fit_power_laws",
+    "gc_phase",
     "index_file",
     "index_shard",
     "lr_areas",
@@ -71,6 +72,8 @@ def index_shard(path: str, cache_dir: str | None = None) -> dict[str, object]: .
 def index_file(path: str) -> bytes: ...
 def decode_index(data: bytes, name: str) -> dict[str, object]: ...
 def file_hash(path: str) -> tuple[int, str]: ...
+def gc_phase(phase: str, info: object) -> None:
+    """The ``gc.callbacks`` entry registered at import: tells the loader core a collection runs."""
 def shard_members(
     path: str, cache_dir: str | None = None
 ) -> list[tuple[str, list[tuple[str, int, int]]]]: ...

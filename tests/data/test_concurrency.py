@@ -83,3 +83,77 @@ def test_close_joins_every_thread_and_is_idempotent(make_domain: Any) -> None:
     assert loader.step == 6
     del loader
     assert _os_threads() == before  # dropping a loader joins its threads too
+
+
+
+GC_DROP = """
+import faulthandler, gc, sys, tempfile, threading, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from servers import ShardHTTPServer
+from stress_getters import write_corpus
+from ado.data import MixtureLoader, PackConfig
+
+faulthandler.dump_traceback_later(60, exit=True)  # a hang: every stack, exit 1
+
+def comm(task):
+    try:
+        return (task / "comm").read_text()
+    except OSError:  # the thread ended meanwhile
+        return ""
+
+def threads():  # the loader core's threads: read-ahead and reaper (not Python's own)
+    names = [comm(t) for t in Path("/proc/self/task").iterdir()]
+    return sum(n.startswith(("ado-readahead", "ado-loader-rea")) for n in names)
+
+root = Path(tempfile.mkdtemp())
+manifest = write_corpus(root / "corpus")
+server = ShardHTTPServer(root / "corpus").start()
+base = server.url("").rstrip("/")
+before = threads()
+loader = MixtureLoader(
+    {k: base + v for k, v in manifest.items()}, batch_size=4, seed=1, readahead_threads=1,
+    pack=PackConfig(seq_len=32, eos_id=0, field="u16"), cache_dir=root / "cache",
+)
+cache = loader.cache
+# A lock the fetcher takes (as a logging handler's or the cache's own would be).
+LOCK = threading.Lock()
+blocked = threading.Event()
+acquire = cache.acquire
+
+def acquire_taking_the_lock(name):
+    if LOCK.locked():
+        blocked.set()
+    with LOCK:
+        return acquire(name)
+
+cache.acquire = acquire_taking_the_lock
+for _ in range(3):
+    next(loader)
+assert threads() == before + 1
+with LOCK:
+    assert blocked.wait(30), "the read-ahead thread never asked for a shard"
+    cycle = [loader]
+    cycle.append(cycle)  # only the collector can free the loader now
+    del loader, cycle
+    gc.collect()  # frees the loader in this thread, which holds what its read thread waits for
+deadline = time.monotonic() + 30
+while (threads() != before or any(cache._held.values())) and time.monotonic() < deadline:
+    time.sleep(0.01)
+assert threads() == before, (threads(), before)
+assert not any(cache._held.values()), cache._held  # every shard released
+server.stop()
+print("ok")
+"""
+
+
+def test_a_loader_freed_by_the_collector_never_waits_in_the_collecting_thread() -> None:
+    """The collector frees garbage in whichever thread allocates, and that thread may hold a lock
+    a read-ahead thread needs (here one the fetcher takes). The loader's threads are then stopped
+    and joined, and its shards released, by a reaper thread, not waited for there; before, this
+    deadlocked (as the cache's own lock did in CI, while a cache thread indexed shards)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", GC_DROP, str(HERE)], capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "ok", proc.stdout + proc.stderr

@@ -117,15 +117,18 @@ def _md5_file(path: str) -> str:
 # as long as any copy of its descriptor: the child would pin shards (and reservations) its parent
 # released. So the child closes its copies at once (the parent keeps its locks), and forks wait
 # while a descriptor is being opened or closed so that none escapes the registry.
+# The locks here are re-entrant: any allocation may run the garbage collector, which may free a
+# loader, whose core then releases its shards (``ShardCache.release``) in the same thread.
 _FDS: set[int] = set()
-_FDS_LOCK = threading.Lock()
+_FDS_LOCK = threading.RLock()
 _CACHES: weakref.WeakSet[ShardCache] = weakref.WeakSet()
 
 
 def _open_fd(path: Path, flags: int, mode: int = 0o644) -> int:
     """``os.open`` of a lock or reservation file, registered (closed in forked children)."""
+    name = os.fspath(path)  # outside the lock: as little as possible runs under it
     with _FDS_LOCK:
-        fd = os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+        fd = os.open(name, flags | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
         _FDS.add(fd)
     return fd
 
@@ -139,7 +142,7 @@ def _close_fd(fd: int) -> None:
 
 def _after_fork_in_child() -> None:
     global _FDS_LOCK
-    _FDS_LOCK = threading.Lock()
+    _FDS_LOCK = threading.RLock()
     for fd in _FDS:
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -243,7 +246,7 @@ class ShardCache:
         # url -> (size, content hash) from its index; url -> lock fds held by readers
         self._expect: dict[str, tuple[int, str]] = {}
         self._held: dict[str, list[int]] = {}
-        self._mutex = threading.Lock()
+        self._mutex = threading.RLock()  # re-entrant: see _FDS_LOCK
         # Short names handed to the core (no credentials) -> real URLs.
         self._real: dict[str, str] = {}
         # url -> what the store said about it at loader build (stat answer)
@@ -286,7 +289,7 @@ class ShardCache:
     def _forked(self) -> None:
         """In a forked child: the inherited holds are gone (closed by the fork handler)."""
         self._held = {}
-        self._mutex = threading.Lock()
+        self._mutex = threading.RLock()  # re-entrant: see _FDS_LOCK
         self.stats.lock = threading.Lock()
 
     @contextlib.contextmanager

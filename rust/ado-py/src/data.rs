@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use ado_core::data::index_shards;
@@ -146,11 +147,12 @@ struct PyTokenizer(Py<PyAny>);
 impl Tokenize for PyTokenizer {
     fn encode(&self, text: &[u8]) -> Result<Vec<u64>, String> {
         let text = std::str::from_utf8(text).map_err(|e| format!("text is not UTF-8: {e}"))?;
-        Python::attach(|py| {
+        Python::try_attach(|py| {
             let out = self.0.bind(py).call1((text,)).map_err(|e| e.to_string())?;
             out.extract::<Vec<u64>>()
                 .map_err(|e| format!("tokenizer must return ints: {e}"))
         })
+        .unwrap_or_else(|| Err("the Python interpreter is shutting down".into()))
     }
 }
 
@@ -159,7 +161,7 @@ struct PyFetcher(Py<PyAny>);
 
 impl Fetch for PyFetcher {
     fn acquire(&self, url: &str) -> Result<PathBuf, Error> {
-        Python::attach(|py| {
+        Python::try_attach(|py| {
             let out = self
                 .0
                 .bind(py)
@@ -168,10 +170,16 @@ impl Fetch for PyFetcher {
             out.extract::<PathBuf>()
                 .map_err(|e| Error::Remote(format!("fetcher returned no path: {e}")))
         })
+        .unwrap_or_else(|| {
+            Err(Error::Remote(
+                "the Python interpreter is shutting down".into(),
+            ))
+        })
     }
 
     fn release(&self, url: &str) {
-        Python::attach(|py| {
+        // At interpreter shutdown there is nothing to release: the process's locks go with it.
+        Python::try_attach(|py| {
             if let Err(e) = self.0.bind(py).call_method1("release", (url,)) {
                 e.write_unraisable(py, None);
             }
@@ -314,6 +322,16 @@ impl PyMixtureLoaderCore {
     }
 }
 
+/// True while Python's cyclic garbage collector runs (set by [`gc_phase`], registered in
+/// `gc.callbacks` when the module is imported).
+static GC_COLLECTING: AtomicBool = AtomicBool::new(false);
+
+/// `gc.callbacks` entry: notes when a collection starts and stops.
+#[pyfunction]
+pub fn gc_phase(phase: &str, #[allow(unused_variables)] info: &Bound<'_, PyAny>) {
+    GC_COLLECTING.store(phase == "start", Ordering::Release);
+}
+
 impl Drop for PyMixtureLoaderCore {
     fn drop(&mut self) {
         let loader = self
@@ -322,6 +340,20 @@ impl Drop for PyMixtureLoaderCore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .loader
             .take();
+        if GC_COLLECTING.load(Ordering::Acquire) {
+            // The collector frees garbage in whichever thread allocated at that moment, and
+            // that thread may hold any lock (the cache's, a logging handler's) that a
+            // read-ahead thread or the fetcher's release needs: waiting for them here could
+            // deadlock. A reaper thread stops, joins and releases instead.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let reaper = std::thread::Builder::new()
+                .name("ado-loader-reaper".into())
+                .spawn(move || drop(rx.recv()));
+            if reaper.is_ok() {
+                let _ = tx.send(loader);
+                return;
+            }
+        }
         // Joining the read-ahead threads must not hold the interpreter: one may be waiting
         // to call the fetcher.
         let _ = Python::try_attach(|py| py.detach(|| drop(loader)));

@@ -10,7 +10,8 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use crate::data::{
-        decode_index, file_hash, index_file, index_shard, shard_members, PyMixtureLoaderCore,
+        decode_index, file_hash, gc_phase, index_file, index_shard, shard_members,
+        PyMixtureLoaderCore,
     };
     #[pymodule_export]
     use crate::fit::{
@@ -22,6 +23,14 @@ mod _core {
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
-        m.add("__version__", env!("CARGO_PKG_VERSION"))
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        // A loader freed by the garbage collector must not wait for its threads there (see
+        // `PyMixtureLoaderCore`'s Drop): the core is told when a collection runs.
+        let phase = m.getattr("gc_phase")?;
+        m.py()
+            .import("gc")?
+            .getattr("callbacks")?
+            .call_method1("append", (phase,))?;
+        Ok(())
     }
 }
