@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 from hypothesis import settings
 
@@ -11,3 +12,10 @@ from hypothesis import settings
 settings.register_profile("default", derandomize=True, deadline=None)
 settings.register_profile("explore", derandomize=False, deadline=None, max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# The Ctrl-C tests send SIGINT to child processes, which must turn it into KeyboardInterrupt. A
+# shell without job control starts background commands (`.ci/run &`) with SIGINT ignored, and an
+# ignored signal stays ignored across exec: Python then never installs its handler. Restore it
+# here so that every child starts with SIGINT at its default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
