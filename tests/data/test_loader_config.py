@@ -76,6 +76,7 @@ def test_round_trip_builds_the_same_loader(corpus: Path, tmp_path: Path) -> None
     )  # fmt: skip
     assert config.cache_dir == str(tmp_path / "cache")
     assert config.remote == RemoteConfig(retries=2)
+    assert LoaderConfig(batch_size=3, remote=None).remote == RemoteConfig()  # as before: default
     dumped = config.model_dump()
     assert LoaderConfig(**dumped) == config
     text = config.model_dump_json()

@@ -179,6 +179,11 @@ class LoaderConfig(_Checked):
     def _path(cls, value: Any) -> Any:
         return os.fspath(value) if isinstance(value, os.PathLike) else value
 
+    @field_validator("remote", mode="before")
+    @classmethod
+    def _remote(cls, value: Any) -> Any:
+        return RemoteConfig() if value is None else value  # (as MixtureLoader took it)
+
     @field_validator("cache_limit", mode="before")
     @classmethod
     def _cache_limit(cls, value: Any) -> Any:
