@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from ado.data import Manifest, MixtureLoader
+from ado.data import Manifest
 from ado.integrations.hf import AdoTrainer
 from ado.torch import HeldOut, TrainConfig, build_policy
 from torch import nn
@@ -98,15 +98,6 @@ def build(cfg: TrainConfig, output_dir: str) -> AdoTrainer:
         torch.use_deterministic_algorithms(True)
     args = training_arguments(cfg, output_dir)
     manifest = Manifest.load(cfg.manifest)
-    loader = MixtureLoader(
-        manifest,
-        cfg.batch_size,
-        seed=cfg.seed,
-        rank=args.process_index,
-        world_size=args.world_size,
-        mode=cfg.mode,
-        pack=cfg.pack(),
-    )
     policy = build_policy(
         manifest, cfg.policy, prior=cfg.prior, overrides=cfg.overrides, field=cfg.field
     )
@@ -133,7 +124,8 @@ def build(cfg: TrainConfig, output_dir: str) -> AdoTrainer:
         model=model,
         args=args,
         optimizers=(optimizer, schedule),
-        loader=loader,
+        loader=cfg.loader,  # built by the Trainer for its rank
+        manifest=manifest,
         policy=policy,
         run_log=cfg.log_path,
         log_every=cfg.log_every,

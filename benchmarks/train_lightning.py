@@ -107,13 +107,10 @@ def build(cfg: TrainConfig) -> tuple[L.Trainer, LitGPT, MixtureDataModule, AdoCa
     module = LitGPT(cfg)
     data = MixtureDataModule(
         cfg.manifest,
-        cfg.batch_size,
-        pack=cfg.pack(),
+        loader=cfg.loader,
         policy=cfg.policy,
         prior=cfg.prior,
         overrides=cfg.overrides,
-        seed=cfg.seed,
-        mode=cfg.mode,
         verify_every=cfg.verify_every,
     )
     ado = AdoCallback(

@@ -5,6 +5,8 @@ from typing import final
 import numpy as np
 import numpy.typing as npt
 
+from ado.data.config import LoaderConfig
+
 __all__ = [
     "FitSpec",
     "LrFitSpec",
@@ -78,26 +80,14 @@ def shard_members(
     path: str, cache_dir: str | None = None
 ) -> list[tuple[str, list[tuple[str, int, int]]]]: ...
 
-_PackArgs = tuple[int, int, str, str, int | None, object | None, bool]
-
 @final
 class MixtureLoaderCore:
     def __new__(
         cls,
         domains: list[tuple[str, list[str]]],
-        *,
-        batch_size: int,
-        seed: int,
-        rank: int,
-        world_size: int,
-        mode: str,
+        config: LoaderConfig,
         weights: list[float] | None,
-        readahead_bytes: int,
-        threads: int,
-        cache_dir: str | None,
-        index_threads: int,
-        pack: _PackArgs | None,
-        max_open_files: int,
+        *,
         remote: dict[str, bytes] | None = None,
         fetcher: object | None = None,
     ) -> MixtureLoaderCore: ...

@@ -707,7 +707,7 @@ CASES: dict[str, Case] = {
         loader_world_size_huge, "InvalidInputError", "world_size <= 65536"
     ),
     "loader_batch_size_bool": Case(
-        loader_batch_size_bool, "InvalidInputError", "batch_size must be an integer"
+        loader_batch_size_bool, "InvalidInputError", "batch_size: Input should be a valid integer"
     ),
     "fit_alpha_grid_huge": Case(fit_alpha_grid_huge, "ConfigError", "less than or equal to 1024"),
     "yaml_alias_bomb": Case(yaml_alias_bomb, "ConfigError", "aliases expand to more than"),

@@ -23,7 +23,7 @@ transformers = pytest.importorskip("transformers")
 
 from ado import load_policy  # noqa: E402
 from ado.cli import main as ado_main  # noqa: E402
-from ado.data import MixtureLoader, PackConfig  # noqa: E402
+from ado.data import LoaderConfig, Manifest, MixtureLoader, PackConfig  # noqa: E402
 from ado.errors import ConfigError, StateError  # noqa: E402
 from ado.integrations.hf import DATA_FILE, AdoTrainer  # noqa: E402
 from ado.runlog import read_run_log  # noqa: E402
@@ -48,7 +48,10 @@ def _trainer(
 ) -> AdoTrainer:
     pack = PackConfig(seq_len=SEQ, eos_id=0, field="u16", vocab_size=64)
     loader = kw.pop("loader", None) or MixtureLoader(manifest, BATCH, seed=3, pack=pack)
-    policy = load_policy("ado", domains=loader.domains, overrides=FAST_ADO)
+    if isinstance(loader, LoaderConfig) or kw.pop("with_manifest", False):
+        kw["manifest"] = manifest  # a LoaderConfig: built by the Trainer, for its rank
+    domains = loader.domains if isinstance(loader, MixtureLoader) else Manifest.load(manifest).names
+    policy = load_policy("ado", domains=domains, overrides=FAST_ADO)
     torch.manual_seed(0)
     model = GPT2LMHeadModel(
         GPT2Config(
@@ -115,6 +118,27 @@ def test_one_rank_with_gradient_accumulation(make_corpus: Any, tmp_path: Path) -
     assert train_logs[-1]["ado/fits"] >= 1  # a refit at step 10 moved the weights
     assert len({tuple(w) for w in drawn}) == 2
     assert after[-1] == mixer.weights.tolist()
+
+
+def test_a_loader_config_is_built_for_the_trainers_rank(make_corpus: Any, tmp_path: Path) -> None:
+    manifest = make_corpus()
+    pack = PackConfig(seq_len=SEQ, eos_id=0, field="u16", vocab_size=64)
+    config = LoaderConfig(batch_size=BATCH, seed=3, pack=pack, readahead_bytes=0)
+    log = tmp_path / "run.jsonl"
+    trainer = _trainer(manifest, tmp_path / "out", steps=2, loader=config, run_log=str(log))
+    assert trainer.mixer.loader.config == config  # rank 0 of 1: the Trainer's process
+    trainer.train()
+    # the same batches as a loader built by hand from it
+    ref = _trainer(manifest, tmp_path / "ref", steps=2, loader=config.build(manifest))
+    ref.train()
+    assert trainer.mixer.loader.state_dict() == ref.mixer.loader.state_dict()
+    assert LoaderConfig(**read_run_log(log).header["config"]["loader"]) == config
+    with pytest.raises(ConfigError, match="a LoaderConfig and a manifest"):
+        _trainer(manifest, tmp_path / "x", loader=config.build(manifest), with_manifest=True)
+    with pytest.raises(ConfigError, match="with a pack"):
+        _trainer(manifest, tmp_path / "y", loader=LoaderConfig(batch_size=BATCH))
+    with pytest.raises(ConfigError, match="for rank 1 of 2 but this process is rank 0 of 1"):
+        _trainer(manifest, tmp_path / "z", loader=config.for_rank(1, 2))
 
 
 def _params(model: torch.nn.Module) -> dict[str, torch.Tensor]:

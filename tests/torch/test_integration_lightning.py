@@ -15,8 +15,8 @@ import torch
 L = pytest.importorskip("lightning")
 
 from ado.cli import main as ado_main  # noqa: E402
-from ado.data import PackConfig  # noqa: E402
-from ado.errors import ConfigError, StateError  # noqa: E402
+from ado.data import LoaderConfig, PackConfig  # noqa: E402
+from ado.errors import ConfigError, InvalidInputError, StateError  # noqa: E402
 from ado.integrations.lightning import CHECKPOINT_KEY, AdoCallback, MixtureDataModule  # noqa: E402
 from ado.runlog import read_run_log  # noqa: E402
 from ado.torch import GPT, GPTConfig  # noqa: E402
@@ -59,6 +59,9 @@ class TinyLM(L.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=3e-3)
 
 
+PACK = PackConfig(seq_len=SEQ, eos_id=0, field="u16", vocab_size=64)
+
+
 def _fit(
     manifest: Path,
     root: Path,
@@ -69,12 +72,13 @@ def _fit(
     ckpt_path: str | None = None,
     callbacks: list[Any] | None = None,
     module: TinyLM | None = None,
+    data: MixtureDataModule | None = None,
     **ado: Any,
 ) -> tuple[Any, MixtureDataModule, AdoCallback, TinyLM]:
-    data = MixtureDataModule(
+    data = data or MixtureDataModule(
         manifest,
         BATCH,
-        pack=PackConfig(seq_len=SEQ, eos_id=0, field="u16", vocab_size=64),
+        pack=PACK,
         policy="ado",
         overrides=FAST_ADO,
         seed=3,
@@ -129,6 +133,29 @@ def test_one_rank_with_gradient_accumulation(make_corpus: Any, tmp_path: Path) -
         mixer.weights.tolist()
     )
     assert float(logged["ado/fits"]) == 1.0
+
+
+def test_a_loader_config_is_carried_whole(make_corpus: Any, tmp_path: Path) -> None:
+    manifest = make_corpus()
+    config = LoaderConfig(batch_size=BATCH, seed=3, pack=PACK, readahead_bytes=0, max_open_files=2)
+    data = MixtureDataModule(manifest, loader=config, overrides=FAST_ADO)
+    log = tmp_path / "run.jsonl"
+    _fit(manifest, tmp_path, steps=2, accum=1, data=data, log_path=str(log))
+    assert data.mixer is not None
+    assert data.mixer.loader.config == config  # (rank 0 of 1: the Trainer's)
+    assert LoaderConfig(**read_run_log(log).header["config"]["loader"]) == config
+    # the same through the fields and loader_options, validated when the module is made
+    options = {"readahead_bytes": 0, "max_open_files": 2}
+    again = MixtureDataModule(manifest, BATCH, pack=PACK, seed=3, loader_options=options)
+    assert again.loader_config == config
+    with pytest.raises(InvalidInputError, match="readahed_bytes: Extra inputs are not permitted"):
+        MixtureDataModule(manifest, BATCH, pack=PACK, loader_options={"readahed_bytes": 0})
+    with pytest.raises(ConfigError, match="not both"):
+        MixtureDataModule(manifest, BATCH, loader=config)
+    with pytest.raises(ConfigError, match=r"\['seed'\] given both"):
+        MixtureDataModule(manifest, BATCH, pack=PACK, seed=1, loader_options={"seed": 2})
+    with pytest.raises(ConfigError, match="packed rows"):
+        MixtureDataModule(manifest, BATCH)
 
 
 def _state(module: TinyLM) -> dict[str, torch.Tensor]:

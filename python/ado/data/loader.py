@@ -13,73 +13,24 @@ import json
 import logging
 import os
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
 
 from ado._core import MixtureLoaderCore
-from ado._io import cache_root
-from ado.data.cache import Prefetcher, ShardCache, check_cache_limit
+from ado.data.cache import Prefetcher, ShardCache
+from ado.data.config import LoaderConfig, PackConfig, default_cache_dir
 from ado.data.manifest import Manifest
-from ado.data.remote import RemoteConfig, is_remote
+from ado.data.remote import is_remote
 from ado.errors import InvalidInputError, ShardError, StateError
 from ado.stats import normalised
 
-__all__ = ["Batch", "MixtureLoader", "PackConfig", "default_cache_dir"]
+__all__ = ["Batch", "LoaderConfig", "MixtureLoader", "PackConfig", "default_cache_dir"]
 
 logger = logging.getLogger(__name__)
-
-_FORMATS = {"npy": "npy", "u16": "u16", "u32": "u32", "txt": "txt"}
-
-
-def default_cache_dir() -> Path:
-    """Where index sidecars go when they cannot be written next to their shard.
-
-    ``index/`` under :func:`ado._io.cache_root` (``$ADO_CACHE_DIR``, else ``~/.cache/ado``).
-    """
-    return cache_root() / "index"
-
-
-class PackConfig(BaseModel):
-    """LM packing: documents of one domain, each followed by ``eos_id``, cut into rows of
-    ``seq_len + 1`` tokens. Rows never mix domains and no token is dropped.
-
-    Attributes:
-        seq_len: Tokens per training sequence; rows hold ``seq_len + 1`` (inputs + shifted target).
-        eos_id: Token inserted after every document.
-        field: Sample extension holding the tokens; its last part says how they are stored:
-            ``npy`` (1-D uint16/uint32 array), ``u16``/``u32`` (raw little-endian) or ``txt``
-            (UTF-8 text, needs ``tokenizer``). Examples: ``"tokens.npy"``, ``"u16"``.
-        vocab_size: If set, an id ``>= vocab_size`` raises ``InvalidInputError``.
-        dtype: ``"int64"`` or ``"int32"`` output.
-        tokenizer: ``str -> sequence of int`` for ``txt`` fields. It runs in the thread that
-            asks for the batch (read-ahead threads are not used for ``txt`` fields).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-    seq_len: int = Field(gt=0)
-    eos_id: int = Field(ge=0, lt=2**32)
-    field: str = "npy"
-    vocab_size: int | None = Field(default=None, gt=0)
-    dtype: Literal["int64", "int32"] = "int64"
-    tokenizer: Callable[[str], Sequence[int]] | None = None
-
-    @property
-    def format(self) -> str:
-        """Storage format derived from ``field``: ``npy``, ``u16``, ``u32`` or ``txt``."""
-        last = self.field.rsplit(".", 1)[-1]
-        if last not in _FORMATS:
-            raise InvalidInputError(
-                f"pack field {self.field!r} must end in .npy, .u16, .u32 or .txt"
-            )
-        return _FORMATS[last]
-
 
 @dataclass(frozen=True, slots=True)
 class Batch:
@@ -152,115 +103,53 @@ def _as_weights(weights: Any, names: list[str]) -> list[float] | None:
 class MixtureLoader:
     """Weighted mixture of WebDataset domains; yields one :class:`Batch` per step, forever.
 
+    ``MixtureLoader(manifest, batch_size, **options)`` is ``LoaderConfig(batch_size=batch_size,
+    **options).build(manifest)``: every option, its default and its bounds are those of
+    :class:`~ado.data.LoaderConfig` (``seed``, ``rank``, ``world_size``, ``mode``, ``pack``,
+    ``readahead_bytes``, ``readahead_threads``, ``index_threads``, ``max_open_files``,
+    ``cache_dir``, ``cache_limit``, ``remote``, ``storage_options``).
+
     Args:
         manifest: A :class:`Manifest`, a dict ``{domain: pattern(s)}``, or the path or URL of a
             manifest file.
-        batch_size: Rows per batch on this rank.
-        seed: Seed of every random choice (composition, permutations).
-        rank: This rank.
-        world_size: Number of ranks; each draws the same global batch of
-            ``batch_size * world_size`` slots and materialises its own slice.
+        batch_size: Rows per batch on this rank (or give ``config``).
         weights: Initial weights (sequence in domain order, or ``{name: weight}`` naming every
             domain); default the manifest's prior weights, else uniform.
-        mode: ``"iid"`` (multinomial per slot) or ``"deficit"`` (low-discrepancy counts).
-        pack: ``None`` for raw samples, or a :class:`PackConfig` for packed token rows.
-        readahead_bytes: Read-ahead budget in bytes over all domains (0: no read-ahead).
-        readahead_threads: Read-ahead threads, started at the first batch.
-        cache_dir: Fallback folder for index sidecars of local shards (default
-            :func:`default_cache_dir`), and the node-local cache of remote shards (default
-            ``remote/`` beside it), shared by every rank and process on the node.
-        index_threads: Threads used to index shards at construction (joined before returning).
-        max_open_files: Most shard files kept open at once over all domains; the least recently
-            used is closed first, so descriptors stay bounded with any number of shards/domains.
-        cache_limit: Byte budget of the remote-shard cache (``None``: unbounded). Least recently
-            used shards are evicted, never one a reader on the node holds.
-        storage_options: fsspec options for remote shards (endpoint, credentials, ...); on top
-            of the providers' environment variables and config files. Never logged or shown.
-        remote: Retries, prefetch depth and bytes for remote shards (:class:`RemoteConfig`).
+        config: The whole configuration (then no ``batch_size`` and no ``options``).
+        **options: The other fields of :class:`~ado.data.LoaderConfig`.
+
+    Attributes:
+        config: The loader's :class:`~ado.data.LoaderConfig`.
 
     Raises:
         ShardError: A shard is missing, compressed, corrupt or truncated.
-        InvalidInputError: Bad arguments, or a domain without samples.
+        InvalidInputError: Bad arguments (an unknown option, a value out of its bounds: the
+            message names it), or a domain without samples.
     """
 
     def __init__(
         self,
         manifest: ManifestLike,
-        batch_size: int,
+        batch_size: int | None = None,
         *,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
         weights: Sequence[float] | Mapping[str, float] | npt.ArrayLike | None = None,
-        mode: Literal["iid", "deficit"] = "iid",
-        pack: PackConfig | None = None,
-        readahead_bytes: int = 64 << 20,
-        readahead_threads: int = 2,
-        cache_dir: str | os.PathLike[str] | None = None,
-        index_threads: int = 2,
-        max_open_files: int = 256,
-        cache_limit: int | None = None,
-        storage_options: Mapping[str, Any] | None = None,
-        remote: RemoteConfig | Mapping[str, Any] | None = None,
+        config: LoaderConfig | None = None,
+        **options: Any,
     ) -> None:
+        if config is None:
+            given = {} if batch_size is None else {"batch_size": batch_size}
+            config = LoaderConfig(**given, **options)
+        elif batch_size is not None or options:
+            raise InvalidInputError("give a LoaderConfig or its fields, not both")
+        elif not isinstance(config, LoaderConfig):
+            raise InvalidInputError(f"config must be a LoaderConfig, got {type(config).__name__}")
+        self.config = config
+        storage_options = config.storage_options
         self.manifest = _as_manifest(manifest, storage_options)
         names = self.manifest.names
-        sizes = {
-            "batch_size": batch_size,
-            "seed": seed,
-            "rank": rank,
-            "world_size": world_size,
-            "readahead_bytes": readahead_bytes,
-            "readahead_threads": readahead_threads,
-            "index_threads": index_threads,
-            "max_open_files": max_open_files,
-        }
-        for key, value in sizes.items():  # bounds on the sizes themselves live in the Rust core
-            if isinstance(value, bool) or not isinstance(value, int) or not -1 < value < 2**63:
-                raise InvalidInputError(f"{key} must be an integer in [0, 2**63), got {value!r}")
-        if min(batch_size, world_size) < 1 or not 0 <= rank < world_size or seed < 0:
-            raise InvalidInputError(
-                f"need batch_size >= 1, world_size >= 1, 0 <= rank < world_size and seed >= 0; "
-                f"got batch_size={batch_size}, rank={rank}, world_size={world_size}, seed={seed}"
-            )
-        if readahead_bytes < 0 or readahead_threads < 0 or min(index_threads, max_open_files) < 1:
-            raise InvalidInputError(
-                "readahead_bytes/readahead_threads must be >= 0, index_threads and "
-                "max_open_files >= 1"
-            )
         init = _as_weights(weights, names)
         if init is None:
             init = self.manifest.prior_weights()
-        self._config: dict[str, Any] = {
-            "manifest": self.manifest,
-            "batch_size": batch_size,
-            "seed": seed,
-            "rank": rank,
-            "world_size": world_size,
-            "mode": mode,
-            "pack": pack,
-            "readahead_bytes": readahead_bytes,
-            "readahead_threads": readahead_threads,
-            "cache_dir": cache_dir,
-            "index_threads": index_threads,
-            "max_open_files": max_open_files,
-            "cache_limit": cache_limit,
-            "storage_options": storage_options,
-            "remote": remote,
-        }
-        pack_args = None
-        if pack is not None:
-            pack_args = (
-                pack.seq_len,
-                pack.eos_id,
-                pack.field,
-                pack.format,
-                pack.vocab_size,
-                pack.tokenizer,
-                pack.dtype == "int64",
-            )
-        check_cache_limit(cache_limit)
-        remote_cfg = remote if isinstance(remote, RemoteConfig) else RemoteConfig(**(remote or {}))
         sources = self.manifest.sources(storage_options)
         self.cache: ShardCache | None = None
         self._prefetch: Prefetcher | None = None
@@ -268,11 +157,11 @@ class MixtureLoader:
         shard_names: dict[str, list[str]] = {n: list(sources[n]) for n in names}
         indexes: dict[str, bytes] | None = None
         if remote_urls:
-            root = (
-                Path(cache_dir) if cache_dir is not None else default_cache_dir().parent / "remote"
+            self.cache = ShardCache(
+                config.remote_cache_dir, config.cache_limit, storage_options, config.remote
             )
-            self.cache = ShardCache(root, cache_limit, storage_options, remote_cfg)
-            by_url = self.cache.indexes(sorted(set(remote_urls)), threads=max(index_threads, 4))
+            threads = max(config.index_threads, 4)
+            by_url = self.cache.indexes(sorted(set(remote_urls)), threads=threads)
             indexes = {}
             for n in names:
                 shard_names[n] = [self.cache.name_for(u) if is_remote(u) else u for u in sources[n]]
@@ -281,25 +170,16 @@ class MixtureLoader:
                         indexes[short] = by_url[u]
         self._core = MixtureLoaderCore(
             [(n, shard_names[n]) for n in names],
-            batch_size=batch_size,
-            seed=seed,
-            rank=rank,
-            world_size=world_size,
-            mode=mode,
-            weights=init,
-            readahead_bytes=readahead_bytes,
-            threads=readahead_threads,
-            cache_dir=str(cache_dir if cache_dir is not None else default_cache_dir()),
-            index_threads=index_threads,
-            pack=pack_args,
-            max_open_files=max_open_files,
+            config,
+            init,
             remote=indexes,
             fetcher=self.cache,
         )
-        if self.cache is not None and remote_cfg.prefetch_bytes > 0:
+        if self.cache is not None and config.remote.prefetch_bytes > 0:
             self._prefetch = self._make_prefetcher(sources, names)
         if self.cache is not None:
             _LIVE.add(self)
+        world_size = config.world_size
         small = [n for n, c in zip(names, self._core.num_samples, strict=True) if c < world_size]
         if small:
             logger.warning(
@@ -340,13 +220,13 @@ class MixtureLoader:
 
     # -- configuration and pickling -------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle to configuration plus current weights (no threads, no open files)."""
-        return {"config": self._config, "weights": self.weights}
+        """Pickle to manifest, configuration (``storage_options`` included) and current weights
+        (no threads, no open files)."""
+        return {"manifest": self.manifest, "config": self.config, "weights": self.weights}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Rebuild from :meth:`__getstate__` (indexes come from the sidecar caches)."""
-        cfg = dict(state["config"])
-        self.__init__(cfg.pop("manifest"), cfg.pop("batch_size"), weights=state["weights"], **cfg)  # type: ignore[misc]
+        self.__init__(state["manifest"], weights=state["weights"], config=state["config"])  # type: ignore[misc]
 
     @property
     def domains(self) -> list[str]:
@@ -356,23 +236,22 @@ class MixtureLoader:
     @property
     def rank(self) -> int:
         """This loader's rank."""
-        return int(self._config["rank"])
+        return self.config.rank
 
     @property
     def world_size(self) -> int:
         """Number of ranks sharing the global batch."""
-        return int(self._config["world_size"])
+        return self.config.world_size
 
     @property
     def batch_size(self) -> int:
         """Rows per batch on this rank."""
-        return int(self._config["batch_size"])
+        return self.config.batch_size
 
     @property
     def pack(self) -> PackConfig | None:
         """The packing configuration (``None``: raw samples)."""
-        pack: PackConfig | None = self._config["pack"]
-        return pack
+        return self.config.pack
 
     @property
     def num_samples(self) -> list[int]:

@@ -7,7 +7,7 @@ import logging
 import os
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -176,11 +176,16 @@ class StepLog:
         self.t0 = self.mark = time.perf_counter()
         self.lr: float | None = None
 
-    def start(self, **fields: Any) -> None:
-        """Write the ``start`` record (a resumed run keeps the original one)."""
+    def start(self, *, config: Mapping[str, Any], **fields: Any) -> None:
+        """Write the ``start`` record (a resumed run keeps the original one); its ``config``
+        holds the loader's (``"loader"``: its JSON form, without storage options)."""
         if not self.resumed:
+            loader = self.mixer.loader.config.model_dump(mode="json")
+            config = {"loader": loader, **config}
             self.writer.write(
-                start_record(self.mixer.domains, self.mixer.policy.prior, step=0, **fields)
+                start_record(
+                    self.mixer.domains, self.mixer.policy.prior, step=0, config=config, **fields
+                )
             )
         self.t0 = self.mark = time.perf_counter()
 

@@ -50,7 +50,8 @@ import torch
 import torch.nn.functional as F
 
 from ado._deps import require
-from ado.data import Batch, MixtureLoader
+from ado.data import Batch, LoaderConfig, MixtureLoader
+from ado.data.loader import ManifestLike
 from ado.errors import ConfigError, StateError
 from ado.integrations._common import MixtureStream, StepLog, logger_metrics, read_data_state
 from ado.policy import Policy
@@ -179,7 +180,9 @@ class AdoTrainerMixin:
     Args:
         *args: the Trainer's positional arguments.
         loader: this rank's packed loader (``rank=args.process_index``,
-            ``world_size=args.world_size``).
+            ``world_size=args.world_size``), or its :class:`~ado.data.LoaderConfig` (with a
+            ``pack``; its rank and world size are then the Trainer's) and ``manifest``.
+        manifest: the training manifest, with a ``LoaderConfig`` (not with a loader).
         policy: the policy (the loader's domains, in order).
         run_log: the run log's path (``{rank}`` in it: one per rank; else rank 0 writes), or
             ``None``.
@@ -209,8 +212,9 @@ class AdoTrainerMixin:
     def __init__(
         self,
         *args: Any,
-        loader: MixtureLoader,
+        loader: MixtureLoader | LoaderConfig,
         policy: Policy,
+        manifest: ManifestLike | None = None,
         run_log: str | os.PathLike[str] | None = None,
         log_every: int = 1,
         log_batches: bool = False,
@@ -233,6 +237,13 @@ class AdoTrainerMixin:
             )
         if targs.label_smoothing_factor:
             raise ConfigError("AdoTrainer does not support label_smoothing_factor (set it to 0)")
+        if isinstance(loader, LoaderConfig) != (manifest is not None):
+            raise ConfigError("AdoTrainer takes a MixtureLoader, or a LoaderConfig and a manifest")
+        if isinstance(loader, LoaderConfig):
+            if loader.pack is None:
+                raise ConfigError("AdoTrainer needs packed rows: a LoaderConfig with a pack")
+            assert manifest is not None
+            loader = loader.for_rank(targs.process_index, targs.world_size).build(manifest)
         if loader.pack is None:
             raise ConfigError("AdoTrainer needs a packed loader (MixtureLoader(..., pack=...))")
         if (loader.rank, loader.world_size) != (targs.process_index, targs.world_size):

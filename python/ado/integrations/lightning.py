@@ -23,6 +23,8 @@ Two pieces, used together:
 Example::
 
     data = MixtureDataModule(manifest, batch_size=8, pack=PackConfig(seq_len=64, eos_id=0))
+    # or the loader's whole configuration (rank and world size are set by the Trainer):
+    data = MixtureDataModule(manifest, loader=LoaderConfig(batch_size=8, pack=..., seed=1))
     trainer = L.Trainer(max_steps=100, accumulate_grad_batches=2, callbacks=[AdoCallback()])
     trainer.fit(model, datamodule=data)
 """
@@ -37,7 +39,7 @@ from typing import Any, Literal
 import torch
 
 from ado._deps import require
-from ado.data import Batch, Manifest, MixtureLoader, PackConfig
+from ado.data import Batch, LoaderConfig, Manifest, PackConfig
 from ado.errors import ConfigError, StateError
 from ado.integrations._common import SizedMixtureStream, StepLog, logger_metrics
 from ado.policy import Policy
@@ -78,6 +80,11 @@ class _Stream(SizedMixtureStream):
 class MixtureDataModule(L.LightningDataModule):
     """The mixture as a ``LightningDataModule`` (use it with :class:`AdoCallback`).
 
+    The loader is given whole as ``loader=LoaderConfig(...)`` (with a ``pack``), or by its
+    fields ``batch_size``, ``pack``, ``seed``, ``mode`` and ``loader_options`` (validated into a
+    :class:`~ado.data.LoaderConfig` here, so an unknown or bad option fails at once, named); its
+    rank and world size are the Trainer's.
+
     Args:
         manifest: the training manifest (a :class:`~ado.data.Manifest`, a mapping or a file).
         batch_size: rows per micro-batch per rank.
@@ -90,25 +97,28 @@ class MixtureDataModule(L.LightningDataModule):
         seed: the data seed (which rows, in which order).
         mode: loader sampling mode.
         verify_every: every this many steps, check that all ranks hold bitwise equal weights.
-        loader_options: more :class:`~ado.data.MixtureLoader` keyword arguments (read-ahead...).
+        loader_options: more :class:`~ado.data.LoaderConfig` fields (read-ahead...).
+        loader: the loader's whole configuration (instead of the four above).
 
     Attributes:
+        loader_config: the :class:`~ado.data.LoaderConfig` (rank 0 of 1 until :meth:`setup`).
         mixer: the :class:`~ado.torch.DataMixer`, built in :meth:`setup` (``None`` before).
     """
 
     def __init__(
         self,
         manifest: Manifest | Mapping[str, Any] | str | os.PathLike[str],
-        batch_size: int,
+        batch_size: int | None = None,
         *,
-        pack: PackConfig,
+        pack: PackConfig | None = None,
         policy: str | os.PathLike[str] | Mapping[str, Any] | Policy | None = "ado",
         prior: list[float] | None = None,
         overrides: Mapping[str, Any] | None = None,
-        seed: int = 0,
-        mode: Literal["iid", "deficit"] = "iid",
+        seed: int | None = None,
+        mode: Literal["iid", "deficit"] | None = None,
         verify_every: int = 0,
         loader_options: Mapping[str, Any] | None = None,
+        loader: LoaderConfig | None = None,
     ) -> None:
         super().__init__()
         if isinstance(manifest, Manifest):
@@ -117,17 +127,23 @@ class MixtureDataModule(L.LightningDataModule):
             self.manifest = Manifest.from_dict(manifest)
         else:
             self.manifest = Manifest.load(manifest)
-        self.batch_size = batch_size
-        self.pack = pack
+        self.loader_config = _loader_config(
+            loader, {"batch_size": batch_size, "pack": pack, "seed": seed, "mode": mode},
+            loader_options or {},
+        )  # fmt: skip
         self.policy = policy
         self.prior = prior
         self.overrides = dict(overrides or {})
-        self.seed = seed
-        self.mode: Literal["iid", "deficit"] = mode
         self.verify_every = verify_every
-        self.loader_options = dict(loader_options or {})
         self.mixer: DataMixer | None = None
         self.on_batch: Any = None
+
+    @property
+    def pack(self) -> PackConfig:
+        """The packing of the token rows."""
+        pack = self.loader_config.pack
+        assert pack is not None  # (checked by the constructor)
+        return pack
 
     def _build_policy(self) -> Policy:
         if isinstance(self.policy, Policy):
@@ -147,16 +163,8 @@ class MixtureDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None:
             raise ConfigError("MixtureDataModule.setup runs inside Trainer.fit(datamodule=...)")
-        loader = MixtureLoader(
-            self.manifest,
-            self.batch_size,
-            seed=self.seed,
-            rank=trainer.global_rank,
-            world_size=trainer.world_size,
-            mode=self.mode,
-            pack=self.pack,
-            **self.loader_options,
-        )
+        config = self.loader_config.for_rank(trainer.global_rank, trainer.world_size)
+        loader = config.build(self.manifest)
         self.mixer = DataMixer(
             loader,
             self._build_policy(),
@@ -191,6 +199,31 @@ class MixtureDataModule(L.LightningDataModule):
             self.on_batch,
             trainer.max_steps * trainer.accumulate_grad_batches,
         )
+
+
+def _loader_config(
+    config: LoaderConfig | None, fields: Mapping[str, Any], options: Mapping[str, Any]
+) -> LoaderConfig:
+    """``config``, or the one of ``fields`` (those not ``None``) and ``options``; with a pack.
+
+    Raises:
+        ConfigError: both, an option given twice, or no pack.
+        InvalidInputError: an unknown or invalid option (named).
+    """
+    given = {k: v for k, v in fields.items() if v is not None}
+    if config is None:
+        twice = sorted(given.keys() & options.keys())
+        if twice:
+            raise ConfigError(f"{twice} given both as arguments and in loader_options")
+        config = LoaderConfig(**given, **options)
+    elif given or options:
+        raise ConfigError(
+            f"give loader=LoaderConfig(...) or its fields, not both (got {sorted(given)}"
+            f"{' and loader_options' if options else ''})"
+        )
+    if config.pack is None:
+        raise ConfigError("MixtureDataModule needs packed rows: a LoaderConfig with a pack")
+    return config
 
 
 class AdoCallback(L.Callback):

@@ -29,11 +29,11 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.distributed as dist
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ado.data import Manifest, MixtureLoader, PackConfig
+from ado.data import LoaderConfig, Manifest, MixtureLoader, PackConfig
 from ado.data.shards import shard_summaries
 from ado.errors import StateError
 from ado.policy import Policy, load_policy
@@ -104,9 +104,14 @@ class TrainConfig(BaseModel):
             different seeds are scored on the same rows and their spread is training noise only.
         verify_every: all-gather a hash of the weights every this many steps (debug).
         progress: show a tqdm progress bar (rank 0).
+        loader: the training loader's :class:`~ado.data.LoaderConfig` (give its other options,
+            e.g. ``{"readahead_bytes": 0, "cache_dir": ...}``); its ``batch_size``, ``seed``,
+            ``mode`` and ``pack`` are the run's fields above (a different value here is an
+            error) and its rank and world size are the process group's.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # (no input in errors: ``loader.storage_options`` may hold credentials)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     manifest: str
     policy: str | None = "ado"
@@ -147,6 +152,39 @@ class TrainConfig(BaseModel):
     eval_seed: int = Field(0, ge=0)
     verify_every: int = Field(0, ge=0)
     progress: bool = True
+    loader: LoaderConfig = Field(None, validate_default=True)
+
+    @field_validator("loader", mode="before")
+    @classmethod
+    def _run_loader(cls, value: Any, info: ValidationInfo) -> Any:
+        """The options given in ``loader`` with what the run's own fields set (declared above
+        it, so validated before it)."""
+        given = value
+        if value is None:
+            given = {}
+        elif isinstance(value, LoaderConfig):  # the options it was given
+            given = {k: getattr(value, k) for k in value.model_fields_set}
+        elif isinstance(value, Mapping):
+            given = dict(value)
+        if not isinstance(given, dict):
+            raise ValueError(f"must be a LoaderConfig or a mapping, got {type(value).__name__}")
+        run = info.data  # without the run's fields that are invalid (and reported)
+        owned: dict[str, Any] = {k: run[k] for k in ("batch_size", "seed", "mode") if k in run}
+        if set(_PACK_FIELDS) <= run.keys():
+            owned["pack"] = _pack_of(run)
+        for key, want in owned.items():
+            have = given.get(key, want)
+            if key == "pack" and isinstance(have, Mapping):
+                have = PackConfig(**have)
+            if have != want:
+                owner = ", ".join(_PACK_FIELDS) if key == "pack" else key
+                raise ValueError(
+                    f"loader.{key} is {have!r} but the run's is {want!r}: set the run's {owner}"
+                )
+        if given.get("rank", 0) != 0 or given.get("world_size", 1) != 1:
+            raise ValueError("loader.rank and loader.world_size are set by the process group")
+        # (batch_size 1 stands in only while the run's is invalid: then the whole is refused)
+        return LoaderConfig(**{"batch_size": 1, **given, **owned})
 
     def gpt_config(self) -> GPTConfig:
         """The model shape."""
@@ -176,9 +214,15 @@ class TrainConfig(BaseModel):
 
     def pack(self) -> PackConfig:
         """The loader's packing configuration."""
-        return PackConfig(
-            seq_len=self.seq_len, eos_id=self.eos_id, field=self.field, vocab_size=self.vocab_size
-        )
+        return _pack_of(self.__dict__)
+
+
+#: The fields of :class:`TrainConfig` that make the loader's :class:`~ado.data.PackConfig`.
+_PACK_FIELDS = ("seq_len", "eos_id", "field", "vocab_size")
+
+
+def _pack_of(run: Mapping[str, Any]) -> PackConfig:
+    return PackConfig(**{k: run[k] for k in _PACK_FIELDS})
 
 
 @dataclass
@@ -486,15 +530,7 @@ def setup(cfg: TrainConfig) -> _Run:
     policy = build_policy(
         manifest, cfg.policy, prior=cfg.prior, overrides=cfg.overrides, field=cfg.field
     )
-    loader = MixtureLoader(
-        manifest,
-        cfg.batch_size,
-        seed=cfg.seed,
-        rank=rank,
-        world_size=world,
-        mode=cfg.mode,
-        pack=cfg.pack(),
-    )
+    loader = cfg.loader.for_rank(rank, world).build(manifest)
     mixer = DataMixer(
         loader,
         policy,

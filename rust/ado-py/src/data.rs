@@ -255,15 +255,60 @@ impl Drop for Lease<'_> {
     }
 }
 
-type PackArgs = (
-    usize,
-    u32,
-    String,
-    String,
-    Option<u64>,
-    Option<Py<PyAny>>,
-    bool,
-);
+/// The fields of `ado.data.PackConfig` the core reads (attributes of the Python object).
+#[derive(FromPyObject)]
+struct PackArgs {
+    seq_len: usize,
+    eos_id: u32,
+    field: String,
+    format: String,
+    vocab_size: Option<u64>,
+    tokenizer: Option<Py<PyAny>>,
+    dtype: String,
+}
+
+/// The fields of `ado.data.LoaderConfig` the core reads (attributes of the Python object,
+/// validated there): the configuration crosses the boundary whole, and no default lives here.
+#[derive(FromPyObject)]
+struct ConfigArgs {
+    batch_size: usize,
+    seed: u64,
+    rank: usize,
+    world_size: usize,
+    mode: String,
+    pack: Option<PackArgs>,
+    readahead_bytes: usize,
+    readahead_threads: usize,
+    index_threads: usize,
+    max_open_files: usize,
+    /// `cache_dir`, else the default folder (resolved in Python).
+    index_dir: PathBuf,
+}
+
+impl PackArgs {
+    fn spec(self) -> Result<PackSpec, Error> {
+        let int64 = match self.dtype.as_str() {
+            "int64" => true,
+            "int32" => false,
+            other => {
+                return Err(Error::invalid(format!(
+                    "pack dtype {other:?} is not int64 or int32"
+                )))
+            }
+        };
+        Ok(PackSpec {
+            seq_len: self.seq_len,
+            eos: self.eos_id,
+            field: self.field,
+            format: TokenFormat::parse(&self.format)?,
+            vocab_size: self.vocab_size,
+            tokenizer: self
+                .tokenizer
+                .map(|t| Arc::new(PyTokenizer(t)) as Arc<dyn Tokenize>),
+            int64,
+        })
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -362,29 +407,16 @@ impl Drop for PyMixtureLoaderCore {
 
 #[pymethods]
 impl PyMixtureLoaderCore {
-    /// `domains`: `[(name, [shard paths])]`. `pack`: `(seq_len, eos_id, field, format,
-    /// vocab_size, tokenizer, int64)` with format one of `npy`, `u16`, `u32`, `txt`. Every size
-    /// is given: the defaults are declared once, by `ado.data.MixtureLoader`.
+    /// `domains`: `[(name, [shard paths])]`; `config`: an `ado.data.LoaderConfig` (its fields
+    /// are read here: every default and bound is declared once, by that model); `weights`: the
+    /// initial weights (`None`: uniform).
     #[new]
-    #[pyo3(signature = (domains, *, batch_size, seed, rank, world_size, mode, weights,
-                        readahead_bytes, threads, cache_dir, index_threads, pack,
-                        max_open_files, remote=None, fetcher=None))]
-    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (domains, config, weights, *, remote=None, fetcher=None))]
     fn new(
         py: Python<'_>,
         domains: Vec<(String, Vec<PathBuf>)>,
-        batch_size: usize,
-        seed: u64,
-        rank: usize,
-        world_size: usize,
-        mode: &str,
+        config: ConfigArgs,
         weights: Option<Vec<f64>>,
-        readahead_bytes: usize,
-        threads: usize,
-        cache_dir: Option<PathBuf>,
-        index_threads: usize,
-        pack: Option<PackArgs>,
-        max_open_files: usize,
         remote: Option<HashMap<String, Vec<u8>>>,
         fetcher: Option<Py<PyAny>>,
     ) -> PyAdoResult<Self> {
@@ -405,29 +437,17 @@ impl PyMixtureLoaderCore {
                 })
             }
         };
-        let mode = Mode::parse(mode)?;
-        let pack = match pack {
-            None => None,
-            Some((seq_len, eos, field, format, vocab_size, tokenizer, int64)) => Some(PackSpec {
-                seq_len,
-                eos,
-                field,
-                format: TokenFormat::parse(&format)?,
-                vocab_size,
-                tokenizer: tokenizer.map(|t| Arc::new(PyTokenizer(t)) as Arc<dyn Tokenize>),
-                int64,
-            }),
-        };
+        let (cache_dir, index_threads) = (config.index_dir, config.index_threads);
         let cfg = LoaderConfig {
-            batch_size,
-            seed,
-            rank,
-            world_size,
-            mode,
-            readahead_bytes,
-            threads,
-            max_open_files,
-            pack,
+            batch_size: config.batch_size,
+            seed: config.seed,
+            rank: config.rank,
+            world_size: config.world_size,
+            mode: Mode::parse(&config.mode)?,
+            readahead_bytes: config.readahead_bytes,
+            threads: config.readahead_threads,
+            max_open_files: config.max_open_files,
+            pack: config.pack.map(PackArgs::spec).transpose()?,
         };
         let loader = py.detach(move || {
             no_panic(|| {
@@ -435,7 +455,7 @@ impl PyMixtureLoaderCore {
                     cfg,
                     domains,
                     weights,
-                    cache_dir.as_deref(),
+                    Some(cache_dir.as_path()),
                     index_threads,
                     remote,
                 )
