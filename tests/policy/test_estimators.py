@@ -89,6 +89,7 @@ def test_ado_config_is_the_estimator_config_plus_the_rule() -> None:
         "prior_weight",
         "transfer",
         "target",
+        "target_set",
     }
     policy = load_policy(POLICIES / "ado.yaml", domains=["a", "b"])
     assert isinstance(policy, ADO)

@@ -184,3 +184,17 @@ def test_estimator_alone_is_deterministic_and_starts_at_the_identity() -> None:
     assert (est.matrix() >= 0).all()
     with pytest.raises(Exception, match="not after"):
         est.observe(next(iter(stream(3, 1))))
+
+
+def test_ado_with_transfer_lowers_the_target_loss_below_natural_on_five_seeds() -> None:
+    # Issue 24 §3 asked for "lower than plain ADO and natural"; measured (benchmarks/results/
+    # transfer-sim/, 5 seeds, 6000 steps) it is lower than natural on every seed but NOT lower
+    # than plain ADO (1.5705 vs 1.5688 with exact losses): the 5 % exploration costs more than
+    # the transfer credit gains. This asserts what holds, at per-sample noise 0.005.
+    spec = transfer_spec(0.005)
+    c = spec.names.index("c")
+    for seed in range(5):
+        natural = load_policy(POLICIES / "natural.yaml", domains=spec.names)
+        base = simulate(natural, spec, 3000, seed=seed).final_loss[c]
+        with_transfer = simulate(transfer_ado(spec), spec, 3000, seed=seed).final_loss[c]
+        assert with_transfer < base - 0.005, (seed, with_transfer, base)

@@ -20,6 +20,7 @@ from ado.estimators.power_law import (
     objective,
 )
 from ado.estimators.scaling import ScalingLawConfig, ScalingLawEstimator
+from ado.estimators.target import HeldOutTargetConfig, HeldOutTargetEstimator
 from ado.estimators.transfer import TransferConfig, TransferEstimator
 
 #: The estimators a policy can be given in YAML (``estimator: {kind: loss_ema | excess_loss}``).
@@ -32,6 +33,8 @@ __all__ = [
     "ExcessLossConfig",
     "ExcessLossEstimator",
     "FitConfig",
+    "HeldOutTargetConfig",
+    "HeldOutTargetEstimator",
     "Limit",
     "LossEMAConfig",
     "LossEMAEstimator",

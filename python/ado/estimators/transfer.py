@@ -134,11 +134,8 @@ class TransferEstimator:
         return self._explored(step // self._block)
 
     def _explored(self, b: int) -> int:
-        """Block b's exploration domain: every cycle of K blocks visits each domain once, in an
-        order drawn per cycle (fixed by the cycle's index), so that no domain is always explored
-        at the same point of a cycle, where a trend in the losses would be mistaken for it."""
-        cycle, pos = divmod(b, self._k)
-        return int(np.random.default_rng([0x7A5F, cycle]).permutation(self._k)[pos])
+        """Block b's exploration domain (:func:`_explored_domain`)."""
+        return _explored_domain(b, self._k)
 
     def observe(self, stats: StepStats) -> None:
         """Ingest one step (steps strictly increase); closes a block when ``stats.step``
@@ -214,21 +211,11 @@ class TransferEstimator:
     def effects(self) -> F64:
         """``beta[k, j]``: the fitted relative drop of domain k's loss per unit of domain j's
         block fraction (the identity's where no row is regressed yet)."""
-        nnls = require("scipy.optimize", "transfer", "the transfer estimator").nnls
         k = self._k
         xbar = np.nan_to_num(self._xbar, nan=1.0 / k)
-        beta = np.zeros((k, k))
-        scale = float(np.trace(self._gram)) / k
-        lam = max(self.config.ridge, 1e-9) * max(scale, 1e-300)
-        pin = 1e3 * max(scale, 1e-300)  # sum_j beta_j xbar_j = 1, nearly exactly
-        m = self._gram + lam * np.eye(k) + pin * np.outer(xbar, xbar)
-        chol = np.linalg.cholesky(m)  # positive definite: G >= 0 plus lam * I
-        for row in range(k):
-            beta0 = np.zeros(k)
-            beta0[row] = 1.0 / max(float(xbar[row]), 1e-12)
-            q = self._cross[:, row] + lam * beta0 + pin * xbar
-            beta[row] = nnls(chol.T, np.linalg.solve(chol, q))[0]
-        return beta
+        priors = np.zeros((k, k))
+        priors[np.arange(k), np.arange(k)] = 1.0 / np.maximum(xbar, 1e-12)
+        return _ridge_nnls(self._gram, self._cross, xbar, priors, self.config.ridge)
 
     def _solve(self) -> F64:
         beta = self.effects()
@@ -290,6 +277,32 @@ class TransferEstimator:
         self._ybar = np.asarray(st.ybar, dtype=np.float64)
         self._sign = np.asarray(st.sign, dtype=np.float64)
         self._weight = st.weight
+
+
+def _ridge_nnls(gram: F64, cross: F64, xbar: F64, priors: F64, ridge: float) -> F64:
+    """Row r of the result: the non-negative ``beta`` minimising ``|chol^T beta - ...|^2``, i.e.
+    ``beta^T G beta - 2 beta^T cross[:, r] + lam |beta - priors[r]|^2`` with the pin
+    ``sum_j beta_j xbar_j = 1`` (nearly exact), ``lam = ridge * trace(G) / K``."""
+    nnls = require("scipy.optimize", "transfer", "the transfer estimator").nnls
+    k = gram.shape[0]
+    scale = max(float(np.trace(gram)) / k, 1e-300)
+    lam = max(ridge, 1e-9) * scale
+    pin = 1e3 * scale  # sum_j beta_j xbar_j = 1, nearly exactly
+    m = gram + lam * np.eye(k) + pin * np.outer(xbar, xbar)
+    chol = np.linalg.cholesky(m)  # positive definite: G >= 0 plus lam * I
+    beta = np.zeros(priors.shape)
+    for row in range(priors.shape[0]):
+        q = cross[:, row] + lam * priors[row] + pin * xbar
+        beta[row] = nnls(chol.T, np.linalg.solve(chol, q))[0]
+    return beta
+
+
+def _explored_domain(b: int, k: int) -> int:
+    """Block b's exploration domain: every cycle of K blocks visits each domain once, in an
+    order drawn per cycle (fixed by the cycle's index), so that no domain is always explored
+    at the same point of a cycle, where a trend in the losses would be mistaken for it."""
+    cycle, pos = divmod(b, k)
+    return int(np.random.default_rng([0x7A5F, cycle]).permutation(k)[pos])
 
 
 def _square(value: list[list[float]], info: ValidationInfo) -> list[list[float]]:

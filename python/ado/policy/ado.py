@@ -79,11 +79,13 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ado._state import Count, Distribution, StateModel, parse_state
 from ado.errors import ConfigError, StateError
 from ado.estimators import (
+    HeldOutTargetConfig,
+    HeldOutTargetEstimator,
     PowerLawFit,
     ScalingLawConfig,
     ScalingLawEstimator,
@@ -129,9 +131,22 @@ class ADO(Policy):
         prior_weight: float = Field(1.0, ge=0.0)
         transfer: TransferConfig | None = None
         target: dict[str, Annotated[float, Field(ge=0.0, allow_inf_nan=False)]] | None = None
+        target_set: HeldOutTargetConfig | None = None
+
+        @model_validator(mode="after")
+        def _one_explorer(self) -> ADO.Config:
+            if self.transfer is not None and self.target_set is not None:
+                raise ValueError(
+                    "transfer and target_set cannot both be set (each explores on its own "
+                    "schedule); use target_set for a held-out target, transfer for in-domain ones"
+                )
+            return self
 
         def harness_needs(self) -> frozenset[str]:
-            """A step schedule (see :meth:`PolicyConfig.harness_needs`)."""
+            """A step schedule, and with ``target_set`` a held-out target set evaluated by the
+            training loop (see :meth:`PolicyConfig.harness_needs`)."""
+            if self.target_set is not None:
+                return frozenset({"schedule", "target_set"})
             return frozenset({"schedule"})
 
     config: Config
@@ -155,16 +170,29 @@ class ADO(Policy):
         self.transfer: TransferEstimator | None = None
         if cfg.transfer is not None:
             self.transfer = cfg.transfer.build(list(self.domains))
+        self.target_set: HeldOutTargetEstimator | None = None
+        if cfg.target_set is not None:
+            self.target_set = cfg.target_set.build(list(self.domains))
+        self._effects_key: tuple[int, bytes] | None = None  # cache of target_set.effects()
+        self._effects = mu
 
     @property
     def target(self) -> F64:
         """The target weights (the prior unless ``target`` is set)."""
         return self._target.copy()
 
+    def observe_target(self, step: int, loss: float) -> None:
+        """``target_set``: the held-out target set's mean loss after training step ``step``
+        (see :meth:`Policy.observe_target`)."""
+        if self.target_set is None:
+            super().observe_target(step, loss)
+            return
+        self.target_set.observe_target(step, loss)
+
     def _explore(self, weights: F64, step: int) -> F64:
-        """``transfer``: move ``explore`` of the batch drawn at ``step + 1`` to that block's
-        exploration domain."""
-        tr = self.transfer
+        """``transfer`` / ``target_set``: move ``explore`` of the batch drawn at ``step + 1``
+        to that block's exploration domain."""
+        tr = self.transfer if self.transfer is not None else self.target_set
         if tr is None:
             return weights
         j = tr.explore_domain(step + 1)
@@ -183,13 +211,14 @@ class ADO(Policy):
         # Hot path (every step): about 20 numpy operations on K-vectors, nothing O(t).
         cfg = self.config
         est = self.estimator
-        if self.transfer is not None:  # validated first: a bad step changes nothing
-            saved = self.transfer.state_dict()
-            self.transfer.observe(stats)
+        side = self.transfer if self.transfer is not None else self.target_set
+        if side is not None:  # validated first: a bad step changes nothing
+            saved = side.state_dict()
+            side.observe(stats)
             try:
                 est.observe(stats)
             except BaseException:
-                self.transfer.load_state_dict(saved)
+                side.load_state_dict(saved)
                 raise
         else:
             est.observe(stats)  # all or nothing; nothing below can fail
@@ -200,9 +229,13 @@ class ADO(Policy):
         self._h = h
         t = stats.step
         if est.current is None or t < cfg.start_step:
-            return self._explore(self.prior.copy(), t) if self.transfer else self.prior
+            return self._explore(self.prior.copy(), t) if side is not None else self.prior
         credit = np.sqrt(h) if cfg.credit_exponent == 0.5 else h**cfg.credit_exponent
-        if self.transfer is None:
+        if self.target_set is not None:
+            # per sample of j: the measured drop of the held-out target's loss, shrunk towards
+            # ADO's own prediction (the target-weighted drop of j's in-domain loss)
+            score = credit * self._target_effects(np.nan_to_num(self._target * est.signal()))
+        elif self.transfer is None:
             score = self._target * credit * est.signal()
         else:
             # per sample of j: the predicted drop of every target domain's loss
@@ -231,6 +264,16 @@ class ADO(Policy):
         self._pi_bar = pi_bar
         return self._explore(pi, t)
 
+    def _target_effects(self, prior: F64) -> F64:
+        """``target_set.effects(prior)``, recomputed only when a new interval was regressed
+        or the prior moved (at a refit)."""
+        assert self.target_set is not None
+        key = (self.target_set.blocks, prior.tobytes())
+        if key != self._effects_key:
+            self._effects = self.target_set.effects(prior)
+            self._effects_key = key
+        return self._effects
+
     def metrics(self) -> dict[str, float]:
         """Weights, fit counters and parameters, credit, ``rho`` and ``pi_bar`` per domain."""
         out = super().metrics()
@@ -244,6 +287,9 @@ class ADO(Policy):
         out["samples"] = est.total_samples
         if self.transfer is not None:
             out["transfer_blocks"] = float(self.transfer.blocks)
+        if self.target_set is not None:
+            out["target_evals"] = float(self.target_set.evals)
+            out["target_blocks"] = float(self.target_set.blocks)
         fit = est.current
         for k, d in enumerate(self.domains):
             out[f"credit/{d}"] = float(self._h[k])
@@ -269,6 +315,7 @@ class ADO(Policy):
             "averaged": self._averaged,
             "degenerate": self._degenerate,
             "transfer": None if self.transfer is None else self.transfer.state_dict(),
+            "target_set": None if self.target_set is None else self.target_set.state_dict(),
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -279,15 +326,26 @@ class ADO(Policy):
                 + ("is missing, but this policy has transfer on" if st.transfer is None else
                    "is set, but this policy has transfer off")
             )
-        saved = None if self.transfer is None else self.transfer.state_dict()
-        if self.transfer is not None and st.transfer is not None:
-            self.transfer.load_state_dict(st.transfer)  # validated whole first
+        if (st.target_set is None) != (self.target_set is None):
+            raise StateError(
+                "ado state: 'target_set' "
+                + ("is missing, but this policy has a target_set" if st.target_set is None else
+                   "is set, but this policy has no target_set")
+            )
+        side, side_state = (
+            (self.transfer, st.transfer) if self.transfer is not None
+            else (self.target_set, st.target_set)
+        )
+        saved = None if side is None else side.state_dict()
+        if side is not None and side_state is not None:
+            side.load_state_dict(side_state)  # validated whole first
         try:
             self.estimator.load_state_dict(st.estimator)  # validated whole before it changes
         except BaseException:
-            if self.transfer is not None and saved is not None:
-                self.transfer.load_state_dict(saved)
+            if side is not None and saved is not None:
+                side.load_state_dict(saved)
             raise
+        self._effects_key = None
         self._h, self._pi_bar, self._rho = (
             np.asarray(v, dtype=np.float64) for v in (st.h, st.pi_bar, st.rho)
         )
@@ -302,6 +360,7 @@ class _ADOState(StateModel):
     averaged: Count
     degenerate: Count
     transfer: dict[str, Any] | None = None
+    target_set: dict[str, Any] | None = None
 
 
 def _target_vector(target: dict[str, float], domains: Sequence[str]) -> F64:

@@ -82,7 +82,10 @@ class PolicyConfig(BaseModel):
           ``update_interval``, ...) that a run-length preset should scale to the run;
         * ``"reference_losses"``: its estimator wants per-domain reference losses
           (``estimator.reference_losses``), from a run of the natural mixture with the same
-          model, seed and tokens.
+          model, seed and tokens;
+        * ``"target_set"``: a held-out target set that the training loop evaluates every
+          ``target_set.every`` steps on ``target_set.tokens`` tokens, its mean loss handed to
+          :meth:`Policy.observe_target` (``TrainConfig.target_manifest``).
 
         The base policy needs nothing.
         """
@@ -257,6 +260,17 @@ class Policy(ABC):
         """Policy-specific JSON-safe state (beyond weights and step)."""
         return {}
 
+    def observe_target(self, step: int, loss: float) -> None:
+        """The mean loss of a held-out target set after training step ``step``, for a policy
+        whose config asks the training loop for one (``"target_set"`` in
+        :meth:`PolicyConfig.harness_needs`; ADO's ``target_set``). The loop calls it after the
+        policy's update for ``step`` and before the next one.
+
+        Raises:
+            ConfigError: this policy takes no target loss.
+        """
+        raise ConfigError(f"{self._name()} takes no held-out target loss (see ADO's target_set)")
+
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Stop any background thread the policy runs (a fit in flight finishes first). The
         policy stays usable: a later update starts what it needs again."""
@@ -360,6 +374,10 @@ class Guarded(Policy):
 
     def _name(self) -> str:
         return f"{self.inner._name()} with guardrails"
+
+    def observe_target(self, step: int, loss: float) -> None:
+        """Forwarded to the wrapped policy."""
+        self.inner.observe_target(step, loss)
 
     def close(self) -> None:
         """Close the wrapped policy."""

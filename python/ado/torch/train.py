@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from ado.data import LoaderConfig, Manifest, MixtureLoader, PackConfig
 from ado.data.shards import shard_summaries
-from ado.errors import StateError
+from ado.errors import ConfigError, StateError
 from ado.policy import Policy, load_policy
 from ado.runlog import RunLogWriter, start_record, step_record
 from ado.schedule import LrSchedule
@@ -102,6 +102,12 @@ class TrainConfig(BaseModel):
         eval_batches: batches per domain per evaluation.
         eval_seed: which held-out rows are evaluated; independent of ``seed``, so runs under
             different seeds are scored on the same rows and their spread is training noise only.
+        target_manifest: the held-out target set of a policy that asks for one (ADO's
+            ``target_set``: a user's target data, or a held-out split of the training domains;
+            never ``ood_manifest``, which only measures). Evaluated every ``target_set.every``
+            steps on ``target_set.tokens`` tokens (rows drawn with ``eval_seed + 1``); its mean
+            loss over its domains goes to :meth:`ado.Policy.observe_target`. The cost is in
+            :class:`TrainResult` and the log's ``target`` records.
         verify_every: all-gather a hash of the weights every this many steps (debug).
         progress: show a tqdm progress bar (rank 0).
         loader: the training loader's :class:`~ado.data.LoaderConfig` (give its other options,
@@ -150,6 +156,7 @@ class TrainConfig(BaseModel):
     eval_every: int = Field(0, ge=0)
     eval_batches: int = Field(4, gt=0)
     eval_seed: int = Field(0, ge=0)
+    target_manifest: str | None = None
     verify_every: int = Field(0, ge=0)
     progress: bool = True
     loader: LoaderConfig = Field(None, validate_default=True)
@@ -240,6 +247,8 @@ class TrainResult:
         evals: per-domain held-out losses: ``[{"step": t, "loss/<domain>": ..., ...}]``.
         resumed_from: the step of the checkpoint resumed from, or None.
         model: the trained model (unwrapped from DDP).
+        target_evals: evaluations of the held-out target set (``target_manifest``) over the run.
+        target_tokens: tokens those evaluations read, over all ranks.
     """
 
     steps: int
@@ -252,6 +261,19 @@ class TrainResult:
     evals: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int | None = None
     model: GPT | None = None
+    target_evals: int = 0
+    target_tokens: int = 0
+
+    @property
+    def target_token_fraction(self) -> float:
+        """Target-set tokens evaluated per training token."""
+        return self.target_tokens / self.tokens if self.tokens else 0.0
+
+    @property
+    def target_flop_fraction(self) -> float:
+        """The target evaluations' share of the training FLOPs: a forward pass costs about a
+        third of a training step's forward and backward, per token."""
+        return self.target_token_fraction / 3.0
 
 
 def natural_prior(manifest: Manifest, field: str = "u16") -> list[float]:
@@ -500,6 +522,9 @@ class _Run:
     optimizer: torch.optim.Optimizer
     held_out: HeldOut | None
     ood: HeldOut | None = None
+    target: HeldOut | None = None
+    target_every: int = 0  # steps between evaluations of ``target``
+    target_tokens: int = 0  # tokens of one evaluation of ``target``, all ranks
     start: int = 0
     resumed_from: int | None = None
 
@@ -513,9 +538,56 @@ class _Run:
         joined)."""
         self.mixer.loader.close()
         self.mixer.policy.close()
-        for held in (self.held_out, self.ood):
+        for held in (self.held_out, self.ood, self.target):
             if held is not None:
                 held.close()
+
+
+def _target_set(
+    cfg: TrainConfig, policy: Policy, rank: int, world: int
+) -> tuple[HeldOut | None, int, int]:
+    """The held-out target set a policy asks for (``"target_set"`` in its harness needs): its
+    evaluator, the steps between evaluations and the tokens of one evaluation."""
+    spec = policy.config
+    ts = getattr(spec, "target_set", None) if "target_set" in spec.harness_needs() else None
+    if ts is None:
+        if cfg.target_manifest is not None:
+            raise ConfigError(
+                f"target_manifest is set, but policy {spec.kind!r} takes no held-out target "
+                "(ADO's target_set does)"
+            )
+        return None, 0, 0
+    if cfg.target_manifest is None:
+        raise ConfigError(
+            "the policy's target_set needs target_manifest: the held-out target set the loop "
+            "evaluates (a user's target data or a held-out split of the training domains)"
+        )
+    if cfg.ood_manifest is not None and Path(cfg.target_manifest).resolve() == Path(
+        cfg.ood_manifest
+    ).resolve():
+        raise ConfigError(
+            f"target_manifest {cfg.target_manifest} is the out-of-distribution set: those only "
+            "measure, never a target"
+        )
+    manifest = Manifest.load(cfg.target_manifest)
+    per_batch = cfg.batch_size * world * cfg.seq_len * len(manifest.names)
+    batches = ts.tokens // per_batch
+    if batches < 1:
+        raise ConfigError(
+            f"target_set.tokens = {ts.tokens} is below one batch per target domain: "
+            f"{len(manifest.names)} domain(s) x {cfg.batch_size * world} rows x {cfg.seq_len} "
+            f"tokens = {per_batch}"
+        )
+    held = HeldOut(
+        manifest,
+        batch_size=cfg.batch_size,
+        pack=cfg.pack(),
+        batches=batches,
+        seed=cfg.eval_seed + 1,  # not the measured rows, if the same manifest
+        rank=rank,
+        world_size=world,
+    )
+    return held, ts.every, batches * per_batch
 
 
 def setup(cfg: TrainConfig) -> _Run:
@@ -539,6 +611,7 @@ def setup(cfg: TrainConfig) -> _Run:
         tokens_per_sample=cfg.seq_len,
         verify_every=cfg.verify_every,
     )
+    target = _target_set(cfg, policy, rank, world)
     model = GPT(cfg.gpt_config()).to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95)
@@ -560,6 +633,7 @@ def setup(cfg: TrainConfig) -> _Run:
         optimizer,
         _held_out(cfg, rank, world),
         _held_out(cfg, rank, world, cfg.ood_manifest) if cfg.ood_manifest else None,
+        *target,
     )
 
 
@@ -703,10 +777,23 @@ def _train(
     on_step: Callable[[int, StepStats, DataMixer], None] | None,
     on_eval: Callable[[int, dict[str, float]], None] | None,
 ) -> TrainResult:
-    """The loop of :func:`train` over a set-up (and maybe resumed) run."""
+    """The loop of :func:`train` over a set-up (and maybe resumed) run; the run log is closed
+    however it ends."""
+    log = RunLogWriter(run.cfg.log_path, run.rank, run.resumed_from)
+    try:
+        return _loop(run, log, on_step, on_eval)
+    finally:
+        log.close()
+
+
+def _loop(
+    run: _Run,
+    log: RunLogWriter,
+    on_step: Callable[[int, StepStats, DataMixer], None] | None,
+    on_eval: Callable[[int, dict[str, float]], None] | None,
+) -> TrainResult:
     cfg = run.cfg
     mixer = run.mixer
-    log = RunLogWriter(cfg.log_path, run.rank, run.resumed_from)
     if run.resumed_from is None:
         log.write(
             start_record(
@@ -736,6 +823,22 @@ def _train(
         dynamic_ncols=True,
     )
 
+    def run_target(step: int) -> None:
+        autocast = lambda: _autocast(cfg, run.device)  # noqa: E731
+        assert run.target is not None
+        loss = run.target.evaluate(run.ddp, run.device, autocast)["loss/uniform_avg"]
+        mixer.policy.observe_target(step, loss)
+        evals = (step + 1) // run.target_every
+        log.write(
+            {
+                "event": "target",
+                "step": step + 1,
+                "loss": loss,
+                "tokens": run.target_tokens,
+                "token_fraction": evals * run.target_tokens / ((step + 1) * run.tokens_per_step),
+            }
+        )
+
     def run_eval(done: int) -> None:
         rec = evaluate(run)
         result.evals.append({"step": float(done), **rec})
@@ -754,6 +857,8 @@ def _train(
         mark = now
         if on_step is not None:
             on_step(done, stats, mixer)
+        if run.target is not None and done % run.target_every == 0:
+            run_target(step)  # before the checkpoint: the policy's state includes it
         if done % cfg.log_every == 0 or done == cfg.steps:
             elapsed = now - t0
             rec: dict[str, Any] = {
@@ -780,7 +885,6 @@ def _train(
     if run.held_out is not None and not (cfg.eval_every and cfg.steps % cfg.eval_every == 0):
         run_eval(cfg.steps)
     bar.close()
-    log.close()
     result.wall_seconds = time.perf_counter() - t0
     result.steps = cfg.steps
     result.tokens = cfg.steps * run.tokens_per_step
@@ -788,6 +892,9 @@ def _train(
         (cfg.steps - run.start) * run.tokens_per_step / max(result.wall_seconds, 1e-9)
     )
     result.policy_seconds = mixer.policy_seconds
+    if run.target is not None:
+        result.target_evals = cfg.steps // run.target_every
+        result.target_tokens = result.target_evals * run.target_tokens
     weights = mixer.weights / mixer.weights.sum()
     result.weights = {d: float(w) for d, w in zip(run.manifest.names, weights, strict=True)}
     result.model = run.model
