@@ -149,6 +149,41 @@ struct Series {
     points_y: VecDeque<f64>,
 }
 
+impl Series {
+    /// Whether the observation `obs` becomes a fit point (past `ignore_steps`, on the stride).
+    fn is_point(&self, obs: &Obs) -> bool {
+        matches!(obs.ordinal, Some(ord) if ord % self.stride == 0)
+    }
+}
+
+/// The state of a [`PowerLawEstimator`] as flat columns: per-domain scalars (one entry per
+/// domain) and each domain's raw ring and fit points, concatenated in domain order. A raw
+/// observation's ordinal is not stored: past `ignore_steps` they are consecutive, so the count
+/// of `ordinals` gives them. `last` is NaN for a domain never observed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StateColumns {
+    /// The last step ingested.
+    pub last_step: Option<u64>,
+    /// Observations of each domain.
+    pub count: Vec<u64>,
+    /// Observations of each domain at steps >= `ignore_steps`.
+    pub ordinals: Vec<u64>,
+    /// Each domain's subsampling stride (grows by thinning).
+    pub stride: Vec<u64>,
+    /// Each domain's last loss (NaN: none yet).
+    pub last: Vec<f64>,
+    /// Fit points of each domain.
+    pub points: Vec<u64>,
+    /// The raw rings' losses (`min(count, window)` per domain).
+    pub raw_loss: Vec<f64>,
+    /// The raw rings' x-values.
+    pub raw_n: Vec<f64>,
+    /// The fit points' x-values (`points` per domain).
+    pub points_n: Vec<f64>,
+    /// The fit points' smoothed losses.
+    pub points_y: Vec<f64>,
+}
+
 /// The online estimator. See the module docs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PowerLawEstimator {
@@ -298,16 +333,14 @@ impl PowerLawEstimator {
             s.raw.pop_front();
         }
         s.count += 1;
-        let rows: Vec<usize> = if s.count == w as u64 {
-            (0..=h).collect()
+        // the rows whose smoothed value became final with this observation
+        let rows = if s.count == w as u64 {
+            0..=h
         } else if s.count > w as u64 {
-            vec![h]
+            h..=h
         } else {
-            Vec::new()
-        };
-        if rows.is_empty() {
             return;
-        }
+        };
         self.sg();
         let Self {
             sg, series, config, ..
@@ -315,17 +348,18 @@ impl PowerLawEstimator {
         let Some(sg) = sg.as_ref() else { return };
         let s = &mut series[d];
         for r in rows {
-            let smoothed = sg.apply(r, s.raw.iter().map(|o| o.loss));
             let obs = s.raw[r];
+            // only a kept point is smoothed (1 in `stride` observations: the hot path's cost)
+            if !s.is_point(&obs) {
+                continue;
+            }
+            let smoothed = sg.apply(r, s.raw.iter().map(|o| o.loss));
             Self::keep(config, s, obs, smoothed);
         }
     }
 
+    /// Append a fit point (`obs` is one, [`Series::is_point`]), thinning a full buffer.
     fn keep(config: &EstimatorConfig, s: &mut Series, obs: Obs, smoothed: f64) {
-        let Some(ord) = obs.ordinal else { return };
-        if ord % s.stride != 0 {
-            return;
-        }
         s.points_n.push_back(obs.n);
         s.points_y.push_back(smoothed);
         if let Some(cap) = config.max_points {
@@ -383,8 +417,7 @@ impl PowerLawEstimator {
         };
         for r in first_row..m {
             let obs = s.raw[r];
-            let Some(ord) = obs.ordinal else { continue };
-            if ord % s.stride != 0 {
+            if !s.is_point(&obs) {
                 continue;
             }
             let y = if sg.window() == 1 {
@@ -410,7 +443,7 @@ impl PowerLawEstimator {
                     .raw
                     .iter()
                     .skip(first_row)
-                    .filter(|o| matches!(o.ordinal, Some(ord) if ord % s.stride == 0))
+                    .filter(|o| s.is_point(o))
                     .count();
                 s.points_n.len() + pending
             })
@@ -452,6 +485,112 @@ impl PowerLawEstimator {
         let ns: Vec<&[f64]> = pts.iter().map(|p| p.0.as_slice()).collect();
         let ys: Vec<&[f64]> = pts.iter().map(|p| p.1.as_slice()).collect();
         fit_many_cancellable(&ns, &ys, config, cancel)
+    }
+
+    /// The state as flat columns ([`StateColumns`]): the compact, binary-friendly form of
+    /// a checkpoint (restored exactly by [`PowerLawEstimator::restore_columns`]).
+    pub fn to_columns(&self) -> StateColumns {
+        let k = self.series.len();
+        let mut c = StateColumns {
+            last_step: self.last_step,
+            count: Vec::with_capacity(k),
+            ordinals: Vec::with_capacity(k),
+            stride: Vec::with_capacity(k),
+            last: Vec::with_capacity(k),
+            points: Vec::with_capacity(k),
+            ..StateColumns::default()
+        };
+        for s in &self.series {
+            c.count.push(s.count);
+            c.ordinals.push(s.ordinals);
+            c.stride.push(s.stride);
+            c.last.push(s.last.unwrap_or(f64::NAN));
+            c.points.push(s.points_n.len() as u64);
+            c.raw_loss.extend(s.raw.iter().map(|o| o.loss));
+            c.raw_n.extend(s.raw.iter().map(|o| o.n));
+            c.points_n.extend(s.points_n.iter());
+            c.points_y.extend(s.points_y.iter());
+        }
+        c
+    }
+
+    /// Restore [`PowerLawEstimator::to_columns`] output of an estimator with this configuration
+    /// and number of domains. Every column and every domain's invariants are checked first; on an
+    /// error ([`Error::State`], naming the column or the domain) nothing changes.
+    pub fn restore_columns(&mut self, c: StateColumns) -> Result<()> {
+        let k = self.series.len();
+        let w = self.config.window as u64;
+        for (name, len) in [
+            ("count", c.count.len()),
+            ("ordinals", c.ordinals.len()),
+            ("stride", c.stride.len()),
+            ("last", c.last.len()),
+            ("points", c.points.len()),
+        ] {
+            if len != k {
+                return Err(Error::State(format!(
+                    "estimator state: {name} has {len} entries; expected one per domain ({k})"
+                )));
+            }
+        }
+        let raw_len: u64 = c.count.iter().map(|&n| n.min(w)).sum();
+        let mut points_len: u64 = 0;
+        for (d, &p) in c.points.iter().enumerate() {
+            if matches!(self.config.max_points, Some(cap) if p > cap as u64) {
+                return Err(Error::State(format!(
+                    "estimator state, domain {d}: {p} points exceed max_points {}",
+                    self.config.max_points.unwrap_or(0)
+                )));
+            }
+            points_len = points_len.saturating_add(p);
+        }
+        for (name, len, want) in [
+            ("raw_loss", c.raw_loss.len(), raw_len),
+            ("raw_n", c.raw_n.len(), raw_len),
+            ("points_n", c.points_n.len(), points_len),
+            ("points_y", c.points_y.len(), points_len),
+        ] {
+            if len as u64 != want {
+                return Err(Error::State(format!(
+                    "estimator state: {name} has {len} values; the per-domain counts make {want}"
+                )));
+            }
+        }
+        let (mut raw_at, mut pts_at) = (0usize, 0usize);
+        let mut series = Vec::with_capacity(k);
+        for d in 0..k {
+            let m = c.count[d].min(w) as usize;
+            let p = c.points[d] as usize;
+            let ordinals = c.ordinals[d];
+            // the raw ring's ordinals: none before ignore_steps, then consecutive up to the last
+            let with = (m as u64).min(ordinals) as usize;
+            let first = ordinals - with as u64;
+            let raw = (0..m)
+                .map(|i| Obs {
+                    loss: c.raw_loss[raw_at + i],
+                    n: c.raw_n[raw_at + i],
+                    ordinal: (i >= m - with).then(|| first + (i - (m - with)) as u64),
+                })
+                .collect();
+            let last = c.last[d];
+            let s = Series {
+                raw,
+                count: c.count[d],
+                ordinals,
+                stride: c.stride[d],
+                last: (!last.is_nan()).then_some(last),
+                points_n: c.points_n[pts_at..pts_at + p].iter().copied().collect(),
+                points_y: c.points_y[pts_at..pts_at + p].iter().copied().collect(),
+            };
+            self.check_series(&s, c.last_step)
+                .map_err(|e| Error::State(format!("estimator state, domain {d}: {e}")))?;
+            series.push(s);
+            raw_at += m;
+            pts_at += p;
+        }
+        self.series = series;
+        self.last_step = c.last_step;
+        Ok(())
     }
 
     /// Restore a state produced by serialising an estimator with the same configuration and domains.
@@ -706,6 +845,63 @@ mod tests {
         target
             .update(31, &[2.0, 2.0], &[32.0; 2], None)
             .expect("and updates");
+    }
+
+    /// The columns restore bitwise (later updates and points equal), and refuse bad lengths.
+    #[test]
+    fn columns_round_trip_exactly() {
+        let cfg = EstimatorConfig {
+            window: 5,
+            order: 2,
+            subsample: 2,
+            max_points: Some(8),
+            ignore_steps: 7,
+            missing: Missing::Skip,
+            ..EstimatorConfig::default()
+        };
+        let mut est = PowerLawEstimator::new(3, cfg.clone()).expect("new");
+        let row = |i: u64| {
+            let l = 2.0 + 1.0 / (i + 1) as f64;
+            [
+                l,
+                if i % 3 == 0 { f64::NAN } else { l * 1.1 },
+                if i < 4 { f64::NAN } else { l },
+            ]
+        };
+        for i in 0..63u64 {
+            est.update(i, &row(i), &[(i + 1) as f64; 3], None)
+                .expect("update");
+        }
+        let cols = est.to_columns();
+        let mut back = PowerLawEstimator::new(3, cfg.clone()).expect("new");
+        back.restore_columns(cols.clone()).expect("restore");
+        assert_eq!(back.to_columns(), cols);
+        for i in 63..90u64 {
+            est.update(i, &row(i), &[(i + 1) as f64; 3], None)
+                .expect("update");
+            back.update(i, &row(i), &[(i + 1) as f64; 3], None)
+                .expect("update");
+        }
+        for d in 0..3 {
+            assert_eq!(est.points(d).ok(), back.points(d).ok());
+        }
+        let mut short = cols.clone();
+        short.raw_loss.pop();
+        let err = back.restore_columns(short).expect_err("short column");
+        assert!(err.to_string().contains("raw_loss"), "{err}");
+        let mut many = cols.clone();
+        many.points[1] = 9;
+        let err = back.restore_columns(many).expect_err("too many points");
+        assert!(err.to_string().contains("exceed max_points"), "{err}");
+        let mut bad = cols;
+        bad.stride[2] = 3;
+        let err = back.restore_columns(bad).expect_err("bad stride");
+        assert!(err.to_string().contains("domain 2: stride"), "{err}");
+        assert_eq!(
+            back.to_columns(),
+            est.to_columns(),
+            "a refused load changed nothing"
+        );
     }
 
     #[test]
