@@ -138,9 +138,69 @@ struct Obs {
     ordinal: Option<u64>,
 }
 
+/// The smoothing ring of one domain, stored by column: the losses contiguous (the smoother reads
+/// only them, a quarter of an [`Obs`]), the x-values and ordinals beside. Serialised as the list
+/// of [`Obs`] it holds (the earlier JSON form).
+#[derive(Clone, Debug, Default)]
+struct Ring {
+    loss: VecDeque<f64>,
+    rest: VecDeque<(f64, Option<u64>)>,
+}
+
+impl Ring {
+    fn len(&self) -> usize {
+        self.loss.len()
+    }
+
+    fn push_back(&mut self, o: Obs) {
+        self.loss.push_back(o.loss);
+        self.rest.push_back((o.n, o.ordinal));
+    }
+
+    fn pop_front(&mut self) {
+        self.loss.pop_front();
+        self.rest.pop_front();
+    }
+
+    fn get(&self, i: usize) -> Obs {
+        let (n, ordinal) = self.rest[i];
+        Obs {
+            loss: self.loss[i],
+            n,
+            ordinal,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Obs> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    #[cfg(test)]
+    fn clear(&mut self) {
+        self.loss.clear();
+        self.rest.clear();
+    }
+}
+
+impl Serialize for Ring {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        ser.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Ring {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> std::result::Result<Self, D::Error> {
+        let mut ring = Ring::default();
+        for o in Vec::<Obs>::deserialize(de)? {
+            ring.push_back(o);
+        }
+        Ok(ring)
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Series {
-    raw: VecDeque<Obs>,
+    raw: Ring,
     count: u64,
     ordinals: u64,
     stride: u64,
@@ -300,12 +360,49 @@ impl PowerLawEstimator {
         }
         self.last_step = Some(step);
         let past_ignore = step >= self.config.ignore_steps;
+        let mut due = Vec::new();
         for (d, v) in values.into_iter().enumerate() {
             if let Some(loss) = v {
-                self.push(d, loss, n[d], past_ignore);
+                if self.push(d, loss, n[d], past_ignore) {
+                    due.push(d);
+                }
             }
         }
+        self.smooth_middle(&due);
         Ok(())
+    }
+
+    /// Keep the middle row of each domain in `due` (a full ring whose middle observation is a fit
+    /// point), smoothed. Four domains' sums run interleaved (each in its own order, so bitwise
+    /// the same as one at a time), which hides the latency of the long chains of additions.
+    fn smooth_middle(&mut self, due: &[usize]) {
+        if due.is_empty() {
+            return;
+        }
+        let h = self.config.window / 2;
+        self.sg();
+        let Self {
+            sg, series, config, ..
+        } = self;
+        let Some(sg) = sg.as_ref() else { return };
+        let coef = sg.row(h);
+        for group in due.chunks(4) {
+            let mut acc = [0.0f64; 4];
+            let mut rings: [_; 4] =
+                std::array::from_fn(|i| group.get(i).map(|&d| series[d].raw.loss.iter()));
+            for &c in coef {
+                for (a, ring) in acc.iter_mut().zip(rings.iter_mut()) {
+                    if let Some(v) = ring.as_mut().and_then(Iterator::next) {
+                        *a += c * v;
+                    }
+                }
+            }
+            for (&d, &smoothed) in group.iter().zip(&acc) {
+                let s = &mut series[d];
+                let obs = s.raw.get(h);
+                Self::keep(config, s, obs, smoothed);
+            }
+        }
     }
 
     fn sg(&mut self) -> &SavGol {
@@ -319,7 +416,9 @@ impl PowerLawEstimator {
         })
     }
 
-    fn push(&mut self, d: usize, loss: f64, n: f64, past_ignore: bool) {
+    /// Append an observation to domain `d`'s ring; smooth and keep what became final, except the
+    /// steady state's middle row: returns whether that one is due (see `smooth_middle`).
+    fn push(&mut self, d: usize, loss: f64, n: f64, past_ignore: bool) -> bool {
         let w = self.config.window;
         let h = w / 2;
         let s = &mut self.series[d];
@@ -333,29 +432,28 @@ impl PowerLawEstimator {
             s.raw.pop_front();
         }
         s.count += 1;
-        // the rows whose smoothed value became final with this observation
-        let rows = if s.count == w as u64 {
-            0..=h
-        } else if s.count > w as u64 {
-            h..=h
-        } else {
-            return;
-        };
+        // the rows whose smoothed value became final with this observation; only a fit point is
+        // smoothed (1 in `stride` observations: the hot path's cost)
+        if s.count > w as u64 {
+            return s.is_point(&s.raw.get(h));
+        }
+        if s.count < w as u64 {
+            return false;
+        }
         self.sg();
         let Self {
             sg, series, config, ..
         } = self;
-        let Some(sg) = sg.as_ref() else { return };
+        let Some(sg) = sg.as_ref() else { return false };
         let s = &mut series[d];
-        for r in rows {
-            let obs = s.raw[r];
-            // only a kept point is smoothed (1 in `stride` observations: the hot path's cost)
-            if !s.is_point(&obs) {
-                continue;
+        for r in 0..=h {
+            let obs = s.raw.get(r);
+            if s.is_point(&obs) {
+                let smoothed = sg.apply(r, s.raw.loss.iter().copied());
+                Self::keep(config, s, obs, smoothed);
             }
-            let smoothed = sg.apply(r, s.raw.iter().map(|o| o.loss));
-            Self::keep(config, s, obs, smoothed);
         }
+        false
     }
 
     /// Append a fit point (`obs` is one, [`Series::is_point`]), thinning a full buffer.
@@ -416,14 +514,14 @@ impl PowerLawEstimator {
             }
         };
         for r in first_row..m {
-            let obs = s.raw[r];
+            let obs = s.raw.get(r);
             if !s.is_point(&obs) {
                 continue;
             }
             let y = if sg.window() == 1 {
                 obs.loss
             } else {
-                sg.apply(r, s.raw.iter().map(|o| o.loss))
+                sg.apply(r, s.raw.loss.iter().copied())
             };
             xs.push(obs.n);
             ys.push(y);
@@ -506,8 +604,8 @@ impl PowerLawEstimator {
             c.stride.push(s.stride);
             c.last.push(s.last.unwrap_or(f64::NAN));
             c.points.push(s.points_n.len() as u64);
-            c.raw_loss.extend(s.raw.iter().map(|o| o.loss));
-            c.raw_n.extend(s.raw.iter().map(|o| o.n));
+            c.raw_loss.extend(s.raw.loss.iter());
+            c.raw_n.extend(s.raw.rest.iter().map(|r| r.0));
             c.points_n.extend(s.points_n.iter());
             c.points_y.extend(s.points_y.iter());
         }
@@ -565,13 +663,14 @@ impl PowerLawEstimator {
             // the raw ring's ordinals: none before ignore_steps, then consecutive up to the last
             let with = (m as u64).min(ordinals) as usize;
             let first = ordinals - with as u64;
-            let raw = (0..m)
-                .map(|i| Obs {
+            let mut raw = Ring::default();
+            for i in 0..m {
+                raw.push_back(Obs {
                     loss: c.raw_loss[raw_at + i],
                     n: c.raw_n[raw_at + i],
                     ordinal: (i >= m - with).then(|| first + (i - (m - with)) as u64),
-                })
-                .collect();
+                });
+            }
             let last = c.last[d];
             let s = Series {
                 raw,
@@ -662,7 +761,7 @@ impl PowerLawEstimator {
             ));
         }
         let mut prev: Option<u64> = None;
-        for o in &s.raw {
+        for o in s.raw.iter() {
             if !(positive(o.loss) && positive(o.n)) {
                 return Err(format!(
                     "raw observation (loss {}, n {}) must be finite and > 0",
@@ -836,7 +935,7 @@ mod tests {
         .contains("exceed max_points"));
         assert!(tamper(&|e| e.series[0].stride = 3).contains("stride"));
         assert!(tamper(&|e| e.series[0].points_y.clear()).contains("y-values"));
-        assert!(tamper(&|e| e.series[0].raw[0].loss = f64::NAN).contains("finite"));
+        assert!(tamper(&|e| e.series[0].raw.loss[0] = f64::NAN).contains("finite"));
         assert!(tamper(&|e| e.last_step = None).contains("last_step"));
         let mut target = PowerLawEstimator::new(2, cfg.clone()).expect("new");
         target
@@ -845,6 +944,38 @@ mod tests {
         target
             .update(31, &[2.0, 2.0], &[32.0; 2], None)
             .expect("and updates");
+    }
+
+    /// The batched, interleaved smoothing of the steady state gives bitwise what smoothing each
+    /// window alone gives (domains in groups of 4 and a remainder).
+    #[test]
+    fn batched_smoothing_is_bitwise_the_one_window_sum() {
+        let cfg = EstimatorConfig {
+            window: 7,
+            order: 2,
+            subsample: 1,
+            max_points: None,
+            ..EstimatorConfig::default()
+        };
+        let k = 6;
+        let mut est = PowerLawEstimator::new(k, cfg).expect("new");
+        let loss = |i: usize, d: usize| {
+            2.0 + (d as f64 + 1.0) / ((i + 1) as f64).sqrt() + 0.01 * ((i * 31 + d * 7) % 13) as f64
+        };
+        for i in 0..60 {
+            let row: Vec<f64> = (0..k).map(|d| loss(i, d)).collect();
+            est.update(i as u64, &row, &vec![(i + 1) as f64; k], None)
+                .expect("update");
+        }
+        let sg = SavGol::new(7, 2).expect("savgol");
+        for d in 0..k {
+            let series: Vec<f64> = (0..60).map(|i| loss(i, d)).collect();
+            let want: Vec<f64> = (3..57)
+                .map(|c| sg.apply(3, series[c - 3..c + 4].iter().copied()))
+                .collect();
+            let got = &est.points(d).expect("points").1[3..57];
+            assert_eq!(got, want.as_slice(), "domain {d}");
+        }
     }
 
     /// The columns restore bitwise (later updates and points equal), and refuse bad lengths.
