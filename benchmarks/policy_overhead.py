@@ -17,18 +17,37 @@ min_points=5, subsample=1, window=5``), each also per domain and relative to the
 ratio near 1 is linear in K)::
 
     python benchmarks/policy_overhead.py --scaling --ks 1000,10000,100000
+
+``--per-k`` measures the preset exactly as shipped (``policies/ado.yaml``, no overrides; its first
+refit is at t = 2000) at ``--batch`` rows a step (512 here) for K = 10, 100, 1,000, 10,000
+(``--ks``): it feeds steps 0..2000 (the refit at 2000 included), then times ``--samples``
+updates that do not refit. Per K it prints the median (and mean) update in µs, the median for
+the ``natural`` policy on the same statistics (the baseline: the policy contract's own cost)
+and their ratio,
+the Rust estimator's ``update`` alone, and the state: ``json.dumps(policy.state_dict())`` bytes
+per domain after the 2001 steps, the estimator's part of it (the arrays that grow with steps),
+that part's bound at any step (``PowerLawEstimator.state_bytes_bound``, every domain holding
+``cap`` = ``max_points`` after ``point_budget`` fit points), and the seconds to save
+(``state_dict`` + ``json.dumps``) and to load (``json.loads`` + ``load_state_dict``) it. Each K
+also checks that a policy resumed from the state gives bitwise the same weights for the next
+steps::
+
+    python benchmarks/policy_overhead.py --per-k --batch 512     # ~1-3 min on 2 cores
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from ado import StepStats, load_policy
-from ado.policy import ADO
+from ado.policy import ADO, Policy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,24 +99,115 @@ def scaling(ks: list[int], batch_per_domain: int = 4) -> None:
         print(f"{k:>7} {cols}", flush=True)
 
 
+def _stream(
+    k: int, batch: int, seed: int, pool: int = 64
+) -> tuple[npt.NDArray[np.float64], Callable[[int], StepStats]]:
+    """The prior and a synthetic stream of power-law losses (``batch`` rows a step; ``pool``
+    pre-drawn batches reused cyclically, for cheap stream generation)."""
+    rng = np.random.default_rng(seed)
+    mu = rng.dirichlet(np.ones(k))
+    eps, beta, alpha = rng.uniform(1.5, 3.0, k), rng.uniform(5.0, 30.0, k), rng.uniform(0.2, 0.5, k)
+    counts_pool = rng.multinomial(batch, mu, size=pool).astype(np.float64)
+    noise_pool = np.exp(0.05 * rng.standard_normal((pool, k)))
+
+    def stats(t: int) -> StepStats:
+        c = counts_pool[t % pool]
+        mean = (eps + beta * ((t + 1.0) * batch) ** -alpha) * noise_pool[t % pool]
+        return StepStats(step=t, counts=c, loss_sums=c * mean)
+
+    return mu, stats
+
+
+def _update_us(policy: Policy, batch: list[StepStats]) -> tuple[float, float]:
+    """Median and mean of ``policy.update`` over ``batch``, in µs (the mean counts the steps that
+    smooth every domain's newest fit point, one in ``subsample``)."""
+    times = []
+    for s in batch:
+        begin = time.perf_counter_ns()
+        policy.update(s)
+        times.append(time.perf_counter_ns() - begin)
+    return float(np.median(times)) / 1e3, float(np.mean(times)) / 1e3
+
+
+def per_k(ks: list[int], batch: int, samples: int, seed: int) -> None:
+    """The shipped preset's per-step update and state against K; one line per K."""
+    preset = ROOT / "policies" / "ado.yaml"
+    first_fit = 2000  # the preset's first refit (start_step 2000, update_interval 1000)
+    print(
+        f"ADO update (policies/ado.yaml as shipped), batch={batch}; median over {samples} "
+        f"non-refit steps after t={first_fit}; state after {first_fit + 1} steps"
+    )
+    print(
+        f"{'K':>6} {'ado us':>8} {'mean us':>8} {'natural us':>10} {'x nat':>6} {'rust us':>8} "
+        f"{'us/dom':>7} {'state B/dom':>11} {'est B/dom':>9} {'bound':>9} {'cap':>6} "
+        f"{'save s':>7} {'load s':>7} {'resume':>7}"
+    )
+    for k in ks:
+        names = [f"domain-{i:06d}" for i in range(k)]
+        mu, stats = _stream(k, batch, seed)
+        policy = load_policy(preset, domains=names, prior=mu)
+        natural = load_policy("natural", domains=names, prior=mu)
+        assert isinstance(policy, ADO)
+        for t in range(first_fit + 1):
+            policy.update(stats(t))
+        assert policy.estimator.num_fits == 1, "the preset's first refit did not happen"
+        begin = time.perf_counter()
+        text = json.dumps(policy.state_dict())
+        save = time.perf_counter() - begin
+        est_bytes = len(json.dumps(json.loads(text)["state"]["estimator"]["estimator"])) / k
+        begin = time.perf_counter()
+        resumed = load_policy(preset, domains=names, prior=mu)
+        resumed.load_state_dict(json.loads(text))
+        load = time.perf_counter() - begin
+        timed = [stats(t) for t in range(first_fit + 1, first_fit + 1 + samples)]
+        ado_us, ado_mean = _update_us(policy, timed)
+        natural_us = _update_us(natural, timed)[0]
+        for s in timed:
+            resumed.update(s)
+        resumed_ok = np.array_equal(resumed.weights, policy.weights)
+        # the Rust estimator alone, on a copy of the state
+        probe = policy.estimator._est.copy()
+        losses, x = np.full(k, 2.0), np.full(k, 1.0)
+        raw = []
+        for j in range(samples):
+            x.fill((first_fit + 1.0 + samples + j) * batch)
+            begin = time.perf_counter_ns()
+            probe.update(first_fit + 1 + samples + j, losses, x, 2.0)
+            raw.append(time.perf_counter_ns() - begin)
+        rust_us = float(np.median(raw)) / 1e3
+        bound = (policy.estimator._est.state_bytes_bound() or float("nan")) / k
+        cap = policy.estimator._est.config.max_points
+        print(
+            f"{k:>6} {ado_us:>8.1f} {ado_mean:>8.1f} {natural_us:>10.1f} "
+            f"{ado_us / natural_us:>6.1f} {rust_us:>8.1f} {ado_us / k:>7.3f} "
+            f"{len(text) / k:>11.0f} {est_bytes:>9.0f} {bound:>9.0f} {cap!s:>6} "
+            f"{save:>7.2f} {load:>7.2f} {'bitwise' if resumed_ok else 'DIFFERS':>7}",
+            flush=True,
+        )
+
+
 def main() -> None:
     """Run the benchmark and print one line per checkpoint."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--domains", type=int, default=22)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--max-steps", type=int, default=1_000_000)
-    parser.add_argument("--samples", type=int, default=2000)
+    parser.add_argument("--samples", type=int, default=None, help="timed steps (2000; --per-k 300)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scaling", action="store_true", help="construction/update against K")
-    parser.add_argument("--ks", default="1000,10000,100000", help="K values for --scaling")
+    parser.add_argument("--ks", default=None, help="K values for --scaling / --per-k")
+    parser.add_argument("--per-k", action="store_true", help="the preset's update and state vs K")
     args = parser.parse_args()
+    if args.per_k:
+        ks = [int(x) for x in (args.ks or "10,100,1000,10000").split(",")]
+        per_k(ks, args.batch, args.samples or 300, args.seed)
+        return
     if args.scaling:
-        scaling([int(x) for x in args.ks.split(",")])
+        scaling([int(x) for x in (args.ks or "1000,10000,100000").split(",")])
         return
 
     k, batch = args.domains, args.batch
-    rng = np.random.default_rng(args.seed)
-    mu = rng.dirichlet(np.ones(k))
+    mu, stats = _stream(k, batch, args.seed, pool=1024)
     # the preset, with the first fit moved before the first checkpoint (t = 10^3)
     policy = load_policy(
         ROOT / "policies" / "ado.yaml",
@@ -107,25 +217,14 @@ def main() -> None:
     )
     assert isinstance(policy, ADO)
     interval = policy.config.update_interval
-    eps = rng.uniform(1.5, 3.0, k)
-    beta = rng.uniform(5.0, 30.0, k)
-    alpha = rng.uniform(0.2, 0.5, k)
-    pool = 1024  # pre-drawn batches, reused cyclically (cheap stream generation)
-    counts_pool = rng.multinomial(batch, mu, size=pool).astype(np.float64)
-    noise_pool = np.exp(0.05 * rng.standard_normal((pool, k)))
-
-    def stats(t: int) -> StepStats:
-        c = counts_pool[t % pool]
-        mean = (eps + beta * ((t + 1.0) * batch) ** -alpha) * noise_pool[t % pool]
-        return StepStats(step=t, counts=c, loss_sums=c * mean)
 
     checkpoints = [c for c in (1_000, 100_000, 1_000_000) if c <= args.max_steps]
     print(
         f"ADO update (policies/ado.yaml), K={k}, batch={batch}; median/p90 over "
-        f"{args.samples} non-refit steps"
+        f"{args.samples or 2000} non-refit steps"
     )
     print(
-        f"{'t':>9} {'median us':>10} {'p90 us':>8} {'rust est. us':>13} {'RSS MiB':>8} "
+        f"{'t':>9} {'median us':>10} {'mean us':>8} {'rust est. us':>13} {'RSS MiB':>8} "
         f"{'fit pts':>8} {'last fit ms':>12}"
     )
     t = 0
@@ -136,7 +235,7 @@ def main() -> None:
             t += 1
         samples: list[int] = []
         raw: list[int] = []
-        while len(samples) < args.samples:
+        while len(samples) < (args.samples or 2000):
             s = stats(t)
             if t % interval == 0:
                 policy.update(s)  # a refit step: not timed
@@ -149,17 +248,8 @@ def main() -> None:
         est = policy.estimator._est
         losses = np.full(k, 2.0)
         x = np.full(k, (t + 1.0) * batch)
-        cfg = policy.config
-        probe = type(est)(
-            k,
-            ignore_steps=cfg.ignore_steps,
-            subsample=cfg.subsample,
-            window=cfg.window,
-            order=cfg.order,
-            max_points=cfg.max_points,
-        )
-        probe.load_state_dict(est.state_dict())
-        for j in range(args.samples):
+        probe = est.copy()
+        for j in range(args.samples or 2000):
             begin = time.perf_counter_ns()
             probe.update(t + j, losses, x, 2.0)
             raw.append(time.perf_counter_ns() - begin)

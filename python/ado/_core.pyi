@@ -30,6 +30,7 @@ __all__ = [
 __version__: str
 
 _F64 = npt.NDArray[np.float64]
+_U64 = npt.NDArray[np.uint64]
 _I64 = npt.NDArray[np.int64]
 _FitArrays = tuple[_F64, _F64, _F64, _F64, _I64, _I64]
 
@@ -67,6 +68,10 @@ class PowerLawEstimator:
     def copy(self) -> PowerLawEstimator: ...
     def state_json(self) -> str: ...
     def load_state_json(self, state: str) -> None: ...
+    def state_columns(self) -> tuple[int | None, _U64, _F64, _F64, _F64]: ...
+    def load_state_columns(
+        self, last_step: int | None, ints: _U64, last: _F64, raw: _F64, points: _F64
+    ) -> None: ...
 
 # --- ado.data: WebDataset shards and the mixture loader -------------------------------------
 

@@ -453,19 +453,53 @@ def _estimator_state(state: dict[str, Any]) -> dict[str, Any]:
     return inner
 
 
+def _legacy_state(policy: Any) -> dict[str, Any]:
+    """The policy's state with its estimator in the earlier JSON form (lists), which still loads."""
+    import json
+
+    state: dict[str, Any] = policy.state_dict()
+    legacy = json.loads(policy.estimator._est._inner.state_json())
+    state["state"]["estimator"]["estimator"] = legacy
+    return state
+
+
 def tampered_estimator_raw(work: Path) -> None:
     policy = _ado_after(31)
-    state = policy.state_dict()
+    state = _legacy_state(policy)
     _estimator_state(state)["series"][0]["raw"] = []
     policy.load_state_dict(state)
 
 
 def tampered_estimator_points(work: Path) -> None:
     policy = _ado_after(31, max_points=8)
-    state = policy.state_dict()
+    state = _legacy_state(policy)
     series = _estimator_state(state)["series"][1]
     series["points_n"] = [1.0] * 10**6
     series["points_y"] = [2.0] * 10**6
+    policy.load_state_dict(state)
+
+
+def tampered_estimator_column(work: Path) -> None:
+    import numpy as np
+    from ado._state import encode_array
+
+    policy = _ado_after(31)
+    state = policy.state_dict()
+    _estimator_state(state)["raw"] = encode_array(np.ones((2, 3)))  # 10 values per row saved
+    policy.load_state_dict(state)
+
+
+def tampered_estimator_claims_points(work: Path) -> None:
+    import numpy as np
+    from ado._state import decode_array, encode_array
+
+    policy = _ado_after(31, max_points=8)
+    state = policy.state_dict()
+    est = _estimator_state(state)
+    ints = decode_array(est["ints"], np.uint64, 8, "ints").reshape(4, 2)
+    ints[3] = 10**6  # the points per domain: 10^6 each, and a column that would hold them
+    est["ints"] = encode_array(ints)
+    est["points"] = encode_array(np.zeros(2 * 10**6))
     policy.load_state_dict(state)
 
 
@@ -760,6 +794,14 @@ CASES: dict[str, Case] = {
     ),
     "lr_schedule_peak_inf": Case(lr_schedule_peak_inf, "ConfigError", "finite number"),
     "lr_law_rates_overflow": Case(lr_law_rates_overflow, "InvalidInputError", "overflows"),
+    "tampered_estimator_column": Case(
+        tampered_estimator_column, "StateError", "estimator state raw holds 48 bytes"
+    ),
+    "tampered_estimator_claims_points": Case(
+        tampered_estimator_claims_points,
+        "StateError",
+        "domain 0: 1000000 points exceed max_points 8",
+    ),
 }
 
 

@@ -23,12 +23,15 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     PositiveFloat,
     PrivateAttr,
+    StrictStr,
     ValidationError,
 )
 
 from ado import _core
+from ado._state import Count, StateModel, decode_array, encode_array, parse_state
 from ado.errors import InvalidInputError, StateError
 
 __all__ = [
@@ -315,18 +318,84 @@ class PowerLawEstimator:
         out._inner = self._inner.copy()
         return out
 
+    def state_bytes_bound(self) -> int | None:
+        """The most bytes the encoded arrays of :meth:`state_dict` can take, at any step: base64
+        of ``8 * (5 + 2 * window + 2 * max_points)`` bytes per domain before compression (None
+        when ``max_points`` is None: the points are then unbounded)."""
+        cap = self.config.max_points
+        if cap is None:
+            return None
+        raw = 8 * self.num_domains * (5 + 2 * self.config.window + 2 * cap)
+        packed = raw + raw // 3000 + 4 * 64  # zlib's worst case: 5 bytes per 16 KiB, + headers
+        return 4 * (packed // 3 + 4)  # base64 of each of the 4 arrays
+
     def state_dict(self) -> dict[str, Any]:
-        """JSON-safe state; restores bitwise."""
-        state: dict[str, Any] = json.loads(self._inner.state_json())
-        return state
+        """JSON-safe state; restores bitwise. Its arrays (every domain's smoothing ring and fit
+        points, the per-domain counters) are binary: :func:`~ado._state.encode_array` text, about
+        ``11 * (2 * window + 2 * points) + 45`` bytes per domain before compression, whatever
+        the number of steps (``points`` <= ``max_points``)."""
+        last_step, ints, last, raw, points = self._inner.state_columns()
+        return {
+            "format": STATE_FORMAT,
+            "config": self.config.model_dump(),
+            "last_step": last_step,
+            "ints": encode_array(ints),
+            "last": encode_array(last),
+            "raw": encode_array(raw),
+            "points": encode_array(points),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output. The state is checked against the estimator's
-        invariants first (raises ``StateError`` naming the domain and field, changing nothing)."""
+        """Restore :meth:`state_dict` output (or the JSON form of earlier versions, which held
+        every array as a list). The state is checked against the estimator's invariants first
+        (raises ``StateError`` naming the domain and field, changing nothing); memory stays
+        bounded by the configuration (``max_points`` per domain), whatever the state claims."""
         if not isinstance(state, dict):
             raise StateError(f"estimator state must be a mapping, got {type(state).__name__}")
-        try:
-            text = json.dumps(state, allow_nan=False)
-        except (TypeError, ValueError) as err:
-            raise StateError(f"estimator state is not plain JSON: {err}") from None
-        self._inner.load_state_json(text)
+        if "series" in state:  # the earlier JSON form
+            try:
+                text = json.dumps(state, allow_nan=False)
+            except (TypeError, ValueError) as err:
+                raise StateError(f"estimator state is not plain JSON: {err}") from None
+            self._inner.load_state_json(text)
+            return
+        st = parse_state(_ColumnsState, state, "estimator state")
+        if st.config != self.config.model_dump():
+            raise StateError(
+                f"estimator state was saved with {st.config}, this estimator has "
+                f"{self.config.model_dump()}"
+            )
+        k, cfg = self.num_domains, self.config
+        ints = decode_array(st.ints, np.uint64, 4 * k, "estimator state ints").reshape(4, k)
+        count, points = ints[0], ints[3]
+        cap = cfg.max_points or MAX_POINTS  # checked before any array of points is decoded
+        if k and int(points.max()) > cap:
+            d = int(np.argmax(points))
+            raise StateError(
+                f"estimator state, domain {d}: {int(points[d])} points exceed max_points {cap}"
+            )
+        raw_len = int(np.minimum(count, cfg.window).sum())
+        n_points = int(points.sum())
+        last = decode_array(st.last, np.float64, k, "estimator state last")
+        raw = decode_array(st.raw, np.float64, 2 * raw_len, "estimator state raw")
+        pts = decode_array(st.points, np.float64, 2 * n_points, "estimator state points")
+        self._inner.load_state_columns(
+            st.last_step, ints, last, raw.reshape(2, raw_len), pts.reshape(2, n_points)
+        )
+
+
+#: The Rust core's MAX_POINTS: the most fit points of one domain (``max_points`` <= this).
+MAX_POINTS = 1 << 24
+
+#: The layout of :meth:`PowerLawEstimator.state_dict` (the earlier JSON form has none).
+STATE_FORMAT = "columns-1"
+
+
+class _ColumnsState(StateModel):
+    format: Literal["columns-1"]
+    config: dict[str, JsonValue]
+    last_step: Count | None
+    ints: StrictStr
+    last: StrictStr
+    raw: StrictStr
+    points: StrictStr

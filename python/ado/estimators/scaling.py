@@ -50,6 +50,7 @@ from ado._state import Count, FiniteFloat, NonNegVector, StateModel, Step, Vecto
 from ado.errors import FitError, InvalidInputError
 from ado.estimators.lr_law import LrFitConfig, LrLawFit, fit_lr_laws
 from ado.estimators.power_law import (
+    MAX_POINTS,
     FitConfig,
     PowerLawEstimator,
     PowerLawEstimatorConfig,
@@ -116,6 +117,9 @@ class ScalingLawConfig(PowerLawEstimatorConfig):
             learning-rate-aware law over steps, :func:`~ado.estimators.fit_lr_laws`).
         lr_fit: the ``lr`` law's fit (its ``decay`` is lambda).
         lr_schedule: the planned schedule for ``law: lr`` (None: learned from ``StepStats.lr``).
+        point_budget: fit points of all domains together (None: no budget): each domain holds
+            at most ``min(max_points, max(point_budget // K, 2 * min_points))`` (see
+            :meth:`points_per_domain`), so memory and checkpoints stay bounded at any K.
     """
 
     ignore_steps: int = Field(1000, ge=0, le=2**63 - 1)
@@ -134,6 +138,7 @@ class ScalingLawConfig(PowerLawEstimatorConfig):
     law: Literal["power", "lr"] = "power"
     lr_fit: LrFitConfig = Field(default_factory=LrFitConfig)
     lr_schedule: LrSchedule | None = None
+    point_budget: int | None = Field(2**20, ge=3, le=2**40)
 
     @model_validator(mode="after")
     def _delay_within_interval(self) -> ScalingLawConfig:
@@ -151,11 +156,25 @@ class ScalingLawConfig(PowerLawEstimatorConfig):
             return FitConfig.reference()
         return self.fit
 
-    def estimator_config(self) -> PowerLawEstimatorConfig:
-        """The part that configures the online estimator."""
-        return PowerLawEstimatorConfig(
-            **self.model_dump(include=set(PowerLawEstimatorConfig.model_fields))
-        )
+    def points_per_domain(self, num_domains: int) -> int | None:
+        """Each domain's fit-point capacity with ``num_domains`` domains: ``max_points``,
+        lowered to an equal share of ``point_budget`` when K is large, but never below
+        ``2 * min_points`` (a buffer thinned to half must still hold ``min_points``, or refits
+        would stop; only there can the budget be exceeded)."""
+        cap = self.max_points
+        if self.point_budget is None:
+            return cap
+        share = max(self.point_budget // max(num_domains, 1), 2 * self.min_points)
+        share = min(share, MAX_POINTS)
+        return share if cap is None else min(cap, share)
+
+    def estimator_config(self, num_domains: int | None = None) -> PowerLawEstimatorConfig:
+        """The part that configures the online estimator (with ``num_domains``: its
+        ``max_points`` is :meth:`points_per_domain`)."""
+        fields = self.model_dump(include=set(PowerLawEstimatorConfig.model_fields))
+        if num_domains is not None:
+            fields["max_points"] = self.points_per_domain(num_domains)
+        return PowerLawEstimatorConfig(**fields)
 
 
 class ScalingLawEstimator:
@@ -186,7 +205,7 @@ class ScalingLawEstimator:
         self.fit_config = config.fit_config()
         self.min_points = config.min_points
         self.alpha_floor = config.alpha_floor
-        self._est = PowerLawEstimator(num_domains, config.estimator_config())
+        self._est = PowerLawEstimator(num_domains, config.estimator_config(num_domains))
         self._total = 0.0
         self.last_batch = 0.0
         self._domain_n = np.zeros(num_domains)

@@ -29,7 +29,10 @@ bc3d8d0); ``policies/ado.yaml`` keeps the method but fixes the reference's flaws
   instead of the reference's log-space penalties (``eps >= e^0.5`` nats, ``beta <= e^6.5``), which
   depend on the loss level and the unit of n;
 * ``max_points``: bounded memory (the fit points are thinned to every other one when full; the
-  reference keeps and re-smooths the whole history);
+  reference keeps and re-smooths the whole history); ``point_budget`` (2^20 fit points over all
+  domains) lowers it at large K (4096 up to K = 256, 104 at K = 10^4, never below
+  ``2 * min_points``), so memory and the state stay about ``16 * (window + points)`` bytes per
+  domain at any step, the state's arrays binary (base64 of zlib'd little-endian columns);
 * resume: :meth:`Policy.state_dict` restores the whole state (estimator, fit, ``h``, ``pi_bar``,
   n) bitwise; the reference's resume path is dead code and restarts n at 0.
 

@@ -138,15 +138,110 @@ struct Obs {
     ordinal: Option<u64>,
 }
 
+/// The smoothing ring of one domain, stored by column: the losses contiguous (the smoother reads
+/// only them, a quarter of an [`Obs`]), the x-values and ordinals beside. Serialised as the list
+/// of [`Obs`] it holds (the earlier JSON form).
+#[derive(Clone, Debug, Default)]
+struct Ring {
+    loss: VecDeque<f64>,
+    rest: VecDeque<(f64, Option<u64>)>,
+}
+
+impl Ring {
+    fn len(&self) -> usize {
+        self.loss.len()
+    }
+
+    fn push_back(&mut self, o: Obs) {
+        self.loss.push_back(o.loss);
+        self.rest.push_back((o.n, o.ordinal));
+    }
+
+    fn pop_front(&mut self) {
+        self.loss.pop_front();
+        self.rest.pop_front();
+    }
+
+    fn get(&self, i: usize) -> Obs {
+        let (n, ordinal) = self.rest[i];
+        Obs {
+            loss: self.loss[i],
+            n,
+            ordinal,
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Obs> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    #[cfg(test)]
+    fn clear(&mut self) {
+        self.loss.clear();
+        self.rest.clear();
+    }
+}
+
+impl Serialize for Ring {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
+        ser.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Ring {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> std::result::Result<Self, D::Error> {
+        let mut ring = Ring::default();
+        for o in Vec::<Obs>::deserialize(de)? {
+            ring.push_back(o);
+        }
+        Ok(ring)
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Series {
-    raw: VecDeque<Obs>,
+    raw: Ring,
     count: u64,
     ordinals: u64,
     stride: u64,
     last: Option<f64>,
     points_n: VecDeque<f64>,
     points_y: VecDeque<f64>,
+}
+
+impl Series {
+    /// Whether the observation `obs` becomes a fit point (past `ignore_steps`, on the stride).
+    fn is_point(&self, obs: &Obs) -> bool {
+        matches!(obs.ordinal, Some(ord) if ord % self.stride == 0)
+    }
+}
+
+/// The state of a [`PowerLawEstimator`] as flat columns: per-domain scalars (one entry per
+/// domain) and each domain's raw ring and fit points, concatenated in domain order. A raw
+/// observation's ordinal is not stored: past `ignore_steps` they are consecutive, so the count
+/// of `ordinals` gives them. `last` is NaN for a domain never observed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StateColumns {
+    /// The last step ingested.
+    pub last_step: Option<u64>,
+    /// Observations of each domain.
+    pub count: Vec<u64>,
+    /// Observations of each domain at steps >= `ignore_steps`.
+    pub ordinals: Vec<u64>,
+    /// Each domain's subsampling stride (grows by thinning).
+    pub stride: Vec<u64>,
+    /// Each domain's last loss (NaN: none yet).
+    pub last: Vec<f64>,
+    /// Fit points of each domain.
+    pub points: Vec<u64>,
+    /// The raw rings' losses (`min(count, window)` per domain).
+    pub raw_loss: Vec<f64>,
+    /// The raw rings' x-values.
+    pub raw_n: Vec<f64>,
+    /// The fit points' x-values (`points` per domain).
+    pub points_n: Vec<f64>,
+    /// The fit points' smoothed losses.
+    pub points_y: Vec<f64>,
 }
 
 /// The online estimator. See the module docs.
@@ -265,12 +360,49 @@ impl PowerLawEstimator {
         }
         self.last_step = Some(step);
         let past_ignore = step >= self.config.ignore_steps;
+        let mut due = Vec::new();
         for (d, v) in values.into_iter().enumerate() {
             if let Some(loss) = v {
-                self.push(d, loss, n[d], past_ignore);
+                if self.push(d, loss, n[d], past_ignore) {
+                    due.push(d);
+                }
             }
         }
+        self.smooth_middle(&due);
         Ok(())
+    }
+
+    /// Keep the middle row of each domain in `due` (a full ring whose middle observation is a fit
+    /// point), smoothed. Four domains' sums run interleaved (each in its own order, so bitwise
+    /// the same as one at a time), which hides the latency of the long chains of additions.
+    fn smooth_middle(&mut self, due: &[usize]) {
+        if due.is_empty() {
+            return;
+        }
+        let h = self.config.window / 2;
+        self.sg();
+        let Self {
+            sg, series, config, ..
+        } = self;
+        let Some(sg) = sg.as_ref() else { return };
+        let coef = sg.row(h);
+        for group in due.chunks(4) {
+            let mut acc = [0.0f64; 4];
+            let mut rings: [_; 4] =
+                std::array::from_fn(|i| group.get(i).map(|&d| series[d].raw.loss.iter()));
+            for &c in coef {
+                for (a, ring) in acc.iter_mut().zip(rings.iter_mut()) {
+                    if let Some(v) = ring.as_mut().and_then(Iterator::next) {
+                        *a += c * v;
+                    }
+                }
+            }
+            for (&d, &smoothed) in group.iter().zip(&acc) {
+                let s = &mut series[d];
+                let obs = s.raw.get(h);
+                Self::keep(config, s, obs, smoothed);
+            }
+        }
     }
 
     fn sg(&mut self) -> &SavGol {
@@ -284,7 +416,9 @@ impl PowerLawEstimator {
         })
     }
 
-    fn push(&mut self, d: usize, loss: f64, n: f64, past_ignore: bool) {
+    /// Append an observation to domain `d`'s ring; smooth and keep what became final, except the
+    /// steady state's middle row: returns whether that one is due (see `smooth_middle`).
+    fn push(&mut self, d: usize, loss: f64, n: f64, past_ignore: bool) -> bool {
         let w = self.config.window;
         let h = w / 2;
         let s = &mut self.series[d];
@@ -298,34 +432,32 @@ impl PowerLawEstimator {
             s.raw.pop_front();
         }
         s.count += 1;
-        let rows: Vec<usize> = if s.count == w as u64 {
-            (0..=h).collect()
-        } else if s.count > w as u64 {
-            vec![h]
-        } else {
-            Vec::new()
-        };
-        if rows.is_empty() {
-            return;
+        // the rows whose smoothed value became final with this observation; only a fit point is
+        // smoothed (1 in `stride` observations: the hot path's cost)
+        if s.count > w as u64 {
+            return s.is_point(&s.raw.get(h));
+        }
+        if s.count < w as u64 {
+            return false;
         }
         self.sg();
         let Self {
             sg, series, config, ..
         } = self;
-        let Some(sg) = sg.as_ref() else { return };
+        let Some(sg) = sg.as_ref() else { return false };
         let s = &mut series[d];
-        for r in rows {
-            let smoothed = sg.apply(r, s.raw.iter().map(|o| o.loss));
-            let obs = s.raw[r];
-            Self::keep(config, s, obs, smoothed);
+        for r in 0..=h {
+            let obs = s.raw.get(r);
+            if s.is_point(&obs) {
+                let smoothed = sg.apply(r, s.raw.loss.iter().copied());
+                Self::keep(config, s, obs, smoothed);
+            }
         }
+        false
     }
 
+    /// Append a fit point (`obs` is one, [`Series::is_point`]), thinning a full buffer.
     fn keep(config: &EstimatorConfig, s: &mut Series, obs: Obs, smoothed: f64) {
-        let Some(ord) = obs.ordinal else { return };
-        if ord % s.stride != 0 {
-            return;
-        }
         s.points_n.push_back(obs.n);
         s.points_y.push_back(smoothed);
         if let Some(cap) = config.max_points {
@@ -382,15 +514,14 @@ impl PowerLawEstimator {
             }
         };
         for r in first_row..m {
-            let obs = s.raw[r];
-            let Some(ord) = obs.ordinal else { continue };
-            if ord % s.stride != 0 {
+            let obs = s.raw.get(r);
+            if !s.is_point(&obs) {
                 continue;
             }
             let y = if sg.window() == 1 {
                 obs.loss
             } else {
-                sg.apply(r, s.raw.iter().map(|o| o.loss))
+                sg.apply(r, s.raw.loss.iter().copied())
             };
             xs.push(obs.n);
             ys.push(y);
@@ -410,7 +541,7 @@ impl PowerLawEstimator {
                     .raw
                     .iter()
                     .skip(first_row)
-                    .filter(|o| matches!(o.ordinal, Some(ord) if ord % s.stride == 0))
+                    .filter(|o| s.is_point(o))
                     .count();
                 s.points_n.len() + pending
             })
@@ -452,6 +583,113 @@ impl PowerLawEstimator {
         let ns: Vec<&[f64]> = pts.iter().map(|p| p.0.as_slice()).collect();
         let ys: Vec<&[f64]> = pts.iter().map(|p| p.1.as_slice()).collect();
         fit_many_cancellable(&ns, &ys, config, cancel)
+    }
+
+    /// The state as flat columns ([`StateColumns`]): the compact, binary-friendly form of
+    /// a checkpoint (restored exactly by [`PowerLawEstimator::restore_columns`]).
+    pub fn to_columns(&self) -> StateColumns {
+        let k = self.series.len();
+        let mut c = StateColumns {
+            last_step: self.last_step,
+            count: Vec::with_capacity(k),
+            ordinals: Vec::with_capacity(k),
+            stride: Vec::with_capacity(k),
+            last: Vec::with_capacity(k),
+            points: Vec::with_capacity(k),
+            ..StateColumns::default()
+        };
+        for s in &self.series {
+            c.count.push(s.count);
+            c.ordinals.push(s.ordinals);
+            c.stride.push(s.stride);
+            c.last.push(s.last.unwrap_or(f64::NAN));
+            c.points.push(s.points_n.len() as u64);
+            c.raw_loss.extend(s.raw.loss.iter());
+            c.raw_n.extend(s.raw.rest.iter().map(|r| r.0));
+            c.points_n.extend(s.points_n.iter());
+            c.points_y.extend(s.points_y.iter());
+        }
+        c
+    }
+
+    /// Restore [`PowerLawEstimator::to_columns`] output of an estimator with this configuration
+    /// and number of domains. Every column and every domain's invariants are checked first; on an
+    /// error ([`Error::State`], naming the column or the domain) nothing changes.
+    pub fn restore_columns(&mut self, c: StateColumns) -> Result<()> {
+        let k = self.series.len();
+        let w = self.config.window as u64;
+        for (name, len) in [
+            ("count", c.count.len()),
+            ("ordinals", c.ordinals.len()),
+            ("stride", c.stride.len()),
+            ("last", c.last.len()),
+            ("points", c.points.len()),
+        ] {
+            if len != k {
+                return Err(Error::State(format!(
+                    "estimator state: {name} has {len} entries; expected one per domain ({k})"
+                )));
+            }
+        }
+        let raw_len: u64 = c.count.iter().map(|&n| n.min(w)).sum();
+        let mut points_len: u64 = 0;
+        for (d, &p) in c.points.iter().enumerate() {
+            if matches!(self.config.max_points, Some(cap) if p > cap as u64) {
+                return Err(Error::State(format!(
+                    "estimator state, domain {d}: {p} points exceed max_points {}",
+                    self.config.max_points.unwrap_or(0)
+                )));
+            }
+            points_len = points_len.saturating_add(p);
+        }
+        for (name, len, want) in [
+            ("raw_loss", c.raw_loss.len(), raw_len),
+            ("raw_n", c.raw_n.len(), raw_len),
+            ("points_n", c.points_n.len(), points_len),
+            ("points_y", c.points_y.len(), points_len),
+        ] {
+            if len as u64 != want {
+                return Err(Error::State(format!(
+                    "estimator state: {name} has {len} values; the per-domain counts make {want}"
+                )));
+            }
+        }
+        let (mut raw_at, mut pts_at) = (0usize, 0usize);
+        let mut series = Vec::with_capacity(k);
+        for d in 0..k {
+            let m = c.count[d].min(w) as usize;
+            let p = c.points[d] as usize;
+            let ordinals = c.ordinals[d];
+            // the raw ring's ordinals: none before ignore_steps, then consecutive up to the last
+            let with = (m as u64).min(ordinals) as usize;
+            let first = ordinals - with as u64;
+            let mut raw = Ring::default();
+            for i in 0..m {
+                raw.push_back(Obs {
+                    loss: c.raw_loss[raw_at + i],
+                    n: c.raw_n[raw_at + i],
+                    ordinal: (i >= m - with).then(|| first + (i - (m - with)) as u64),
+                });
+            }
+            let last = c.last[d];
+            let s = Series {
+                raw,
+                count: c.count[d],
+                ordinals,
+                stride: c.stride[d],
+                last: (!last.is_nan()).then_some(last),
+                points_n: c.points_n[pts_at..pts_at + p].iter().copied().collect(),
+                points_y: c.points_y[pts_at..pts_at + p].iter().copied().collect(),
+            };
+            self.check_series(&s, c.last_step)
+                .map_err(|e| Error::State(format!("estimator state, domain {d}: {e}")))?;
+            series.push(s);
+            raw_at += m;
+            pts_at += p;
+        }
+        self.series = series;
+        self.last_step = c.last_step;
+        Ok(())
     }
 
     /// Restore a state produced by serialising an estimator with the same configuration and domains.
@@ -523,7 +761,7 @@ impl PowerLawEstimator {
             ));
         }
         let mut prev: Option<u64> = None;
-        for o in &s.raw {
+        for o in s.raw.iter() {
             if !(positive(o.loss) && positive(o.n)) {
                 return Err(format!(
                     "raw observation (loss {}, n {}) must be finite and > 0",
@@ -697,7 +935,7 @@ mod tests {
         .contains("exceed max_points"));
         assert!(tamper(&|e| e.series[0].stride = 3).contains("stride"));
         assert!(tamper(&|e| e.series[0].points_y.clear()).contains("y-values"));
-        assert!(tamper(&|e| e.series[0].raw[0].loss = f64::NAN).contains("finite"));
+        assert!(tamper(&|e| e.series[0].raw.loss[0] = f64::NAN).contains("finite"));
         assert!(tamper(&|e| e.last_step = None).contains("last_step"));
         let mut target = PowerLawEstimator::new(2, cfg.clone()).expect("new");
         target
@@ -706,6 +944,95 @@ mod tests {
         target
             .update(31, &[2.0, 2.0], &[32.0; 2], None)
             .expect("and updates");
+    }
+
+    /// The batched, interleaved smoothing of the steady state gives bitwise what smoothing each
+    /// window alone gives (domains in groups of 4 and a remainder).
+    #[test]
+    fn batched_smoothing_is_bitwise_the_one_window_sum() {
+        let cfg = EstimatorConfig {
+            window: 7,
+            order: 2,
+            subsample: 1,
+            max_points: None,
+            ..EstimatorConfig::default()
+        };
+        let k = 6;
+        let mut est = PowerLawEstimator::new(k, cfg).expect("new");
+        let loss = |i: usize, d: usize| {
+            2.0 + (d as f64 + 1.0) / ((i + 1) as f64).sqrt() + 0.01 * ((i * 31 + d * 7) % 13) as f64
+        };
+        for i in 0..60 {
+            let row: Vec<f64> = (0..k).map(|d| loss(i, d)).collect();
+            est.update(i as u64, &row, &vec![(i + 1) as f64; k], None)
+                .expect("update");
+        }
+        let sg = SavGol::new(7, 2).expect("savgol");
+        for d in 0..k {
+            let series: Vec<f64> = (0..60).map(|i| loss(i, d)).collect();
+            let want: Vec<f64> = (3..57)
+                .map(|c| sg.apply(3, series[c - 3..c + 4].iter().copied()))
+                .collect();
+            let got = &est.points(d).expect("points").1[3..57];
+            assert_eq!(got, want.as_slice(), "domain {d}");
+        }
+    }
+
+    /// The columns restore bitwise (later updates and points equal), and refuse bad lengths.
+    #[test]
+    fn columns_round_trip_exactly() {
+        let cfg = EstimatorConfig {
+            window: 5,
+            order: 2,
+            subsample: 2,
+            max_points: Some(8),
+            ignore_steps: 7,
+            missing: Missing::Skip,
+            ..EstimatorConfig::default()
+        };
+        let mut est = PowerLawEstimator::new(3, cfg.clone()).expect("new");
+        let row = |i: u64| {
+            let l = 2.0 + 1.0 / (i + 1) as f64;
+            [
+                l,
+                if i % 3 == 0 { f64::NAN } else { l * 1.1 },
+                if i < 4 { f64::NAN } else { l },
+            ]
+        };
+        for i in 0..63u64 {
+            est.update(i, &row(i), &[(i + 1) as f64; 3], None)
+                .expect("update");
+        }
+        let cols = est.to_columns();
+        let mut back = PowerLawEstimator::new(3, cfg.clone()).expect("new");
+        back.restore_columns(cols.clone()).expect("restore");
+        assert_eq!(back.to_columns(), cols);
+        for i in 63..90u64 {
+            est.update(i, &row(i), &[(i + 1) as f64; 3], None)
+                .expect("update");
+            back.update(i, &row(i), &[(i + 1) as f64; 3], None)
+                .expect("update");
+        }
+        for d in 0..3 {
+            assert_eq!(est.points(d).ok(), back.points(d).ok());
+        }
+        let mut short = cols.clone();
+        short.raw_loss.pop();
+        let err = back.restore_columns(short).expect_err("short column");
+        assert!(err.to_string().contains("raw_loss"), "{err}");
+        let mut many = cols.clone();
+        many.points[1] = 9;
+        let err = back.restore_columns(many).expect_err("too many points");
+        assert!(err.to_string().contains("exceed max_points"), "{err}");
+        let mut bad = cols;
+        bad.stride[2] = 3;
+        let err = back.restore_columns(bad).expect_err("bad stride");
+        assert!(err.to_string().contains("domain 2: stride"), "{err}");
+        assert_eq!(
+            back.to_columns(),
+            est.to_columns(),
+            "a refused load changed nothing"
+        );
     }
 
     #[test]

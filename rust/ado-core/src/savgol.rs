@@ -65,6 +65,11 @@ impl SavGol {
         self.window
     }
 
+    /// The weights of row `row`: its smoothed value is `sum_j row[j] * values[j]`, in order.
+    pub fn row(&self, row: usize) -> &[f64] {
+        &self.rows[row]
+    }
+
     /// Smoothed value at position `row` of `values` (which must hold exactly `window` values, oldest
     /// first), given as an iterator so ring buffers need no copy.
     pub fn apply<I: IntoIterator<Item = f64>>(&self, row: usize, values: I) -> f64 {

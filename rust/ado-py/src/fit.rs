@@ -1,9 +1,10 @@
 //! Bindings of `ado_core::fit` and `ado_core::estimator`.
 
-use ado_core::estimator::{EstimatorConfig, PowerLawEstimator};
+use ado_core::estimator::{EstimatorConfig, PowerLawEstimator, StateColumns};
 use ado_core::fit::{self, FitConfig, FitResult};
 use ado_core::lr_law::{self, LrFitConfig, LrFitResult};
 use ado_core::Error;
+use numpy::ndarray::{Array2, ArrayView2};
 use numpy::{PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 
@@ -270,6 +271,15 @@ pub fn objective<'py>(
     Ok(PyArray1::from_vec(py, out))
 }
 
+/// [`PyPowerLawEstimator::state_columns`]'s arrays.
+type ColumnArrays<'py> = (
+    Option<u64>,
+    Bound<'py, PyArray2<u64>>,
+    Bound<'py, PyArray1<f64>>,
+    Bound<'py, PyArray2<f64>>,
+    Bound<'py, PyArray2<f64>>,
+);
+
 /// The online estimator (see `ado_core::estimator`).
 #[pyclass(name = "PowerLawEstimator", module = "ado._core")]
 pub struct PyPowerLawEstimator {
@@ -359,6 +369,75 @@ impl PyPowerLawEstimator {
                 "cannot serialise estimator state: {e}"
             )))
         })
+    }
+
+    /// The state as arrays: `(last_step, ints (4, K): count, ordinals, stride, points per
+    /// domain; last (K,): last loss, NaN if none; raw (2, R): the rings' losses and x-values;
+    /// points (2, P): the fit points' x-values and smoothed losses)`, rings and points
+    /// concatenated in domain order.
+    fn state_columns<'py>(&self, py: Python<'py>) -> PyAdoResult<ColumnArrays<'py>> {
+        let c = self.inner.to_columns();
+        let k = c.count.len();
+        let ints = [c.count, c.ordinals, c.stride, c.points].concat();
+        let raw = [c.raw_loss, c.raw_n].concat();
+        let points = [c.points_n, c.points_y].concat();
+        let two = |v: Vec<f64>| {
+            let cols = v.len() / 2;
+            Array2::from_shape_vec((2, cols), v).map_err(|e| Error::internal(e.to_string()))
+        };
+        Ok((
+            c.last_step,
+            PyArray2::from_owned_array(
+                py,
+                Array2::from_shape_vec((4, k), ints).map_err(|e| Error::internal(e.to_string()))?,
+            ),
+            PyArray1::from_vec(py, c.last),
+            PyArray2::from_owned_array(py, two(raw)?),
+            PyArray2::from_owned_array(py, two(points)?),
+        ))
+    }
+
+    /// Restore `state_columns` output (validated whole first; `StateError` naming the column or
+    /// the domain, and then nothing changes).
+    fn load_state_columns(
+        &mut self,
+        last_step: Option<u64>,
+        ints: PyReadonlyArray2<'_, u64>,
+        last: PyReadonlyArray1<'_, f64>,
+        raw: PyReadonlyArray2<'_, f64>,
+        points: PyReadonlyArray2<'_, f64>,
+    ) -> PyAdoResult<()> {
+        let (ints, raw, points) = (ints.as_array(), raw.as_array(), points.as_array());
+        for (name, rows, got) in [
+            ("ints", 4, ints.nrows()),
+            ("raw", 2, raw.nrows()),
+            ("points", 2, points.nrows()),
+        ] {
+            if got != rows {
+                return Err(Error::State(format!(
+                    "estimator state: {name} has {got} rows, expected {rows}"
+                ))
+                .into());
+            }
+        }
+        fn row<T: Copy>(a: &ArrayView2<'_, T>, i: usize) -> Vec<T> {
+            a.row(i).to_vec()
+        }
+        let columns = StateColumns {
+            last_step,
+            count: row(&ints, 0),
+            ordinals: row(&ints, 1),
+            stride: row(&ints, 2),
+            points: row(&ints, 3),
+            last: last.as_array().to_vec(),
+            raw_loss: row(&raw, 0),
+            raw_n: row(&raw, 1),
+            points_n: row(&points, 0),
+            points_y: row(&points, 1),
+        };
+        let inner = &mut self.inner;
+        no_panic(|| inner.restore_columns(columns))?;
+        Ok(())
     }
 
     /// Restore a state from `state_json`; the configuration and domain count must match.
