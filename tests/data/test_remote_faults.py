@@ -434,6 +434,32 @@ def test_a_forged_local_sidecar_with_rotated_keys_is_caught(tmp_path: Path, corp
         _rows(loader, 6)
 
 
+def test_a_forged_local_sidecar_that_lists_two_of_twenty_samples_is_rebuilt(
+    tmp_path: Path, corpus: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sidecar beside a local shard, with the file's identity, listing 2 of its 20 samples:
+    its members do not tile the archive, so it is not trusted; the shard is indexed again (and
+    the sidecar replaced) and the loader reads all 20 samples, as from a fresh index."""
+    from ado._core import index_file
+
+    shard = corpus / "web/shard-002.tar"
+    head, samples = _samples(index_file(str(shard)))
+    assert len(samples) == 20
+    sidecar = Path(str(shard) + ".adoidx")
+    sidecar.write_bytes(_encode(head, samples[:2]))
+    with caplog.at_level(logging.WARNING, logger="ado"):
+        loader = MixtureLoader({"web": str(shard)}, batch_size=4, seed=0, cache_dir=tmp_path / "a")
+    assert loader.num_samples == [20]
+    warned = [r for r in caplog.records if "does not describe it" in r.getMessage()]
+    assert [r.levelno for r in warned] == [logging.WARNING], caplog.text
+    assert str(shard) in warned[0].getMessage()
+    assert len(_samples(sidecar.read_bytes())[1]) == 20  # the forged sidecar was replaced
+    sidecar.unlink()
+    fresh = MixtureLoader({"web": str(shard)}, batch_size=4, seed=0, cache_dir=tmp_path / "b")
+    assert _rows(loader, 10) == _rows(fresh, 10)
+    assert sidecar.read_bytes() == index_file(str(shard))  # rebuilt the same
+
+
 # -- staleness ---------------------------------------------------------------------------------
 def test_a_replaced_object_is_noticed_and_reindexed(
     make_domain: Any, corpus: Path, http: ShardHTTPServer, tmp_path: Path

@@ -296,6 +296,12 @@ class MixtureLoader:
             remote=indexes,
             fetcher=self.cache,
         )
+        for shard in self._core.rejected_sidecars:
+            logger.warning(
+                "%s: its sidecar index carries the file's identity but does not describe it "
+                "(samples left out); not trusted: the shard was indexed again",
+                shard,
+            )
         if self.cache is not None and remote_cfg.prefetch_bytes > 0:
             self._prefetch = self._make_prefetcher(sources, names)
         if self.cache is not None:

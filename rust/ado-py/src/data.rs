@@ -27,6 +27,7 @@ fn source_name(s: IndexSource) -> &'static str {
         IndexSource::Cache => "cache",
         IndexSource::Built => "built",
         IndexSource::BuiltUncached => "uncached",
+        IndexSource::Rejected => "rejected",
     }
 }
 
@@ -218,6 +219,7 @@ pub struct PyMixtureLoaderCore {
     num_samples: Vec<u64>,
     fingerprint: String,
     packed: bool,
+    rejected_sidecars: Vec<PathBuf>,
 }
 
 /// The loader on loan to one operation; put back (and waiters woken) when dropped.
@@ -442,6 +444,7 @@ impl PyMixtureLoaderCore {
             })
         })?;
         let (num_samples, fp) = (loader.num_samples(), loader.fingerprint().to_string());
+        let rejected_sidecars = loader.rejected_sidecars().to_vec();
         let snap = Snapshot {
             step: loader.step(),
             weights: loader.weights().to_vec(),
@@ -457,7 +460,18 @@ impl PyMixtureLoaderCore {
             snap: Mutex::new(snap),
             num_samples,
             fingerprint: fp,
+            rejected_sidecars,
         })
+    }
+
+    /// Local shards whose sidecar had the file's identity but did not describe the file (it
+    /// left samples out): indexed again when the loader was built.
+    #[getter]
+    fn rejected_sidecars(&self) -> Vec<String> {
+        self.rejected_sidecars
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect()
     }
 
     /// Samples per domain.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::rng::{permutation, tag};
 use crate::data::sampler::{compose, quantize, Mode};
-use crate::data::shard::ShardIndex;
+use crate::data::shard::{IndexSource, ShardIndex};
 use crate::data::stream::{
     Cursor, Domain, Fetch, FilePool, Item, PackSpec, Phase, Produced, RawSample, Stream,
     TokenFormat,
@@ -445,6 +445,8 @@ pub struct Loader {
     phases: Vec<Phase>,
     /// The elastic resumes this run went through (`None`: the world never changed).
     origin: Option<Origin>,
+    /// Local shards whose sidecar carried their identity but did not describe them (reindexed).
+    rejected_sidecars: Vec<PathBuf>,
 }
 
 /// The manifest fingerprint of format-1 states (size, samples, header hash per shard).
@@ -497,7 +499,14 @@ impl Loader {
             .iter()
             .flat_map(|(_, p)| p.iter().filter(|p| !is_remote(p)).cloned())
             .collect();
-        let mut indexes = index_shards(&local, cache_dir, index_threads)?.into_iter();
+        let indexed = index_shards(&local, cache_dir, index_threads)?;
+        let rejected_sidecars = local
+            .iter()
+            .zip(&indexed)
+            .filter(|(_, (_, src))| *src == IndexSource::Rejected)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut indexes = indexed.into_iter();
         let mut doms = Vec::with_capacity(domains.len());
         for (name, paths) in domains {
             let mut shards = Vec::with_capacity(paths.len());
@@ -525,7 +534,16 @@ impl Loader {
         );
         let mut loader = Loader::new(cfg, doms, weights, fp)?;
         loader.fetch = remote.map(|r| r.fetch);
+        loader.rejected_sidecars = rejected_sidecars;
         Ok(loader)
+    }
+
+    /// Local shards whose sidecar had the file's identity but left samples out (or otherwise
+    /// did not tile the archive): they were indexed again (see [`load_or_build`]).
+    ///
+    /// [`load_or_build`]: crate::data::shard::load_or_build
+    pub fn rejected_sidecars(&self) -> &[PathBuf] {
+        &self.rejected_sidecars
     }
 
     /// Per domain, the next `depth[d]` distinct shards this rank reads, from the shard it is
@@ -619,6 +637,7 @@ impl Loader {
             planners: Vec::new(),
             phases: vec![Phase::default(); k],
             origin: None,
+            rejected_sidecars: Vec::new(),
             domains: Arc::new(domains),
             fingerprint,
             weights,
