@@ -540,7 +540,31 @@ impl PyMixtureLoaderCore {
         Option<Bound<'py, PyAny>>,
     )> {
         let packed = self.packed;
-        let batch: Batch = self.with_loader(py, Loader::next_batch)?;
+        // Ctrl-C while the batch waits for a read-ahead thread (maybe stuck in a stalled remote
+        // read): the wait asks for Python's signals (no Rust lock held) and stops; the handler's
+        // exception (`KeyboardInterrupt`) is raised here. A fetch run by this thread itself is
+        // interrupted inside Python (see `MixtureLoader.__next__`).
+        let raised = std::sync::OnceLock::new();
+        let interrupted = || {
+            Python::try_attach(|py| match py.check_signals() {
+                Ok(()) => false,
+                Err(e) => {
+                    let _ = raised.set(e);
+                    true
+                }
+            })
+            .unwrap_or(false)
+        };
+        let batch: Batch = match self.with_loader(py, |l| l.next_batch_interruptible(&interrupted))
+        {
+            Ok(b) => b,
+            Err(PyAdoError(Error::Interrupted)) => {
+                return Err(raised.into_inner().unwrap_or_else(|| {
+                    pyo3::exceptions::PyKeyboardInterrupt::new_err("interrupted")
+                }))
+            }
+            Err(e) => return Err(e.into()),
+        };
         let b = batch.domains.len();
         let domain = PyArray1::from_vec(py, batch.domains.iter().map(|&d| i64::from(d)).collect());
         let keys = PyList::new(py, &batch.keys)?;

@@ -344,8 +344,15 @@ impl Shared {
     }
 
     /// The next `n` items of domain `d`, from the queue or produced right here (with no lock
-    /// held while producing).
-    fn pop_many(&self, d: usize, n: usize) -> Result<VecDeque<Produced>> {
+    /// held while producing). While it waits for a read-ahead thread, `interrupted` is asked
+    /// every [`INTERRUPT_POLL`] (with no lock held): `true` ends the wait with
+    /// [`Error::Interrupted`].
+    fn pop_many(
+        &self,
+        d: usize,
+        n: usize,
+        interrupted: Interrupted<'_>,
+    ) -> Result<VecDeque<Produced>> {
         let mut out = VecDeque::with_capacity(n);
         let mut s = lock(&self.sched);
         loop {
@@ -368,8 +375,19 @@ impl Shared {
             // The queue is empty: produce here, or wait for the worker that has the stream.
             let Some(mut stream) = s.streams[d].take() else {
                 s.consumer_waiting = true;
-                s = Self::wait(&self.ready, s);
+                let (guard, waited) = self
+                    .ready
+                    .wait_timeout(s, INTERRUPT_POLL)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                s = guard;
                 s.consumer_waiting = false;
+                if waited.timed_out() {
+                    drop(s);
+                    if interrupted() {
+                        return Err(Error::Interrupted);
+                    }
+                    s = lock(&self.sched);
+                }
                 continue;
             };
             drop(s);
@@ -405,6 +423,30 @@ struct Engine {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+impl Engine {
+    /// Tell the threads to stop after the item each is producing.
+    fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        let _guard = lock(&self.shared.sched);
+        self.shared.work.notify_all();
+    }
+
+    /// Stop the threads and leave the waiting for them to a reaper thread: a thread may be
+    /// stuck in a stalled remote read (until its timeout) and the caller must not wait for it.
+    /// Its streams and open files go when the last thread is done.
+    fn abandon(self) {
+        self.stop();
+        let (tx, rx) = std::sync::mpsc::channel::<Engine>();
+        let reaper = std::thread::Builder::new()
+            .name("ado-loader-reaper".into())
+            .spawn(move || drop(rx.recv()));
+        if reaper.is_ok() {
+            let _ = tx.send(self);
+        }
+        // (without a reaper the engine is dropped right here: joined in this thread)
+    }
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         if self.pid != std::process::id() {
@@ -412,16 +454,18 @@ impl Drop for Engine {
             std::mem::forget(std::mem::take(&mut self.threads));
             return;
         }
-        self.shared.stop.store(true, Ordering::Release);
-        {
-            let _guard = lock(&self.shared.sched);
-            self.shared.work.notify_all();
-        }
+        self.stop();
         for h in self.threads.drain(..) {
             let _ = h.join();
         }
     }
 }
+
+/// Asked while a batch waits for a read-ahead thread: whether to stop waiting (Ctrl-C).
+pub type Interrupted<'a> = &'a (dyn Fn() -> bool + Sync);
+
+/// How often a batch waiting for a read-ahead thread asks whether it was interrupted.
+pub const INTERRUPT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The mixture loader of one rank.
 pub struct Loader {
@@ -773,6 +817,16 @@ impl Loader {
 
     /// Produce this rank's batch of the next step.
     pub fn next_batch(&mut self) -> Result<Batch> {
+        self.next_batch_interruptible(&|| false)
+    }
+
+    /// [`Loader::next_batch`] that stops with [`Error::Interrupted`] when `interrupted` says so
+    /// while the batch waits for a read-ahead thread (asked every [`INTERRUPT_POLL`] of waiting,
+    /// never while a lock is held, so it may call into Python). On this or any error the
+    /// read-ahead threads are stopped and left to a reaper thread (one may be stuck in a
+    /// stalled remote read); nothing is committed, so the next call restarts them from the
+    /// committed cursors and yields the batch this one would have.
+    pub fn next_batch_interruptible(&mut self, interrupted: Interrupted<'_>) -> Result<Batch> {
         let (b, w, rank) = (self.cfg.batch_size, self.cfg.world_size, self.cfg.rank);
         let mut credits = self.credits.clone();
         let global = compose(
@@ -804,11 +858,16 @@ impl Loader {
         }
         let mut items = Vec::with_capacity(need.len());
         for (d, &n) in need.iter().enumerate() {
-            match shared.pop_many(d, n) {
+            match shared.pop_many(d, n, interrupted) {
                 Ok(v) => items.push(v),
                 Err(e) => {
                     // Streams ran ahead of the committed cursors: rebuild them on the next call.
-                    self.engine = None;
+                    // Not joined here: after Ctrl-C (seen here, or by this thread's own fetch
+                    // as a failed read) another read-ahead thread may be stuck in a stalled
+                    // remote read until its timeout.
+                    if let Some(engine) = self.engine.take() {
+                        engine.abandon();
+                    }
                     return Err(e);
                 }
             }
