@@ -32,7 +32,8 @@ class Faults:
         always_status: If set, every shard GET is answered with it (beyond any retry budget).
         status_first: The first n requests of a shard (any method, HEAD included) are answered
             with ``status`` (a transient blip of the store).
-        hang: Shard requests (any method) get no answer at all until the server stops.
+        hang: Shard requests (any method) get no answer at all until the server stops or
+            ``hang`` is cleared (then the connection is closed unanswered).
         trickle_s: Shard GETs send their headers, then one byte every ``trickle_s`` seconds.
         overlong: Shard GETs send the file without a ``Content-Length``, then garbage until the
             client hangs up (a body longer than the object).
@@ -121,8 +122,9 @@ class ShardHTTPServer:
                     return False
                 if f.hang:
                     self._record(-2)
-                    f.stopped.wait()
-                    self.close_connection = True
+                    while f.hang and not f.stopped.wait(0.05):
+                        pass
+                    self.close_connection = True  # no answer: the client sees a disconnect
                     return True
                 if f.redirect_loop:
                     self._record(302)

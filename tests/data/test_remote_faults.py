@@ -7,6 +7,7 @@ trusted; a replaced object is noticed; a cached copy damaged on disk is fetched 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import signal
 import struct
@@ -86,64 +87,85 @@ def test_a_stalled_or_trickling_server_fails_within_its_timeouts(
 
 _INTERRUPT = textwrap.dedent(
     """
-    import sys, time
+    import json, pathlib, sys, threading, time
     from ado.data import MixtureLoader
     from ado.data.remote import RemoteConfig
     cfg = RemoteConfig(retries=2, read_timeout_s=120.0, attempt_timeout_s=300.0,
                        prefetch_bytes=0)
-    url, cache, where = sys.argv[1], sys.argv[2], sys.argv[3]
-    if where == "next":
-        loader = MixtureLoader({"web": url}, batch_size=2, cache_dir=cache, remote=cfg,
-                               readahead_threads=0)
-        import pathlib
-        for p in (pathlib.Path(cache) / "shards").iterdir():
-            p.unlink()
-        open(sys.argv[4], "w").close()  # the server starts to hang now
-        print("ready", flush=True)
-        try:
-            next(loader)
-        except KeyboardInterrupt:
-            print("interrupted", flush=True)
-            raise
-    else:
+    url, cache, where, flag = sys.argv[1:5]
+    def wait_for(name):
+        while not pathlib.Path(flag + name).exists():
+            time.sleep(0.01)
+    if where == "build":
         print("ready", flush=True)
         try:
             MixtureLoader({"web": url}, batch_size=2, cache_dir=cache, remote=cfg)
         except KeyboardInterrupt:
             print("interrupted", flush=True)
             raise
+        sys.exit(0)
+    # next: this thread fetches the shard itself (no read-ahead threads). readahead: two
+    # read-ahead threads run a shard ahead; the one reading the second shard stalls while
+    # this thread waits for it.
+    threads = 2 if where == "readahead" else 0
+    loader = MixtureLoader({"web": url}, batch_size=2, seed=0, cache_dir=cache, remote=cfg,
+                           readahead_threads=threads, readahead_bytes=1 << 20)
+    urls = sorted({url.replace("{000..004}", f"{i:03d}") for i in range(5)})
+    keep = loader._core.upcoming_shards([1])[0][0] if where == "readahead" else None
+    for i, u in enumerate(urls):
+        if i != keep:
+            loader.cache.entry(u).unlink()  # indexing downloaded it
+    fetched = []  # (shard, fetched by this thread)
+    acquire = loader.cache.acquire
+    def spy(name):
+        fetched.append((name, threading.get_ident() == threading.main_thread().ident))
+        return acquire(name)
+    loader.cache.acquire = spy
+    print("ready", flush=True)
+    wait_for("-hung")  # the server hangs now
+    rows = []
+    try:
+        while len(rows) < 15:
+            b = next(loader)
+            rows.append((b.keys, b.domain.tolist()))
+    except KeyboardInterrupt:
+        print("interrupted", json.dumps(fetched), flush=True)
+        if where == "next":
+            raise
+    wait_for("-resume")  # the server answers again
+    while len(rows) < 15:
+        b = next(loader)
+        rows.append((b.keys, b.domain.tolist()))
+    loader.close()
+    print("rows", json.dumps(rows), flush=True)
     """
 )
 
 
-@pytest.mark.parametrize("where", ["build", "next"])
+@pytest.mark.parametrize("where", ["build", "next", "readahead"])
 def test_ctrl_c_interrupts_a_stalled_transfer_promptly(
-    where: str, http: ShardHTTPServer, tmp_path: Path
+    where: str, http: ShardHTTPServer, tmp_path: Path, corpus: Path
 ) -> None:
-    """The read timeout is 120 s; Ctrl-C must not wait for it, neither while the loader is
-    built (indexing threads) nor inside ``next()`` (the read fetches the shard)."""
-    flag = tmp_path / "hang-now"
+    """The read timeout is 120 s; Ctrl-C must not wait for it: while the loader is built
+    (indexing threads), inside ``next()`` while this thread fetches the shard, and inside
+    ``next()`` while it waits for a read-ahead thread stuck in the stalled read. After that
+    interrupt the loader goes on (the server answers again) with the batches it would have
+    given without it."""
+    flag = str(tmp_path / "flag")
     if where == "build":
         http.faults.hang = True
+    url = http.url("web/shard-{000..004}.tar" if where == "readahead" else "web/shard-000.tar")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            _INTERRUPT,
-            http.url("web/shard-000.tar"),
-            str(tmp_path / "c"),
-            where,
-            str(flag),
-        ],
+        [sys.executable, "-c", _INTERRUPT, url, str(tmp_path / "c"), where, flag],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        if where == "next":
-            http.faults.hang = True
+        assert proc.stdout.readline().strip() == "ready", proc.communicate()[1][-3000:]
+        http.faults.hang = True
+        Path(flag + "-hung").touch()
         deadline = time.monotonic() + 60
         while not any(s == -2 for _, _, s in list(http.log)):  # the request is stalled
             assert time.monotonic() < deadline
@@ -152,16 +174,72 @@ def test_ctrl_c_interrupts_a_stalled_transfer_promptly(
         time.sleep(0.3)
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        line = proc.stdout.readline()
         waited = time.monotonic() - sent
+        http.faults.hang = False
+        Path(flag + "-resume").touch()
+        out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert "interrupted" in out, err[-3000:]
-    assert err.rstrip().endswith("KeyboardInterrupt"), err[-3000:]
-    assert proc.returncode != 0
-    assert waited < 20, waited  # far below the 120 s read timeout the stall would last
+    assert line.startswith("interrupted"), err[-3000:]
+    if where == "readahead":
+        fetched = json.loads(line.split(" ", 1)[1])
+        # a read-ahead thread was in the stalled fetch (this thread may have waited for it)
+        assert any(not on_main for _, on_main in fetched[1:]), fetched
+        assert proc.returncode == 0, err[-3000:]
+        rows = json.loads(out.split("rows ", 1)[1])
+        local = MixtureLoader(
+            {"web": str(corpus / "web/shard-{000..004}.tar")}, batch_size=2, seed=0
+        )
+        assert rows == [[k, d] for k, d, _ in _rows(local, 15)]
+        assert waited < 5, waited  # Ctrl-C is polled every 20 ms while the batch waits
+    else:
+        assert err.rstrip().endswith("KeyboardInterrupt"), err[-3000:]
+        assert proc.returncode != 0
+        assert waited < 20, waited  # far below the 120 s read timeout the stall would last
+
+
+def test_cancel_downloads_stops_a_transfer_in_flight(
+    http: ShardHTTPServer, tmp_path: Path
+) -> None:
+    """What the loader does on Ctrl-C for the read-ahead threads it no longer waits for: their
+    downloads stop at the next read (not at the end of the transfer or its timeouts), are not
+    retried, and leave nothing in the cache."""
+    import threading
+
+    from ado.data.cache import ShardCache
+    from ado.data.remote import TransferCancelledError
+
+    http.faults.trickle_s = 0.05  # 20 bytes/s: the whole shard would take minutes
+    cfg = RemoteConfig(retries=3, read_timeout_s=30.0, attempt_timeout_s=600.0, prefetch_bytes=0)
+    cache = ShardCache(tmp_path / "c", config=cfg)
+    url = http.url("web/shard-000.tar")
+    caught: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            cache.ensure(url)
+        except BaseException as e:  # handed to the test thread
+            caught.append(e)
+
+    worker = threading.Thread(target=fetch)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while http.sent < 5:
+        assert time.monotonic() < deadline
+        assert worker.is_alive()
+        time.sleep(0.02)
+    assert cache.cancel_downloads() == 1
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert [type(e) for e in caught] == [TransferCancelledError], caught
+    assert "cancelled" in str(caught[0])
+    assert http.sent < 2000  # stopped long before the end of the shard
+    assert list((tmp_path / "c" / "shards").iterdir()) == []
+    assert list((tmp_path / "c" / "tmp").iterdir()) == []
+    assert len([s for m, p, s in http.log if m == "GET" and p.endswith(".tar")]) == 1
 
 
 # -- size bounds -------------------------------------------------------------------------------
@@ -432,6 +510,32 @@ def test_a_forged_local_sidecar_with_rotated_keys_is_caught(tmp_path: Path, corp
     loader = MixtureLoader({"web": str(shard)}, batch_size=4, seed=0, readahead_threads=0)
     with pytest.raises(ShardError, match="names another member"):
         _rows(loader, 6)
+
+
+def test_a_forged_local_sidecar_that_lists_two_of_twenty_samples_is_rebuilt(
+    tmp_path: Path, corpus: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sidecar beside a local shard, with the file's identity, listing 2 of its 20 samples:
+    its members do not tile the archive, so it is not trusted; the shard is indexed again (and
+    the sidecar replaced) and the loader reads all 20 samples, as from a fresh index."""
+    from ado._core import index_file
+
+    shard = corpus / "web/shard-002.tar"
+    head, samples = _samples(index_file(str(shard)))
+    assert len(samples) == 20
+    sidecar = Path(str(shard) + ".adoidx")
+    sidecar.write_bytes(_encode(head, samples[:2]))
+    with caplog.at_level(logging.WARNING, logger="ado"):
+        loader = MixtureLoader({"web": str(shard)}, batch_size=4, seed=0, cache_dir=tmp_path / "a")
+    assert loader.num_samples == [20]
+    warned = [r for r in caplog.records if "does not describe it" in r.getMessage()]
+    assert [r.levelno for r in warned] == [logging.WARNING], caplog.text
+    assert str(shard) in warned[0].getMessage()
+    assert len(_samples(sidecar.read_bytes())[1]) == 20  # the forged sidecar was replaced
+    sidecar.unlink()
+    fresh = MixtureLoader({"web": str(shard)}, batch_size=4, seed=0, cache_dir=tmp_path / "b")
+    assert _rows(loader, 10) == _rows(fresh, 10)
+    assert sidecar.read_bytes() == index_file(str(shard))  # rebuilt the same
 
 
 # -- staleness ---------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from typing import Any
 from ado._core import decode_index, file_hash, index_file
 from ado.data.remote import (
     RemoteConfig,
+    TransferCancelledError,
     TransientError,
     filesystem,
     read_bounded,
@@ -257,6 +258,8 @@ class ShardCache:
         self._checked: set[str] = set()
         #: Set when Ctrl-C interrupted :meth:`acquire` (the core reports it as a ShardError).
         self.interrupted = False
+        # threads in a download -> whether it was cancelled (see cancel_downloads)
+        self._downloading: dict[int, bool] = {}
         _CACHES.add(self)
 
     # -- names ------------------------------------------------------------------------------
@@ -477,13 +480,28 @@ class ShardCache:
             return False
         name = redact(url)
         limit = min(self.config.max_shard_bytes, self.limit or self.config.max_shard_bytes)
+        me = threading.get_ident()
+
+        def cancelled() -> bool:
+            with self._mutex:
+                return self._downloading.get(me, False)
 
         def attempt() -> None:
+            if cancelled():
+                raise TransferCancelledError(f"{name}: download cancelled")
             fd, tmp = self._private_tmp(".dl-")
             try:
                 with open(fd, "wb", closefd=False) as out:  # fd keeps the temp file's lock
                     read_bounded(
-                        fs, path, out, url, self.config, size=size, limit=limit, what="download"
+                        fs,
+                        path,
+                        out,
+                        url,
+                        self.config,
+                        size=size,
+                        limit=limit,
+                        what="download",
+                        cancelled=cancelled,
                     )
                 got, h = file_hash(tmp)
                 if size is not None and got != size:
@@ -510,11 +528,28 @@ class ShardCache:
             finally:
                 _close_fd(fd)  # its lock marked the temp file as ours while it existed
 
+        with self._mutex:
+            self._downloading[me] = False
         try:
             with_retries(attempt, url, "download", self.config, self.storage_options)
         finally:
+            with self._mutex:
+                self._downloading.pop(me, None)
             self._unreserve(url, reservation)
         return True
+
+    def cancel_downloads(self) -> int:
+        """Cancel the downloads other threads of this process are running now (the loader
+        calls it on Ctrl-C, for the read-ahead threads it no longer waits for): each stops at
+        its next read or before its next attempt (a read blocked in the network ends at its
+        read timeout) with ``TransferCancelledError``, releasing the shard's lock, so the
+        resumed loader downloads the shard afresh. Returns how many were cancelled."""
+        me = threading.get_ident()
+        with self._mutex:
+            others = [t for t in self._downloading if t != me]
+            for t in others:
+                self._downloading[t] = True
+        return len(others)
 
     def _verify_sidecar(self, url: str, copy: str) -> None:
         """Check the index taken from ``url``'s sidecar against the downloaded shard itself

@@ -175,6 +175,12 @@ class MixtureLoader:
             remote=indexes,
             fetcher=self.cache,
         )
+        for shard in self._core.rejected_sidecars:
+            logger.warning(
+                "%s: its sidecar index carries the file's identity but does not describe it "
+                "(samples left out); not trusted: the shard was indexed again",
+                shard,
+            )
         if self.cache is not None and config.remote.prefetch_bytes > 0:
             self._prefetch = self._make_prefetcher(sources, names)
         if self.cache is not None:
@@ -309,13 +315,26 @@ class MixtureLoader:
             self._schedule_prefetch()
         try:
             step, domain, keys, samples, tokens = self._core.next_batch()
+        except KeyboardInterrupt:
+            # Ctrl-C while the batch waited for read-ahead threads: the core stopped them and
+            # left them to a reaper; their downloads are cancelled. Nothing was committed: the
+            # next call yields this batch.
+            self._interrupted()
+            raise
         except ShardError:
             if self.cache is not None and self.cache.interrupted:
                 self.cache.interrupted = False
+                self._interrupted()
                 raise KeyboardInterrupt from None  # Ctrl-C while a shard was fetched
             raise
         self._schedule_prefetch()
         return Batch(step=step, domain=domain, keys=keys, samples=samples, tokens=tokens)
+
+    def _interrupted(self) -> None:
+        if self.cache is not None:
+            cancelled = self.cache.cancel_downloads()
+            if cancelled:
+                logger.info("loader interrupted: %d download(s) in flight cancelled", cancelled)
 
     # -- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from ado.errors import RetryBudgetError, ShardError, ShardNotFoundError, TooLarg
 __all__ = [
     "REMOTE_SCHEMES",
     "RemoteConfig",
+    "TransferCancelledError",
     "expand_remote",
     "filesystem",
     "install_log_redaction",
@@ -379,6 +380,7 @@ def read_bounded(
     size: int | None,
     limit: int,
     what: str,
+    cancelled: Callable[[], bool] | None = None,
 ) -> int:
     """Stream ``path`` into ``out`` and return the bytes written: at most ``limit`` bytes (one
     more is refused: ``TooLargeError``, nothing past the bound is kept), each read bounded by
@@ -386,7 +388,8 @@ def read_bounded(
     :meth:`RemoteConfig.deadline` (a server that trickles bytes: ``TimeoutError``).
 
     ``size`` is the size the store announced (``None``: unknown); a body that runs past it is
-    refused the same way. Never puts body bytes in an error."""
+    refused the same way. ``cancelled`` is asked after each read: ``True`` stops the transfer
+    (``TransferCancelledError``). Never puts body bytes in an error."""
     deadline = config.deadline(size)
     bound = limit if size is None else min(size, limit)
     if scheme_of(url) in ("http", "https"):
@@ -412,6 +415,8 @@ def read_bounded(
                     )
                 raise TooLargeError(f"{shown}: {what} is longer than {limit} bytes; refused")
             out.write(data)
+            if cancelled is not None and cancelled():
+                raise TransferCancelledError(f"{redact(url)}: {what} cancelled")
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"{redact(url)}: {what} not done after {config.attempt_timeout_s:.1f} s "
@@ -469,6 +474,11 @@ _TRANSIENT_NAMES = (
     "Reset",
     "BrokenPipe",
 )
+
+
+class TransferCancelledError(ShardError):
+    """A transfer stopped because its reader gave up on it (Ctrl-C in the loader); never
+    retried."""
 
 
 class TransientError(OSError):

@@ -168,6 +168,28 @@ fn sidecar_cache_round_trip_and_truncation() {
 }
 
 #[test]
+fn a_sidecar_with_the_files_identity_that_leaves_samples_out_is_rebuilt() {
+    let dir = tmp_dir("forged");
+    let p = dir.join("x.tar");
+    write_shard(&p, "x", 20);
+    let (idx, _) = load_or_build(&p, None).expect("index");
+    let mut forged = idx.clone();
+    forged.keys.truncate(2);
+    forged.starts.truncate(3);
+    forged.members.truncate(forged.starts[2] as usize);
+    assert_eq!(forged.file_stat(), idx.file_stat());
+    let side = dir.join("x.tar.adoidx");
+    std::fs::write(&side, forged.encode()).expect("forge");
+    // writing the sidecar does not change the shard's identity
+    let (again, src) = load_or_build(&p, None).expect("index");
+    assert_eq!((again.len(), src), (20, IndexSource::Rejected));
+    assert_eq!(again, idx);
+    let (third, src) = load_or_build(&p, None).expect("index");
+    assert_eq!((third, src), (idx, IndexSource::Cache));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn open_files_are_capped_without_changing_batches() {
     let dir = tmp_dir("fdcap");
     write_domains(&dir);

@@ -27,6 +27,7 @@ fn source_name(s: IndexSource) -> &'static str {
         IndexSource::Cache => "cache",
         IndexSource::Built => "built",
         IndexSource::BuiltUncached => "uncached",
+        IndexSource::Rejected => "rejected",
     }
 }
 
@@ -218,6 +219,7 @@ pub struct PyMixtureLoaderCore {
     num_samples: Vec<u64>,
     fingerprint: String,
     packed: bool,
+    rejected_sidecars: Vec<PathBuf>,
 }
 
 /// The loader on loan to one operation; put back (and waiters woken) when dropped.
@@ -462,6 +464,7 @@ impl PyMixtureLoaderCore {
             })
         })?;
         let (num_samples, fp) = (loader.num_samples(), loader.fingerprint().to_string());
+        let rejected_sidecars = loader.rejected_sidecars().to_vec();
         let snap = Snapshot {
             step: loader.step(),
             weights: loader.weights().to_vec(),
@@ -477,7 +480,18 @@ impl PyMixtureLoaderCore {
             snap: Mutex::new(snap),
             num_samples,
             fingerprint: fp,
+            rejected_sidecars,
         })
+    }
+
+    /// Local shards whose sidecar had the file's identity but did not describe the file (it
+    /// left samples out): indexed again when the loader was built.
+    #[getter]
+    fn rejected_sidecars(&self) -> Vec<String> {
+        self.rejected_sidecars
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect()
     }
 
     /// Samples per domain.
@@ -546,7 +560,31 @@ impl PyMixtureLoaderCore {
         Option<Bound<'py, PyAny>>,
     )> {
         let packed = self.packed;
-        let batch: Batch = self.with_loader(py, Loader::next_batch)?;
+        // Ctrl-C while the batch waits for a read-ahead thread (maybe stuck in a stalled remote
+        // read): the wait asks for Python's signals (no Rust lock held) and stops; the handler's
+        // exception (`KeyboardInterrupt`) is raised here. A fetch run by this thread itself is
+        // interrupted inside Python (see `MixtureLoader.__next__`).
+        let raised = std::sync::OnceLock::new();
+        let interrupted = || {
+            Python::try_attach(|py| match py.check_signals() {
+                Ok(()) => false,
+                Err(e) => {
+                    let _ = raised.set(e);
+                    true
+                }
+            })
+            .unwrap_or(false)
+        };
+        let batch: Batch = match self.with_loader(py, |l| l.next_batch_interruptible(&interrupted))
+        {
+            Ok(b) => b,
+            Err(PyAdoError(Error::Interrupted)) => {
+                return Err(raised.into_inner().unwrap_or_else(|| {
+                    pyo3::exceptions::PyKeyboardInterrupt::new_err("interrupted")
+                }))
+            }
+            Err(e) => return Err(e.into()),
+        };
         let b = batch.domains.len();
         let domain = PyArray1::from_vec(py, batch.domains.iter().map(|&d| i64::from(d)).collect());
         let keys = PyList::new(py, &batch.keys)?;

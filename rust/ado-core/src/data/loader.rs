@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::rng::{permutation, tag};
 use crate::data::sampler::{compose, quantize, Mode};
-use crate::data::shard::ShardIndex;
+use crate::data::shard::{IndexSource, ShardIndex};
 use crate::data::stream::{
     Cursor, Domain, Fetch, FilePool, Item, PackSpec, Phase, Produced, RawSample, Stream,
     TokenFormat,
@@ -344,8 +344,15 @@ impl Shared {
     }
 
     /// The next `n` items of domain `d`, from the queue or produced right here (with no lock
-    /// held while producing).
-    fn pop_many(&self, d: usize, n: usize) -> Result<VecDeque<Produced>> {
+    /// held while producing). While it waits for a read-ahead thread, `interrupted` is asked
+    /// every [`INTERRUPT_POLL`] (with no lock held): `true` ends the wait with
+    /// [`Error::Interrupted`].
+    fn pop_many(
+        &self,
+        d: usize,
+        n: usize,
+        interrupted: Interrupted<'_>,
+    ) -> Result<VecDeque<Produced>> {
         let mut out = VecDeque::with_capacity(n);
         let mut s = lock(&self.sched);
         loop {
@@ -368,8 +375,19 @@ impl Shared {
             // The queue is empty: produce here, or wait for the worker that has the stream.
             let Some(mut stream) = s.streams[d].take() else {
                 s.consumer_waiting = true;
-                s = Self::wait(&self.ready, s);
+                let (guard, waited) = self
+                    .ready
+                    .wait_timeout(s, INTERRUPT_POLL)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                s = guard;
                 s.consumer_waiting = false;
+                if waited.timed_out() {
+                    drop(s);
+                    if interrupted() {
+                        return Err(Error::Interrupted);
+                    }
+                    s = lock(&self.sched);
+                }
                 continue;
             };
             drop(s);
@@ -405,6 +423,30 @@ struct Engine {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+impl Engine {
+    /// Tell the threads to stop after the item each is producing.
+    fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        let _guard = lock(&self.shared.sched);
+        self.shared.work.notify_all();
+    }
+
+    /// Stop the threads and leave the waiting for them to a reaper thread: a thread may be
+    /// stuck in a stalled remote read (until its timeout) and the caller must not wait for it.
+    /// Its streams and open files go when the last thread is done.
+    fn abandon(self) {
+        self.stop();
+        let (tx, rx) = std::sync::mpsc::channel::<Engine>();
+        let reaper = std::thread::Builder::new()
+            .name("ado-loader-reaper".into())
+            .spawn(move || drop(rx.recv()));
+        if reaper.is_ok() {
+            let _ = tx.send(self);
+        }
+        // (without a reaper the engine is dropped right here: joined in this thread)
+    }
+}
+
 impl Drop for Engine {
     fn drop(&mut self) {
         if self.pid != std::process::id() {
@@ -412,16 +454,18 @@ impl Drop for Engine {
             std::mem::forget(std::mem::take(&mut self.threads));
             return;
         }
-        self.shared.stop.store(true, Ordering::Release);
-        {
-            let _guard = lock(&self.shared.sched);
-            self.shared.work.notify_all();
-        }
+        self.stop();
         for h in self.threads.drain(..) {
             let _ = h.join();
         }
     }
 }
+
+/// Asked while a batch waits for a read-ahead thread: whether to stop waiting (Ctrl-C).
+pub type Interrupted<'a> = &'a (dyn Fn() -> bool + Sync);
+
+/// How often a batch waiting for a read-ahead thread asks whether it was interrupted.
+pub const INTERRUPT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The mixture loader of one rank.
 pub struct Loader {
@@ -445,6 +489,8 @@ pub struct Loader {
     phases: Vec<Phase>,
     /// The elastic resumes this run went through (`None`: the world never changed).
     origin: Option<Origin>,
+    /// Local shards whose sidecar carried their identity but did not describe them (reindexed).
+    rejected_sidecars: Vec<PathBuf>,
 }
 
 /// The manifest fingerprint of format-1 states (size, samples, header hash per shard).
@@ -497,7 +543,14 @@ impl Loader {
             .iter()
             .flat_map(|(_, p)| p.iter().filter(|p| !is_remote(p)).cloned())
             .collect();
-        let mut indexes = index_shards(&local, cache_dir, index_threads)?.into_iter();
+        let indexed = index_shards(&local, cache_dir, index_threads)?;
+        let rejected_sidecars = local
+            .iter()
+            .zip(&indexed)
+            .filter(|(_, (_, src))| *src == IndexSource::Rejected)
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut indexes = indexed.into_iter();
         let mut doms = Vec::with_capacity(domains.len());
         for (name, paths) in domains {
             let mut shards = Vec::with_capacity(paths.len());
@@ -525,7 +578,16 @@ impl Loader {
         );
         let mut loader = Loader::new(cfg, doms, weights, fp)?;
         loader.fetch = remote.map(|r| r.fetch);
+        loader.rejected_sidecars = rejected_sidecars;
         Ok(loader)
+    }
+
+    /// Local shards whose sidecar had the file's identity but left samples out (or otherwise
+    /// did not tile the archive): they were indexed again (see [`load_or_build`]).
+    ///
+    /// [`load_or_build`]: crate::data::shard::load_or_build
+    pub fn rejected_sidecars(&self) -> &[PathBuf] {
+        &self.rejected_sidecars
     }
 
     /// Per domain, the next `depth[d]` distinct shards this rank reads, from the shard it is
@@ -619,6 +681,7 @@ impl Loader {
             planners: Vec::new(),
             phases: vec![Phase::default(); k],
             origin: None,
+            rejected_sidecars: Vec::new(),
             domains: Arc::new(domains),
             fingerprint,
             weights,
@@ -754,6 +817,16 @@ impl Loader {
 
     /// Produce this rank's batch of the next step.
     pub fn next_batch(&mut self) -> Result<Batch> {
+        self.next_batch_interruptible(&|| false)
+    }
+
+    /// [`Loader::next_batch`] that stops with [`Error::Interrupted`] when `interrupted` says so
+    /// while the batch waits for a read-ahead thread (asked every [`INTERRUPT_POLL`] of waiting,
+    /// never while a lock is held, so it may call into Python). On this or any error the
+    /// read-ahead threads are stopped and left to a reaper thread (one may be stuck in a
+    /// stalled remote read); nothing is committed, so the next call restarts them from the
+    /// committed cursors and yields the batch this one would have.
+    pub fn next_batch_interruptible(&mut self, interrupted: Interrupted<'_>) -> Result<Batch> {
         let (b, w, rank) = (self.cfg.batch_size, self.cfg.world_size, self.cfg.rank);
         let mut credits = self.credits.clone();
         let global = compose(
@@ -785,11 +858,16 @@ impl Loader {
         }
         let mut items = Vec::with_capacity(need.len());
         for (d, &n) in need.iter().enumerate() {
-            match shared.pop_many(d, n) {
+            match shared.pop_many(d, n, interrupted) {
                 Ok(v) => items.push(v),
                 Err(e) => {
                     // Streams ran ahead of the committed cursors: rebuild them on the next call.
-                    self.engine = None;
+                    // Not joined here: after Ctrl-C (seen here, or by this thread's own fetch
+                    // as a failed read) another read-ahead thread may be stuck in a stalled
+                    // remote read until its timeout.
+                    if let Some(engine) = self.engine.take() {
+                        engine.abandon();
+                    }
                     return Err(e);
                 }
             }

@@ -203,6 +203,43 @@ impl ShardIndex {
     }
 }
 
+impl ShardIndex {
+    /// Check that the members tile the archive, so that a sidecar carrying a file's identity
+    /// cannot leave samples out: from offset 0, each member's 512-byte header follows the
+    /// previous member's data padded to 512 bytes, and after the last member the archive ends
+    /// (a zero block, or the end of the file). Where something lies between (a long-name or
+    /// PAX record, a directory, a `__meta__` file, a name without a key) its headers are read
+    /// and must be ones the header walk skips; after a plain ustar member nothing is read, so
+    /// a shard without such records costs one 512-byte read. O(members).
+    pub fn check_tiling<R: ReadAt + ?Sized>(&self, src: &R) -> std::result::Result<(), String> {
+        let mut next = 0u64; // where the header walk reads its next header
+        for m in &self.members {
+            let header = m
+                .offset
+                .checked_sub(512)
+                .ok_or("member before the archive")?;
+            if header < next {
+                return Err(format!(
+                    "the member at offset {header} overlaps the one before"
+                ));
+            }
+            if header > next {
+                skipped_span(src, next, Some(header))?;
+            }
+            next = m
+                .offset
+                .checked_add(m.size)
+                .and_then(|e| e.checked_add(511))
+                .map(|e| e & !511)
+                .ok_or("member size overflows")?;
+        }
+        if next < self.file_size {
+            skipped_span(src, next, None)?;
+        }
+        Ok(())
+    }
+}
+
 /// The name a ustar header holds (`prefix/name`, or the 100-byte name of older formats).
 fn header_name(block: &[u8]) -> String {
     let field = |a: usize, b: usize| {
@@ -549,6 +586,91 @@ fn is_pax_sparse<R: io::Read>(entry: &mut tar::Entry<'_, R>) -> bool {
     }
 }
 
+/// Whether the walk looks at this entry's name: regular (or contiguous) files only. Sparse
+/// members are refused.
+fn indexed_type<R: io::Read>(entry: &mut tar::Entry<'_, R>, path: &Path) -> Result<bool> {
+    let etype = entry.header().entry_type();
+    if etype.is_gnu_sparse() {
+        return Err(shard_err(path, "GNU sparse members are not supported"));
+    }
+    if !(etype.is_file() || etype.is_contiguous()) {
+        return Ok(false);
+    }
+    if is_pax_sparse(entry) {
+        return Err(shard_err(
+            path,
+            "PAX sparse members (tar --format=pax -S) are not supported; re-create the \
+             tar without -S",
+        ));
+    }
+    Ok(true)
+}
+
+/// `(key, extension)` of a member the walk indexes; `None` for metadata and names without a key.
+fn sample_name(name: &str) -> Option<(&str, &str)> {
+    if is_meta(name) {
+        return None;
+    }
+    split_key(name)
+}
+
+/// A [`ReadAt`] view of `src` from offset `base` on.
+struct Offset<'a, R: ReadAt + ?Sized> {
+    src: &'a R,
+    base: u64,
+}
+
+impl<R: ReadAt + ?Sized> ReadAt for Offset<'_, R> {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        match self.base.checked_add(pos) {
+            Some(p) => self.src.read_at(buf, p),
+            None => Ok(0),
+        }
+    }
+}
+
+/// Walk the tar headers of `src` from `start` (a header boundary) and check that every entry
+/// before `until` is one the walk skips (not a regular file, metadata, a name without a key;
+/// long-name and PAX records are consumed with the entry they describe). With `Some(h)` the
+/// walk must then reach an entry whose header is at `h`; with `None` it must reach the end of
+/// the archive (a zero block or the end of the file).
+fn skipped_span<R: ReadAt + ?Sized>(
+    src: &R,
+    start: u64,
+    until: Option<u64>,
+) -> std::result::Result<(), String> {
+    let path = Path::new("<sidecar check>");
+    let reader = HeaderReader {
+        src: &Offset { src, base: start },
+        pos: 0,
+        bytes_read: 0,
+        hasher: Xxh3::new(),
+    };
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|_| "unreadable tar header".to_string())?;
+    for entry in entries {
+        let mut entry = entry.map_err(|_| format!("unreadable tar header after offset {start}"))?;
+        let at = start.saturating_add(entry.raw_header_position());
+        match until {
+            Some(h) if at == h => return Ok(()),
+            Some(h) if at > h => return Err(format!("no tar header at offset {h}")),
+            _ => {}
+        }
+        let listed = indexed_type(&mut entry, path).map_err(|e| e.to_string())?
+            && std::str::from_utf8(&entry.path_bytes())
+                .map_or(true, |name| sample_name(name).is_some());
+        if listed {
+            return Err(format!("the member at offset {at} is missing"));
+        }
+    }
+    match until {
+        Some(h) => Err(format!("no tar header at offset {h}")),
+        None => Ok(()),
+    }
+}
+
 /// The header walk over `src` of `file_size` bytes. Every allocation is bounded by the input:
 /// names come from headers or long-name records no longer than the file, and each member is
 /// checked to lie inside the file before it is recorded.
@@ -601,19 +723,8 @@ fn walk<R: ReadAt + ?Sized>(src: &R, path: &Path, file_size: u64) -> Result<Shar
         let entries = archive.entries_with_seek().map_err(corrupt)?;
         for entry in entries {
             let mut entry = entry.map_err(corrupt)?;
-            let etype = entry.header().entry_type();
-            if etype.is_gnu_sparse() {
-                return Err(shard_err(path, "GNU sparse members are not supported"));
-            }
-            if !(etype.is_file() || etype.is_contiguous()) {
+            if !indexed_type(&mut entry, path)? {
                 continue;
-            }
-            if is_pax_sparse(&mut entry) {
-                return Err(shard_err(
-                    path,
-                    "PAX sparse members (tar --format=pax -S) are not supported; re-create the \
-                     tar without -S",
-                ));
             }
             let offset = entry.raw_file_position();
             let size = entry.size();
@@ -633,10 +744,7 @@ fn walk<R: ReadAt + ?Sized>(src: &R, path: &Path, file_size: u64) -> Result<Shar
             let name = std::str::from_utf8(&raw)
                 .map_err(|_| shard_err(path, "member name is not valid UTF-8"))?;
             let named = header_name(entry.header().as_bytes()) == name;
-            if is_meta(name) {
-                continue;
-            }
-            let Some((key, ext)) = split_key(name) else {
+            let Some((key, ext)) = sample_name(name) else {
                 continue;
             };
             let ext = ext.to_lowercase();
@@ -1006,29 +1114,39 @@ pub enum IndexSource {
     Built,
     /// Built, but no sidecar could be written (read-only directory; a foreign file in the way).
     BuiltUncached,
+    /// Built because a sidecar carrying the file's identity does not describe it (its members
+    /// do not tile the archive: samples left out); the sidecar was replaced where it could be.
+    Rejected,
 }
 
 /// Load the index of `shard` from its sidecar when it was built from this very file (size,
 /// mtime, ctime, inode and device all match), otherwise walk the headers and (re)write the
 /// sidecar atomically. A file at a sidecar path that is not one of our indexes (or not a
-/// regular file) is never read past its type check, nor overwritten. Readers still check every
-/// member against its hash, so even a sidecar forged with the right identity cannot make them
-/// serve other bytes.
+/// regular file) is never read past its type check, nor overwritten. A sidecar with the file's
+/// identity must also tile the archive ([`ShardIndex::check_tiling`]), so it cannot leave
+/// samples out ([`IndexSource::Rejected`] otherwise); readers check every member against its
+/// hash and name, so it cannot make them serve other bytes or keys either.
 pub fn load_or_build(shard: &Path, cache_dir: Option<&Path>) -> Result<(ShardIndex, IndexSource)> {
     check_local_path(shard)?;
     let st = stat(shard)?;
     let candidates = sidecar_paths(shard, cache_dir);
+    let mut rejected = false;
     for side in &candidates {
         if let Some(bytes) = read_sidecar(side, sidecar_limit(st.size)) {
             if let Some(idx) = ShardIndex::decode(&bytes) {
                 if idx.file_stat() == st {
-                    return Ok((idx, IndexSource::Cache));
+                    let (file, now) = open_regular(shard)?;
+                    if now == st && idx.check_tiling(&file).is_ok() {
+                        return Ok((idx, IndexSource::Cache));
+                    }
+                    rejected = true;
                 }
             }
         }
     }
     let idx = build_index(shard)?;
     let encoded = idx.encode();
+    let mut written = false;
     for side in &candidates {
         let ours_or_absent = match std::fs::symlink_metadata(side) {
             Ok(_) => read_sidecar(side, sidecar_limit(st.size))
@@ -1036,10 +1154,16 @@ pub fn load_or_build(shard: &Path, cache_dir: Option<&Path>) -> Result<(ShardInd
             Err(e) => e.kind() == io::ErrorKind::NotFound,
         };
         if ours_or_absent && write_atomic(side, &encoded).is_ok() {
-            return Ok((idx, IndexSource::Built));
+            written = true;
+            break;
         }
     }
-    Ok((idx, IndexSource::BuiltUncached))
+    let source = match (rejected, written) {
+        (true, _) => IndexSource::Rejected,
+        (false, true) => IndexSource::Built,
+        (false, false) => IndexSource::BuiltUncached,
+    };
+    Ok((idx, source))
 }
 
 #[cfg(test)]
@@ -1070,6 +1194,96 @@ mod tests {
         assert!(is_meta("__x__/y.txt"));
         assert!(!is_meta("a/__x__"));
         assert!(!is_meta("__x__.txt"));
+    }
+
+    /// A tar of `n` samples (`.txt` and `.bin` members) with, before sample `i`, the extras
+    /// the header walk skips: a directory, a `__meta__` file, a name without a key and a
+    /// member whose name needs a GNU long-name record.
+    fn tar_bytes(n: usize, extras: bool) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |name: &str, data: &[u8], kind: tar::EntryType| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, data).expect("append");
+        };
+        for i in 0..n {
+            if extras && i == 1 {
+                add("dir/", b"", tar::EntryType::Directory);
+                add("__meta__", b"{}", tar::EntryType::Regular);
+                add("README", b"no key", tar::EntryType::Regular);
+            }
+            let key = if extras && i == 2 {
+                format!("{}/s{i:03}", "long".repeat(40))
+            } else {
+                format!("s{i:03}")
+            };
+            add(
+                &format!("{key}.txt"),
+                key.as_bytes(),
+                tar::EntryType::Regular,
+            );
+            add(
+                &format!("{key}.bin"),
+                &vec![i as u8; 700 + i],
+                tar::EntryType::Regular,
+            );
+        }
+        b.into_inner().expect("finish")
+    }
+
+    /// `idx` with its samples limited to `keep`.
+    fn keep_samples(idx: &ShardIndex, keep: &[usize]) -> ShardIndex {
+        let mut out = idx.clone();
+        (out.keys, out.starts, out.members) = (Vec::new(), vec![0], Vec::new());
+        for &i in keep {
+            out.keys.push(idx.keys[i].clone());
+            out.members.extend_from_slice(idx.sample(i));
+            out.starts.push(out.members.len() as u32);
+        }
+        out
+    }
+
+    #[test]
+    fn a_real_index_tiles_its_archive() {
+        for extras in [false, true] {
+            let tar = tar_bytes(6, extras);
+            let idx = index_bytes(&tar).expect("index");
+            assert_eq!(idx.len(), 6);
+            // with extras, one member's name comes from a long-name record
+            assert_eq!(idx.members.iter().all(|m| m.named), !extras);
+            assert_eq!(idx.check_tiling(tar.as_slice()), Ok(()), "extras: {extras}");
+            // the same archive without its end marker (the file just ends) tiles as well
+            let end = idx.members.last().map(|m| (m.offset + m.size + 511) & !511);
+            let cut = &tar[..end.expect("members") as usize];
+            let mut short = index_bytes(cut).expect("index");
+            short.file_size = cut.len() as u64;
+            assert_eq!(short.check_tiling(cut), Ok(()));
+        }
+    }
+
+    #[test]
+    fn an_index_that_leaves_samples_out_does_not_tile() {
+        for extras in [false, true] {
+            let tar = tar_bytes(6, extras);
+            let idx = index_bytes(&tar).expect("index");
+            for keep in [&[0, 1][..], &[1, 2, 3, 4, 5], &[0, 1, 3, 4, 5], &[0, 2, 4]] {
+                let forged = keep_samples(&idx, keep);
+                assert!(forged.validate().is_ok(), "a consistent index");
+                let err = forged
+                    .check_tiling(tar.as_slice())
+                    .expect_err("samples left out");
+                assert!(err.contains("missing"), "{keep:?}: {err}");
+            }
+            // a member moved off its header, or listed twice
+            let mut off = idx.clone();
+            off.members[1].offset += 512;
+            assert!(off.check_tiling(tar.as_slice()).is_err());
+            let mut twice = idx.clone();
+            twice.members[1] = twice.members[0];
+            assert!(twice.check_tiling(tar.as_slice()).is_err());
+        }
     }
 
     #[test]
