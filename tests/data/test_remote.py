@@ -517,3 +517,23 @@ def test_a_glob_on_an_http_url_is_refused_without_a_request() -> None:
     assert expand_remote("http://127.0.0.1:1/s-{0..2}.tar") == [
         f"http://127.0.0.1:1/s-{i}.tar" for i in range(3)
     ]
+
+
+def test_a_prefetch_never_waits_for_a_shards_lock(tmp_path: Path) -> None:
+    """A prefetch (``ensure(wait=False)``) whose shard is locked by a reader's hold, or by a
+    fetch in flight, gives up at once instead of waiting: such a wait once kept a process from
+    exiting (its loader, never closed, held the shard; the prefetch thread is joined at exit)."""
+    import fcntl
+    import os
+
+    cache = ShardCache(tmp_path / "c", limit=10_000)
+    url = "http://127.0.0.1:9/d/shard-000.tar"  # never contacted: nothing may be fetched
+    other = os.open(cache._lock_path(url), os.O_RDWR | os.O_CREAT)
+    try:
+        for op in (fcntl.LOCK_SH, fcntl.LOCK_EX):  # a reader's hold; a fetch in flight
+            fcntl.flock(other, op)
+            assert cache.ensure(url, wait=False) is False
+            assert not cache.entry(url).exists()
+    finally:
+        os.close(other)
+    assert not list((tmp_path / "c" / "tmp").iterdir())

@@ -94,17 +94,16 @@ def test_train_from_a_manifest_in_s3_equals_local(
         s3fs.S3FileSystem.clear_instance_cache()
 
 
-def test_train_gpt_script_and_lightning_datamodule_take_a_url(
-    served: Any, tmp_path: Path
-) -> None:
-    manifest, http = served
-    url = http.url("manifest.yaml")
+def _script_losses(
+    script: str, manifests: dict[str, str], tmp_path: Path, *extra: str
+) -> dict[str, list]:
+    """The logged losses of a training script in ``benchmarks/`` run on each manifest."""
     logs = {}
-    for name, m in (("local", str(manifest)), ("remote", url)):
-        log = tmp_path / f"{name}.jsonl"
+    for name, m in manifests.items():
+        log = tmp_path / f"{Path(script).stem}-{name}.jsonl"
         cmd = [
             sys.executable,
-            str(ROOT / "benchmarks" / "train_gpt.py"),
+            str(ROOT / "benchmarks" / script),
             "--manifest",
             m,
             "--steps",
@@ -126,12 +125,34 @@ def test_train_gpt_script_and_lightning_datamodule_take_a_url(
             "--policy",
             "natural",
             "--no-progress",
+            *extra,
         ]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
         assert res.returncode == 0, res.stderr[-3000:]
         logs[name] = [
             r["loss"] for r in map(json.loads, log.read_text().splitlines()) if "loss" in r
         ]
+    return logs
+
+
+def test_train_hf_script_takes_a_url(served: Any, tmp_path: Path) -> None:
+    """``benchmarks/train_hf.py`` (the HF Trainer) on the manifest behind HTTP trains exactly as
+    on the local one, and its shards came over HTTP."""
+    pytest.importorskip("transformers")
+    manifest, http = served
+    manifests = {"local": str(manifest), "remote": http.url("manifest.yaml")}
+    logs = _script_losses("train_hf.py", manifests, tmp_path, "--log-every", "1")
+    assert len(logs["remote"]) == 3
+    assert logs["remote"] == logs["local"]
+    assert http.shard_gets()
+
+
+def test_train_gpt_script_and_lightning_datamodule_take_a_url(
+    served: Any, tmp_path: Path
+) -> None:
+    manifest, http = served
+    url = http.url("manifest.yaml")
+    logs = _script_losses("train_gpt.py", {"local": str(manifest), "remote": url}, tmp_path)
     assert logs["remote"] == logs["local"]
     assert logs["remote"]
     pytest.importorskip("lightning")

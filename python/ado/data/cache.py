@@ -141,6 +141,18 @@ def _close_fd(fd: int) -> None:
         os.close(fd)
 
 
+def _flock(fd: int, op: int, wait: bool) -> bool:
+    """``flock(fd, op)``; without ``wait``, ``False`` at once when the lock is taken."""
+    if wait:
+        fcntl.flock(fd, op)
+        return True
+    try:
+        fcntl.flock(fd, op | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def _after_fork_in_child() -> None:
     global _FDS_LOCK
     _FDS_LOCK = threading.RLock()
@@ -600,20 +612,27 @@ class ShardCache:
         """Make sure the checked copy of ``url`` is in the cache (downloading it once per node;
         concurrent callers wait). With ``hold``, keep a shared lock (see :meth:`acquire`).
 
-        Returns ``False`` only when ``wait`` is false and the cache has no room now.
+        Returns ``False`` only when ``wait`` is false and the cache has no room now, or the
+        shard's lock is taken (a reader holds it, or another thread or process is fetching it):
+        a prefetch never waits, so no background thread can block (or keep a process from
+        exiting) on a lock whose holder needs that process to move on.
         """
         lock = self._lock_path(url)
         fd = self._open_lock(lock)
         try:
             while True:
-                fcntl.flock(fd, fcntl.LOCK_SH)
+                if not _flock(fd, fcntl.LOCK_SH, wait):
+                    _close_fd(fd)
+                    return False
                 if self._valid(url):
                     with contextlib.suppress(FileNotFoundError):
                         os.utime(self.entry(url))  # least recently used = oldest mtime
                     with self.stats.lock:
                         self.stats.hits += 1
                     break
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                if not _flock(fd, fcntl.LOCK_EX, wait):
+                    _close_fd(fd)
+                    return False
                 if self._valid(url):
                     continue
                 size, digest = self._expect.get(url, (None, None))
