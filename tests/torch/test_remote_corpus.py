@@ -67,6 +67,36 @@ def test_train_from_a_manifest_behind_http_equals_local(served: Any) -> None:
     assert http.shard_gets()  # the shards came over HTTP
 
 
+def test_held_out_sets_read_through_the_training_loaders_cache(
+    served: Any, tmp_path: Path
+) -> None:
+    """The evaluators take the training loader's options (``train()`` passes ``cfg.loader``):
+    with its ``cache_dir`` set, the remote held-out shards land in that cache, not the default
+    one, and the evaluation reads them from there."""
+    from ado.data import LoaderConfig, PackConfig
+    from ado.torch import HeldOut
+
+    _, http = served
+    mine = tmp_path / "mine"
+    pack = PackConfig(seq_len=16, eos_id=0, field="u16")
+    held = HeldOut(
+        http.url("val.yaml"),
+        batch_size=4,
+        pack=pack,
+        batches=1,
+        loader=LoaderConfig(batch_size=1, cache_dir=str(mine), readahead_threads=1),
+    )
+    try:
+        assert [ld.config.cache_dir for ld in held.loaders] == [str(mine)] * len(held.domains)
+        assert [ld.config.batch_size for ld in held.loaders] == [4] * len(held.domains)
+        for ld in held.loaders:
+            next(ld)
+    finally:
+        held.close()
+    assert list(mine.rglob("*.tar"))
+    assert not list((tmp_path / "node").rglob("*.tar"))  # ADO_CACHE_DIR, the default
+
+
 def test_train_from_a_manifest_in_s3_equals_local(
     make_corpus: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -333,6 +333,8 @@ class HeldOut:
         seed: which rows.
         rank: this rank.
         world_size: ranks.
+        loader: the training loader's options to read with (node cache, ``remote``,
+            ``storage_options``); its rows, packing, rank and read-ahead are the arguments above.
     """
 
     def __init__(
@@ -345,22 +347,29 @@ class HeldOut:
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        loader: LoaderConfig | None = None,
     ) -> None:
-        self.manifest = manifest if isinstance(manifest, Manifest) else Manifest.load(manifest)
+        # the training loader's options (node cache, remote settings, credentials), with the
+        # rows this evaluation reads: one domain each, no read-ahead
+        base = loader if loader is not None else LoaderConfig(batch_size=batch_size)
+        config = base.replace(
+            batch_size=batch_size,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            mode="iid",
+            pack=pack,
+            readahead_bytes=0,
+        )
+        storage = config.storage_options
+        self.manifest = (
+            manifest if isinstance(manifest, Manifest) else Manifest.load(manifest, storage)
+        )
         self.domains = self.manifest.names
         self.batches = batches
         k = len(self.domains)
         self.loaders = [
-            MixtureLoader(
-                self.manifest,
-                batch_size,
-                seed=seed,
-                rank=rank,
-                world_size=world_size,
-                weights=[float(i == d) for i in range(k)],
-                pack=pack,
-                readahead_bytes=0,
-            )
+            MixtureLoader(self.manifest, weights=[float(i == d) for i in range(k)], config=config)
             for d in range(k)
         ]
         self._starts = [loader.state_dict() for loader in self.loaders]
@@ -421,6 +430,7 @@ def _held_out(
         seed=cfg.eval_seed,
         rank=rank,
         world_size=world,
+        loader=cfg.loader,
     )
 
 
@@ -456,6 +466,7 @@ def evaluate_checkpoint(
         pack=cfg.pack(),
         batches=cfg.eval_batches,
         seed=cfg.eval_seed,
+        loader=cfg.loader.replace(rank=0, world_size=1),
     )
     losses = held_out.evaluate(model, device, lambda: _autocast(cfg, device))
     return {f"loss/{prefix}{d}": losses[f"loss/{d}"] for d in held_out.domains}
@@ -586,6 +597,7 @@ def _target_set(
         seed=cfg.eval_seed + 1,  # not the measured rows, if the same manifest
         rank=rank,
         world_size=world,
+        loader=cfg.loader,
     )
     return held, ts.every, batches * per_batch
 
