@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 from ado.cli._common import parse_overrides, plain
 from ado.errors import AdoError
-from ado.torch import TrainConfig, train
+from ado.torch import TrainConfig, destroy_process_group, train
 
 VOCAB = 64
 
@@ -146,13 +146,18 @@ def run_summary(
 
 def run_main(main: Callable[[], None]) -> None:
     """Run a training example's ``main``: bad input (a missing manifest, an invalid option) is
-    one line on stderr and exit status 2, as with ``ado``; anything else keeps its traceback."""
+    one line on stderr and exit status 2, as with ``ado``; anything else keeps its traceback. The
+    process group, if any, is destroyed before the process exits."""
     try:
         main()
     except (AdoError, OSError, ValueError) as err:
         text = " | ".join(line.strip() for line in str(err).splitlines() if line.strip())
         print(f"{Path(sys.argv[0]).name}: error: {text}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        # the HF Trainer and Lightning create the process group themselves and leave it to the
+        # interpreter's exit, where gloo can abort a finished rank
+        destroy_process_group()
 
 
 def main() -> None:

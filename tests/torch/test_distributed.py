@@ -3,11 +3,14 @@ counts, and no hang although one domain has a single document (fewer than the ra
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
-from torch_runs import free_port, launch, tiny_config, train_records
+import pytest
+from torch_runs import ROOT, free_port, launch, tiny_config, train_records
 
 STEPS = 60
 WORLD = 2
@@ -69,3 +72,77 @@ def test_two_ranks_gloo_stay_consistent(make_corpus: Any, tmp_path: Path) -> Non
     last = logs[0][-1]
     assert last["fits"] >= 3  # several refits happened (steps 10, 20, ...)
     assert len(hashes) > 10  # and the weights really moved
+
+
+#: A rank that joins a 2-rank gloo group through ``train``'s set-up and exits without destroying
+#: it; an atexit hook registered *before* the group (so it runs after ado's) reports whether the
+#: group was still alive when the interpreter began to finalise.
+_EXIT_CHILD = """
+import atexit, os, sys
+import torch.distributed as dist
+atexit.register(lambda: print("alive at exit:", dist.is_initialized(), flush=True))
+from ado.torch.train import _distributed_setup
+rank, world, _ = _distributed_setup("cpu")
+dist.barrier()
+print("joined", rank, world, flush=True)
+"""
+
+
+def test_a_group_the_loop_created_is_destroyed_before_the_interpreter_finalises(
+    tmp_path: Path,
+) -> None:
+    """Left to the interpreter's finalisation, a gloo group can abort a finished rank (SIGABRT,
+    "terminate called without an active exception"), which failed a 2-rank HF run in CI."""
+    port = str(free_port())
+    procs = []
+    for rank in range(WORLD):
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(WORLD),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": port,
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _EXIT_CHILD],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    outs = [p.communicate(timeout=TIMEOUT_S)[0] for p in procs]
+    for rank, (p, out) in enumerate(zip(procs, outs, strict=True)):
+        assert p.returncode == 0, out[-3000:]
+        assert f"joined {rank} {WORLD}" in out
+        assert "alive at exit: False" in out, out[-3000:]
+
+
+def test_run_main_destroys_the_group_its_main_created(tmp_path: Path) -> None:
+    """The training examples' ``run_main`` destroys a process group that ``main`` (the HF
+    Trainer, Lightning) created and left behind, also when ``main`` fails on bad input."""
+    import torch.distributed as dist
+    from ado.errors import ConfigError
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from train_gpt import run_main
+
+    stores = iter(range(2))
+
+    def make_group() -> None:
+        store = dist.FileStore(str(tmp_path / f"store-{next(stores)}"), 1)
+        dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+
+    run_main(make_group)
+    assert not dist.is_initialized()
+
+    def fail_with_a_group() -> None:
+        make_group()
+        raise ConfigError("no such manifest")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(fail_with_a_group)
+    assert exit_info.value.code == 2
+    assert not dist.is_initialized()

@@ -76,10 +76,8 @@ def torchrun_command(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Train the run in ``--config`` (this rank's part); rank 0 writes ``--result``."""
-    import torch.distributed as dist
-
     from ado._io import atomic_write_text
-    from ado.torch.train import TrainConfig, train
+    from ado.torch.train import TrainConfig, destroy_process_group, train
 
     p = argparse.ArgumentParser(prog="python -m ado.torch.launch", description=__doc__)
     p.add_argument("--config", type=Path, required=True, help="a TrainConfig as JSON")
@@ -96,8 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         }
         atomic_write_text(args.result, json.dumps(summary, indent=2) + "\n")
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    destroy_process_group()
     return 0
 
 

@@ -15,6 +15,7 @@ checkpoint's step on resume, so it too equals the uninterrupted run's.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
@@ -50,6 +51,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "build_policy",
+    "destroy_process_group",
     "evaluate_checkpoint",
     "natural_prior",
     "train",
@@ -294,6 +296,14 @@ def natural_prior(manifest: Manifest, field: str = "u16") -> list[float]:
     return totals
 
 
+def destroy_process_group() -> None:
+    """Destroy the default ``torch.distributed`` process group if there is one (idempotent).
+    Call it before a process that joined a group exits: a gloo or NCCL group left to the
+    interpreter's finalisation can abort the process after its work is done."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _distributed_setup(device: str) -> tuple[int, int, torch.device]:
     """(rank, world_size, device); initialises the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -301,6 +311,10 @@ def _distributed_setup(device: str) -> tuple[int, int, torch.device]:
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
+        # A group still alive when the interpreter finalises can abort the process (gloo's worker
+        # threads free tensors that need the GIL: SIGABRT, "terminate called without an active
+        # exception"). Whoever created it destroys it at exit, while the interpreter is whole.
+        atexit.register(destroy_process_group)
     if dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
         if dev.type == "cuda" and dev.index is None:
