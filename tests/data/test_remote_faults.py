@@ -13,6 +13,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tarfile
 import textwrap
 import time
 import uuid
@@ -510,6 +511,59 @@ def test_a_forged_local_sidecar_with_rotated_keys_is_caught(tmp_path: Path, corp
     loader = MixtureLoader({"web": str(shard)}, batch_size=4, seed=0, readahead_threads=0)
     with pytest.raises(ShardError, match="names another member"):
         _rows(loader, 6)
+
+
+def _ustar_copy(shard: Path, out: Path) -> Path:
+    """``shard`` rewritten as plain ustar (GNU format, no per-member PAX records): its members
+    follow one another with nothing between them."""
+    with tarfile.open(shard) as src, tarfile.open(out, "w", format=tarfile.GNU_FORMAT) as dst:
+        for m in src.getmembers():
+            m.mtime = 0
+            dst.addfile(m, src.extractfile(m))
+    return out
+
+
+@pytest.mark.parametrize("layout", ["pax", "ustar"])
+def test_a_forged_local_sidecar_that_stretches_a_member_over_later_samples_is_caught(
+    layout: str, tmp_path: Path, corpus: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sidecar with the file's identity whose second sample's last member is stretched over
+    the 18 samples after it (which it leaves out), with a matching hash. Where a PAX record
+    precedes each member (webdataset's writer), the tiling reads it and the sidecar is rebuilt;
+    where members follow one another (ustar), the sidecar tiles, and the reader compares the
+    member's tar header size with the indexed one: another sample's bytes are never served as
+    its data."""
+    from ado._core import file_hash, index_file
+
+    shard = corpus / "web/shard-003.tar"
+    if layout == "ustar":
+        shard = _ustar_copy(shard, tmp_path / "ustar.tar")
+    head, samples = _samples(index_file(str(shard)))
+
+    def last_member(members: bytes) -> tuple[int, tuple[int, ...]]:
+        at = 4 + (struct.unpack_from("<I", members)[0] - 1) * 29
+        return at, struct.unpack_from("<IQQQB", members, at)
+
+    key, members = samples[1]
+    at, (ext, offset, _, _, named) = last_member(members)
+    _, (_, tail_offset, tail_size, _, _) = last_member(samples[-1][1])
+    size = tail_offset + tail_size - offset  # through the last sample's data
+    span = tmp_path / "span"
+    span.write_bytes(shard.read_bytes()[offset - 512 : offset + size])
+    digest = int(file_hash(str(span))[1], 16)
+    stretched = members[:at] + struct.pack("<IQQQB", ext, offset, size, digest, named)
+    Path(str(shard) + ".adoidx").write_bytes(_encode(head, [samples[0], (key, stretched)]))
+    with caplog.at_level(logging.WARNING, logger="ado"):
+        loader = MixtureLoader({"web": str(shard)}, batch_size=4, seed=0, readahead_threads=0)
+    if layout == "pax":
+        assert loader.num_samples == [20]
+        assert "does not describe it" in caplog.text
+        fresh = MixtureLoader({"web": str(corpus / "web/shard-003.tar")}, batch_size=4, seed=0)
+        assert _rows(loader, 6) == _rows(fresh, 6)
+    else:
+        assert loader.num_samples == [2]  # the sidecar was taken: it tiles
+        with pytest.raises(ShardError, match="gives another size"):
+            _rows(loader, 2)
 
 
 def test_a_forged_local_sidecar_that_lists_two_of_twenty_samples_is_rebuilt(

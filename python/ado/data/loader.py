@@ -178,7 +178,7 @@ class MixtureLoader:
         for shard in self._core.rejected_sidecars:
             logger.warning(
                 "%s: its sidecar index carries the file's identity but does not describe it "
-                "(samples left out); not trusted: the shard was indexed again",
+                "(samples left out or sizes misstated); not trusted: the shard was indexed again",
                 shard,
             )
         if self.cache is not None and config.remote.prefetch_bytes > 0:

@@ -162,13 +162,32 @@ impl ShardIndex {
         }
     }
 
+    /// Where the header walk reads the next header after member `g` (its data padded to 512
+    /// bytes); 0 before the first member.
+    fn end_of(&self, g: usize) -> u64 {
+        g.checked_sub(1)
+            .and_then(|p| self.members.get(p))
+            .map_or(0, |m| {
+                m.offset.saturating_add(m.size).saturating_add(511) & !511
+            })
+    }
+
     /// Check that `buf`, the bytes of the file from offset `lo` on, holds sample `i` exactly as
-    /// indexed: each member's tar header plus data hashes to the recorded value and, where the
-    /// header holds the whole name, that name gives the sample's key and the member's extension.
-    /// `buf` must cover `[first member offset - 512, last member end)`.
+    /// indexed: each member's tar header plus data hashes to the recorded value; where the
+    /// header holds the whole name, that name gives the sample's key and the member's extension;
+    /// and where no record lies between the member and the one before it (so that no PAX record
+    /// can override its size), the header's size field is the indexed size — an index cannot
+    /// stretch a member over the samples after it. `buf` must cover
+    /// `[first member offset - 512, last member end)`.
     pub fn verify_sample(&self, i: usize, buf: &[u8], lo: u64) -> std::result::Result<(), String> {
         let key = &self.keys[i];
-        for m in self.sample(i) {
+        let first = self.starts[i] as usize;
+        for (g, m) in self
+            .sample(i)
+            .iter()
+            .enumerate()
+            .map(|(j, m)| (first + j, m))
+        {
             let start = m
                 .offset
                 .checked_sub(512)
@@ -185,6 +204,17 @@ impl ShardIndex {
                     "sample {key:?}: the bytes at offset {} are not the indexed member",
                     m.offset
                 ));
+            }
+            if self.end_of(g) == m.offset - 512 {
+                let size = tar::Header::from_byte_slice(&bytes[..512]).entry_size();
+                if size.ok() != Some(m.size) {
+                    return Err(format!(
+                        "sample {key:?}: the tar header at offset {} gives another size than \
+                         the index's {}",
+                        m.offset - 512,
+                        m.size
+                    ));
+                }
             }
             if m.named {
                 let name = header_name(&bytes[..512]);
@@ -209,8 +239,10 @@ impl ShardIndex {
     /// previous member's data padded to 512 bytes, and after the last member the archive ends
     /// (a zero block, or the end of the file). Where something lies between (a long-name or
     /// PAX record, a directory, a `__meta__` file, a name without a key) its headers are read
-    /// and must be ones the header walk skips; after a plain ustar member nothing is read, so
-    /// a shard without such records costs one 512-byte read. O(members).
+    /// and must be ones the header walk skips, and the member's size (a PAX record's, if it
+    /// sets one) must be the indexed size; after a plain ustar member nothing is read, so a
+    /// shard without such records costs one 512-byte read, and the size of such a member is
+    /// checked when it is read ([`ShardIndex::verify_sample`]). O(members).
     pub fn check_tiling<R: ReadAt + ?Sized>(&self, src: &R) -> std::result::Result<(), String> {
         let mut next = 0u64; // where the header walk reads its next header
         for m in &self.members {
@@ -224,7 +256,7 @@ impl ShardIndex {
                 ));
             }
             if header > next {
-                skipped_span(src, next, Some(header))?;
+                skipped_span(src, next, Some((header, m.size)))?;
             }
             next = m
                 .offset
@@ -637,7 +669,7 @@ impl<R: ReadAt + ?Sized> ReadAt for Offset<'_, R> {
 fn skipped_span<R: ReadAt + ?Sized>(
     src: &R,
     start: u64,
-    until: Option<u64>,
+    until: Option<(u64, u64)>,
 ) -> std::result::Result<(), String> {
     let path = Path::new("<sidecar check>");
     let reader = HeaderReader {
@@ -654,8 +686,16 @@ fn skipped_span<R: ReadAt + ?Sized>(
         let mut entry = entry.map_err(|_| format!("unreadable tar header after offset {start}"))?;
         let at = start.saturating_add(entry.raw_header_position());
         match until {
-            Some(h) if at == h => return Ok(()),
-            Some(h) if at > h => return Err(format!("no tar header at offset {h}")),
+            Some((h, size)) if at == h => {
+                if entry.size() != size {
+                    return Err(format!(
+                        "the member at offset {h} has {} bytes, not the indexed {size}",
+                        entry.size()
+                    ));
+                }
+                return Ok(());
+            }
+            Some((h, _)) if at > h => return Err(format!("no tar header at offset {h}")),
             _ => {}
         }
         let listed = indexed_type(&mut entry, path).map_err(|e| e.to_string())?
@@ -666,7 +706,7 @@ fn skipped_span<R: ReadAt + ?Sized>(
         }
     }
     match until {
-        Some(h) => Err(format!("no tar header at offset {h}")),
+        Some((h, _)) => Err(format!("no tar header at offset {h}")),
         None => Ok(()),
     }
 }
@@ -1284,6 +1324,95 @@ mod tests {
             twice.members[1] = twice.members[0];
             assert!(twice.check_tiling(tar.as_slice()).is_err());
         }
+    }
+
+    /// `idx` with the last member of sample `at` stretched over the samples after it up to
+    /// `through` (which are dropped), its hash recomputed: a forgery the tiling cannot see
+    /// where the stretched member follows the one before it without a record in between.
+    fn stretch(idx: &ShardIndex, tar: &[u8], at: usize, through: usize) -> ShardIndex {
+        let last = idx.starts[at + 1] as usize - 1;
+        let end = idx.sample(through).last().map(|m| m.offset + m.size);
+        let mut forged = idx.clone();
+        let m = &mut forged.members[last];
+        m.size = end.expect("members") - m.offset;
+        let span = (m.offset - 512) as usize..(m.offset + m.size) as usize;
+        m.hash = xxhash_rust::xxh3::xxh3_64(&tar[span]);
+        let keep: Vec<usize> = (0..idx.len()).filter(|&i| i <= at || i > through).collect();
+        keep_samples(&forged, &keep)
+    }
+
+    /// The bytes of sample `i` as the reader reads them, and their offset.
+    fn sample_bytes<'a>(idx: &ShardIndex, tar: &'a [u8], i: usize) -> (&'a [u8], u64) {
+        let ms = idx.sample(i);
+        let lo = ms.iter().map(|m| m.offset - 512).min().expect("members");
+        let hi = ms.iter().map(|m| m.offset + m.size).max().expect("members");
+        (&tar[lo as usize..hi as usize], lo)
+    }
+
+    #[test]
+    fn a_member_stretched_over_the_samples_after_it_is_caught() {
+        // after a plain member: the tiling cannot tell, the read-time size check does
+        let tar = tar_bytes(6, false);
+        let idx = index_bytes(&tar).expect("index");
+        for i in 0..idx.len() {
+            let (buf, lo) = sample_bytes(&idx, &tar, i);
+            assert_eq!(idx.verify_sample(i, buf, lo), Ok(()));
+        }
+        let forged = stretch(&idx, &tar, 1, 3);
+        assert!(forged.validate().is_ok(), "a consistent index");
+        assert_eq!(forged.len(), 4);
+        assert_eq!(forged.check_tiling(tar.as_slice()), Ok(()));
+        let (buf, lo) = sample_bytes(&forged, &tar, 1);
+        let err = forged.verify_sample(1, buf, lo).expect_err("stretched");
+        assert!(err.contains("another size"), "{err}");
+        // the samples it did not touch still read
+        let (buf, lo) = sample_bytes(&forged, &tar, 0);
+        assert_eq!(forged.verify_sample(0, buf, lo), Ok(()));
+
+        // after a long-name record: the tiling reads the record and compares the size
+        let tar = tar_bytes(6, true);
+        let idx = index_bytes(&tar).expect("index");
+        let forged = stretch(&idx, &tar, 2, 4);
+        let err = forged
+            .check_tiling(tar.as_slice())
+            .expect_err("stretched after a record");
+        assert!(err.contains("not the indexed"), "{err}");
+    }
+
+    #[test]
+    fn a_size_from_a_pax_record_is_read_and_checked() {
+        // a member whose ustar size field is 0 and whose size comes from a PAX record (how
+        // writers store sizes past 8 GiB): it indexes, tiles and reads; misstated, it does not
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |kind: tar::EntryType, name: &str, size: u64, data: &[u8]| {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(kind);
+            h.set_size(size);
+            h.set_mode(0o644);
+            h.set_path(name).expect("path");
+            h.set_cksum();
+            b.append(&h, data).expect("append");
+        };
+        add(tar::EntryType::Regular, "s0.bin", 5, b"first");
+        let record = b"12 size=700\n";
+        add(tar::EntryType::XHeader, "PaxHeader", 12, record);
+        add(tar::EntryType::Regular, "s1.bin", 0, &[7u8; 700]);
+        add(tar::EntryType::Regular, "s2.bin", 5, b"third");
+        let tar = b.into_inner().expect("finish");
+        let idx = index_bytes(&tar).expect("index");
+        assert_eq!(idx.len(), 3);
+        assert_eq!(idx.members[1].size, 700);
+        assert_eq!(idx.check_tiling(tar.as_slice()), Ok(()));
+        for i in 0..idx.len() {
+            let (buf, lo) = sample_bytes(&idx, &tar, i);
+            assert_eq!(idx.verify_sample(i, buf, lo), Ok(()), "sample {i}");
+        }
+        let mut short = idx.clone();
+        short.members[1].size = 600;
+        let err = short
+            .check_tiling(tar.as_slice())
+            .expect_err("pax size differs");
+        assert!(err.contains("not the indexed"), "{err}");
     }
 
     #[test]
