@@ -17,6 +17,17 @@ WORLD = 2
 TIMEOUT_S = 300  # a hang fails the test instead of blocking the suite
 
 
+def rank_env(rank: int, port: int) -> dict[str, str]:
+    """The variables torchrun gives rank ``rank`` of a ``WORLD``-rank job on this host."""
+    return {
+        "RANK": str(rank),
+        "LOCAL_RANK": str(rank),
+        "WORLD_SIZE": str(WORLD),
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+    }
+
+
 def test_two_ranks_gloo_stay_consistent(make_corpus: Any, tmp_path: Path) -> None:
     manifest = make_corpus(tiny=True)
     cfg = tiny_config(
@@ -27,17 +38,8 @@ def test_two_ranks_gloo_stay_consistent(make_corpus: Any, tmp_path: Path) -> Non
         log_path=str(tmp_path / "log-{rank}.jsonl"),
         verify_every=1,
     )
-    port = str(free_port())
-    procs = []
-    for rank in range(WORLD):
-        env = {
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": str(WORLD),
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": port,
-        }
-        procs.append(launch(cfg, tmp_path, env, name=f"rank{rank}"))
+    port = free_port()
+    procs = [launch(cfg, tmp_path, rank_env(r, port), name=f"rank{r}") for r in range(WORLD)]
     try:
         for p in procs:
             p.wait(timeout=TIMEOUT_S)
@@ -93,26 +95,17 @@ def test_a_group_the_loop_created_is_destroyed_before_the_interpreter_finalises(
 ) -> None:
     """Left to the interpreter's finalisation, a gloo group can abort a finished rank (SIGABRT,
     "terminate called without an active exception"), which failed a 2-rank HF run in CI."""
-    port = str(free_port())
-    procs = []
-    for rank in range(WORLD):
-        env = {
-            **os.environ,
-            "RANK": str(rank),
-            "LOCAL_RANK": str(rank),
-            "WORLD_SIZE": str(WORLD),
-            "MASTER_ADDR": "127.0.0.1",
-            "MASTER_PORT": port,
-        }
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-c", _EXIT_CHILD],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
+    port = free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _EXIT_CHILD],
+            env={**os.environ, **rank_env(rank, port)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
+        for rank in range(WORLD)
+    ]
     outs = [p.communicate(timeout=TIMEOUT_S)[0] for p in procs]
     for rank, (p, out) in enumerate(zip(procs, outs, strict=True)):
         assert p.returncode == 0, out[-3000:]
