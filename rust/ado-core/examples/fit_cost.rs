@@ -12,7 +12,8 @@
 //! `random_curves` (1 % log-normal noise). The second reads little-endian f64 rows from `FILE`:
 //! the first row is `n` (`POINTS` values), every further row one domain's losses (e.g. the smoothed
 //! K = 22 x 5,900-point histories of `fit_speed.py`'s `make_histories`, written with `tofile`).
-//! With `FIT_COST_EACH=1` in the environment it also prints every curve's objective, one a line
+//! With `FIT_COST_EACH=1` in the environment it also prints every curve's objective, one a line (`=2`:
+//! with its parameters and Newton iterations),
 //! (to compare two builds of the fitter curve by curve).
 #![allow(clippy::print_stdout)]
 
