@@ -12,6 +12,9 @@
 //! `random_curves` (1 % log-normal noise). The second reads little-endian f64 rows from `FILE`:
 //! the first row is `n` (`POINTS` values), every further row one domain's losses (e.g. the smoothed
 //! K = 22 x 5,900-point histories of `fit_speed.py`'s `make_histories`, written with `tofile`).
+//! With `FIT_COST_EACH=1` in the environment it also prints every curve's objective, one a line (`=2`:
+//! with its parameters and Newton iterations),
+//! (to compare two builds of the fitter curve by curve).
 #![allow(clippy::print_stdout)]
 
 use ado_core::fit::{fit_one, FitConfig};
@@ -72,11 +75,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("no rows".into());
     };
     let t0 = Instant::now();
+    let each = std::env::var_os("FIT_COST_EACH").is_some_and(|v| v == "1");
+    let theta = std::env::var_os("FIT_COST_EACH").is_some_and(|v| v == "2");
     let (mut iterations, mut objective) = (0, 0.0);
     for losses in curves {
         let fit = fit_one(0, n, losses, &config)?;
         iterations += fit.iterations;
         objective += fit.objective;
+        if each {
+            println!("{:.17e}", fit.objective);
+        }
+        if theta {
+            println!(
+                "{:.17e} eps {:.6e} beta {:.6e} alpha {:.6} iterations {}",
+                fit.objective, fit.eps, fit.beta, fit.alpha, fit.iterations
+            );
+        }
     }
     let k = curves.len().max(1) as f64;
     println!(

@@ -15,8 +15,9 @@
 //! assumption about the loss scale.
 //!
 //! The solver ([`solver`]) profiles the objective over `alpha` (for a fixed `alpha` the model is linear in
-//! `eps` and `beta`), then polishes the best candidates with a damped Newton method on the exact objective
-//! that lands exactly on the kinks of the penalties. It is deterministic: no random restarts.
+//! `eps` and `beta`: a few rounds of IRLS in closed form per `alpha`), then polishes the best candidates
+//! with a damped Newton method on the exact objective that lands exactly on the kinks of the penalties.
+//! It is deterministic: no random restarts.
 
 mod solver;
 

@@ -1,13 +1,25 @@
 //! The deterministic global solver behind [`super::fit_one`].
 //!
-//! 1. **Profile over alpha.** On an evenly spaced subset of at most `search_points` points, for each of
-//!    `alpha_grid` exponents, `eps` and `beta` come from a closed-form least-squares fit of the relative
-//!    error (the model is linear in them once alpha is fixed), clamped into the limits. Each candidate
-//!    is scored with the exact objective.
-//! 2. **Polish.** The best local minima of that profile are polished on the subset with a damped Newton
-//!    method on the exact objective, and the winner is polished again on all points. The line search
-//!    minimises a piecewise model that knows where the linear penalties and hard bounds bend, so a
-//!    parameter that belongs on a kink lands exactly on it and stays there while the others move.
+//! 1. **Profile over alpha** ([`profile`]). On an evenly spaced subset of at most `search_points`
+//!    points, for each of `alpha_grid` exponents, `eps` and `beta` come from a few rounds of
+//!    Huber-IRLS on the relative error `1 - (eps + beta x_i) / L_i` (the model is linear in them once
+//!    alpha is fixed: five weighted sums and a 2x2 solve in the box of the limits), and the objective
+//!    there is approximated without a logarithm per point. The IRLS weights carry over from one
+//!    alpha to the next, and `x_i = n_i^-alpha` is updated by a factor along the grid, so the whole
+//!    profile costs two exponentials per point. Each eps face (its lowest and highest value) keeps
+//!    its own best profile point: along a face the objective can be so flat that it is a basin of
+//!    its own.
+//! 2. **Polish** ([`polish`]). Starts: the best two local minima of the profile, the best point of
+//!    each face, and (for small curves) a few evenly spaced profile points. Each gets a short
+//!    screen of damped Newton iterations on the exact objective; the best distinct basins and the
+//!    faces get a second short stage, and only the near-ties of its leader are polished to
+//!    convergence. The winner is polished again on ever larger subsets, then on all points. The
+//!    line search minimises a piecewise model that knows where the linear penalties and hard bounds
+//!    bend, so a parameter that belongs on a kink lands exactly on it and stays there while the
+//!    others move.
+//!
+//! Nearly all the cost is in step 2: with the Huber threshold 1e-3 the objective is close to an L1
+//! fit, and Newton zigzags across the kinks of the points entering and leaving the quadratic zone.
 
 use super::{huber, log_model, Curve, FitConfig, Limit, Limits, A, ALPHA, E};
 
@@ -493,174 +505,211 @@ fn subset(curve: &Curve, m: usize) -> Option<Curve> {
     })
 }
 
-/// Candidate starts from the profile over alpha, best first, each marked `true` if it seeds a face
-/// (a bound of eps).
-fn profile(curve: &Curve, limits: &Limits, config: &FitConfig) -> Vec<([f64; 3], bool)> {
-    let hard = |lim: Limit| {
-        if let Limit::Hard(at) = lim {
-            Some(at)
-        } else {
-            None
+/// The box the cheap profile keeps `eps` and `beta` in.
+#[derive(Clone, Copy, PartialEq)]
+struct Box2 {
+    eps: (f64, f64),
+    beta: (f64, f64),
+}
+
+/// Minimise the convex quadratic `s11 e^2 + 2 s12 e b + s22 b^2 - 2 b1 e - 2 b2 b` (the weighted
+/// least squares of the relative error, `s = [s11, s12, s22, b1, b2]`) over `e x b` in `bx`.
+fn box_lsq(s: &[f64; 5], bx: &Box2) -> (f64, f64) {
+    let [s11, s12, s22, b1, b2] = *s;
+    let q = |e: f64, b: f64| e * (s11 * e + 2.0 * (s12 * b - b1)) + b * (s22 * b - 2.0 * b2);
+    let clamp = |v: f64, (lo, hi): (f64, f64)| if v.is_nan() { lo } else { v.max(lo).min(hi) };
+    let det = s11 * s22 - s12 * s12;
+    if det > 1e-12 * s11 * s22 {
+        let (e, b) = ((b1 * s22 - b2 * s12) / det, (b2 * s11 - b1 * s12) / det);
+        if (bx.eps.0..=bx.eps.1).contains(&e) && (bx.beta.0..=bx.beta.1).contains(&b) {
+            return (e, b);
         }
+    }
+    // The minimum is on an edge of the box: each edge's best point, and the best of those.
+    let mut best = (f64::INFINITY, bx.eps.0, bx.beta.0);
+    let mut consider = |e: f64, b: f64| {
+        let v = q(e, b);
+        if v < best.0 {
+            best = (v, e, b);
+        }
+    };
+    for e in [bx.eps.0, bx.eps.1] {
+        if e.is_finite() {
+            consider(e, clamp((b2 - s12 * e) / s22, bx.beta));
+        }
+    }
+    for b in [bx.beta.0, bx.beta.1] {
+        if b.is_finite() {
+            consider(clamp((b1 - s12 * b) / s11, bx.eps), b);
+        }
+    }
+    (best.1, best.2)
+}
+
+/// IRLS rounds of the relative-error fit at each alpha of the profile (the weights carry over from
+/// the previous alpha, so the rounds accumulate along the sweep).
+/// IRLS rounds of the relative-error fit at each alpha of the profile (the weights carry over from
+/// the previous alpha, so the rounds accumulate along the sweep).
+const PROFILE_ROUNDS: usize = 3;
+
+/// The profile of the objective over alpha: for each of `alpha_grid` evenly spaced exponents, the
+/// best `(a, e)` found by a few rounds of Huber-IRLS on the relative error `1 - (eps + beta x_i) / L_i`
+/// (the model is linear in eps and beta once alpha is fixed: each round is five weighted sums and a
+/// 2x2 solve in the box of the limits), and an approximation of the objective there (the
+/// log-residual from a short series, the penalties exactly). No transcendental function is
+/// evaluated per point and alpha: `x_i = n_i^-alpha` is updated by a factor along the grid.
+/// Returns `(score, theta)` in the order of alpha.
+#[allow(clippy::type_complexity)]
+fn profile(
+    curve: &Curve,
+    limits: &Limits,
+    config: &FitConfig,
+) -> (Vec<(f64, [f64; 3])>, [Option<(f64, [f64; 3])>; 2]) {
+    let hard = |lim: Limit| match lim {
+        Limit::Hard(at) => Some(at),
+        _ => None,
+    };
+    let soft = |lim: Limit| match lim {
+        Limit::Linear { at, .. } => Some(at),
+        _ => None,
     };
     let a_lo = hard(limits.lower[ALPHA]).unwrap_or(0.0);
     let a_hi = hard(limits.upper[ALPHA]).unwrap_or(1.0).max(a_lo);
-    let loss: Vec<f64> = curve.y.iter().map(|y| y.exp()).collect();
-    let min_loss = loss.iter().copied().fold(f64::INFINITY, f64::min);
-    let e_lo = hard(limits.lower[E]).unwrap_or((1e-9 * min_loss).ln());
-    let e_hi = hard(limits.upper[E]).unwrap_or(f64::INFINITY);
-    let soft = |lim: Limit| {
-        if let Limit::Linear { at, .. } = lim {
-            Some(at)
-        } else {
-            None
-        }
-    };
+    let inv_l: Vec<f64> = curve.y.iter().map(|y| (-y).exp()).collect();
+    let min_loss = 1.0 / inv_l.iter().copied().fold(0.0, f64::max);
+    let n_pts = curve.y.len();
     let g = config.alpha_grid;
-    let delta = config.huber_delta;
-    let mut scored: Vec<(f64, [f64; 3])> = Vec::with_capacity(g);
-    let mut x = vec![0.0; loss.len()];
-    let mut w = vec![1.0; loss.len()];
-    let mut faces: [Option<(f64, [f64; 3])>; 2] = [None, None];
-    // The objective at a point of the current alpha, from the precomputed x_i = n_i^-alpha: one
-    // logarithm per point instead of the exponential and log1p of `log_model` (the same value up
-    // to rounding; it only ranks the candidates, which are polished on the exact objective).
-    let score = |x: &[f64], th: &[f64; 3]| -> f64 {
-        let p = limits.penalty(th);
-        if p.is_infinite() {
-            return p;
-        }
-        let (beta, eps) = (th[A].exp(), th[E].exp());
-        let sum: f64 = x
-            .iter()
-            .zip(&curve.y)
-            .map(|(&xi, &y)| huber(y - (eps + beta * xi).ln(), delta))
-            .sum();
-        curve.weight * sum + p
+    let step = (a_hi - a_lo) / (g - 1) as f64;
+    let mut x: Vec<f64> = curve.u.iter().map(|u| (-a_lo * u).exp()).collect();
+    let factor: Vec<f64> = curve.u.iter().map(|u| (-step * u).exp()).collect();
+    let u_min = curve.u.iter().copied().fold(f64::INFINITY, f64::min);
+    let eps_lo = hard(limits.lower[E]).map_or(1e-9 * min_loss, f64::exp);
+    let eps_hi = hard(limits.upper[E]).map_or(f64::INFINITY, f64::exp);
+    let beta_hi = hard(limits.upper[A]).map_or(f64::INFINITY, f64::exp);
+    let hard_box = |alpha: f64| Box2 {
+        eps: (eps_lo, eps_hi.max(eps_lo)),
+        // Below this the power-law term is < 1e-9 of every loss.
+        beta: (
+            (1e-9 * min_loss * (alpha * u_min).exp()).min(beta_hi),
+            beta_hi,
+        ),
     };
+    // The soft limits taken as hard: the usual optimum of the reference objective.
+    let soft_box = |bx: Box2| {
+        let mut b = bx;
+        if let Some(at) = soft(limits.lower[E]) {
+            b.eps.0 = at.exp().max(b.eps.0).min(b.eps.1);
+        }
+        if let Some(at) = soft(limits.upper[E]) {
+            b.eps.1 = at.exp().min(b.eps.1).max(b.eps.0);
+        }
+        if let Some(at) = soft(limits.upper[A]) {
+            b.beta.1 = at.exp().min(b.beta.1).max(b.beta.0);
+        }
+        if let Some(at) = soft(limits.lower[A]) {
+            b.beta.0 = at.exp().max(b.beta.0).min(b.beta.1);
+        }
+        b
+    };
+    let delta = config.huber_delta;
+    let score = |x: &[f64], alpha: f64, (eps, beta): (f64, f64)| -> (f64, [f64; 3]) {
+        let mut th = [beta.ln(), eps.ln(), alpha];
+        limits.clamp(&mut th);
+        let p = limits.penalty(&th);
+        if !p.is_finite() {
+            return (f64::INFINITY, th);
+        }
+        let (eps, beta) = (th[E].exp(), th[A].exp());
+        let mut sum = 0.0;
+        for (&xi, &il) in x.iter().zip(&inv_l) {
+            // log(L / m) = 2 atanh(s) with s = (L - m) / (L + m), to O(s^7).
+            let t = (eps + beta * xi) * il;
+            let s = (1.0 - t) / (1.0 + t);
+            let s2 = s * s;
+            let ar = (2.0 * s * (1.0 + s2 * (1.0 / 3.0 + 0.2 * s2))).abs();
+            let c = ar.min(delta);
+            sum += c * (ar - 0.5 * c);
+        }
+        (curve.weight * sum + p, th)
+    };
+    let mut w = vec![1.0; n_pts];
+    let mut out = Vec::with_capacity(g);
+    let mut eb = (f64::NAN, f64::NAN);
+    let mut faces: [Option<(f64, [f64; 3])>; 2] = [None, None];
     for s in 0..g {
-        let alpha = a_lo + (a_hi - a_lo) * s as f64 / (g - 1) as f64;
-        let mut x_max: f64 = 0.0;
-        for (xi, &u) in x.iter_mut().zip(&curve.u) {
-            *xi = (-alpha * u).exp();
-            x_max = x_max.max(*xi);
-        }
-        let beta_floor = 1e-9 * min_loss / x_max.max(1e-300);
-        let clamp_eps = |eps: f64| eps.max(e_lo.exp()).min(e_hi.exp());
-        w.fill(1.0);
-        let mut variants: Vec<[f64; 3]> = Vec::with_capacity(8);
-        // Weighted least squares of the relative error, sum w (1 - eps/L - beta x/L)^2, reweighted
-        // twice towards the Huber loss (IRLS: w = 1 / max(|r|, delta)).
-        for round in 0..3 {
-            let (mut s11, mut s12, mut s22, mut b1, mut b2) = (0.0, 0.0, 0.0, 0.0, 0.0);
-            for ((&xi, &l), &wi) in x.iter().zip(&loss).zip(&w) {
-                let (f1, f2) = (1.0 / l, xi / l);
-                s11 += wi * f1 * f1;
-                s12 += wi * f1 * f2;
-                s22 += wi * f2 * f2;
-                b1 += wi * f1;
-                b2 += wi * f2;
-            }
-            let beta_given_eps = |eps: f64| ((b2 - eps * s12) / s22).max(beta_floor);
-            let det = s11 * s22 - s12 * s12;
-            let (eps0, beta0) = if det > 1e-12 * s11 * s22 {
-                ((b1 * s22 - b2 * s12) / det, (b2 * s11 - b1 * s12) / det)
-            } else {
-                (b1 / s11, beta_floor)
-            };
-            let eps = clamp_eps(eps0);
-            let beta = if eps == eps0 && beta0 > beta_floor {
-                beta0
-            } else {
-                beta_given_eps(eps)
-            };
-            variants.push([beta.ln(), eps.ln(), alpha]);
-            if round == 0 {
-                // The faces eps = lowest (a pure power law) and eps = highest, scored on their own.
-                for (face, eps) in [(0, clamp_eps(0.0)), (1, clamp_eps(f64::INFINITY))] {
-                    if eps.is_finite() && eps > 0.0 {
-                        let mut th = [beta_given_eps(eps).ln(), eps.ln(), alpha];
-                        limits.clamp(&mut th);
-                        let f = score(&x, &th);
-                        if faces[face]
-                            .as_ref()
-                            .is_none_or(|b: &(f64, [f64; 3])| f < b.0)
-                        {
-                            faces[face] = Some((f, th));
-                        }
-                    }
-                }
-                // The soft limits taken at face value.
-                if let Some(e_soft) = soft(limits.lower[E]) {
-                    if eps0 < e_soft.exp() {
-                        let eps = clamp_eps(e_soft.exp());
-                        variants.push([beta_given_eps(eps).ln(), eps.ln(), alpha]);
-                    }
-                }
-                if let Some(a_soft) = soft(limits.upper[A]) {
-                    if beta.ln() > a_soft {
-                        let beta = a_soft.exp();
-                        let eps = clamp_eps((b1 - beta * s12) / s11);
-                        variants.push([beta.ln(), eps.ln(), alpha]);
-                    }
-                }
-            }
-            if round < 2 {
-                for ((wi, &xi), &l) in w.iter_mut().zip(&x).zip(&loss) {
-                    let r = 1.0 - (eps + beta * xi) / l;
-                    *wi = 1.0 / r.abs().max(delta);
-                }
+        let alpha = if s + 1 == g {
+            a_hi
+        } else {
+            a_lo + step * s as f64
+        };
+        if s > 0 {
+            for (xi, f) in x.iter_mut().zip(&factor) {
+                *xi *= f;
             }
         }
-        let best = variants
-            .into_iter()
-            .map(|mut th| {
-                limits.clamp(&mut th);
-                (score(&x, &th), th)
-            })
-            .min_by(|a, b| a.0.total_cmp(&b.0));
-        if let Some(b) = best {
-            scored.push(b);
+        let hb = hard_box(alpha);
+        let sb = soft_box(hb);
+        let mut sums = [0.0; 5];
+        for round in 0..PROFILE_ROUNDS {
+            sums = [0.0; 5];
+            for ((&xi, &il), wi) in x.iter().zip(&inv_l).zip(&mut w) {
+                let f2 = xi * il;
+                if round > 0 {
+                    *wi = 1.0 / (1.0 - eb.0 * il - eb.1 * f2).abs().max(delta);
+                }
+                let (wf1, wf2) = (*wi * il, *wi * f2);
+                sums[0] += wf1 * il;
+                sums[1] += wf1 * f2;
+                sums[2] += wf2 * f2;
+                sums[3] += wf1;
+                sums[4] += wf2;
+            }
+            eb = box_lsq(&sums, &sb);
+        }
+        let mut best = score(&x, alpha, eb);
+        if sb != hb {
+            let other = score(&x, alpha, box_lsq(&sums, &hb));
+            if other.0 < best.0 {
+                best = other;
+            }
+        }
+        out.push(best);
+        // The faces of eps (its bounds), with beta fitted to each: the objective can be so flat
+        // along eps that the optimum on a face is a basin of its own.
+        for (face, e) in [hb.eps.0, hb.eps.1].into_iter().enumerate() {
+            if e.is_finite() {
+                let b = ((sums[4] - sums[1] * e) / sums[2])
+                    .max(hb.beta.0)
+                    .min(hb.beta.1);
+                let f = score(&x, alpha, (e, if b.is_nan() { hb.beta.0 } else { b }));
+                if faces[face].is_none_or(|c: (f64, [f64; 3])| f.0 < c.0) {
+                    faces[face] = Some(f);
+                }
+            }
         }
     }
-    // Local minima of the profile, best first.
-    let mut minima: Vec<(f64, [f64; 3])> = (0..scored.len())
-        .filter(|&i| {
-            let f = scored[i].0;
-            (i == 0 || f <= scored[i - 1].0) && (i + 1 == scored.len() || f <= scored[i + 1].0)
-        })
-        .map(|i| scored[i])
-        .collect();
-    minima.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let mut starts: Vec<([f64; 3], bool)> =
-        minima.into_iter().take(4).map(|m| (m.1, false)).collect();
-    // The optimum may sit on a bound of eps: seed each face with its own best profile point.
-    starts.extend(faces.into_iter().flatten().map(|f| (f.1, true)));
-    // Small problems are cheap to polish, and few points make the Huber landscape rugged: spend a
-    // fixed budget of point-iterations on further evenly spaced profile points.
-    let extra = (EXTRA_START_BUDGET / curve.y.len()).min(scored.len());
-    if extra > 0 {
-        let stride = scored.len() as f64 / extra as f64;
-        starts.extend((0..extra).map(|i| (scored[(i as f64 * stride) as usize].1, false)));
-    }
-    starts
+    (out, faces)
 }
 
-/// Point budget for extra starts: a 5-point curve gets every profile point, a 128-point one gets 2.
+/// Local minima of the profile (best first) that start a polish, besides the faces.
+const STARTS: usize = 2;
+
+/// Point budget for extra starts: a 5-point curve gets 12 evenly spaced profile points, a 64-point
+/// one gets 1.
 const EXTRA_START_BUDGET: usize = 64;
+
+/// Newton iterations every start gets before the field is cut.
+const SCREEN_ITERATIONS: usize = 6;
+
+/// Newton iterations of the second stage (after which only near-ties go on).
+const SECOND_STAGE_ITERATIONS: usize = 15;
+
+/// Distinct basins (besides the faces) that go on after the screen (best first).
+const KEPT_AFTER_SCREEN: usize = 2;
 
 /// Candidates within this relative distance of the best on the search subset are all refined on the
 /// full data: the subset's objective is not the full one, and near-ties may swap.
 const NEAR_TIE: f64 = 1e-3;
-
-/// Newton iterations every start of the profile gets before the field is cut.
-const SCREEN_ITERATIONS: usize = 6;
-
-/// Newton iterations of the second stage (after which only near-ties go on).
-const SECOND_STAGE_ITERATIONS: usize = 30;
-
-/// Distinct basins polished to the end after the screen (best first).
-const KEPT_AFTER_SCREEN: usize = 3;
 
 /// Whether two polished points sit in the same basin.
 fn same_basin(s: &[f64; 3], t: &[f64; 3]) -> bool {
@@ -672,11 +721,31 @@ pub(crate) fn solve(curve: &Curve, limits: &Limits, config: &FitConfig) -> ([f64
     let delta = config.huber_delta;
     let small = subset(curve, config.search_points);
     let search = small.as_ref().unwrap_or(curve);
-    // Every start gets a few Newton iterations; only the best few distinct basins go on, and the
-    // best start of each face of eps: along a face the objective can be flat enough that a start
-    // which ends best is behind after the screen.
+    let (prof, faces) = profile(search, limits, config);
+    // Local minima of the profile, best first.
+    let mut minima: Vec<(f64, [f64; 3])> = (0..prof.len())
+        .filter(|&i| {
+            let f = prof[i].0;
+            f.is_finite()
+                && (i == 0 || f <= prof[i - 1].0)
+                && (i + 1 == prof.len() || f <= prof[i + 1].0)
+        })
+        .map(|i| prof[i])
+        .collect();
+    minima.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut starts: Vec<([f64; 3], bool)> =
+        minima.iter().take(STARTS).map(|m| (m.1, false)).collect();
+    // The optimum may sit on a bound of eps: seed each face with its own best profile point.
+    starts.extend(faces.into_iter().flatten().map(|f| (f.1, true)));
+    // Small problems are cheap to polish, and few points make the Huber landscape rugged: spend a
+    // fixed budget of point-iterations on further evenly spaced profile points.
+    let extra = (EXTRA_START_BUDGET / search.y.len()).min(prof.len());
+    if extra > 0 {
+        let stride = prof.len() as f64 / extra as f64;
+        starts.extend((0..extra).map(|i| (prof[(i as f64 * stride) as usize].1, false)));
+    }
     let screen = SCREEN_ITERATIONS.min(config.max_iter);
-    let mut screened: Vec<([f64; 3], f64, usize, bool)> = profile(search, limits, config)
+    let mut screened: Vec<([f64; 3], f64, usize, bool)> = starts
         .into_iter()
         .map(|(start, face)| {
             let (t, f, it) = polish(search, limits, delta, start, screen);
@@ -685,7 +754,7 @@ pub(crate) fn solve(curve: &Curve, limits: &Limits, config: &FitConfig) -> ([f64
         .filter(|c| c.1.is_finite())
         .collect();
     screened.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let mut kept: Vec<([f64; 3], f64, usize)> = Vec::with_capacity(KEPT_AFTER_SCREEN + 2);
+    let mut kept: Vec<([f64; 3], f64, usize)> = Vec::with_capacity(5);
     let mut others = 0;
     for (t, f, it, face) in screened {
         if !face && others == KEPT_AFTER_SCREEN {
@@ -696,8 +765,6 @@ pub(crate) fn solve(curve: &Curve, limits: &Limits, config: &FitConfig) -> ([f64
             kept.push((t, f, it));
         }
     }
-    // Then a second short stage; only the near-ties of its best go on to convergence (a polish
-    // that stops before its budget has converged).
     let second = SECOND_STAGE_ITERATIONS.min(config.max_iter);
     let mut staged: Vec<([f64; 3], f64, usize, bool)> = kept
         .into_iter()
