@@ -20,17 +20,17 @@ ratio near 1 is linear in K)::
 
 ``--per-k`` measures the preset exactly as shipped (``policies/ado.yaml``, no overrides; its first
 refit is at t = 2000) at ``--batch`` rows a step (512 here) for K = 10, 100, 1,000, 10,000
-(``--ks``): it feeds steps 0..2000 (the refit at 2000 included), then times ``--samples``
-updates that do not refit. Per K it prints the median (and mean) update in µs, the median for
-the ``natural`` policy on the same statistics (the baseline: the policy contract's own cost)
-and their ratio,
-the Rust estimator's ``update`` alone, and the state: ``json.dumps(policy.state_dict())`` bytes
-per domain after the 2001 steps, the estimator's part of it (the arrays that grow with steps),
-that part's bound at any step (``PowerLawEstimator.state_bytes_bound``, every domain holding
-``cap`` = ``max_points`` after ``point_budget`` fit points), and the seconds to save
-(``state_dict`` + ``json.dumps``) and to load (``json.loads`` + ``load_state_dict``) it. Each K
-also checks that a policy resumed from the state gives bitwise the same weights for the next
-steps::
+(``--ks``): it feeds steps 0..2000 (the refit at 2000 included), then times ``--samples`` updates
+that do not refit. Per K it prints the median, mean and p95 update (wall time) and its mean CPU
+time (``cpu us``: this thread's, without the waits for a core on a shared machine) in µs, the
+median for the ``natural`` policy on the same statistics (the baseline: the policy contract's own
+cost) and their ratio, the Rust estimator's ``update`` alone, and the state:
+``json.dumps(policy.state_dict())`` bytes per domain after the 2001 steps, the estimator's part of
+it (the arrays that grow with steps), that part's bound at any step
+(``PowerLawEstimator.state_bytes_bound``, every domain holding ``cap`` = ``max_points`` after
+``point_budget`` fit points), and the seconds to save (``state_dict`` + ``json.dumps``) and to load
+(``json.loads`` + ``load_state_dict``) it. Each K also checks that a policy resumed from the state
+gives bitwise the same weights for the next steps::
 
     python benchmarks/policy_overhead.py --per-k --batch 512     # ~1-3 min on 2 cores
 """
@@ -118,15 +118,23 @@ def _stream(
     return mu, stats
 
 
-def _update_us(policy: Policy, batch: list[StepStats]) -> tuple[float, float]:
-    """Median and mean of ``policy.update`` over ``batch``, in µs (the mean counts the steps that
-    smooth every domain's newest fit point, one in ``subsample``)."""
-    times = []
+def _update_us(policy: Policy, batch: list[StepStats]) -> tuple[float, float, float, float]:
+    """Median, mean and p95 of ``policy.update``'s wall time over ``batch``, and the mean of its
+    CPU time (this thread's: on a shared machine the wall time also counts the waits for a
+    core), in µs. The mean and p95 count the steps that smooth every domain's newest fit point,
+    one in ``subsample``."""
+    times, cpu = [], 0
     for s in batch:
-        begin = time.perf_counter_ns()
+        begin, begin_cpu = time.perf_counter_ns(), time.thread_time_ns()
         policy.update(s)
         times.append(time.perf_counter_ns() - begin)
-    return float(np.median(times)) / 1e3, float(np.mean(times)) / 1e3
+        cpu += time.thread_time_ns() - begin_cpu
+    return (
+        float(np.median(times)) / 1e3,
+        float(np.mean(times)) / 1e3,
+        float(np.percentile(times, 95)) / 1e3,
+        cpu / len(batch) / 1e3,
+    )
 
 
 def per_k(ks: list[int], batch: int, samples: int, seed: int) -> None:
@@ -138,9 +146,10 @@ def per_k(ks: list[int], batch: int, samples: int, seed: int) -> None:
         f"non-refit steps after t={first_fit}; state after {first_fit + 1} steps"
     )
     print(
-        f"{'K':>6} {'ado us':>8} {'mean us':>8} {'natural us':>10} {'x nat':>6} {'rust us':>8} "
-        f"{'us/dom':>7} {'state B/dom':>11} {'est B/dom':>9} {'bound':>9} {'cap':>6} "
-        f"{'save s':>7} {'load s':>7} {'resume':>7}"
+        f"{'K':>6} {'ado us':>8} {'mean us':>8} {'p95 us':>8} {'cpu us':>8} {'natural us':>10} "
+        f"{'x nat':>6} "
+        f"{'rust us':>8} {'us/dom':>7} {'state B/dom':>11} {'est B/dom':>9} {'bound':>9} "
+        f"{'cap':>6} {'save s':>7} {'load s':>7} {'resume':>7}"
     )
     for k in ks:
         names = [f"domain-{i:06d}" for i in range(k)]
@@ -160,7 +169,7 @@ def per_k(ks: list[int], batch: int, samples: int, seed: int) -> None:
         resumed.load_state_dict(json.loads(text))
         load = time.perf_counter() - begin
         timed = [stats(t) for t in range(first_fit + 1, first_fit + 1 + samples)]
-        ado_us, ado_mean = _update_us(policy, timed)
+        ado_us, ado_mean, ado_p95, ado_cpu = _update_us(policy, timed)
         natural_us = _update_us(natural, timed)[0]
         for s in timed:
             resumed.update(s)
@@ -178,7 +187,8 @@ def per_k(ks: list[int], batch: int, samples: int, seed: int) -> None:
         bound = (policy.estimator._est.state_bytes_bound() or float("nan")) / k
         cap = policy.estimator._est.config.max_points
         print(
-            f"{k:>6} {ado_us:>8.1f} {ado_mean:>8.1f} {natural_us:>10.1f} "
+            f"{k:>6} {ado_us:>8.1f} {ado_mean:>8.1f} {ado_p95:>8.1f} {ado_cpu:>8.1f} "
+            f"{natural_us:>10.1f} "
             f"{ado_us / natural_us:>6.1f} {rust_us:>8.1f} {ado_us / k:>7.3f} "
             f"{len(text) / k:>11.0f} {est_bytes:>9.0f} {bound:>9.0f} {cap!s:>6} "
             f"{save:>7.2f} {load:>7.2f} {'bitwise' if resumed_ok else 'DIFFERS':>7}",
@@ -224,7 +234,7 @@ def main() -> None:
         f"{args.samples or 2000} non-refit steps"
     )
     print(
-        f"{'t':>9} {'median us':>10} {'mean us':>8} {'rust est. us':>13} {'RSS MiB':>8} "
+        f"{'t':>9} {'median us':>10} {'p90 us':>8} {'rust est. us':>13} {'RSS MiB':>8} "
         f"{'fit pts':>8} {'last fit ms':>12}"
     )
     t = 0

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from ado.data import Manifest
 from ado.integrations.hf import AdoTrainer
-from ado.torch import HeldOut, TrainConfig, build_policy
+from ado.torch import HeldOut, TrainConfig
 from torch import nn
 from train_gpt import parse_config, run_main, run_summary
 from transformers import GPT2Config, GPT2LMHeadModel, TrainerCallback, TrainingArguments
@@ -98,9 +98,7 @@ def build(cfg: TrainConfig, output_dir: str) -> AdoTrainer:
         torch.use_deterministic_algorithms(True)
     args = training_arguments(cfg, output_dir)
     manifest = Manifest.load(cfg.manifest)
-    policy = build_policy(
-        manifest, cfg.policy, prior=cfg.prior, overrides=cfg.overrides, field=cfg.field
-    )
+    policy = cfg.make_policy(manifest)
     torch.manual_seed(cfg.seed)
     model = GPT2LMHeadModel(
         GPT2Config(

@@ -198,3 +198,23 @@ def test_ado_with_transfer_lowers_the_target_loss_below_natural_on_five_seeds() 
         base = simulate(natural, spec, 3000, seed=seed).final_loss[c]
         with_transfer = simulate(transfer_ado(spec), spec, 3000, seed=seed).final_loss[c]
         assert with_transfer < base - 0.005, (seed, with_transfer, base)
+
+
+@pytest.mark.parametrize("bad", [True, 2.0, "3", -1, 0])
+def test_every_estimator_checks_num_domains_alike(bad: object) -> None:
+    """The transfer, held-out-target and power-law estimators share one check of
+    ``num_domains`` (the power law's allows 0)."""
+    from ado.errors import InvalidInputError
+    from ado.estimators import HeldOutTargetEstimator, PowerLawEstimator
+
+    for build, minimum in (
+        (TransferEstimator, 1),
+        (HeldOutTargetEstimator, 1),
+        (PowerLawEstimator, 0),
+    ):
+        if bad == 0 and minimum == 0:
+            continue  # an empty power-law estimator is allowed
+        with pytest.raises(InvalidInputError, match=f"num_domains must be an integer >= {minimum}"):
+            build(bad)
+    assert TransferEstimator(2).num_domains == 2
+    assert HeldOutTargetEstimator(2).num_domains == 2

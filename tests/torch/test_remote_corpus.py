@@ -97,6 +97,23 @@ def test_held_out_sets_read_through_the_training_loaders_cache(
     assert not list((tmp_path / "node").rglob("*.tar"))  # ADO_CACHE_DIR, the default
 
 
+def test_natural_prior_reads_through_the_run_loaders_cache(served: Any, tmp_path: Path) -> None:
+    """``build_policy`` (as ``train()`` calls it, with ``cfg.loader``) computes the natural prior
+    from the remote shards' indexes through the run's node cache (``cache_dir``), not the
+    default one."""
+    from ado.data import LoaderConfig
+    from ado.torch import build_policy
+
+    manifest, http = served
+    mine = tmp_path / "mine"
+    loader = LoaderConfig(batch_size=1, cache_dir=str(mine))
+    policy = build_policy(Manifest.load(http.url("manifest.yaml")), "natural", loader=loader)
+    assert [p for p in mine.rglob("*") if p.is_file()]  # the indexes came through my cache
+    assert not (tmp_path / "node" / "remote").exists()  # ADO_CACHE_DIR, the default
+    totals = natural_prior(Manifest.load(manifest))
+    assert policy.prior.tolist() == pytest.approx([t / sum(totals) for t in totals], rel=1e-12)
+
+
 def test_train_from_a_manifest_in_s3_equals_local(
     make_corpus: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

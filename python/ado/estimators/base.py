@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from ado.errors import InvalidInputError
 from ado.stats import F64, StepStats
 
 __all__ = ["Estimator", "EstimatorConfigBase"]
@@ -52,3 +53,13 @@ class EstimatorConfigBase(BaseModel):
     def build(self, domains: list[str]) -> Estimator:
         """Construct the estimator for ``domains``."""
         raise NotImplementedError
+
+
+def checked_num_domains(num_domains: object, minimum: int = 1) -> int:
+    """``num_domains`` if it is an integer (not a bool) >= ``minimum``; else
+    ``InvalidInputError`` naming it (the estimators' constructors share this check)."""
+    if isinstance(num_domains, bool) or not isinstance(num_domains, int) or num_domains < minimum:
+        raise InvalidInputError(
+            f"num_domains must be an integer >= {minimum}, got {num_domains!r}"
+        )
+    return num_domains

@@ -33,6 +33,7 @@ from pydantic import (
 from ado import _core
 from ado._state import Count, StateModel, decode_array, encode_array, parse_state
 from ado.errors import InvalidInputError, StateError
+from ado.estimators.base import checked_num_domains
 
 __all__ = [
     "FitConfig",
@@ -267,8 +268,7 @@ class PowerLawEstimator:
         config: PowerLawEstimatorConfig | None = None,
         **fields: Any,
     ) -> None:
-        if isinstance(num_domains, bool) or not isinstance(num_domains, int) or num_domains < 0:
-            raise InvalidInputError(f"num_domains must be an integer >= 0, got {num_domains!r}")
+        checked_num_domains(num_domains, minimum=0)
         self.config = config = config_or_fields(PowerLawEstimatorConfig, config, fields)
         self._inner = _core.PowerLawEstimator(num_domains, config.model_dump_json())
 

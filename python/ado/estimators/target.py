@@ -44,7 +44,7 @@ from pydantic import AfterValidator, Field
 
 from ado._state import Count, FiniteFloat, StateModel, Step, parse_state
 from ado.errors import InvalidInputError
-from ado.estimators.base import EstimatorConfigBase
+from ado.estimators.base import EstimatorConfigBase, checked_num_domains
 from ado.estimators.transfer import _explored_domain, _Matrix, _ridge_nnls, _Vec, _vector
 from ado.stats import F64, StepStats
 
@@ -88,8 +88,7 @@ class HeldOutTargetEstimator:
     """
 
     def __init__(self, num_domains: int, config: HeldOutTargetConfig | None = None) -> None:
-        if isinstance(num_domains, bool) or not isinstance(num_domains, int) or num_domains < 1:
-            raise InvalidInputError(f"num_domains must be an integer >= 1, got {num_domains!r}")
+        checked_num_domains(num_domains)
         self.config = config or HeldOutTargetConfig()
         k = self._k = num_domains
         self._gram = np.zeros((k, k))  # sum of dx dx^T, decayed

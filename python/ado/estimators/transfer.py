@@ -52,7 +52,7 @@ from pydantic import AfterValidator, Field, ValidationInfo
 from ado._deps import require
 from ado._state import Count, FiniteFloat, StateModel, Step, parse_state
 from ado.errors import InvalidInputError
-from ado.estimators.base import EstimatorConfigBase
+from ado.estimators.base import EstimatorConfigBase, checked_num_domains
 from ado.stats import F64, StepStats
 
 __all__ = ["TransferConfig", "TransferEstimator"]
@@ -94,8 +94,7 @@ class TransferEstimator:
     """
 
     def __init__(self, num_domains: int, config: TransferConfig | None = None) -> None:
-        if isinstance(num_domains, bool) or not isinstance(num_domains, int) or num_domains < 1:
-            raise InvalidInputError(f"num_domains must be an integer >= 1, got {num_domains!r}")
+        checked_num_domains(num_domains)
         self.config = cfg = config or TransferConfig()
         k = num_domains
         self._k = k

@@ -154,6 +154,7 @@ class MixtureDataModule(L.LightningDataModule):
             prior=self.prior,
             overrides=self.overrides,
             field=self.pack.field,
+            loader=self.loader_config,
         )
 
     def setup(self, stage: str) -> None:

@@ -225,6 +225,18 @@ class TrainConfig(BaseModel):
         """The loader's packing configuration."""
         return _pack_of(self.__dict__)
 
+    def make_policy(self, manifest: Manifest) -> Policy:
+        """The run's policy over ``manifest`` (:func:`build_policy` with this config's policy,
+        prior, overrides, token field and loader options)."""
+        return build_policy(
+            manifest,
+            self.policy,
+            prior=self.prior,
+            overrides=self.overrides,
+            field=self.field,
+            loader=self.loader,
+        )
+
 
 #: The fields of :class:`TrainConfig` that make the loader's :class:`~ado.data.PackConfig`.
 _PACK_FIELDS = ("seq_len", "eos_id", "field", "vocab_size")
@@ -278,16 +290,27 @@ class TrainResult:
         return self.target_token_fraction / 3.0
 
 
-def natural_prior(manifest: Manifest, field: str = "u16") -> list[float]:
+def natural_prior(
+    manifest: Manifest, field: str = "u16", *, loader: LoaderConfig | None = None
+) -> list[float]:
     """The natural mixture: the manifest's weights if it has them, else each domain's share of
-    tokens (raw ``u16``/``u32`` fields, from the shard index), else of samples."""
+    tokens (raw ``u16``/``u32`` fields, from the shard index), else of samples. Remote shards
+    are indexed as ``loader`` (the run's loader options: its node cache, remote settings and
+    credentials; default: the default options) reads them."""
     prior = manifest.prior_weights()
     if prior is not None:
         return prior
     ext = field.rsplit(".", 1)[-1]
     totals = []
+    opts = loader if loader is not None else LoaderConfig(batch_size=1)
+    summaries = shard_summaries(
+        manifest,
+        storage_options=opts.storage_options,
+        cache_dir=opts.remote_cache_dir,
+        remote=opts.remote,
+    )
     # local shards and remote ones alike (these through the node cache: sidecars or one download)
-    for infos in shard_summaries(manifest).values():
+    for infos in summaries.values():
         tokens = [i.get("tokens", {}).get(ext) for i in infos]
         if all(t is not None for t in tokens):
             totals.append(float(sum(tokens)))
@@ -493,6 +516,7 @@ def build_policy(
     prior: Sequence[float] | None = None,
     overrides: Mapping[str, Any] | None = None,
     field: str = "u16",
+    loader: LoaderConfig | None = None,
 ) -> Policy:
     """The policy of a run over ``manifest``'s domains.
 
@@ -504,6 +528,8 @@ def build_policy(
         prior: the prior weights; default (with a policy) :func:`natural_prior`.
         overrides: policy-config field overrides.
         field: the token field (for :func:`natural_prior`).
+        loader: the run's loader options, which :func:`natural_prior` reads remote shards'
+            indexes with (node cache, remote settings, credentials).
 
     Raises:
         ConfigError: unknown preset, bad policy file or override.
@@ -512,7 +538,7 @@ def build_policy(
         mu = prior if prior is not None else manifest.prior_weights()
         static = {"kind": "static", "weights": "natural"}
         return load_policy(static, domains=manifest.names, prior=mu)
-    mu = prior if prior is not None else natural_prior(manifest, field)
+    mu = prior if prior is not None else natural_prior(manifest, field, loader=loader)
     source = policy if isinstance(policy, Mapping) else os.fspath(policy)
     return load_policy(source, domains=manifest.names, prior=mu, overrides=overrides)
 
@@ -625,9 +651,7 @@ def setup(cfg: TrainConfig) -> _Run:
     rank, world, device = _distributed_setup(cfg.device)
     torch.manual_seed(cfg.seed)
     manifest = Manifest.load(cfg.manifest)
-    policy = build_policy(
-        manifest, cfg.policy, prior=cfg.prior, overrides=cfg.overrides, field=cfg.field
-    )
+    policy = cfg.make_policy(manifest)
     loader = cfg.loader.for_rank(rank, world).build(manifest)
     mixer = DataMixer(
         loader,

@@ -129,7 +129,7 @@ impl EstimatorConfig {
     }
 }
 
-/// One raw observation in the smoothing ring.
+/// One raw observation of a domain's smoothing ring, in the per-domain form of a state.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
 struct Obs {
     loss: f64,
@@ -138,69 +138,11 @@ struct Obs {
     ordinal: Option<u64>,
 }
 
-/// The smoothing ring of one domain, stored by column: the losses contiguous (the smoother reads
-/// only them, a quarter of an [`Obs`]), the x-values and ordinals beside. Serialised as the list
-/// of [`Obs`] it holds (the earlier JSON form).
-#[derive(Clone, Debug, Default)]
-struct Ring {
-    loss: VecDeque<f64>,
-    rest: VecDeque<(f64, Option<u64>)>,
-}
-
-impl Ring {
-    fn len(&self) -> usize {
-        self.loss.len()
-    }
-
-    fn push_back(&mut self, o: Obs) {
-        self.loss.push_back(o.loss);
-        self.rest.push_back((o.n, o.ordinal));
-    }
-
-    fn pop_front(&mut self) {
-        self.loss.pop_front();
-        self.rest.pop_front();
-    }
-
-    fn get(&self, i: usize) -> Obs {
-        let (n, ordinal) = self.rest[i];
-        Obs {
-            loss: self.loss[i],
-            n,
-            ordinal,
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = Obs> + '_ {
-        (0..self.len()).map(|i| self.get(i))
-    }
-
-    #[cfg(test)]
-    fn clear(&mut self) {
-        self.loss.clear();
-        self.rest.clear();
-    }
-}
-
-impl Serialize for Ring {
-    fn serialize<S: serde::Serializer>(&self, ser: S) -> std::result::Result<S::Ok, S::Error> {
-        ser.collect_seq(self.iter())
-    }
-}
-
-impl<'de> Deserialize<'de> for Ring {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> std::result::Result<Self, D::Error> {
-        let mut ring = Ring::default();
-        for o in Vec::<Obs>::deserialize(de)? {
-            ring.push_back(o);
-        }
-        Ok(ring)
-    }
-}
-
+/// One domain's series in the per-domain form: how a state is checked (and the earlier JSON
+/// form of a state), not how the estimator stores it (see [`PowerLawEstimator`]).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Series {
-    raw: Ring,
+    raw: Vec<Obs>,
     count: u64,
     ordinals: u64,
     stride: u64,
@@ -209,11 +151,14 @@ struct Series {
     points_y: VecDeque<f64>,
 }
 
-impl Series {
-    /// Whether the observation `obs` becomes a fit point (past `ignore_steps`, on the stride).
-    fn is_point(&self, obs: &Obs) -> bool {
-        matches!(obs.ordinal, Some(ord) if ord % self.stride == 0)
-    }
+/// The whole state of a [`PowerLawEstimator`] one domain at a time: its JSON form (the
+/// earlier form of a checkpoint, still read), from [`PowerLawEstimator::state`], restored by
+/// [`PowerLawEstimator::restore`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EstimatorState {
+    config: EstimatorConfig,
+    series: Vec<Series>,
+    last_step: Option<u64>,
 }
 
 /// The state of a [`PowerLawEstimator`] as flat columns: per-domain scalars (one entry per
@@ -245,13 +190,29 @@ pub struct StateColumns {
 }
 
 /// The online estimator. See the module docs.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+///
+/// Stored by column: the per-domain counters in one vector each, and the raw rings of all
+/// domains in one `window x K` matrix per quantity, slot-major (observation `q` of domain `d`
+/// at `[(q % window) * K + d]`; a domain's ring is its last `min(count, window)` observations).
+/// A step writes one row (all domains observe every step in carry mode, so their rings move in
+/// lockstep), and the step that smooths every domain's newest fit point reads the matrix
+/// row by row, one pass over memory.
+#[derive(Clone, Debug)]
 pub struct PowerLawEstimator {
     config: EstimatorConfig,
-    series: Vec<Series>,
+    sg: SavGol,
     last_step: Option<u64>,
-    #[serde(skip)]
-    sg: Option<SavGol>,
+    count: Vec<u64>,
+    ordinals: Vec<u64>,
+    stride: Vec<u64>,
+    /// NaN: never observed.
+    last: Vec<f64>,
+    /// Rows of the ring matrices allocated so far (up to `window`, as observations arrive).
+    rows: usize,
+    raw_loss: Vec<f64>,
+    raw_n: Vec<f64>,
+    points_n: Vec<VecDeque<f64>>,
+    points_y: Vec<VecDeque<f64>>,
 }
 
 impl PowerLawEstimator {
@@ -263,21 +224,21 @@ impl PowerLawEstimator {
                 "num_domains must be in [1, {MAX_DOMAINS}], got {num_domains}"
             )));
         }
-        let series = (0..num_domains)
-            .map(|_| Series {
-                stride: config.subsample,
-                ..Series::default()
-            })
-            .collect();
-        let sg = Some(SavGol::new(
-            config.window,
-            config.order.min(config.window - 1),
-        )?);
+        let sg = SavGol::new(config.window, config.order.min(config.window - 1))?;
+        let k = num_domains;
         Ok(PowerLawEstimator {
+            stride: vec![config.subsample; k],
             config,
-            series,
-            last_step: None,
             sg,
+            last_step: None,
+            count: vec![0; k],
+            ordinals: vec![0; k],
+            last: vec![f64::NAN; k],
+            rows: 0,
+            raw_loss: Vec::new(),
+            raw_n: Vec::new(),
+            points_n: vec![VecDeque::new(); k],
+            points_y: vec![VecDeque::new(); k],
         })
     }
 
@@ -288,12 +249,34 @@ impl PowerLawEstimator {
 
     /// Number of domains.
     pub fn num_domains(&self) -> usize {
-        self.series.len()
+        self.count.len()
     }
 
     /// The last step ingested.
     pub fn last_step(&self) -> Option<u64> {
         self.last_step
+    }
+
+    /// Index of observation `q` of domain `d` in the ring matrices.
+    fn at(&self, d: usize, q: u64) -> usize {
+        (q % self.config.window as u64) as usize * self.count.len() + d
+    }
+
+    /// Domain `d`'s raw ring: the index of its oldest observation and its losses, oldest first.
+    fn ring(&self, d: usize) -> (u64, Vec<f64>) {
+        let c = self.count[d];
+        let first = c - c.min(self.config.window as u64);
+        (
+            first,
+            (first..c).map(|q| self.raw_loss[self.at(d, q)]).collect(),
+        )
+    }
+
+    /// Whether observation `q` of domain `d` is a fit point (past `ignore_steps`, on the
+    /// stride). The observations at steps >= `ignore_steps` are the last `ordinals`.
+    fn is_point(&self, d: usize, q: u64) -> bool {
+        let first = self.count[d] - self.ordinals[d];
+        q >= first && (q - first) % self.stride[d] == 0
     }
 
     /// Ingest one step. `losses[k]` is domain `k`'s mean loss (NaN: absent), `n[k]` its x-axis value,
@@ -305,7 +288,7 @@ impl PowerLawEstimator {
         n: &[f64],
         fill: Option<f64>,
     ) -> Result<()> {
-        let k = self.series.len();
+        let k = self.count.len();
         if losses.len() != k || n.len() != k {
             return Err(Error::invalid(format!(
                 "expected {k} losses and {k} x-values, got {} and {}",
@@ -327,7 +310,7 @@ impl PowerLawEstimator {
                 )));
             }
         }
-        // Validate everything before mutating anything.
+        // Validate everything before mutating anything; NaN: nothing to record (skip mode).
         let mut values = Vec::with_capacity(k);
         for d in 0..k {
             let (l, x) = (losses[d], n[d]);
@@ -338,19 +321,20 @@ impl PowerLawEstimator {
             }
             let v = if l.is_nan() {
                 match self.config.missing {
-                    Missing::Skip => None,
-                    Missing::Carry => match self.series[d].last.or(fill) {
-                        Some(v) => Some(v),
-                        None => {
+                    Missing::Skip => f64::NAN,
+                    Missing::Carry => match (self.last[d], fill) {
+                        (last, _) if !last.is_nan() => last,
+                        (_, Some(v)) => v,
+                        _ => {
                             return Err(Error::invalid(format!(
-                            "domain {d} is absent at step {step} and has no earlier loss to carry \
-                                 forward; pass a fill value"
-                        )))
+                                "domain {d} is absent at step {step} and has no earlier loss to \
+                                 carry forward; pass a fill value"
+                            )))
                         }
                     },
                 }
             } else if l.is_finite() && l > 0.0 {
-                Some(l)
+                l
             } else {
                 return Err(Error::invalid(format!(
                     "domain {d}: loss = {l}; must be finite and > 0 (NaN marks an absent domain)"
@@ -359,113 +343,155 @@ impl PowerLawEstimator {
             values.push(v);
         }
         self.last_step = Some(step);
-        let past_ignore = step >= self.config.ignore_steps;
-        let mut due = Vec::new();
-        for (d, v) in values.into_iter().enumerate() {
-            if let Some(loss) = v {
-                if self.push(d, loss, n[d], past_ignore) {
-                    due.push(d);
-                }
+        let w = self.config.window;
+        if self.rows < w {
+            let most = self.count.iter().copied().max().unwrap_or(0);
+            let rows = (most as usize).saturating_add(1).min(w);
+            if rows > self.rows {
+                self.raw_loss.resize(rows * k, 0.0);
+                self.raw_n.resize(rows * k, 0.0);
+                self.rows = rows;
             }
         }
+        let past_ignore = step >= self.config.ignore_steps;
+        let due = match self.count.first() {
+            Some(&c0)
+                if c0 >= w as u64
+                    && self.count.iter().all(|&c| c == c0)
+                    && values.iter().all(|v| !v.is_nan()) =>
+            {
+                self.push_row(c0, &values, n, past_ignore)
+            }
+            _ => {
+                let mut due = Vec::new();
+                for (d, &v) in values.iter().enumerate() {
+                    if !v.is_nan() && self.push(d, v, n[d], past_ignore) {
+                        due.push(d);
+                    }
+                }
+                due
+            }
+        };
         self.smooth_middle(&due);
         Ok(())
     }
 
-    /// Keep the middle row of each domain in `due` (a full ring whose middle observation is a fit
-    /// point), smoothed. Four domains' sums run interleaved (each in its own order, so bitwise
-    /// the same as one at a time), which hides the latency of the long chains of additions.
-    fn smooth_middle(&mut self, due: &[usize]) {
-        if due.is_empty() {
-            return;
+    /// [`PowerLawEstimator::push`] for every domain at once, when all of them observe and their
+    /// full rings are in lockstep (`c0` observations each, the steady state of carry mode): one
+    /// row of the matrices is written. Returns the domains whose middle row is due.
+    fn push_row(&mut self, c0: u64, values: &[f64], n: &[f64], past_ignore: bool) -> Vec<usize> {
+        let k = self.count.len();
+        let at = self.at(0, c0);
+        self.raw_loss[at..at + k].copy_from_slice(values);
+        self.raw_n[at..at + k].copy_from_slice(n);
+        self.last.copy_from_slice(values);
+        for c in &mut self.count {
+            *c += 1;
         }
-        let h = self.config.window / 2;
-        self.sg();
-        let Self {
-            sg, series, config, ..
-        } = self;
-        let Some(sg) = sg.as_ref() else { return };
-        let coef = sg.row(h);
-        for group in due.chunks(4) {
-            let mut acc = [0.0f64; 4];
-            let mut rings: [_; 4] =
-                std::array::from_fn(|i| group.get(i).map(|&d| series[d].raw.loss.iter()));
-            for &c in coef {
-                for (a, ring) in acc.iter_mut().zip(rings.iter_mut()) {
-                    if let Some(v) = ring.as_mut().and_then(Iterator::next) {
-                        *a += c * v;
-                    }
-                }
-            }
-            for (&d, &smoothed) in group.iter().zip(&acc) {
-                let s = &mut series[d];
-                let obs = s.raw.get(h);
-                Self::keep(config, s, obs, smoothed);
+        if past_ignore {
+            for o in &mut self.ordinals {
+                *o += 1;
             }
         }
-    }
-
-    fn sg(&mut self) -> &SavGol {
-        let (w, o) = (
-            self.config.window,
-            self.config.order.min(self.config.window - 1),
-        );
-        self.sg.get_or_insert_with(|| {
-            // Validated at construction; a window of 1 with order 0 cannot fail.
-            SavGol::new(w, o).unwrap_or_else(|_| SavGol::new(1, 0).expect("1-point window"))
-        })
+        // the middle observation; every stride is a multiple of `subsample`, so when all the
+        // domains give it the same ordinal, one test of it rules them all out 9 times in 10
+        let middle = c0 - self.config.window as u64 / 2;
+        let o0 = self.ordinals[0];
+        if self.ordinals.iter().all(|&o| o == o0) {
+            let first = c0 + 1 - o0;
+            if middle < first || (middle - first) % self.config.subsample != 0 {
+                return Vec::new();
+            }
+        }
+        (0..k).filter(|&d| self.is_point(d, middle)).collect()
     }
 
     /// Append an observation to domain `d`'s ring; smooth and keep what became final, except the
     /// steady state's middle row: returns whether that one is due (see `smooth_middle`).
     fn push(&mut self, d: usize, loss: f64, n: f64, past_ignore: bool) -> bool {
-        let w = self.config.window;
+        let w = self.config.window as u64;
         let h = w / 2;
-        let s = &mut self.series[d];
-        let ordinal = past_ignore.then(|| {
-            s.ordinals += 1;
-            s.ordinals - 1
-        });
-        s.last = Some(loss);
-        s.raw.push_back(Obs { loss, n, ordinal });
-        if s.raw.len() > w {
-            s.raw.pop_front();
+        let q = self.count[d];
+        let at = self.at(d, q);
+        self.raw_loss[at] = loss;
+        self.raw_n[at] = n;
+        if past_ignore {
+            self.ordinals[d] += 1;
         }
-        s.count += 1;
+        self.last[d] = loss;
+        let c = q + 1;
+        self.count[d] = c;
         // the rows whose smoothed value became final with this observation; only a fit point is
         // smoothed (1 in `stride` observations: the hot path's cost)
-        if s.count > w as u64 {
-            return s.is_point(&s.raw.get(h));
+        if c > w {
+            return self.is_point(d, c - 1 - h);
         }
-        if s.count < w as u64 {
+        if c < w {
             return false;
         }
-        self.sg();
-        let Self {
-            sg, series, config, ..
-        } = self;
-        let Some(sg) = sg.as_ref() else { return false };
-        let s = &mut series[d];
+        let (_, ring) = self.ring(d);
         for r in 0..=h {
-            let obs = s.raw.get(r);
-            if s.is_point(&obs) {
-                let smoothed = sg.apply(r, s.raw.loss.iter().copied());
-                Self::keep(config, s, obs, smoothed);
+            if self.is_point(d, r) {
+                let smoothed = self.sg.apply(r as usize, ring.iter().copied());
+                self.keep(d, self.raw_n[self.at(d, r)], smoothed);
             }
         }
         false
     }
 
-    /// Append a fit point (`obs` is one, [`Series::is_point`]), thinning a full buffer.
-    fn keep(config: &EstimatorConfig, s: &mut Series, obs: Obs, smoothed: f64) {
-        s.points_n.push_back(obs.n);
-        s.points_y.push_back(smoothed);
-        if let Some(cap) = config.max_points {
-            if s.points_n.len() > cap {
-                match config.overflow {
+    /// Keep the middle row of each domain in `due` (a full ring whose middle observation is a fit
+    /// point), smoothed. Domains whose rings are in the same phase (all of them in carry mode)
+    /// are summed row by row over the ring matrix, each domain's sum in its own order (so bitwise
+    /// `SavGol::apply` over its ring).
+    fn smooth_middle(&mut self, due: &[usize]) {
+        let Some(&first) = due.first() else { return };
+        let (k, w) = (self.count.len(), self.config.window);
+        let h = w / 2;
+        let coef = self.sg.row(h);
+        let phase = |d: usize| (self.count[d] % w as u64) as usize; // the slot of the oldest
+        let s0 = phase(first);
+        let mut acc = vec![0.0f64; due.len()];
+        if due.iter().all(|&d| phase(d) == s0) {
+            let all = due.len() == k; // then due is 0..k
+            for (j, &c) in coef.iter().enumerate() {
+                let slot = if s0 + j >= w { s0 + j - w } else { s0 + j };
+                let row = &self.raw_loss[slot * k..(slot + 1) * k];
+                if all {
+                    for (a, &v) in acc.iter_mut().zip(row) {
+                        *a += c * v;
+                    }
+                } else {
+                    for (a, &d) in acc.iter_mut().zip(due) {
+                        *a += c * row[d];
+                    }
+                }
+            }
+        } else {
+            for (a, &d) in acc.iter_mut().zip(due) {
+                let s = phase(d);
+                for (j, &c) in coef.iter().enumerate() {
+                    let slot = if s + j >= w { s + j - w } else { s + j };
+                    *a += c * self.raw_loss[slot * k + d];
+                }
+            }
+        }
+        for (&d, &smoothed) in due.iter().zip(&acc) {
+            let middle = self.count[d] - 1 - h as u64;
+            self.keep(d, self.raw_n[self.at(d, middle)], smoothed);
+        }
+    }
+
+    /// Append a fit point of domain `d`, thinning a full buffer.
+    fn keep(&mut self, d: usize, n: f64, smoothed: f64) {
+        let (pn, py) = (&mut self.points_n[d], &mut self.points_y[d]);
+        pn.push_back(n);
+        py.push_back(smoothed);
+        if let Some(cap) = self.config.max_points {
+            if pn.len() > cap {
+                match self.config.overflow {
                     Overflow::DropOldest => {
-                        s.points_n.pop_front();
-                        s.points_y.pop_front();
+                        pn.pop_front();
+                        py.pop_front();
                     }
                     Overflow::Thin => {
                         let keep_even = |q: &mut VecDeque<f64>| {
@@ -475,55 +501,62 @@ impl PowerLawEstimator {
                                 (i - 1) % 2 == 0
                             });
                         };
-                        keep_even(&mut s.points_n);
-                        keep_even(&mut s.points_y);
-                        s.stride = s.stride.saturating_mul(2);
+                        keep_even(pn);
+                        keep_even(py);
+                        self.stride[d] = self.stride[d].saturating_mul(2);
                     }
                 }
             }
         }
     }
 
+    /// The first row of domain `d`'s ring not yet kept as a point: the newest half window once
+    /// the ring is full (its older rows were kept), else all of it.
+    fn first_pending_row(&self, d: usize) -> u64 {
+        let w = self.config.window as u64;
+        if self.count[d] >= w {
+            w / 2 + 1
+        } else {
+            0
+        }
+    }
+
     /// Domain `d`'s current fit points `(n, smoothed loss)`, including the newest half window, which is
     /// smoothed now from the raw ring buffer.
     pub fn points(&self, d: usize) -> Result<(Vec<f64>, Vec<f64>)> {
-        let s = self.series.get(d).ok_or_else(|| {
-            Error::invalid(format!(
+        if d >= self.count.len() {
+            return Err(Error::invalid(format!(
                 "domain {d} out of range (have {})",
-                self.series.len()
-            ))
-        })?;
-        let mut xs: Vec<f64> = s.points_n.iter().copied().collect();
-        let mut ys: Vec<f64> = s.points_y.iter().copied().collect();
+                self.count.len()
+            )));
+        }
+        let mut xs: Vec<f64> = self.points_n[d].iter().copied().collect();
+        let mut ys: Vec<f64> = self.points_y[d].iter().copied().collect();
         let w = self.config.window;
         let order = self.config.order;
-        let m = s.raw.len();
+        let (first, ring) = self.ring(d);
+        let m = ring.len();
         let owned;
-        let (sg, first_row) = match &self.sg {
-            Some(sg) if s.count >= w as u64 => (sg, w / 2 + 1),
-            _ => {
-                owned = if s.count >= w as u64 {
-                    SavGol::new(w, order.min(w - 1))?
-                } else if m > order + 1 {
-                    SavGol::new(m, order)?
-                } else {
-                    SavGol::new(1, 0)?
-                };
-                let first_row = if s.count >= w as u64 { w / 2 + 1 } else { 0 };
-                (&owned, first_row)
-            }
+        let sg = if self.count[d] >= w as u64 {
+            &self.sg
+        } else {
+            owned = if m > order + 1 {
+                SavGol::new(m, order)?
+            } else {
+                SavGol::new(1, 0)?
+            };
+            &owned
         };
-        for r in first_row..m {
-            let obs = s.raw.get(r);
-            if !s.is_point(&obs) {
+        for r in self.first_pending_row(d)..m as u64 {
+            if !self.is_point(d, first + r) {
                 continue;
             }
             let y = if sg.window() == 1 {
-                obs.loss
+                ring[r as usize]
             } else {
-                sg.apply(r, s.raw.loss.iter().copied())
+                sg.apply(r as usize, ring.iter().copied())
             };
-            xs.push(obs.n);
+            xs.push(self.raw_n[self.at(d, first + r)]);
             ys.push(y);
         }
         Ok((xs, ys))
@@ -532,18 +565,14 @@ impl PowerLawEstimator {
     /// Number of fit points of each domain (what [`PowerLawEstimator::points`] would return,
     /// counted without smoothing anything).
     pub fn num_points(&self) -> Vec<usize> {
-        let w = self.config.window;
-        self.series
-            .iter()
-            .map(|s| {
-                let first_row = if s.count >= w as u64 { w / 2 + 1 } else { 0 };
-                let pending = s
-                    .raw
-                    .iter()
-                    .skip(first_row)
-                    .filter(|o| s.is_point(o))
+        let w = self.config.window as u64;
+        (0..self.count.len())
+            .map(|d| {
+                let first = self.count[d] - self.count[d].min(w);
+                let pending = (first + self.first_pending_row(d)..self.count[d])
+                    .filter(|&q| self.is_point(d, q))
                     .count();
-                s.points_n.len() + pending
+                self.points_n[d].len() + pending
             })
             .collect()
     }
@@ -563,7 +592,7 @@ impl PowerLawEstimator {
         config: &FitConfig,
         cancel: &AtomicBool,
     ) -> Result<Vec<FitResult>> {
-        let pts: Vec<(Vec<f64>, Vec<f64>)> = (0..self.series.len())
+        let pts: Vec<(Vec<f64>, Vec<f64>)> = (0..self.count.len())
             .map(|d| self.points(d))
             .collect::<Result<_>>()?;
         for (domain, (_, ys)) in pts.iter().enumerate() {
@@ -588,26 +617,25 @@ impl PowerLawEstimator {
     /// The state as flat columns ([`StateColumns`]): the compact, binary-friendly form of
     /// a checkpoint (restored exactly by [`PowerLawEstimator::restore_columns`]).
     pub fn to_columns(&self) -> StateColumns {
-        let k = self.series.len();
+        let k = self.count.len();
         let mut c = StateColumns {
             last_step: self.last_step,
-            count: Vec::with_capacity(k),
-            ordinals: Vec::with_capacity(k),
-            stride: Vec::with_capacity(k),
-            last: Vec::with_capacity(k),
-            points: Vec::with_capacity(k),
+            count: self.count.clone(),
+            ordinals: self.ordinals.clone(),
+            stride: self.stride.clone(),
+            last: self.last.clone(),
+            points: self.points_n.iter().map(|p| p.len() as u64).collect(),
             ..StateColumns::default()
         };
-        for s in &self.series {
-            c.count.push(s.count);
-            c.ordinals.push(s.ordinals);
-            c.stride.push(s.stride);
-            c.last.push(s.last.unwrap_or(f64::NAN));
-            c.points.push(s.points_n.len() as u64);
-            c.raw_loss.extend(s.raw.loss.iter());
-            c.raw_n.extend(s.raw.rest.iter().map(|r| r.0));
-            c.points_n.extend(s.points_n.iter());
-            c.points_y.extend(s.points_y.iter());
+        let w = self.config.window as u64;
+        for d in 0..k {
+            let cnt = self.count[d];
+            for q in cnt - cnt.min(w)..cnt {
+                c.raw_loss.push(self.raw_loss[self.at(d, q)]);
+                c.raw_n.push(self.raw_n[self.at(d, q)]);
+            }
+            c.points_n.extend(self.points_n[d].iter());
+            c.points_y.extend(self.points_y[d].iter());
         }
         c
     }
@@ -616,7 +644,7 @@ impl PowerLawEstimator {
     /// and number of domains. Every column and every domain's invariants are checked first; on an
     /// error ([`Error::State`], naming the column or the domain) nothing changes.
     pub fn restore_columns(&mut self, c: StateColumns) -> Result<()> {
-        let k = self.series.len();
+        let k = self.count.len();
         let w = self.config.window as u64;
         for (name, len) in [
             ("count", c.count.len()),
@@ -663,14 +691,13 @@ impl PowerLawEstimator {
             // the raw ring's ordinals: none before ignore_steps, then consecutive up to the last
             let with = (m as u64).min(ordinals) as usize;
             let first = ordinals - with as u64;
-            let mut raw = Ring::default();
-            for i in 0..m {
-                raw.push_back(Obs {
+            let raw = (0..m)
+                .map(|i| Obs {
                     loss: c.raw_loss[raw_at + i],
                     n: c.raw_n[raw_at + i],
                     ordinal: (i >= m - with).then(|| first + (i - (m - with)) as u64),
-                });
-            }
+                })
+                .collect();
             let last = c.last[d];
             let s = Series {
                 raw,
@@ -687,33 +714,89 @@ impl PowerLawEstimator {
             raw_at += m;
             pts_at += p;
         }
-        self.series = series;
-        self.last_step = c.last_step;
+        self.install(series, c.last_step);
         Ok(())
     }
 
-    /// Restore a state produced by serialising an estimator with the same configuration and domains.
-    pub fn restore(&mut self, other: PowerLawEstimator) -> Result<()> {
+    /// The state one domain at a time (its JSON form is the earlier form of a checkpoint).
+    pub fn state(&self) -> EstimatorState {
+        let w = self.config.window as u64;
+        let series = (0..self.count.len())
+            .map(|d| {
+                let cnt = self.count[d];
+                let ord_from = cnt - self.ordinals[d];
+                Series {
+                    raw: (cnt - cnt.min(w)..cnt)
+                        .map(|q| Obs {
+                            loss: self.raw_loss[self.at(d, q)],
+                            n: self.raw_n[self.at(d, q)],
+                            ordinal: (q >= ord_from).then(|| q - ord_from),
+                        })
+                        .collect(),
+                    count: cnt,
+                    ordinals: self.ordinals[d],
+                    stride: self.stride[d],
+                    last: (!self.last[d].is_nan()).then_some(self.last[d]),
+                    points_n: self.points_n[d].clone(),
+                    points_y: self.points_y[d].clone(),
+                }
+            })
+            .collect();
+        EstimatorState {
+            config: self.config.clone(),
+            series,
+            last_step: self.last_step,
+        }
+    }
+
+    /// Restore [`PowerLawEstimator::state`] output of an estimator with the same configuration
+    /// and domains (each domain's invariants checked first; on an error nothing changes).
+    pub fn restore(&mut self, other: EstimatorState) -> Result<()> {
         if other.config != self.config {
             return Err(Error::State(format!(
                 "estimator state was saved with {:?}, this estimator has {:?}",
                 other.config, self.config
             )));
         }
-        if other.series.len() != self.series.len() {
+        if other.series.len() != self.count.len() {
             return Err(Error::State(format!(
                 "estimator state has {} domains, this estimator has {}",
                 other.series.len(),
-                self.series.len()
+                self.count.len()
             )));
         }
         for (d, s) in other.series.iter().enumerate() {
             self.check_series(s, other.last_step)
                 .map_err(|e| Error::State(format!("estimator state, domain {d}: {e}")))?;
         }
-        self.series = other.series;
-        self.last_step = other.last_step;
+        self.install(other.series, other.last_step);
         Ok(())
+    }
+
+    /// Take the checked per-domain `series` as the state.
+    fn install(&mut self, series: Vec<Series>, last_step: Option<u64>) {
+        let (k, w) = (series.len(), self.config.window as u64);
+        let rows = series.iter().map(|s| s.count.min(w)).max().unwrap_or(0) as usize;
+        self.rows = rows;
+        self.raw_loss = vec![0.0; rows * k];
+        self.raw_n = vec![0.0; rows * k];
+        self.last_step = last_step;
+        self.points_n.clear();
+        self.points_y.clear();
+        for (d, s) in series.into_iter().enumerate() {
+            self.count[d] = s.count;
+            self.ordinals[d] = s.ordinals;
+            self.stride[d] = s.stride;
+            self.last[d] = s.last.unwrap_or(f64::NAN);
+            let first = s.count - s.raw.len() as u64;
+            for (i, o) in s.raw.iter().enumerate() {
+                let at = self.at(d, first + i as u64);
+                self.raw_loss[at] = o.loss;
+                self.raw_n[at] = o.n;
+            }
+            self.points_n.push(s.points_n);
+            self.points_y.push(s.points_y);
+        }
     }
 }
 
@@ -760,21 +843,22 @@ impl PowerLawEstimator {
                 s.stride, cfg.subsample
             ));
         }
-        let mut prev: Option<u64> = None;
-        for o in s.raw.iter() {
+        // the observations at steps >= ignore_steps are the last `ordinals`, numbered in order
+        let (first, ord_from) = (s.count - expect_raw, s.count - s.ordinals);
+        for (i, o) in s.raw.iter().enumerate() {
             if !(positive(o.loss) && positive(o.n)) {
                 return Err(format!(
                     "raw observation (loss {}, n {}) must be finite and > 0",
                     o.loss, o.n
                 ));
             }
-            if let Some(ord) = o.ordinal {
-                if ord >= s.ordinals || prev.is_some_and(|p| ord <= p) {
-                    return Err(format!("raw ordinal {ord} is out of order or range"));
-                }
-                prev = Some(ord);
-            } else if prev.is_some() {
-                return Err("a raw observation without ordinal follows one with".into());
+            let q = first + i as u64;
+            let want = (q >= ord_from).then(|| q - ord_from);
+            if o.ordinal != want {
+                return Err(format!(
+                    "raw observation {i} has ordinal {:?}; the counts give {want:?}",
+                    o.ordinal
+                ));
             }
         }
         if s.points_n.len() != s.points_y.len() {
@@ -899,7 +983,7 @@ mod tests {
         let (xs, _) = est.points(0).expect("points");
         assert!(xs.len() <= 16 + 2, "{}", xs.len());
         assert_eq!(xs[0], 1.0);
-        assert!(est.series[0].raw.len() <= 5);
+        assert!(est.state().series[0].raw.len() <= 5);
     }
 
     /// A restored state that breaks an invariant is an error, never a later panic.
@@ -918,8 +1002,8 @@ mod tests {
             est.update(i, &[l, l], &[(i + 1) as f64; 2], None)
                 .expect("update");
         }
-        let good = est.clone();
-        let tamper = |edit: &dyn Fn(&mut PowerLawEstimator)| {
+        let good = est.state();
+        let tamper = |edit: &dyn Fn(&mut EstimatorState)| {
             let mut bad = good.clone();
             edit(&mut bad);
             let mut target = PowerLawEstimator::new(2, cfg.clone()).expect("new");
@@ -935,8 +1019,9 @@ mod tests {
         .contains("exceed max_points"));
         assert!(tamper(&|e| e.series[0].stride = 3).contains("stride"));
         assert!(tamper(&|e| e.series[0].points_y.clear()).contains("y-values"));
-        assert!(tamper(&|e| e.series[0].raw.loss[0] = f64::NAN).contains("finite"));
+        assert!(tamper(&|e| e.series[0].raw[0].loss = f64::NAN).contains("finite"));
         assert!(tamper(&|e| e.last_step = None).contains("last_step"));
+        assert!(tamper(&|e| e.series[1].raw[2].ordinal = Some(99)).contains("ordinal"));
         let mut target = PowerLawEstimator::new(2, cfg.clone()).expect("new");
         target
             .restore(good.clone())
@@ -975,6 +1060,202 @@ mod tests {
                 .collect();
             let got = &est.points(d).expect("points").1[3..57];
             assert_eq!(got, want.as_slice(), "domain {d}");
+        }
+    }
+
+    /// The per-domain algorithm as it was written before the column layout: one ring per
+    /// domain, each fit point smoothed by `SavGol::apply` over it as soon as it is final.
+    struct Model {
+        cfg: EstimatorConfig,
+        sg: SavGol,
+        raw: VecDeque<(f64, f64, Option<u64>)>,
+        count: u64,
+        ordinals: u64,
+        stride: u64,
+        last: Option<f64>,
+        pn: Vec<f64>,
+        py: Vec<f64>,
+    }
+
+    impl Model {
+        fn new(cfg: &EstimatorConfig) -> Self {
+            let sg = SavGol::new(cfg.window, cfg.order.min(cfg.window - 1)).expect("sg");
+            Model {
+                cfg: cfg.clone(),
+                sg,
+                raw: VecDeque::new(),
+                count: 0,
+                ordinals: 0,
+                stride: cfg.subsample,
+                last: None,
+                pn: Vec::new(),
+                py: Vec::new(),
+            }
+        }
+
+        fn on_stride(&self, r: usize) -> bool {
+            matches!(self.raw[r].2, Some(o) if o % self.stride == 0)
+        }
+
+        fn smooth(&self, r: usize) -> f64 {
+            self.sg.apply(r, self.raw.iter().map(|o| o.0))
+        }
+
+        fn push(&mut self, loss: f64, n: f64, past_ignore: bool) {
+            let (w, h) = (self.cfg.window, self.cfg.window / 2);
+            let ordinal = past_ignore.then(|| {
+                self.ordinals += 1;
+                self.ordinals - 1
+            });
+            self.last = Some(loss);
+            self.raw.push_back((loss, n, ordinal));
+            if self.raw.len() > w {
+                self.raw.pop_front();
+            }
+            self.count += 1;
+            let rows = if self.count > w as u64 {
+                h..h + 1
+            } else if self.count == w as u64 {
+                0..h + 1
+            } else {
+                0..0
+            };
+            for r in rows {
+                if self.on_stride(r) {
+                    let (y, x) = (self.smooth(r), self.raw[r].1);
+                    self.keep(x, y);
+                }
+            }
+        }
+
+        fn keep(&mut self, x: f64, y: f64) {
+            self.pn.push(x);
+            self.py.push(y);
+            if matches!(self.cfg.max_points, Some(cap) if self.pn.len() > cap) {
+                if self.cfg.overflow == Overflow::DropOldest {
+                    self.pn.remove(0);
+                    self.py.remove(0);
+                } else {
+                    self.pn = self.pn.iter().copied().step_by(2).collect();
+                    self.py = self.py.iter().copied().step_by(2).collect();
+                    self.stride *= 2;
+                }
+            }
+        }
+
+        fn points(&self) -> (Vec<f64>, Vec<f64>) {
+            let (mut xs, mut ys) = (self.pn.clone(), self.py.clone());
+            let (w, m) = (self.cfg.window, self.raw.len());
+            let full = self.count >= w as u64;
+            let sg = if full {
+                self.sg.clone()
+            } else if m > self.cfg.order + 1 {
+                SavGol::new(m, self.cfg.order).expect("sg")
+            } else {
+                SavGol::new(1, 0).expect("sg")
+            };
+            for r in (if full { w / 2 + 1 } else { 0 })..m {
+                if self.on_stride(r) {
+                    xs.push(self.raw[r].1);
+                    ys.push(if sg.window() == 1 {
+                        self.raw[r].0
+                    } else {
+                        sg.apply(r, self.raw.iter().map(|o| o.0))
+                    });
+                }
+            }
+            (xs, ys)
+        }
+    }
+
+    /// The column layout (rings in one slot-major matrix, the steady state's smoothing row by
+    /// row) gives bitwise the points of the per-domain algorithm, whether the domains' rings
+    /// move in lockstep (carry) or not (skip), across thinning, dropping, ignore_steps and gaps
+    /// in the steps.
+    #[test]
+    fn column_layout_is_bitwise_the_per_domain_algorithm() {
+        let base = EstimatorConfig::default();
+        let configs = [
+            EstimatorConfig {
+                window: 7,
+                order: 2,
+                subsample: 3,
+                ignore_steps: 5,
+                max_points: Some(6),
+                missing: Missing::Skip,
+                ..base.clone()
+            },
+            EstimatorConfig {
+                window: 5,
+                order: 2,
+                subsample: 1,
+                max_points: Some(9),
+                overflow: Overflow::DropOldest,
+                ..base.clone()
+            },
+            EstimatorConfig {
+                window: 1,
+                order: 0,
+                subsample: 2,
+                max_points: Some(5),
+                missing: Missing::Skip,
+                ..base.clone()
+            },
+            EstimatorConfig {
+                ignore_steps: 40,
+                max_points: Some(12),
+                ..base.clone()
+            },
+            EstimatorConfig {
+                ignore_steps: 40,
+                max_points: Some(12),
+                missing: Missing::Skip,
+                ..base
+            },
+        ];
+        let k = 7;
+        for cfg in configs {
+            let mut est = PowerLawEstimator::new(k, cfg.clone()).expect("new");
+            let mut models: Vec<Model> = (0..k).map(|_| Model::new(&cfg)).collect();
+            for i in 0..400u64 {
+                let step = i + i / 50; // a gap every 50 steps
+                let loss: Vec<f64> = (0..k as u64)
+                    .map(|d| {
+                        if (i * 7 + d * 3) % 5 == 0 && i > 0 {
+                            f64::NAN
+                        } else {
+                            2.0 + (d + 1) as f64 / ((i + 1) as f64).sqrt()
+                                + 0.01 * ((i * 31 + d * 7) % 13) as f64
+                        }
+                    })
+                    .collect();
+                let n: Vec<f64> = (0..k)
+                    .map(|d| ((step + 1) * 64 + d as u64) as f64)
+                    .collect();
+                est.update(step, &loss, &n, None).expect("update");
+                let past_ignore = step >= cfg.ignore_steps;
+                for (d, m) in models.iter_mut().enumerate() {
+                    let v = if loss[d].is_nan() {
+                        match cfg.missing {
+                            Missing::Skip => continue,
+                            Missing::Carry => m.last.expect("seen at step 0"),
+                        }
+                    } else {
+                        loss[d]
+                    };
+                    m.push(v, n[d], past_ignore);
+                }
+                let counts = est.num_points();
+                for (d, m) in models.iter().enumerate() {
+                    let want = m.points();
+                    assert_eq!(
+                        est.points(d).ok(),
+                        Some(want.clone()),
+                        "{cfg:?} step {step} d {d}"
+                    );
+                    assert_eq!(counts[d], want.0.len());
+                }
+            }
         }
     }
 

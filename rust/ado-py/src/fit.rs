@@ -1,6 +1,6 @@
 //! Bindings of `ado_core::fit` and `ado_core::estimator`.
 
-use ado_core::estimator::{EstimatorConfig, PowerLawEstimator, StateColumns};
+use ado_core::estimator::{EstimatorConfig, EstimatorState, PowerLawEstimator, StateColumns};
 use ado_core::fit::{self, FitConfig, FitResult};
 use ado_core::lr_law::{self, LrFitConfig, LrFitResult};
 use ado_core::Error;
@@ -364,7 +364,7 @@ impl PyPowerLawEstimator {
 
     /// The whole state as a JSON string (floats round-trip exactly).
     fn state_json(&self) -> PyAdoResult<String> {
-        serde_json::to_string(&self.inner).map_err(|e| {
+        serde_json::to_string(&self.inner.state()).map_err(|e| {
             PyAdoError(Error::State(format!(
                 "cannot serialise estimator state: {e}"
             )))
@@ -442,7 +442,7 @@ impl PyPowerLawEstimator {
 
     /// Restore a state from `state_json`; the configuration and domain count must match.
     fn load_state_json(&mut self, state: &str) -> PyAdoResult<()> {
-        let other: PowerLawEstimator = serde_json::from_str(state)
+        let other: EstimatorState = serde_json::from_str(state)
             .map_err(|e| PyAdoError(Error::State(format!("malformed estimator state: {e}"))))?;
         let inner = &mut self.inner;
         no_panic(|| inner.restore(other))?;
