@@ -5,8 +5,10 @@ rings as one matrix) with ``python tests/policy/test_state_replay.py --write``: 
 ``ado`` preset at K = 10 over the deterministic stream :func:`_stats`, its ``state_dict()`` after
 step 2950, then, continuing to step 3050 (a refit at 3000 included), the weights every 10 steps
 and every domain's fit points at the end (their SHA-256). The points (Rust arithmetic only) must
-match bitwise; the weights to 1e-12 (they go through numpy's ``power``, whose last bit may depend
-on the CPU's vector instructions; on the machine that wrote the file they match bitwise too).
+match bitwise; the weights before the refit to 1e-12 (they go through numpy's ``power``, whose
+last bit may depend on the CPU's vector instructions; on the machine that wrote the file they
+match bitwise too). From the refit on, the weights also depend on the fitter, which has changed
+since (issue 23): there they are held to 1e-6.
 """
 
 from __future__ import annotations
@@ -82,9 +84,13 @@ def test_an_earlier_versions_state_loads_and_continues_as_it_did() -> None:
     weights, points = _continue(policy)
     assert policy.estimator.num_fits == 2  # the refit at 3000 happened
     assert points == saved["points"]  # bitwise (a digest of the float64 bytes)
+    # Up to the refit the weights come from the saved fit. From it on they also depend on the
+    # fitter, which has changed since (issue 23): the new one reaches the old optimum to about
+    # 1e-7 here, so those weights are held to 1e-6.
     for t, want in saved["weights"].items():
         got = [float.fromhex(w) for w in weights[t]]
-        np.testing.assert_allclose(got, [float.fromhex(w) for w in want], rtol=1e-12, atol=0)
+        rtol = 1e-12 if int(t) < 3000 else 1e-6
+        np.testing.assert_allclose(got, [float.fromhex(w) for w in want], rtol=rtol, atol=0)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
