@@ -151,6 +151,40 @@ def worker(spec: str) -> None:
     )
 
 
+def moto_get_cost() -> None:
+    """What one 4 KB ranged GET costs moto's S3 server, by the size of the object (is a slow
+    ranged read the protocol or the server?)."""
+    import logging
+
+    import boto3
+    import s3fs  # type: ignore[import-untyped]
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    client = boto3.client("s3", endpoint_url=endpoint)
+    client.create_bucket(Bucket="bench")
+    for mb in (1, 64):
+        client.put_object(Bucket="bench", Key=f"k{mb}", Body=os.urandom(mb << 20))
+    fs = s3fs.S3FileSystem()
+    for mb in (1, 64, 1, 64):
+        t = time.perf_counter()
+        for i in range(30):
+            fs.cat_file(f"bench/k{mb}", start=i * 4096, end=(i + 1) * 4096)
+        ms = (time.perf_counter() - t) / 30 * 1000
+        print(f"moto, {mb:2d} MB object: {ms:.1f} ms per 4 KB ranged GET", flush=True)
+    server.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shards", type=int, default=4)
@@ -160,6 +194,7 @@ def main() -> None:
     ap.add_argument("--servers", default="s3,http")
     ap.add_argument("--modes", default="whole,ranged,auto")
     ap.add_argument("--doc-tokens", default="200,4000", help="document length range (tokens)")
+    ap.add_argument("--moto-get-cost", action="store_true", help="only: moto's cost per GET")
     ap.add_argument("--serve", nargs=2, type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--serve-http", nargs=3, type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -174,6 +209,9 @@ def main() -> None:
         return
     if args.worker:
         worker(args.worker)
+        return
+    if args.moto_get_cost:
+        moto_get_cost()
         return
     root = Path(tempfile.mkdtemp(prefix="ado-ranged-bench-"))
     data = root / "data"

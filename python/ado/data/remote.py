@@ -92,15 +92,15 @@ class RemoteConfig(BaseModel):
             its size (``cache_limit`` bounds it too).
         reads: How the reader gets at a shard that is not in the node cache. ``"whole"``: it
             downloads the shard into the cache first. ``"ranged"``: it reads the byte ranges of
-            the samples it needs next (its next samples of that shard, up to 64 of them or
-            16 MiB, by few GETs: ranges closer than ``range_gap_bytes`` are fetched as one),
-            never the whole shard (no prefetch). ``"auto"``: ranged reads for shards of at
-            least ``ranged_min_bytes`` whose samples average at least
-            ``ranged_min_sample_bytes``, while the prefetch downloads them whole (a shard
-            becomes a normal cached shard, read from the cache from then on); other shards,
-            or all with no prefetch (``prefetch_bytes=0``), are read whole. A server that
-            does not serve ranges is read whole (with a warning). The crossover is measured
-            by ``benchmarks/remote_ranged.py``.
+            the samples it needs next (its next samples of that shard: up to 64, and up to
+            ``readahead_bytes`` / domains within 256 KiB-16 MiB) by few GETs (ranges closer
+            than ``range_gap_bytes`` in one), never the whole shard (no prefetch).
+            ``"auto"``: ranged reads for shards of at least ``ranged_min_bytes`` whose samples
+            average at least ``ranged_min_sample_bytes``, while the prefetch downloads them
+            whole (a shard becomes a normal cached shard, read from the cache from then on);
+            other shards, or all with no prefetch (``prefetch_bytes=0``), are read whole. A
+            server that does not serve ranges is read whole (with a warning). The crossover
+            is measured by ``benchmarks/remote_ranged.py``.
         ranged_min_bytes: Smallest shard ``"auto"`` reads by ranges until it is cached.
         ranged_min_sample_bytes: Smallest mean sample size (shard bytes / samples) ``"auto"``
             reads by ranges: smaller samples cost a GET each for little data.

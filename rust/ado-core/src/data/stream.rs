@@ -110,7 +110,8 @@ pub trait Fetch: Send + Sync {
 
 /// Most samples one ranged read asks for (this stream's next samples in the same shard).
 const RANGE_WINDOW_SAMPLES: usize = 64;
-/// Most bytes of sample spans one ranged read asks for (one sample at least).
+/// Default most bytes of sample spans one ranged read asks for (one sample at least); see
+/// [`FilePool::with_range_window`].
 const RANGE_WINDOW_BYTES: u64 = 16 << 20;
 
 /// Remote shards kept open per domain: the one being read and the previous one (so a copy in
@@ -126,6 +127,8 @@ pub struct FilePool {
     cap: usize,
     fetch: Option<Arc<dyn Fetch>>,
     inner: Mutex<PoolInner>,
+    /// Most bytes of sample spans a stream asks one ranged read for (and then holds).
+    range_window: u64,
 }
 
 struct Open {
@@ -149,7 +152,15 @@ impl FilePool {
             cap: cap.max(1),
             fetch,
             inner: Mutex::new(PoolInner::default()),
+            range_window: RANGE_WINDOW_BYTES,
         }
+    }
+
+    /// This pool with each stream's ranged reads bounded to `bytes` of sample spans (one
+    /// sample at least): what a stream holds of a remote shard it reads by ranges.
+    pub fn with_range_window(mut self, bytes: u64) -> FilePool {
+        self.range_window = bytes;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolInner> {
@@ -648,7 +659,7 @@ impl Stream {
         while want.len() < RANGE_WINDOW_SAMPLES {
             let (s2, j2) = self.locate(next);
             let (lo2, hi2) = span(idx, j2);
-            if s2 != s || want.contains(&j2) || bytes + (hi2 - lo2) > RANGE_WINDOW_BYTES {
+            if s2 != s || want.contains(&j2) || bytes + (hi2 - lo2) > self.files.range_window {
                 break;
             }
             bytes += hi2 - lo2;
