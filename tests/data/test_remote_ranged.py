@@ -200,3 +200,24 @@ def test_a_server_that_ignores_range_is_read_whole_without_taking_its_body(
     gets = http.shard_gets()
     assert gets, gets
     assert all(n >= 2 for n in gets.values()), gets
+
+
+def test_a_sidecar_too_costly_to_check_by_ranges_means_a_whole_read(
+    corpus: Path, http: ShardHTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sidecar not yet checked against its shard must tile the archive; when that check would
+    take more GETs than allowed (records between members), the shard is read whole (and the
+    sidecar checked against it), with the same batches."""
+    import ado.data.cache as cache_mod
+
+    want = _batches(MixtureLoader(_manifest(str(corpus)), batch_size=5, seed=6), 10)  # sidecars
+    monkeypatch.setattr(cache_mod, "_TILING_GETS", 0)
+    loader = MixtureLoader(
+        _manifest(http.url("").rstrip("/")), batch_size=5, seed=6, cache_dir=tmp_path / "c",
+        remote=RemoteConfig(reads="ranged", **FAST),
+    )  # fmt: skip
+    assert _batches(loader, 10) == want
+    assert loader.cache is not None
+    stats = loader.cache.stats.as_dict()
+    assert stats["range_gets"] == 0, stats
+    assert stats["downloads"] > 0, stats

@@ -758,18 +758,30 @@ class ShardCache:
         the index's hashes; this check adds that no sample was left out of the index. ``True``:
         the index is trusted from now on in this process."""
         data = self._index_path(url).read_bytes()
-        start, body = 0, b""  # the last bytes read and where they start
+        start, body, gets = 0, b"", 0  # the last bytes read, where they start; GETs so far
 
         def read(offset: int, length: int) -> bytes:
-            nonlocal start, body
+            nonlocal start, body, gets
             if not start <= offset <= offset + length <= start + len(body):
-                end = min(size, offset + max(length, 64 << 10))
+                end = min(size, offset + max(length, 1 << 20))
                 if offset >= end:
                     return b""
+                gets += 1
+                if gets > _TILING_GETS:
+                    raise _TooManyGets
                 start, body = offset, self._read_ranges(url, [(offset, end)], size)[0]
             return body[offset - start : offset - start + length]
 
-        why = check_tiling(data, redact(url), read)
+        try:
+            why = check_tiling(data, redact(url), read)
+        except _TooManyGets:
+            logger.info(
+                "%s: checking its sidecar by ranged reads takes more than %d GETs (records "
+                "between its members); reading it whole",
+                redact(url),
+                _TILING_GETS,
+            )
+            return False
         if why is None:
             self._unverified.pop(url, None)
             return True
@@ -1093,6 +1105,15 @@ class ShardCache:
     def describe(self, text: str) -> str:
         """``text`` scrubbed of every URL this cache knows and of ``storage_options``."""
         return scrub(text, list(self._real.values()), self.storage_options)
+
+
+#: Most GETs the check of a sidecar by ranged reads may take (a shard with records between its
+#: members, PAX or long names, needs one per 1 MiB holding some); beyond, the shard is read whole.
+_TILING_GETS = 8
+
+
+class _TooManyGets(Exception):
+    """The check of a sidecar by ranged reads would take too many GETs."""
 
 
 def coalesce(ranges: Sequence[tuple[int, int]], gap: int) -> list[tuple[int, int, list[int]]]:
