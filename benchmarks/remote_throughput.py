@@ -112,6 +112,24 @@ class LatencyS3:
         self.proc.wait()
 
 
+def bench_bucket(s3: LatencyS3, files: list[tuple[Path, str]]) -> Any:
+    """Point this process's S3 clients at ``s3`` (dummy credentials), create the bucket
+    ``bench`` and upload ``files`` (path, key) into it; the boto3 client."""
+    os.environ.update(
+        AWS_ENDPOINT_URL=s3.endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3.endpoint)
+    client.create_bucket(Bucket="bench")
+    for path, key in files:
+        client.upload_file(str(path), "bench", key)
+    return client
+
+
 def run_ado(
     manifest: dict[str, str],
     cache: Path | None,
@@ -378,18 +396,8 @@ def main() -> None:
     data = root / "data"
     write_corpus(data, 2, args.shards, args.shard_mb)
     s3 = LatencyS3(root)
-    os.environ.update(
-        AWS_ENDPOINT_URL=s3.endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=s3.endpoint)
-    client.create_bucket(Bucket="bench")
-    for p in sorted(data.rglob("*.tar")):
-        client.upload_file(str(p), "bench", str(p.relative_to(data)))
+    tars = sorted(data.rglob("*.tar"))
+    client = bench_bucket(s3, [(p, str(p.relative_to(data))) for p in tars])
     s3_manifest, local_manifest = s3_corpus(root, data, args.shards, "")
 
     results: dict[str, dict[str, float]] = {}

@@ -1,5 +1,6 @@
 """Type stubs of the Rust extension module ``ado._core`` (checked by ``mypy.stubtest``)."""
 
+from collections.abc import Callable
 from typing import final
 
 import numpy as np
@@ -13,6 +14,7 @@ __all__ = [
     "MixtureLoaderCore",
     "PowerLawEstimator",
     "__version__",
+    "check_tiling",
     "decode_index",
     "default_configs",
     "file_hash",
@@ -79,6 +81,7 @@ def index_shard(path: str, cache_dir: str | None = None) -> dict[str, object]: .
 def index_file(path: str) -> bytes: ...
 def decode_index(data: bytes, name: str) -> dict[str, object]: ...
 def file_hash(path: str) -> tuple[int, str]: ...
+def check_tiling(data: bytes, name: str, read: Callable[[int, int], bytes]) -> str | None: ...
 def gc_phase(phase: str, info: object) -> None:
     """The ``gc.callbacks`` entry registered at import: tells the loader core a collection runs."""
 def shard_members(

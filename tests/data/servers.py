@@ -13,10 +13,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+_ETAGS: dict[tuple[str, int, int], str] = {}
+
 
 def _etag(path: Path) -> str:
-    """An MD5 ETag, as S3 gives single-part objects."""
-    return '"' + hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest() + '"'
+    """An MD5 ETag, as S3 gives single-part objects (computed once per file version: a ranged
+    GET of a large file must not cost a pass over all of it)."""
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _ETAGS:
+        digest = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+        _ETAGS[key] = '"' + digest + '"'
+    return _ETAGS[key]
 
 
 @dataclass
@@ -40,6 +48,8 @@ class Faults:
         endless_sidecar: Sidecar GETs send an index-shaped body without end.
         sidecar_status: If set, sidecar GETs are answered with it (403: a presigned URL).
         redirect_loop: Shard requests are redirected to themselves.
+        ignore_range: Shard GETs with a ``Range`` header get the whole file (200), as servers
+            without range support answer.
     """
 
     drop_every: int = 0
@@ -56,6 +66,7 @@ class Faults:
     endless_sidecar: bool = False
     sidecar_status: int | None = None
     redirect_loop: bool = False
+    ignore_range: bool = False
     count: int = 0
     any_count: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -106,11 +117,17 @@ class ShardHTTPServer:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def _ok(self, status: int, length: int, path: Path) -> None:
-                """Record and send the status line and headers of a file's (partial) body."""
+            def _ok(
+                self, status: int, length: int, path: Path, part: tuple[int, int] | None = None
+            ) -> None:
+                """Record and send the status line and headers of a file's (partial) body
+                (``part``: the bytes ``[lo, hi]`` of a 206 answer)."""
                 self._record(status)
                 self.send_response(status)
                 self.send_header("Content-Length", str(length))
+                if part is not None:
+                    size = path.stat().st_size
+                    self.send_header("Content-Range", f"bytes {part[0]}-{part[1]}/{size}")
                 self.send_header("Accept-Ranges", "bytes")
                 self.send_header("ETag", _etag(path))
                 self.end_headers()
@@ -179,29 +196,33 @@ class ShardHTTPServer:
                     return
                 if path.suffix == ".tar" and f.overlong:
                     return self._stream(path.read_bytes(), b"\xff" * 65536)
+                size = path.stat().st_size
+                lo, hi, status, part = 0, size - 1, 200, None
+                rng = self.headers.get("Range")
+                if rng and rng.startswith("bytes=") and not f.ignore_range:
+                    a, _, b = rng[6:].partition("-")
+                    lo = int(a) if a else max(0, size - int(b))
+                    hi = min(size - 1, int(b)) if (a and b) else size - 1
+                    status, part = 206, (lo, hi)
                 if path.suffix == ".tar" and f.trickle_s:
-                    self._ok(200, path.stat().st_size, path)
+                    self._ok(status, hi + 1 - lo, path, part)
                     try:
-                        for byte in path.read_bytes():
-                            if f.stopped.is_set():
-                                break
-                            self.wfile.write(bytes([byte]))
-                            self.wfile.flush()
-                            server.sent += 1
-                            time.sleep(f.trickle_s)
+                        with open(path, "rb") as src:
+                            src.seek(lo)
+                            for byte in src.read(hi + 1 - lo):
+                                if f.stopped.is_set():
+                                    break
+                                self.wfile.write(bytes([byte]))
+                                self.wfile.flush()
+                                server.sent += 1
+                                time.sleep(f.trickle_s)
                     except OSError:
                         pass
                     self.close_connection = True
                     return
-                data = path.read_bytes()
-                status = 200
-                rng = self.headers.get("Range")
-                if rng and rng.startswith("bytes="):
-                    a, _, b = rng[6:].partition("-")
-                    lo = int(a) if a else max(0, len(data) - int(b))
-                    hi = min(len(data) - 1, int(b)) if (a and b) else len(data) - 1
-                    data = data[lo : hi + 1]
-                    status = 206
+                with open(path, "rb") as src:
+                    src.seek(lo)
+                    data = src.read(hi + 1 - lo)
                 shard = path.suffix == ".tar"
                 n = f.tick() if shard else 0
                 if shard and f.always_status is not None:
@@ -213,7 +234,7 @@ class ShardHTTPServer:
                     return
                 if shard and f.status_every and n % f.status_every == 0:
                     return self._error(f.status)
-                self._ok(status, len(data), path)
+                self._ok(status, len(data), path, part)
                 if shard and f.truncate_every and n % f.truncate_every == 0:
                     self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()

@@ -459,10 +459,13 @@ def _encode(head: bytes, samples: list[tuple[bytes, bytes]]) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.parametrize("reads", ["whole", "ranged"])
 @pytest.mark.parametrize("forgery", ["two_of_twenty", "rotated_keys"])
 def test_a_forged_remote_sidecar_is_not_trusted(
-    forgery: str, corpus: Path, http: ShardHTTPServer, tmp_path: Path
+    forgery: str, reads: str, corpus: Path, http: ShardHTTPServer, tmp_path: Path
 ) -> None:
+    # ranged: the sidecar is checked by ranged reads (it must tile the archive; each sample
+    # read must match it), the shard is never downloaded whole unless it fails
     from ado._core import decode_index, index_file
 
     shard = corpus / "web/shard-000.tar"
@@ -476,8 +479,9 @@ def test_a_forged_remote_sidecar_is_not_trusted(
     assert decode_index(forged, "x")["file_size"] == shard.stat().st_size  # a valid index
     Path(str(shard) + ".adoidx").write_bytes(forged)
     url = http.url("web/shard-000.tar")
+    quick = QUICK.model_copy(update={"reads": reads})
     loader = MixtureLoader(
-        {"web": url}, batch_size=4, seed=0, cache_dir=tmp_path / "c", remote=QUICK
+        {"web": url}, batch_size=4, seed=0, cache_dir=tmp_path / "c", remote=quick
     )
     assert http.shard_gets() == {}  # built from the sidecar alone
     match = (

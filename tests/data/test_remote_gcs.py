@@ -93,3 +93,26 @@ def test_gcs_batches_equal_local_and_sidecars_spare_the_download(
     )
     want = MixtureLoader({"web": str(corpus / "web/shard-001.tar")}, batch_size=4)
     assert _rows(again, 3) == _rows(want, 3)
+
+
+def test_gcs_ranged_reads_equal_local(gcs: dict[str, Any], corpus: Path, tmp_path: Path) -> None:
+    """``reads="ranged"`` against the emulator: sidecars beside the shards, nothing downloaded
+    whole, batches equal the local files'."""
+    urls = [f"gs://{BUCKET}/web/shard-{i:03d}.tar" for i in range(5)]
+    writer = ShardCache(tmp_path / "cli", storage_options=gcs)
+    for url in urls:
+        writer.write_sidecar(url)
+    loader = MixtureLoader(
+        {"web": f"gs://{BUCKET}/web/shard-{{000..004}}.tar"},
+        batch_size=5,
+        seed=2,
+        storage_options=gcs,
+        cache_dir=tmp_path / "ranged",
+        remote=RemoteConfig(reads="ranged", retries=2, backoff_s=0.001),
+    )
+    local = MixtureLoader({"web": str(corpus / "web/shard-{000..004}.tar")}, batch_size=5, seed=2)
+    assert _rows(loader, 12) == _rows(local, 12)
+    assert loader.cache is not None
+    stats = loader.cache.stats.as_dict()
+    assert stats["range_gets"] > 0, stats
+    assert stats["downloads"] == 0, stats

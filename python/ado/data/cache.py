@@ -31,25 +31,27 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ado._core import decode_index, file_hash, index_file
+from ado._core import check_tiling, decode_index, file_hash, index_file
 from ado.data.remote import (
+    RangeNotServedError,
     RemoteConfig,
     TransferCancelledError,
     TransientError,
     filesystem,
     read_bounded,
+    read_range,
     redact,
     scrub,
     with_retries,
 )
 from ado.errors import InvalidInputError, RetryBudgetError, ShardError, ShardNotFoundError
 
-__all__ = ["CacheStats", "Prefetcher", "ShardCache", "check_cache_limit"]
+__all__ = ["CacheStats", "Prefetcher", "ShardCache", "check_cache_limit", "coalesce"]
 
 logger = logging.getLogger(__name__)
 
@@ -207,6 +209,7 @@ class CacheStats:
         self.hits = 0
         self.evictions = 0
         self.retried = 0
+        self.range_gets = 0
 
     def as_dict(self) -> dict[str, int]:
         """A snapshot."""
@@ -217,6 +220,7 @@ class CacheStats:
                 "hits": self.hits,
                 "evictions": self.evictions,
                 "retried": self.retried,
+                "range_gets": self.range_gets,
             }
 
 
@@ -272,6 +276,11 @@ class ShardCache:
         self.interrupted = False
         # threads in a download -> whether it was cancelled (see cancel_downloads)
         self._downloading: dict[int, bool] = {}
+        # urls whose server answered a ranged GET with the whole object (read whole from then)
+        self._no_ranges: set[str] = set()
+        self._samples: dict[str, int] = {}  # url -> samples, by its index
+        self._range_pool: ThreadPoolExecutor | None = None
+        self._range_pid = 0
         _CACHES.add(self)
 
     # -- names ------------------------------------------------------------------------------
@@ -306,6 +315,7 @@ class ShardCache:
         self._held = {}
         self._mutex = threading.RLock()  # re-entrant: see _FDS_LOCK
         self.stats.lock = threading.Lock()
+        self._range_pool = None  # the parent's threads are not here
 
     @contextlib.contextmanager
     def _exclusive(self, path: Path) -> Any:
@@ -492,11 +502,7 @@ class ShardCache:
             return False
         name = redact(url)
         limit = min(self.config.max_shard_bytes, self.limit or self.config.max_shard_bytes)
-        me = threading.get_ident()
-
-        def cancelled() -> bool:
-            with self._mutex:
-                return self._downloading.get(me, False)
+        cancelled = self._cancel_flag()
 
         def attempt() -> None:
             if cancelled():
@@ -540,15 +546,34 @@ class ShardCache:
             finally:
                 _close_fd(fd)  # its lock marked the temp file as ours while it existed
 
+        try:
+            with self._transfer():
+                with_retries(attempt, url, "download", self.config, self.storage_options)
+        finally:
+            self._unreserve(url, reservation)
+        return True
+
+    def _cancel_flag(self) -> Callable[[], bool]:
+        """Whether this thread's transfer was cancelled (:meth:`cancel_downloads`)."""
+        me = threading.get_ident()
+
+        def cancelled() -> bool:
+            with self._mutex:
+                return self._downloading.get(me, False)
+
+        return cancelled
+
+    @contextlib.contextmanager
+    def _transfer(self) -> Iterator[None]:
+        """This thread runs a transfer that :meth:`cancel_downloads` may cancel."""
+        me = threading.get_ident()
         with self._mutex:
             self._downloading[me] = False
         try:
-            with_retries(attempt, url, "download", self.config, self.storage_options)
+            yield
         finally:
             with self._mutex:
                 self._downloading.pop(me, None)
-            self._unreserve(url, reservation)
-        return True
 
     def cancel_downloads(self) -> int:
         """Cancel the downloads other threads of this process are running now (the loader
@@ -672,8 +697,153 @@ class ShardCache:
         if fd is not None:
             _close_fd(fd)
 
+    # -- ranged reads --------------------------------------------------------------------------
+    def read_ranges(self, name: str, ranges: Sequence[tuple[int, int]]) -> list[bytes] | None:
+        """The bytes of ``ranges`` (``[start, end)``) of a remote shard, by ranged GETs, or
+        ``None`` when the reader should read the whole shard instead (:meth:`acquire`): with
+        ``reads="whole"``, when a whole copy is in the cache, when ``reads="auto"`` and the
+        shard is small or nothing downloads it whole (no prefetch), or when its server does not
+        serve ranges. Called by the loader core from its read threads (the samples a stream
+        reads next), with no lock of the core held.
+
+        Ranges closer than ``range_gap_bytes`` are fetched by one GET; the GETs run
+        ``range_threads`` at a time, each with the timeouts, size bound and retry budget of a
+        download (:func:`~ado.data.remote.read_range`). Nothing is written to the cache: the
+        reader checks each sample against its index's hashes."""
+        url = self.real_url(name)
+        cfg = self.config
+        expect = self._expect.get(url)
+        if cfg.reads == "whole" or expect is None or url in self._no_ranges:
+            return None
+        size = expect[0]
+        if cfg.reads == "auto" and not self.ranged_pays(url):
+            return None
+        try:
+            if self.entry(url).stat().st_size == size:
+                return None  # cached whole: read from the cache
+        except FileNotFoundError:
+            pass
+        for start, end in ranges:
+            if not 0 <= start <= end <= size:
+                raise ShardError(f"{redact(url)}: range {start}-{end} outside its {size} bytes")
+        try:
+            if url in self._unverified and not self._tiles(url, size):
+                return None  # the whole shard is read, and the sidecar checked against it
+            return self._read_ranges(url, ranges, size)
+        except RangeNotServedError as err:
+            logger.warning("%s; reading it whole", self.describe(str(err)))
+            self._no_ranges.add(url)
+            return None
+        except KeyboardInterrupt:
+            self.interrupted = True  # see acquire
+            raise
+
+    def ranged_pays(self, url: str) -> bool:
+        """Whether ``reads="auto"`` reads ``url`` by ranges while it is not cached (after
+        :meth:`index`): a shard of at least ``ranged_min_bytes`` whose samples average at least
+        ``ranged_min_sample_bytes`` (a GET per sample must carry enough to pay for itself),
+        with a prefetch that downloads it whole meanwhile."""
+        cfg = self.config
+        size, samples = self._expect[url][0], self._samples.get(url, 0)
+        return (
+            cfg.prefetch_bytes > 0
+            and size >= cfg.ranged_min_bytes
+            and size >= cfg.ranged_min_sample_bytes * max(1, samples)
+        )
+
+    def _tiles(self, url: str, size: int) -> bool:
+        """Whether the sidecar index of ``url`` (not checked against the shard: it was never
+        downloaded whole) tiles the archive, read by ranged GETs (a plain ustar shard: the
+        tar header after its last member). Each sample a ranged read yields is checked against
+        the index's hashes; this check adds that no sample was left out of the index. ``True``:
+        the index is trusted from now on in this process."""
+        data = self._index_path(url).read_bytes()
+        start, body, gets = 0, b"", 0  # the last bytes read, where they start; GETs so far
+
+        def read(offset: int, length: int) -> bytes:
+            nonlocal start, body, gets
+            if not start <= offset <= offset + length <= start + len(body):
+                end = min(size, offset + max(length, 1 << 20))
+                if offset >= end:
+                    return b""
+                gets += 1
+                if gets > _TILING_GETS:
+                    raise _TooManyGets
+                start, body = offset, self._read_ranges(url, [(offset, end)], size)[0]
+            return body[offset - start : offset - start + length]
+
+        try:
+            why = check_tiling(data, redact(url), read)
+        except _TooManyGets:
+            logger.info(
+                "%s: checking its sidecar by ranged reads takes more than %d GETs (records "
+                "between its members); reading it whole",
+                redact(url),
+                _TILING_GETS,
+            )
+            return False
+        if why is None:
+            self._unverified.pop(url, None)
+            return True
+        logger.warning(
+            "%s: its sidecar index does not describe the shard (%s); reading it whole",
+            redact(url),
+            why,
+        )
+        return False
+
+    def _read_ranges(self, url: str, ranges: Sequence[tuple[int, int]], size: int) -> list[bytes]:
+        groups = coalesce(ranges, self.config.range_gap_bytes)
+        fs, path = filesystem(url, self.storage_options, self.config)
+
+        def get(lo: int, hi: int) -> bytes:
+            cancelled = self._cancel_flag()
+
+            def attempt() -> bytes:
+                if cancelled():
+                    raise TransferCancelledError(f"{redact(url)}: ranged read cancelled")
+                buf = io.BytesIO()
+                read_range(
+                    fs, path, buf, url, self.config, start=lo, end=hi, total=size,
+                    cancelled=cancelled,
+                )  # fmt: skip
+                with self.stats.lock:
+                    self.stats.range_gets += 1
+                    self.stats.bytes_downloaded += hi - lo
+                return buf.getvalue()
+
+            with self._transfer():
+                return with_retries(attempt, url, "ranged read", self.config, self.storage_options)
+
+        if len(groups) == 1:
+            bodies = [get(groups[0][0], groups[0][1])]
+        else:
+            pool = self._ranges_pool()
+            futures = [pool.submit(get, lo, hi) for lo, hi, _ in groups]
+            bodies = [f.result() for f in futures]
+        out: list[bytes] = [b""] * len(ranges)
+        for (lo, _, members), body in zip(groups, bodies, strict=True):
+            view = memoryview(body)
+            for i in members:
+                out[i] = bytes(view[ranges[i][0] - lo : ranges[i][1] - lo])
+        return out
+
+    def _ranges_pool(self) -> ThreadPoolExecutor:
+        """The threads of ranged GETs (made in this process at first use; closed by close())."""
+        with self._mutex:
+            if self._range_pool is None or self._range_pid != os.getpid():
+                self._range_pool = ThreadPoolExecutor(
+                    max_workers=self.config.range_threads, thread_name_prefix="ado-range"
+                )
+                self._range_pid = os.getpid()
+            return self._range_pool
+
     def close(self) -> None:
-        """Drop every hold of this process."""
+        """Drop every hold of this process and stop the threads of ranged reads."""
+        with self._mutex:
+            pool, self._range_pool = self._range_pool, None
+        if pool is not None and self._range_pid == os.getpid():
+            pool.shutdown(wait=True, cancel_futures=True)
         with self._mutex:
             held, self._held = self._held, {}
         for fds in held.values():
@@ -731,6 +901,7 @@ class ShardCache:
                 info = decode_index(data, name)
                 verified = True
             self._expect[url] = (int(str(info["file_size"])), str(info["content_hash"]))
+            self._samples[url] = int(str(info["samples"]))
             if verified:
                 self._unverified.pop(url, None)
             else:
@@ -934,6 +1105,29 @@ class ShardCache:
     def describe(self, text: str) -> str:
         """``text`` scrubbed of every URL this cache knows and of ``storage_options``."""
         return scrub(text, list(self._real.values()), self.storage_options)
+
+
+#: Most GETs the check of a sidecar by ranged reads may take (a shard with records between its
+#: members, PAX or long names, needs one per 1 MiB holding some); beyond, the shard is read whole.
+_TILING_GETS = 8
+
+
+class _TooManyGets(Exception):
+    """The check of a sidecar by ranged reads would take too many GETs."""
+
+
+def coalesce(ranges: Sequence[tuple[int, int]], gap: int) -> list[tuple[int, int, list[int]]]:
+    """``ranges`` (``[start, end)``) grouped into GETs: ``(start, end, [positions in
+    ranges])``, by offset, ranges at most ``gap`` bytes apart (or overlapping) in one."""
+    groups: list[tuple[int, int, list[int]]] = []
+    for i in sorted(range(len(ranges)), key=lambda k: ranges[k]):
+        start, end = ranges[i]
+        if groups and start <= groups[-1][1] + gap:
+            lo, hi, members = groups[-1]
+            groups[-1] = (lo, max(hi, end), [*members, i])
+        else:
+            groups.append((start, end, [i]))
+    return groups
 
 
 class Prefetcher:

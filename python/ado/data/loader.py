@@ -181,8 +181,20 @@ class MixtureLoader:
                 "(samples left out or sizes misstated); not trusted: the shard was indexed again",
                 shard,
             )
-        if self.cache is not None and config.remote.prefetch_bytes > 0:
+        if (
+            self.cache is not None
+            and config.remote.prefetch_bytes > 0
+            and config.remote.reads != "ranged"  # ranged: nothing is downloaded whole
+        ):
             self._prefetch = self._make_prefetcher(sources, names)
+        # reads="auto" over large shards: the first batch is read by ranged GETs, which must not
+        # queue behind whole downloads: the prefetch starts after it
+        self._defer_prefetch = (
+            self._prefetch is not None
+            and self.cache is not None
+            and config.remote.reads == "auto"
+            and any(self.cache.ranged_pays(u) for u in set(remote_urls))
+        )
         if self.cache is not None:
             _LIVE.add(self)
         world_size = config.world_size
@@ -311,7 +323,7 @@ class MixtureLoader:
 
     def __next__(self) -> Batch:
         """The next batch of this rank."""
-        if self._prefetch is not None and not self._prefetch.started:
+        if self._prefetch is not None and not self._prefetch.started and not self._defer_prefetch:
             self._schedule_prefetch()
         try:
             step, domain, keys, samples, tokens = self._core.next_batch()

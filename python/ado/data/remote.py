@@ -20,7 +20,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Literal, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +30,7 @@ from ado.errors import RetryBudgetError, ShardError, ShardNotFoundError, TooLarg
 
 __all__ = [
     "REMOTE_SCHEMES",
+    "RangeNotServedError",
     "RemoteConfig",
     "TransferCancelledError",
     "expand_remote",
@@ -37,6 +38,7 @@ __all__ = [
     "install_log_redaction",
     "is_remote",
     "read_bounded",
+    "read_range",
     "redact",
     "redact_text",
     "with_retries",
@@ -88,6 +90,23 @@ class RemoteConfig(BaseModel):
             streams, and the shard is indexed instead).
         max_shard_bytes: Largest shard downloaded when neither the store nor an index tells
             its size (``cache_limit`` bounds it too).
+        reads: How the reader gets at a shard that is not in the node cache. ``"whole"``: it
+            downloads the shard into the cache first. ``"ranged"``: it reads the byte ranges of
+            the samples it needs next (its next samples of that shard: up to 64, and up to
+            ``readahead_bytes`` / domains within 256 KiB-16 MiB) by few GETs (ranges closer
+            than ``range_gap_bytes`` in one), never the whole shard (no prefetch).
+            ``"auto"``: ranged reads for shards of at least ``ranged_min_bytes`` whose samples
+            average at least ``ranged_min_sample_bytes``, while the prefetch downloads them
+            whole (a shard becomes a normal cached shard, read from the cache from then on);
+            other shards, or all with no prefetch (``prefetch_bytes=0``), are read whole. A
+            server that does not serve ranges is read whole (with a warning). The crossover
+            is measured by ``benchmarks/remote_ranged.py``.
+        ranged_min_bytes: Smallest shard ``"auto"`` reads by ranges until it is cached.
+        ranged_min_sample_bytes: Smallest mean sample size (shard bytes / samples) ``"auto"``
+            reads by ranges: smaller samples cost a GET each for little data.
+        range_gap_bytes: Ranges of one ranged read at most this far apart are fetched by one
+            GET (the bytes between them are fetched and dropped).
+        range_threads: GETs of one ranged read in flight at once.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -105,6 +124,11 @@ class RemoteConfig(BaseModel):
     min_bytes_per_s: int = Field(default=1 << 20, ge=1)
     max_index_bytes: int = Field(default=256 << 20, ge=1024)
     max_shard_bytes: int = Field(default=64 << 30, ge=1)
+    reads: Literal["auto", "whole", "ranged"] = "auto"
+    ranged_min_bytes: int = Field(default=32 << 20, ge=0)
+    ranged_min_sample_bytes: int = Field(default=64 << 10, ge=0)
+    range_gap_bytes: int = Field(default=64 << 10, ge=0, le=1 << 30)
+    range_threads: int = Field(default=16, ge=1, le=64)
 
     def deadline(self, size: int | None) -> float:
         """The ``time.monotonic()`` by which one attempt at a transfer of ``size`` bytes
@@ -390,7 +414,6 @@ def read_bounded(
     ``size`` is the size the store announced (``None``: unknown); a body that runs past it is
     refused the same way. ``cancelled`` is asked after each read: ``True`` stops the transfer
     (``TransferCancelledError``). Never puts body bytes in an error."""
-    deadline = config.deadline(size)
     bound = limit if size is None else min(size, limit)
     if scheme_of(url) in ("http", "https"):
         # one streaming GET, read as it arrives (a ranged read per block would re-request)
@@ -400,28 +423,119 @@ def read_bounded(
         # object stores: one ranged GET per read, so large reads (a round trip per 16 MiB)
         chunk = 16 << 20
         f = fs.open(path, "rb", block_size=chunk, cache_type="none")
-    got = 0
     with f:
-        while True:
-            data = f.read(min(chunk, bound + 1 - got))
-            if not data:
-                return got
-            got += len(data)
-            if got > bound:
-                shown = redact(url)
-                if size is not None and got > size:
-                    raise TooLargeError(
-                        f"{shown}: {what} sent more than the {size} bytes announced; refused"
-                    )
-                raise TooLargeError(f"{shown}: {what} is longer than {limit} bytes; refused")
+        return _pump(f, out, url, config, chunk, bound, size, limit, what, cancelled)
+
+
+def _pump(
+    f: Any,
+    out: IO[bytes],
+    url: str,
+    config: RemoteConfig,
+    chunk: int,
+    bound: int,
+    size: int | None,
+    limit: int,
+    what: str,
+    cancelled: Callable[[], bool] | None,
+) -> int:
+    """Copy ``f`` into ``out`` under the bounds of :func:`read_bounded` (``bound`` bytes at
+    most: one byte more is asked for, to refuse a body that runs on; ``size``: announced,
+    ``limit``: the caller's bound, for the messages)."""
+    deadline = config.deadline(size)
+    got = 0
+    while True:
+        data = f.read(min(chunk, bound + 1 - got))
+        if not data:
+            return got
+        got += len(data)
+        if got > bound:
+            shown = redact(url)
+            if size is not None and got > size:
+                raise TooLargeError(
+                    f"{shown}: {what} sent more than the {size} bytes announced; refused"
+                )
+            raise TooLargeError(f"{shown}: {what} is longer than {limit} bytes; refused")
+        out.write(data)
+        if cancelled is not None and cancelled():
+            raise TransferCancelledError(f"{redact(url)}: {what} cancelled")
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"{redact(url)}: {what} not done after {config.attempt_timeout_s:.1f} s "
+                f"(+{config.min_bytes_per_s} B/s of its size): {got} bytes so far"
+            )
+
+
+class RangeNotServedError(ShardError):
+    """A server answered a ranged GET with something else than the range asked for (it
+    ignores ``Range`` and sends the whole object); never retried: read the whole object."""
+
+
+_CONTENT_RANGE = re.compile(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
+
+
+def read_range(
+    fs: Any,
+    path: str,
+    out: IO[bytes],
+    url: str,
+    config: RemoteConfig,
+    *,
+    start: int,
+    end: int,
+    total: int,
+    what: str = "ranged read",
+    cancelled: Callable[[], bool] | None = None,
+) -> None:
+    """Bytes ``[start, end)`` of the object ``path`` (of ``total`` bytes) into ``out``, by one
+    ranged GET per 16 MiB (object stores) or one ranged streaming GET (HTTP), under the bounds
+    of :func:`read_bounded`: the timeouts (HTTP: also the attempt deadline), ``end - start``
+    bytes at most (a longer body is refused, on HTTP as it streams), a short body is a
+    ``TransientError`` (retried by the caller).
+
+    Raises:
+        RangeNotServedError: The HTTP server answered with another status than 206 or another
+            range (it sent the whole object): nothing past the first read is taken.
+    """
+    want = end - start
+    if want <= 0:
+        return
+    if scheme_of(url) in ("http", "https"):
+        headers = {**dict(getattr(fs, "kwargs", {}).get("headers") or {})}
+        headers["Range"] = f"bytes={start}-{end - 1}"
+        f = fs.open(path, "rb", block_size=0, size=total, headers=headers)
+        response = getattr(f, "r", None)
+        status = getattr(response, "status", None)
+        given = getattr(response, "headers", {}).get("Content-Range", "")
+        m = _CONTENT_RANGE.match(given or "")
+        if status != 206 or m is None or (int(m[1]), int(m[2])) != (start, end - 1):
+            f.close()
+            raise RangeNotServedError(
+                f"{redact(url)}: the server answered a ranged GET with status {status} "
+                f"and Content-Range {given[:60]!r}, not bytes {start}-{end - 1}: it does not "
+                "serve ranges"
+            )
+        with f:
+            got = _pump(f, out, url, config, 1 << 20, want, want, want, what, cancelled)
+    else:
+        # object stores: one GET with a Range header (a store answers with the range only; the
+        # body is checked against its length). Opening a file object instead costs a HEAD.
+        got = 0
+        for lo in range(start, end, 16 << 20):
+            hi = min(end, lo + (16 << 20))
+            data = fs.cat_file(path, start=lo, end=hi)
+            if len(data) > hi - lo:
+                raise TooLargeError(
+                    f"{redact(url)}: {what} sent more than the {hi - lo} bytes asked for; refused"
+                )
             out.write(data)
+            got += len(data)
+            if len(data) < hi - lo:
+                break
             if cancelled is not None and cancelled():
                 raise TransferCancelledError(f"{redact(url)}: {what} cancelled")
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{redact(url)}: {what} not done after {config.attempt_timeout_s:.1f} s "
-                    f"(+{config.min_bytes_per_s} B/s of its size): {got} bytes so far"
-                )
+    if got != want:
+        raise TransientError(f"{redact(url)}: {what} got {got} bytes of {want}")
 
 
 def _status(err: BaseException) -> int | None:

@@ -12,7 +12,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use ado_core::data::index_shards;
 use ado_core::data::loader::{Batch, Loader, LoaderConfig, LoaderState, Remote, Tokens};
 use ado_core::data::sampler::Mode;
-use ado_core::data::shard::{build_index, check_local_path, file_digest, IndexSource, ShardIndex};
+use ado_core::data::shard::{
+    build_index, check_local_path, file_digest, IndexSource, ReadAt, ShardIndex,
+};
 use ado_core::data::stream::{Fetch, PackSpec, TokenFormat, Tokenize};
 use ado_core::Error;
 use numpy::ndarray::Array2;
@@ -71,6 +73,54 @@ pub fn decode_index<'py>(
         })
     })?;
     summary(py, &idx, "sidecar")
+}
+
+/// A shard read through a Python callable `read(offset, length) -> bytes` (ranged GETs); the
+/// first exception it raises is kept, to be raised again as is.
+struct PyReadAt<'py> {
+    read: Bound<'py, PyAny>,
+    failed: std::cell::RefCell<Option<PyErr>>,
+}
+
+impl ReadAt for PyReadAt<'_> {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+        let out = self.read.call1((pos, buf.len())).map_err(|e| {
+            let text = e.to_string();
+            self.failed.borrow_mut().get_or_insert(e);
+            std::io::Error::other(text)
+        })?;
+        let bytes = out
+            .cast::<PyBytes>()
+            .map_err(|_| std::io::Error::other("read returned no bytes"))?
+            .as_bytes();
+        let n = bytes.len().min(buf.len());
+        buf[..n].copy_from_slice(&bytes[..n]);
+        Ok(n)
+    }
+}
+
+/// Whether the encoded index `data` tiles its archive (see `ShardIndex::check_tiling`), reading
+/// the archive through `read(offset, length) -> bytes`: `None`, or why not. What it reads is a
+/// tar header after the last member and in each gap between members (none in a plain ustar
+/// shard but the end). An exception of `read` (a failed transfer) is raised as is.
+#[pyfunction]
+pub fn check_tiling(data: &[u8], name: &str, read: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    let idx = no_panic(|| {
+        ShardIndex::decode(data).ok_or_else(|| Error::Shard {
+            path: PathBuf::from(name),
+            message: "not a valid ado index".into(),
+        })
+    })
+    .map_err(PyAdoError::from)?;
+    let src = PyReadAt {
+        read: read.clone(),
+        failed: std::cell::RefCell::new(None),
+    };
+    let verdict = idx.check_tiling(&src).err();
+    match src.failed.into_inner() {
+        Some(err) => Err(err),
+        None => Ok(verdict),
+    }
 }
 
 /// `(size, xxh3-64 as 16 hex digits)` of a whole file (GIL released).
@@ -170,6 +220,28 @@ impl Fetch for PyFetcher {
                 .map_err(|e| Error::Remote(e.value(py).to_string()))?;
             out.extract::<PathBuf>()
                 .map_err(|e| Error::Remote(format!("fetcher returned no path: {e}")))
+        })
+        .unwrap_or_else(|| {
+            Err(Error::Remote(
+                "the Python interpreter is shutting down".into(),
+            ))
+        })
+    }
+
+    fn read_ranges(&self, url: &str, ranges: &[(u64, u64)]) -> Result<Option<Vec<Vec<u8>>>, Error> {
+        Python::try_attach(|py| {
+            let out = self
+                .0
+                .bind(py)
+                .call_method1("read_ranges", (url, ranges.to_vec()))
+                .map_err(|e| Error::Remote(e.value(py).to_string()))?;
+            if out.is_none() {
+                return Ok(None);
+            }
+            let parts = out
+                .extract::<Vec<Bound<'_, PyBytes>>>()
+                .map_err(|e| Error::Remote(format!("fetcher returned no list of bytes: {e}")))?;
+            Ok(Some(parts.iter().map(|b| b.as_bytes().to_vec()).collect()))
         })
         .unwrap_or_else(|| {
             Err(Error::Remote(

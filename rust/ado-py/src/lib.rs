@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use crate::data::{
-        decode_index, file_hash, gc_phase, index_file, index_shard, shard_members,
+        check_tiling, decode_index, file_hash, gc_phase, index_file, index_shard, shard_members,
         PyMixtureLoaderCore,
     };
     #[pymodule_export]

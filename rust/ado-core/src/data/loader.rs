@@ -748,7 +748,13 @@ impl Loader {
         }
         if self.engine.is_none() {
             let k = self.domains.len();
-            let files = Arc::new(FilePool::new(self.cfg.max_open_files, self.fetch.clone()));
+            // Ranged reads of remote shards: the spans a stream holds share the read-ahead
+            // budget out per domain (256 KiB to 16 MiB each, one sample at least).
+            let window = (self.cfg.readahead_bytes / k.max(1)).clamp(256 << 10, 16 << 20);
+            let files = Arc::new(
+                FilePool::new(self.cfg.max_open_files, self.fetch.clone())
+                    .with_range_window(window as u64),
+            );
             let streams = (0..k)
                 .map(|d| {
                     Some(

@@ -99,7 +99,20 @@ pub trait Fetch: Send + Sync {
     fn acquire(&self, url: &str) -> Result<PathBuf>;
     /// The reader is done with `url` (one call per successful `acquire`).
     fn release(&self, url: &str);
+    /// The bytes of `ranges` (`[start, end)` offsets, in order) of the shard at `url`, read by
+    /// ranged GETs, or `None` when the fetcher would rather hand out the whole shard (it is
+    /// cached, ranged reads are off, or the server does not serve ranges): the reader then
+    /// calls [`Fetch::acquire`]. Called with no lock of the core held.
+    fn read_ranges(&self, _url: &str, _ranges: &[(u64, u64)]) -> Result<Option<Vec<Vec<u8>>>> {
+        Ok(None)
+    }
 }
+
+/// Most samples one ranged read asks for (this stream's next samples in the same shard).
+const RANGE_WINDOW_SAMPLES: usize = 64;
+/// Default most bytes of sample spans one ranged read asks for (one sample at least); see
+/// [`FilePool::with_range_window`].
+const RANGE_WINDOW_BYTES: u64 = 16 << 20;
 
 /// Remote shards kept open per domain: the one being read and the previous one (so a copy in
 /// the cache is held "in use" only while a stream may still read it).
@@ -114,6 +127,8 @@ pub struct FilePool {
     cap: usize,
     fetch: Option<Arc<dyn Fetch>>,
     inner: Mutex<PoolInner>,
+    /// Most bytes of sample spans a stream asks one ranged read for (and then holds).
+    range_window: u64,
 }
 
 struct Open {
@@ -137,7 +152,15 @@ impl FilePool {
             cap: cap.max(1),
             fetch,
             inner: Mutex::new(PoolInner::default()),
+            range_window: RANGE_WINDOW_BYTES,
         }
+    }
+
+    /// This pool with each stream's ranged reads bounded to `bytes` of sample spans (one
+    /// sample at least): what a stream holds of a remote shard it reads by ranges.
+    pub fn with_range_window(mut self, bytes: u64) -> FilePool {
+        self.range_window = bytes;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PoolInner> {
@@ -149,6 +172,16 @@ impl FilePool {
     /// Files open now.
     pub fn open_files(&self) -> usize {
         self.lock().files.len()
+    }
+
+    /// The fetcher of remote shards, if any.
+    fn fetcher(&self) -> Option<&Arc<dyn Fetch>> {
+        self.fetch.as_ref()
+    }
+
+    /// Whether shard `s` of domain `d` is open now (a remote one: acquired whole).
+    fn is_open(&self, d: usize, s: usize) -> bool {
+        self.lock().files.contains_key(&(d, s))
     }
 
     /// Files opened so far (re-opens after eviction included).
@@ -396,6 +429,23 @@ pub struct Stream {
     files: Arc<FilePool>,
     doc: Option<(Vec<u32>, String)>,
     phase: Phase,
+    /// Samples of a remote shard read by one ranged read and not yet handed out:
+    /// (shard, sample) -> the bytes of its span (see [`span`]).
+    ranged: HashMap<(usize, usize), Vec<u8>>,
+}
+
+/// `[lo, hi)`: the bytes of sample `j` of `idx` a reader takes, from its first member's tar
+/// header on (every member is checked against its hash).
+fn span(idx: &ShardIndex, j: usize) -> (u64, u64) {
+    let members = idx.sample(j);
+    let lo = members
+        .iter()
+        .map(|m| m.offset)
+        .min()
+        .unwrap_or(512)
+        .saturating_sub(512);
+    let hi = members.iter().map(|m| m.offset + m.size).max().unwrap_or(0);
+    (lo, hi.max(lo))
 }
 
 impl Stream {
@@ -429,6 +479,7 @@ impl Stream {
             files,
             doc: None,
             phase: Phase::default(),
+            ranged: HashMap::new(),
         }
     }
 
@@ -584,25 +635,90 @@ impl Stream {
         (s, (first + k * stride) as usize)
     }
 
-    fn read_sample(&mut self, s: usize, j: usize) -> Result<RawSample> {
-        let dom = &self.domains[self.d];
+    /// The bytes of sample `j` of shard `s` (the `ord`-th of this stream) by a ranged read of
+    /// the fetcher, when it serves one: with this stream's next samples of the same shard
+    /// (one call, which the fetcher coalesces into few GETs). `None`: read the shard's file.
+    fn ranged_sample(&mut self, ord: u64, s: usize, j: usize) -> Result<Option<Vec<u8>>> {
+        if let Some(data) = self.ranged.remove(&(s, j)) {
+            return Ok(Some(data));
+        }
+        let Some(fetch) = self.files.fetcher().cloned() else {
+            return Ok(None);
+        };
+        if !self.domains[self.d].remote[s] || self.files.is_open(self.d, s) {
+            return Ok(None);
+        }
+        self.ranged.clear();
+        let domains = Arc::clone(&self.domains);
+        let dom = &domains[self.d];
+        let idx = &dom.shards[s];
+        let mut want = vec![j];
+        let (lo, hi) = span(idx, j);
+        let mut bytes = hi - lo;
+        let mut next = ord + 1;
+        while want.len() < RANGE_WINDOW_SAMPLES {
+            let (s2, j2) = self.locate(next);
+            let (lo2, hi2) = span(idx, j2);
+            if s2 != s || want.contains(&j2) || bytes + (hi2 - lo2) > self.files.range_window {
+                break;
+            }
+            bytes += hi2 - lo2;
+            want.push(j2);
+            next += 1;
+        }
+        let ranges: Vec<(u64, u64)> = want.iter().map(|&k| span(idx, k)).collect();
+        let url = dom.paths[s].to_string_lossy().into_owned();
+        let Some(got) = fetch.read_ranges(&url, &ranges)? else {
+            return Ok(None);
+        };
+        if got.len() != ranges.len()
+            || got
+                .iter()
+                .zip(&ranges)
+                .any(|(b, r)| b.len() as u64 != r.1 - r.0)
+        {
+            return Err(Error::Remote(format!(
+                "{url}: the fetcher's ranged read returned other lengths than asked for"
+            )));
+        }
+        let mut got = got.into_iter();
+        let first = got.next();
+        for (&k, data) in want.iter().skip(1).zip(got) {
+            self.ranged.insert((s, k), data);
+        }
+        Ok(first)
+    }
+
+    fn read_sample(&mut self, ord: u64, s: usize, j: usize) -> Result<RawSample> {
+        let domains = Arc::clone(&self.domains);
+        let dom = &domains[self.d];
         let path = &dom.paths[s];
-        let file = self.files.get(&self.domains, self.d, s)?;
         let idx = &dom.shards[s];
         let members = idx.sample(j);
-        // From the first member's tar header on: every member is checked against its hash.
-        let lo = members
-            .iter()
-            .map(|m| m.offset)
-            .min()
-            .unwrap_or(512)
-            .saturating_sub(512);
-        let hi = members.iter().map(|m| m.offset + m.size).max().unwrap_or(0);
-        let mut data = vec![0u8; (hi - lo) as usize];
-        file.read_exact_at(&mut data, lo).map_err(|e| Error::Io {
-            path: path.clone(),
-            source: e,
-        })?;
+        let (lo, hi) = span(idx, j);
+        let ranged = self.ranged_sample(ord, s, j)?;
+        let read_file = || -> Result<Vec<u8>> {
+            let file = self.files.get(&self.domains, self.d, s)?;
+            let mut data = vec![0u8; (hi - lo) as usize];
+            file.read_exact_at(&mut data, lo).map_err(|e| Error::Io {
+                path: path.clone(),
+                source: e,
+            })?;
+            Ok(data)
+        };
+        let data = match ranged {
+            // Bytes of a ranged read that are not the indexed sample (a corrupt answer, or an
+            // object replaced since it was indexed): the shard is read whole instead, through
+            // the cache, whose download is checked against the index's content hash and
+            // retried like any download (it fails clearly if the object changed).
+            Some(data) if idx.verify_sample(j, &data, lo).is_err() => {
+                let whole = read_file()?;
+                self.ranged.retain(|k, _| k.0 != s);
+                whole
+            }
+            Some(data) => data,
+            None => read_file()?,
+        };
         idx.verify_sample(j, &data, lo).map_err(|m| Error::Shard {
             path: path.clone(),
             message: format!(
@@ -629,7 +745,7 @@ impl Stream {
 
     fn next_raw(&mut self) -> Result<RawSample> {
         let (s, j) = self.locate(self.cursor.doc);
-        let sample = self.read_sample(s, j)?;
+        let sample = self.read_sample(self.cursor.doc, s, j)?;
         self.cursor.doc += 1;
         Ok(sample)
     }
