@@ -27,6 +27,7 @@ __all__ = [
     "objective",
     "predict_lr_laws",
     "shard_members",
+    "wait_for_reapers",
 ]
 
 __version__: str
@@ -84,6 +85,8 @@ def file_hash(path: str) -> tuple[int, str]: ...
 def check_tiling(data: bytes, name: str, read: Callable[[int, int], bytes]) -> str | None: ...
 def gc_phase(phase: str, info: object) -> None:
     """The ``gc.callbacks`` entry registered at import: tells the loader core a collection runs."""
+def wait_for_reapers(timeout_s: float) -> bool:
+    """Wait until the threads stopping loaders the collector freed have ended; whether they did."""
 def shard_members(
     path: str, cache_dir: str | None = None
 ) -> list[tuple[str, list[tuple[str, int, int]]]]: ...

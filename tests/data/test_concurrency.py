@@ -164,3 +164,57 @@ def test_a_loader_freed_by_the_collector_never_waits_in_the_collecting_thread() 
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+
+
+GC_EXIT = """
+import gc, sys, tempfile, threading, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from servers import ShardHTTPServer
+from stress_getters import write_corpus
+from ado.data import MixtureLoader, PackConfig
+
+root = Path(tempfile.mkdtemp())
+manifest = write_corpus(root / "corpus")
+server = ShardHTTPServer(root / "corpus").start()
+base = server.url("").rstrip("/")
+loader = MixtureLoader(
+    {k: base + v for k, v in manifest.items()}, batch_size=4, seed=1, readahead_threads=1,
+    pack=PackConfig(seq_len=32, eos_id=0, field="u16"), cache_dir=root / "cache",
+)
+cache = loader.cache
+inside = threading.Event()
+acquire = cache.acquire
+
+def slow_acquire(name):
+    inside.set()
+    time.sleep(0.3)  # a read-ahead thread inside Python, the GIL released
+    return acquire(name)
+
+cache.acquire = slow_acquire
+next(loader)
+assert inside.wait(60), "no read-ahead fetch"
+cycle = [loader]
+cycle.append(cycle)
+del loader, cycle
+gc.collect()  # a reaper now stops the loader; its read-ahead thread is still in the fetch
+
+class SlowTeardown:  # keeps the interpreter finalizing while that fetch returns
+    def __del__(self):
+        time.sleep(2.0)
+
+slow = SlowTeardown()
+print("exiting", flush=True)
+"""
+
+
+def test_the_interpreter_exits_cleanly_while_a_collected_loaders_thread_is_in_python() -> None:
+    """A loader freed by the collector just before exit: its read-ahead thread is inside the
+    fetcher when the script ends. Exit waits for the reaper, so no thread is still in Python
+    when the interpreter finalizes; before, that thread was killed by a forced unwind through
+    Rust frames and the process aborted (SIGABRT, "FATAL: exception not rethrown": 3 of 3)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", GC_EXIT, str(HERE)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stdout + proc.stderr[-3000:])
+    assert proc.stdout.strip() == "exiting"

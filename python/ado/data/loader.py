@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ado._core import MixtureLoaderCore
+from ado._core import MixtureLoaderCore, wait_for_reapers
 from ado.data.cache import Prefetcher, ShardCache
 from ado.data.config import LoaderConfig, PackConfig, default_cache_dir
 from ado.data.manifest import Manifest
@@ -57,11 +57,24 @@ ManifestLike = Manifest | Mapping[str, Any] | str | os.PathLike[str]
 # call back into Python to fetch remote shards).
 _LIVE: weakref.WeakSet[MixtureLoader] = weakref.WeakSet()
 
+#: How long the interpreter's exit waits for the threads stopping loaders the garbage collector
+#: freed (each waits at most for its read-ahead threads' current fetch).
+_EXIT_WAIT_S = 60.0
+
 
 @atexit.register
 def _close_all() -> None:
     for loader in list(_LIVE):
         loader.close()
+    # A loader the collector freed is stopped by a reaper thread, whose read-ahead threads may
+    # be inside Python (a fetch): a thread still in Python when the interpreter finalizes is
+    # killed by a forced unwind through Rust frames, which aborts the process.
+    if not wait_for_reapers(_EXIT_WAIT_S):
+        logger.warning(
+            "a loader freed by the garbage collector still had threads fetching after %.0f s; "
+            "exiting anyway (close loaders, or use them as context managers)",
+            _EXIT_WAIT_S,
+        )
 
 
 def _as_manifest(

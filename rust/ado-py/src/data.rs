@@ -451,6 +451,50 @@ pub fn gc_phase(phase: &str, #[allow(unused_variables)] info: &Bound<'_, PyAny>)
     GC_COLLECTING.store(phase == "start", Ordering::Release);
 }
 
+/// Reaper threads still stopping a loader the collector freed, and the condvar told when one
+/// ends. A reaper's loader may call back into Python (a read-ahead thread inside the fetcher,
+/// the release of its shards): that must end before the interpreter finalises, or the thread
+/// is killed there by a forced unwind through Rust frames, which aborts the process.
+static REAPERS: Mutex<usize> = Mutex::new(0);
+static REAPED: Condvar = Condvar::new();
+
+/// One running reaper, counted from before its thread starts until it ends (or fails to start).
+struct Reaping;
+
+impl Reaping {
+    fn start() -> Self {
+        *lock(&REAPERS) += 1;
+        Reaping
+    }
+}
+
+impl Drop for Reaping {
+    fn drop(&mut self) {
+        let mut n = lock(&REAPERS);
+        *n = n.saturating_sub(1);
+        REAPED.notify_all();
+    }
+}
+
+/// Wait (detached from Python) until every reaper has ended, at most `timeout_s` seconds; whether
+/// none is left. Called at interpreter exit, before finalisation.
+#[pyfunction]
+pub fn wait_for_reapers(py: Python<'_>, timeout_s: f64) -> PyAdoResult<bool> {
+    if !(0.0..=86_400.0).contains(&timeout_s) {
+        return Err(Error::invalid(format!(
+            "timeout_s must be between 0 and 86400 seconds, got {timeout_s}"
+        ))
+        .into());
+    }
+    let timeout = std::time::Duration::from_secs_f64(timeout_s);
+    Ok(py.detach(|| {
+        let (n, _) = REAPED
+            .wait_timeout_while(lock(&REAPERS), timeout, |n| *n > 0)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *n == 0
+    }))
+}
+
 impl Drop for PyMixtureLoaderCore {
     fn drop(&mut self) {
         let loader = self
@@ -465,9 +509,13 @@ impl Drop for PyMixtureLoaderCore {
             // read-ahead thread or the fetcher's release needs: waiting for them here could
             // deadlock. A reaper thread stops, joins and releases instead.
             let (tx, rx) = std::sync::mpsc::channel();
+            let reaping = Reaping::start();
             let reaper = std::thread::Builder::new()
                 .name("ado-loader-reaper".into())
-                .spawn(move || drop(rx.recv()));
+                .spawn(move || {
+                    drop(rx.recv());
+                    drop(reaping);
+                });
             if reaper.is_ok() {
                 let _ = tx.send(loader);
                 return;

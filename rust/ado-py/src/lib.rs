@@ -11,7 +11,7 @@ mod _core {
     #[pymodule_export]
     use crate::data::{
         check_tiling, decode_index, file_hash, gc_phase, index_file, index_shard, shard_members,
-        PyMixtureLoaderCore,
+        wait_for_reapers, PyMixtureLoaderCore,
     };
     #[pymodule_export]
     use crate::fit::{
