@@ -54,7 +54,7 @@ class Batch:
 ManifestLike = Manifest | Mapping[str, Any] | str | os.PathLike[str]
 
 # Loaders whose threads must stop before the interpreter finalizes (their read-ahead threads
-# call back into Python to fetch remote shards).
+# may call back into Python: the fetcher of remote shards, a Python tokenizer).
 _LIVE: weakref.WeakSet[MixtureLoader] = weakref.WeakSet()
 
 #: How long the interpreter's exit waits for the threads stopping loaders the garbage collector
@@ -208,8 +208,7 @@ class MixtureLoader:
             and config.remote.reads == "auto"
             and any(self.cache.ranged_pays(u) for u in set(remote_urls))
         )
-        if self.cache is not None:
-            _LIVE.add(self)
+        _LIVE.add(self)
         world_size = config.world_size
         small = [n for n, c in zip(names, self._core.num_samples, strict=True) if c < world_size]
         if small:
