@@ -180,6 +180,41 @@ def table(report: dict[str, Any], labels: dict[str, str]) -> tuple[list[dict], s
     return rows, "\n".join(lines)
 
 
+def paired_table(report: dict[str, Any], policies: list[str], baselines: list[str]) -> str:
+    """Every policy against every baseline, paired by seed, metric by metric: the in-domain
+    uniform and natural averages and each out-of-distribution set (Markdown)."""
+    runs = report["runs"]
+    ood = report.get("ood_sets") or []
+    metrics = ["uniform_avg", "natural_avg", *ood]
+
+    def value(run: dict[str, Any], metric: str) -> float:
+        return float(run[metric] if metric in ("uniform_avg", "natural_avg") else
+                     run["ood_loss"][metric])
+
+    by = {(r["policy"], r["seed"]): r for r in runs}
+    lines = [
+        "| comparison | metric | mean Δ | per seed | 95 % interval | lower on |",
+        "|---|---|---|---|---|---|",
+    ]
+    for a in policies:
+        for b in baselines:
+            if a == b:
+                continue
+            seeds = sorted(s for (p, s) in by if p == a and (b, s) in by)
+            if not seeds:
+                continue
+            for m in metrics:
+                d = [value(by[(a, s)], m) - value(by[(b, s)], m) for s in seeds]
+                ci = paired_interval(d)
+                interval = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "-"
+                per = ", ".join(f"{s}: {x:+.4f}" for s, x in zip(seeds, d, strict=True))
+                lines.append(
+                    f"| `{a}` vs `{b}` | {m} | {np.mean(d):+.4f} | {per} | {interval} | "
+                    f"{sum(x < 0 for x in d)} of {len(d)} |"
+                )
+    return "\n".join(lines)
+
+
 def main() -> None:
     """Train what is missing, then write the ablation table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -237,6 +272,7 @@ def main() -> None:
     )
     report = run_compare(cfg)
     rows, md = table(report, labels)
+    paired = paired_table(report, list(labels), ["ado-reference", "natural"])
     checked = []
     for name, change in found.items():
         if name in wanted:
@@ -278,10 +314,15 @@ def main() -> None:
         + ", ".join(f"`{k}={v}`" for k, v in preset.ado_overrides.items())
         + ".\n\n"
         + md
+        + "\n\nPaired by seed against `ado-reference` and `natural`, metric by metric (in-domain "
+        "averages and each out-of-distribution set):\n\n"
+        + paired
         + ("\n\nDepartures not trained:\n\n" + "\n".join(notes) if notes else "")
         + f"\n\nCommand: `{cfg.command}`\n"
     )
     print(md)
+    print()
+    print(paired)
     print("\n".join(notes))
 
 

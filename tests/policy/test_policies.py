@@ -95,6 +95,8 @@ def test_odm_by_hand() -> None:
     p = load_policy(POLICIES / "odm.yaml", domains=names)
     assert isinstance(p, ODM)
     np.testing.assert_allclose(p.weights, 0.25)
+    beta = p.config.estimator.decay  # type: ignore[attr-defined]
+    assert beta == 0.5  # the ODM authors' scripts (the preset's comment says why)
     reward = np.zeros(4)
     rng = np.random.default_rng(0)
     for t in range(40):
@@ -102,7 +104,7 @@ def test_odm_by_hand() -> None:
         losses = rng.uniform(1, 3, 4)
         p.update(StepStats(step=t, counts=counts, loss_sums=counts * losses))
         present = counts > 0
-        reward[present] = 0.9 * reward[present] + 0.1 * np.exp(losses[present])
+        reward[present] = beta * reward[present] + (1 - beta) * np.exp(losses[present])
         eps = min(0.25, math.sqrt(math.log(4) / (4 * (t + 1))))
         expected = (1 - 4 * eps) * reward / reward.sum() + eps
         np.testing.assert_allclose(p.weights, expected, rtol=1e-13)

@@ -6,6 +6,9 @@ Example::
     ado compare --corpus corpora/debian --policies policies/natural.yaml policies/ado.yaml \\
         --preset cpu-full --out runs/debian --seeds 0 1
 
+    ado compare --corpus corpora/debian --policies natural ado-target-set \\
+        --target-manifest corpora/my-target.yaml --preset cpu-full --out runs/target
+
     ado compare --corpus corpora/debian --preset gpu-124m --out runs/paper \\
         --launcher slurm --nproc-per-node 8 --slurm-partition gpu --slurm-time 120
 
@@ -68,6 +71,14 @@ def register(sub: Any) -> None:
         "recipe) (ado.compare.PRESETS)",
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (runs, report, plots)")
+    p.add_argument(
+        "--target-manifest",
+        type=Path,
+        default=None,
+        help="the held-out target set of the policies that take one (target_set, e.g. "
+        "ado-target-set): a manifest of the target data or of a held-out split of the training "
+        "domains; never the corpus's out-of-distribution sets (refused)",
+    )
     p.add_argument(
         "--seeds",
         type=non_negative_int,
@@ -278,6 +289,7 @@ def run(args: argparse.Namespace) -> int:
         ranks=Ranks(args.nproc_per_node, args.nnodes),
         launcher=args.launcher,
         slurm=_slurm_options(args) if args.launcher == "slurm" else None,
+        target_manifest=args.target_manifest,
     )
     if args.report_only:
         from ado.compare.run import report_finished

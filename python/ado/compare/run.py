@@ -16,6 +16,11 @@ DoReMi needs reference losses: the ``natural`` run (same model, seed and tokens)
 and its final held-out loss per domain is DoReMi's reference table; without ``natural`` in the list
 a ``reference`` natural-mix run is trained for that purpose.
 
+A policy with a held-out target set (ADO's ``target_set``, the ``ado-target-set`` preset) is
+served ``target_manifest`` (``--target-manifest``): the training loop evaluates it every
+``target_set.every`` steps and hands the loss to the policy. It is refused when it reads any
+shard of the corpus's out-of-distribution sets (by path or by content): those only measure.
+
 Data parallel: with ``ranks`` of more than one process (``--nproc-per-node``, ``--nnodes``) each
 run trains under ``torchrun`` (gloo on CPU, NCCL on CUDA); the preset's ``batch_size`` stays the
 global batch (each rank draws ``batch_size / ranks`` rows of it, :class:`~ado.data.MixtureLoader`'s
@@ -25,6 +30,7 @@ sends each run to a Slurm cluster as a job (:mod:`ado.compare.slurm`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -103,6 +109,11 @@ class CompareConfig:
             the number of ranks.
         launcher: ``local`` (this machine, ``jobs`` runs at once) or ``slurm`` (one job per run).
         slurm: the Slurm submission options (``launcher="slurm"``).
+        target_manifest: the held-out target set of every policy that asks for one
+            (``"target_set"`` in its harness needs, e.g. the ``ado-target-set`` preset): a
+            manifest of the user's target data or of a held-out split of the training domains.
+            Never the corpus's out-of-distribution sets (refused). Other policies train without
+            it; it is part of the identity of the runs that use it.
     """
 
     corpus: Path
@@ -120,6 +131,7 @@ class CompareConfig:
     ranks: Ranks = field(default_factory=Ranks)
     launcher: Literal["local", "slurm"] = "local"
     slurm: SlurmOptions | None = None
+    target_manifest: Path | None = None
 
     def __post_init__(self) -> None:
         seeds = [*self.seeds, *self.extra_seeds]
@@ -195,6 +207,7 @@ class CompareConfig:
             "seeds": self.seeds,
             "extra_seeds": self.extra_seeds,
             "extra_for": self.extra_for,
+            "target_manifest": str(self.target_manifest) if self.target_manifest else None,
         }
 
 
@@ -343,7 +356,95 @@ def _run_identity(
     }
     if cfg.ranks.world > 1:  # one-rank folders keep the record they had
         identity["world_size"] = cfg.ranks.world
+    target = _target_of(cfg, spec)
+    if target is not None:  # folders of policies without a target keep the record they had
+        identity["target_manifest"] = target
     return identity
+
+
+def _target_of(cfg: CompareConfig, spec: RunSpec) -> str | None:
+    """The held-out target set served to ``spec`` (its policy asks for one), else None."""
+    if cfg.target_manifest is None:
+        return None
+    if "target_set" not in load_policy_config(spec.path).harness_needs():
+        return None
+    return str(Path(cfg.target_manifest).resolve())
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def check_target(cfg: CompareConfig, needs: dict[str, frozenset[str]]) -> None:
+    """Refuse a held-out target set that cannot be served, before anything is written.
+
+    Raises:
+        ConfigError: a policy asks for a target set and there is none; a target set and no
+            policy takes one; the target manifest cannot be read; or it reads a shard of the
+            corpus's out-of-distribution sets (the same file, or a file of the same content):
+            those only measure, never a target.
+    """
+    from ado.data import Manifest
+
+    wanting = sorted(label for label, need in needs.items() if "target_set" in need)
+    path = cfg.target_manifest
+    if path is None:
+        if wanting:
+            raise ConfigError(
+                f"{', '.join(wanting)}: the policy evaluates a held-out target set (target_set); "
+                "name it with --target-manifest (CompareConfig.target_manifest): a manifest of "
+                "the target data or of a held-out split of the training domains"
+            )
+        return
+    if not wanting:
+        raise ConfigError(
+            f"--target-manifest {path}: no policy of the comparison takes a held-out target set "
+            "(one with target_set, e.g. the ado-target-set preset)"
+        )
+    if not Path(path).is_file():
+        raise ConfigError(f"--target-manifest {path}: no such manifest file")
+    try:
+        target = Manifest.load(path)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--target-manifest {path}: not a readable manifest: {err}") from None
+    if Path(path).resolve() == (Path(cfg.corpus) / "val.yaml").resolve():
+        logger.warning(
+            "the target set %s is the held-out set the comparison measures with: the target's "
+            "rows are drawn with another seed, but from the same documents, so the held-out "
+            "losses of %s do not measure them independently",
+            path,
+            ", ".join(wanting),
+        )
+    ood_path = Path(cfg.corpus) / "ood.yaml"
+    if not ood_path.is_file():
+        return
+    why = "the out-of-distribution sets only measure, never a target"
+    if Path(path).resolve() == ood_path.resolve():
+        raise ConfigError(f"--target-manifest {path} is the corpus's {ood_path.name}: {why}")
+    ood = {
+        Path(s).resolve(): name
+        for name, shards in Manifest.load(ood_path).sources().items()
+        for s in shards
+    }
+    by_size: dict[int, list[Path]] = {}
+    for shard in ood:
+        if shard.is_file():
+            by_size.setdefault(shard.stat().st_size, []).append(shard)
+    for domain, shards in target.sources().items():
+        for s in shards:
+            shard = Path(s).resolve()
+            same = ood.get(shard)
+            if same is None and shard.is_file():  # a copy of an OOD shard is the OOD set too
+                alike = by_size.get(shard.stat().st_size, [])
+                if alike:
+                    digest = _sha256(shard)
+                    same = next((ood[o] for o in alike if _sha256(o) == digest), None)
+            if same is not None:
+                raise ConfigError(
+                    f"--target-manifest {path}: its domain {domain!r} reads {s}, a shard of the "
+                    f"out-of-distribution set {same!r}: {why}"
+                )
 
 
 def train_one(
@@ -370,10 +471,12 @@ def train_one(
     ckpt_dir = folder / "ckpt"
     ckpt = latest_checkpoint_step(ckpt_dir)
     ood = Path(cfg.corpus) / "ood.yaml"
+    target = identity.get("target_manifest")
     tcfg = cfg.preset.train_config(
         manifest=str(Path(cfg.corpus) / "manifest.yaml"),
         eval_manifest=str(Path(cfg.corpus) / "val.yaml"),
         ood_manifest=str(ood) if ood.exists() else None,
+        target_manifest=target,
         policy=str(spec.path),
         overrides=overrides,
         vocab_size=int(tok["vocab_size"]),
@@ -422,6 +525,12 @@ def train_one(
         "resumed": ckpt is not None and ckpt > 0,
         "launch": _launch_record(cfg, folder),
     }
+    if target is not None:  # the held-out target set: where, how often, at what cost
+        targets = log.events("target")
+        result["target_manifest"] = target
+        result["target_evals"] = len(targets)
+        result["target_tokens"] = int(sum(r["tokens"] for r in targets))
+        result["target_token_fraction"] = result["target_tokens"] / res["tokens"]
     atomic_write_text(done, json.dumps(result, indent=2) + "\n")
     return result
 
@@ -535,7 +644,8 @@ def run_compare(cfg: CompareConfig) -> dict[str, Any]:
     kinds = {label: c.kind for label, c in configs.items()}
     # what each policy needs compare to serve it (PolicyConfig.harness_needs)
     needs = {label: c.harness_needs() for label, c in configs.items()}
-    check_device(cfg.preset.config().device)  # before compare.json is written
+    check_target(cfg, needs)  # before compare.json is written
+    check_device(cfg.preset.config().device)
     _prepare_out(cfg)
     specs = _expand(cfg)
     natural_path = next((p for p in cfg.policies if p.stem == "natural"), None)
