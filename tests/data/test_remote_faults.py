@@ -115,16 +115,27 @@ _INTERRUPT = textwrap.dedent(
     keep = loader._core.upcoming_shards([1])[0][0] if where == "readahead" else None
     for i, u in enumerate(urls):
         if i != keep:
-            loader.cache.entry(u).unlink()  # indexing downloaded it
+            loader.cache.entry(u).unlink(missing_ok=True)  # indexing downloaded it
     fetched = []  # (shard, fetched by this thread)
+    ahead = threading.Event()
     acquire = loader.cache.acquire
     def spy(name):
-        fetched.append((name, threading.get_ident() == threading.main_thread().ident))
+        on_main = threading.get_ident() == threading.main_thread().ident
+        fetched.append((name, on_main))
+        if where == "readahead" and not on_main:
+            ahead.set()
+            wait_for("-hung")  # a read-ahead thread reaches the server once it hangs
         return acquire(name)
     loader.cache.acquire = spy
+    rows = []
+    if where == "readahead":
+        # the first batch starts the read-ahead threads; one goes on to the next shard (however
+        # loaded the machine, before this thread needs it)
+        b = next(loader)
+        rows.append((b.keys, b.domain.tolist()))
+        ahead.wait(60)
     print("ready", flush=True)
     wait_for("-hung")  # the server hangs now
-    rows = []
     try:
         while len(rows) < 15:
             b = next(loader)
@@ -143,21 +154,18 @@ _INTERRUPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("where", ["build", "next", "readahead"])
-def test_ctrl_c_interrupts_a_stalled_transfer_promptly(
-    where: str, http: ShardHTTPServer, tmp_path: Path, corpus: Path
-) -> None:
-    """The read timeout is 120 s; Ctrl-C must not wait for it: while the loader is built
-    (indexing threads), inside ``next()`` while this thread fetches the shard, and inside
-    ``next()`` while it waits for a read-ahead thread stuck in the stalled read. After that
-    interrupt the loader goes on (the server answers again) with the batches it would have
-    given without it."""
-    flag = str(tmp_path / "flag")
-    if where == "build":
-        http.faults.hang = True
+def _interrupt_a_stall(
+    where: str, http: ShardHTTPServer, folder: Path
+) -> tuple[str, float, str, str, int]:
+    """Run :data:`_INTERRUPT` in a child, stall the server, send SIGINT once a request hangs,
+    then let the server answer again: (the child's line after SIGINT, seconds it took, the rest
+    of its stdout, its stderr, its exit status)."""
+    flag = str(folder / "flag")
+    http.faults.hang = where == "build"
     url = http.url("web/shard-{000..004}.tar" if where == "readahead" else "web/shard-000.tar")
+    http.log.clear()
     proc = subprocess.Popen(
-        [sys.executable, "-c", _INTERRUPT, url, str(tmp_path / "c"), where, flag],
+        [sys.executable, "-c", _INTERRUPT, url, str(folder / "c"), where, flag],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -184,22 +192,35 @@ def test_ctrl_c_interrupts_a_stalled_transfer_promptly(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    return line, waited, out, err, proc.returncode
+
+
+@pytest.mark.parametrize("where", ["build", "next", "readahead"])
+def test_ctrl_c_interrupts_a_stalled_transfer_promptly(
+    where: str, http: ShardHTTPServer, tmp_path: Path, corpus: Path
+) -> None:
+    """The read timeout is 120 s; Ctrl-C must not wait for it: while the loader is built
+    (indexing threads), inside ``next()`` while this thread fetches the shard, and inside
+    ``next()`` while it waits for a read-ahead thread stuck in the stalled read. After that
+    interrupt the loader goes on (the server answers again) with the batches it would have
+    given without it. (On a loaded machine this thread could reach the next shard before the
+    read-ahead threads do, and fetch it itself, as in the ``next`` case: the child lets a
+    read-ahead thread into the fetcher first, and holds it there until the server hangs.)"""
+    line, waited, out, err, returncode = _interrupt_a_stall(where, http, tmp_path)
     assert line.startswith("interrupted"), err[-3000:]
-    if where == "readahead":
-        fetched = json.loads(line.split(" ", 1)[1])
-        # a read-ahead thread was in the stalled fetch (this thread may have waited for it)
-        assert any(not on_main for _, on_main in fetched[1:]), fetched
-        assert proc.returncode == 0, err[-3000:]
-        rows = json.loads(out.split("rows ", 1)[1])
-        local = MixtureLoader(
-            {"web": str(corpus / "web/shard-{000..004}.tar")}, batch_size=2, seed=0
-        )
-        assert rows == [[k, d] for k, d, _ in _rows(local, 15)]
-        assert waited < 5, waited  # Ctrl-C is polled every 20 ms while the batch waits
-    else:
+    if where != "readahead":
         assert err.rstrip().endswith("KeyboardInterrupt"), err[-3000:]
-        assert proc.returncode != 0
+        assert returncode != 0
         assert waited < 20, waited  # far below the 120 s read timeout the stall would last
+        return
+    fetched = json.loads(line.split(" ", 1)[1])
+    # a read-ahead thread was in the stalled fetch (this thread may have waited for it)
+    assert any(not on_main for _, on_main in fetched), fetched
+    assert returncode == 0, err[-3000:]
+    rows = json.loads(out.split("rows ", 1)[1])
+    local = MixtureLoader({"web": str(corpus / "web/shard-{000..004}.tar")}, batch_size=2, seed=0)
+    assert rows == [[k, d] for k, d, _ in _rows(local, 15)]
+    assert waited < 5, waited  # Ctrl-C is polled every 20 ms while the batch waits
 
 
 def test_cancel_downloads_stops_a_transfer_in_flight(
