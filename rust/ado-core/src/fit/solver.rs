@@ -18,8 +18,8 @@
 //!    bend, so a parameter that belongs on a kink lands exactly on it and stays there while the
 //!    others move.
 //!
-//!    The near-ties' polish runs in linear coordinates `(beta, eps, alpha)` where the limits allow
-//!    ([`polish_in`]): the valleys where eps and beta trade off are nearly straight there.
+//!    The near-ties' polish runs in coordinates where the valleys of eps and beta trading off are
+//!    nearly straight, where the limits allow ([`polish_in`]).
 //!
 //! Nearly all the cost is in step 2: with the Huber threshold 1e-3 the objective is close to an L1
 //! fit, and Newton zigzags across the kinks of the points entering and leaving the quadratic zone.
@@ -216,8 +216,22 @@ fn polish(
     theta: [f64; 3],
     max_iter: usize,
 ) -> ([f64; 3], f64, usize) {
-    polish_in(curve, limits, delta, theta, max_iter, false)
+    polish_in(curve, limits, delta, theta, max_iter, Coords::Log)
 }
+
+/// The coordinates a polish works in (see [`polish_in`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Coords {
+    /// `(a, e, alpha)`, the fitted parameters.
+    Log,
+    /// `(beta, eps, alpha)`.
+    Linear,
+    /// `(B, S, alpha)`: the model's value `S` and slope `-B` (in `log n`) at the first point.
+    Anchored,
+}
+
+/// Smallest alpha of the anchored coordinates.
+const ANCHOR_MIN_ALPHA: f64 = 1e-3;
 
 /// Whether a polish may run in linear coordinates: no linear penalty on `a` or `e` (it would not
 /// be piecewise linear in `beta` and `eps`).
@@ -228,67 +242,153 @@ fn linear_ok(limits: &Limits) -> bool {
     })
 }
 
-/// [`polish`], in linear coordinates `(beta, eps, alpha)` if `linear` (see [`linear_ok`]).
+/// [`polish`] in the coordinates `coords` (other than [`Coords::Log`] only where [`linear_ok`]).
 ///
 /// Where eps and beta trade off (small alpha, or eps far below the losses), the valley of the
-/// objective is nearly straight in `(beta, eps)` but curved in their logarithms `(a, e)`, and it
-/// rises at first order off its floor (the Huber threshold is small): Newton's straight steps
-/// in `(a, e)` then stay short and crawl along it for hundreds of iterations.
+/// objective is curved in the fitted parameters `(a, e, alpha)`, and it rises at first order off
+/// its floor (the Huber threshold is small): Newton's straight steps stay short and crawl along
+/// it for hundreds of iterations. In `(beta, eps)` the valley at a fixed alpha is nearly
+/// straight; along alpha it keeps the model's value and slope at the first point about fixed,
+/// `(S, B) = (eps + beta n0^-alpha, alpha beta n0^-alpha)`, so in the anchored coordinates
+/// `(B, S, alpha)` it is nearly straight as well. The anchored map needs `alpha > 0` and leaves
+/// eps's bounds curved (a step across one is rejected): a linear polish finishes there.
 fn polish_in(
     curve: &Curve,
     limits: &Limits,
     delta: f64,
     mut theta: [f64; 3],
     max_iter: usize,
-    linear: bool,
+    coords: Coords,
 ) -> ([f64; 3], f64, usize) {
     limits.clamp(&mut theta);
-    // In linear coordinates the polish works on (beta, eps, alpha) = (e^a, e^e, alpha).
     let outer_limits = *limits;
+    let u0 = match coords {
+        Coords::Anchored => curve.u.iter().copied().fold(f64::INFINITY, f64::min),
+        _ => 0.0,
+    };
     let lin_limits;
-    let limits: &Limits = if linear {
-        let map = |lim: Limit, j: usize, lower: bool| match lim {
-            Limit::Hard(at) if j != ALPHA => Limit::Hard(at.exp()),
-            Limit::Free if j != ALPHA && lower => Limit::Hard(f64::MIN_POSITIVE),
-            other => other,
-        };
-        lin_limits = Limits {
-            lower: std::array::from_fn(|j| map(outer_limits.lower[j], j, true)),
-            upper: std::array::from_fn(|j| map(outer_limits.upper[j], j, false)),
-            constant: outer_limits.constant,
-        };
-        &lin_limits
-    } else {
-        &outer_limits
+    let limits: &Limits = match coords {
+        Coords::Log => &outer_limits,
+        Coords::Linear => {
+            let map = |lim: Limit, j: usize, lower: bool| match lim {
+                Limit::Hard(at) if j != ALPHA => Limit::Hard(at.exp()),
+                Limit::Free if j != ALPHA && lower => Limit::Hard(f64::MIN_POSITIVE),
+                other => other,
+            };
+            lin_limits = Limits {
+                lower: std::array::from_fn(|j| map(outer_limits.lower[j], j, true)),
+                upper: std::array::from_fn(|j| map(outer_limits.upper[j], j, false)),
+                constant: outer_limits.constant,
+            };
+            &lin_limits
+        }
+        Coords::Anchored => {
+            let alpha_lo = match outer_limits.lower[ALPHA] {
+                Limit::Hard(at) => at.max(ANCHOR_MIN_ALPHA),
+                _ => ANCHOR_MIN_ALPHA,
+            };
+            lin_limits = Limits {
+                lower: [
+                    Limit::Hard(f64::MIN_POSITIVE),
+                    Limit::Free,
+                    Limit::Hard(alpha_lo),
+                ],
+                upper: [Limit::Free, Limit::Free, outer_limits.upper[ALPHA]],
+                constant: outer_limits.constant,
+            };
+            &lin_limits
+        }
     };
     let to_theta = |x: &[f64; 3]| -> [f64; 3] {
-        if linear {
-            [x[A].ln(), x[E].ln(), x[ALPHA]]
-        } else {
-            *x
+        match coords {
+            Coords::Log => *x,
+            Coords::Linear => [x[A].ln(), x[E].ln(), x[ALPHA]],
+            Coords::Anchored => {
+                let (b, s, alpha) = (x[A], x[E], x[ALPHA]);
+                let a0 = b / alpha;
+                [a0.ln() + alpha * u0, (s - a0).ln(), alpha]
+            }
         }
     };
     // Derivatives with respect to the working coordinates.
     let chain = |mut d: Derivatives, x: &[f64; 3]| -> Derivatives {
-        if linear {
-            let s = [1.0 / x[A], 1.0 / x[E], 1.0];
-            for j in 0..3 {
-                for l in 0..3 {
-                    d.exact[j][l] *= s[j] * s[l];
-                    d.irls[j][l] *= s[j] * s[l];
+        match coords {
+            Coords::Log => {}
+            Coords::Linear => {
+                let s = [1.0 / x[A], 1.0 / x[E], 1.0];
+                for j in 0..3 {
+                    for l in 0..3 {
+                        d.exact[j][l] *= s[j] * s[l];
+                        d.irls[j][l] *= s[j] * s[l];
+                    }
+                }
+                for j in [A, E] {
+                    d.exact[j][j] -= d.grad[j] * s[j] * s[j];
+                    d.grad[j] *= s[j];
                 }
             }
-            for j in [A, E] {
-                d.exact[j][j] -= d.grad[j] * s[j] * s[j];
-                d.grad[j] *= s[j];
+            Coords::Anchored => {
+                let (b, s, alpha) = (x[A], x[E], x[ALPHA]);
+                let ev = s - b / alpha;
+                let dv = [-1.0 / alpha, 1.0, b / (alpha * alpha)];
+                let mut hv = [[0.0; 3]; 3];
+                hv[A][ALPHA] = 1.0 / (alpha * alpha);
+                hv[ALPHA][A] = hv[A][ALPHA];
+                hv[ALPHA][ALPHA] = -2.0 * b / (alpha * alpha * alpha);
+                let jac = [
+                    [1.0 / b, 0.0, u0 - 1.0 / alpha],
+                    [dv[0] / ev, dv[1] / ev, dv[2] / ev],
+                    [0.0, 0.0, 1.0],
+                ];
+                let mut ha = [[0.0; 3]; 3];
+                ha[A][A] = -1.0 / (b * b);
+                ha[ALPHA][ALPHA] = 1.0 / (alpha * alpha);
+                let he: Mat3 = std::array::from_fn(|i| {
+                    std::array::from_fn(|j| hv[i][j] / ev - dv[i] * dv[j] / (ev * ev))
+                });
+                let sandwich = |h: &Mat3| -> Mat3 {
+                    std::array::from_fn(|i| {
+                        std::array::from_fn(|j| {
+                            let mut v = 0.0;
+                            for p in 0..3 {
+                                for q in 0..3 {
+                                    v += jac[p][i] * h[p][q] * jac[q][j];
+                                }
+                            }
+                            v
+                        })
+                    })
+                };
+                let g = d.grad;
+                let mut exact = sandwich(&d.exact);
+                for i in 0..3 {
+                    for j in 0..3 {
+                        exact[i][j] += g[A] * ha[i][j] + g[E] * he[i][j];
+                    }
+                }
+                d.exact = exact;
+                d.irls = sandwich(&d.irls);
+                d.grad = std::array::from_fn(|i| (0..3).map(|p| jac[p][i] * g[p]).sum());
             }
         }
         d
     };
-    if linear {
-        theta = [theta[A].exp(), theta[E].exp(), theta[ALPHA]];
-        limits.clamp(&mut theta);
+    match coords {
+        Coords::Log => {}
+        Coords::Linear => {
+            theta = [theta[A].exp(), theta[E].exp(), theta[ALPHA]];
+            limits.clamp(&mut theta);
+        }
+        Coords::Anchored => {
+            let alpha = theta[ALPHA].max(ANCHOR_MIN_ALPHA);
+            let a0 = (theta[A] - alpha * u0).exp();
+            theta = [a0 * alpha, theta[E].exp() + a0, alpha];
+            limits.clamp(&mut theta);
+        }
     }
+    let outside = |x: &[f64; 3]| -> bool {
+        coords == Coords::Anchored && !outer_limits.penalty(&to_theta(x)).is_finite()
+    };
     let mut scratch = Scratch::new(curve.y.len());
     trial_value(curve, &to_theta(&theta), delta, &mut scratch);
     let mut der = chain(
@@ -367,7 +467,7 @@ fn polish_in(
                 }
                 limits.clamp(&mut cand);
                 let penalty = limits.penalty(&cand);
-                if penalty.is_infinite() {
+                if penalty.is_infinite() || outside(&cand) {
                     continue;
                 }
                 let f_new = trial_value(curve, &to_theta(&cand), delta, &mut scratch) + penalty;
@@ -801,11 +901,12 @@ pub(crate) fn solve(curve: &Curve, limits: &Limits, config: &FitConfig) -> ([f64
     staged.sort_by(|a, b| a.1.total_cmp(&b.1));
     let lead = staged.first().map_or(f64::NAN, |c| c.1);
     let lead_margin = 10.0 * NEAR_TIE * lead.abs().max(f64::MIN_POSITIVE);
-    // The near-ties go on to convergence in linear coordinates where the limits allow, unless the
-    // search ran on a subset: there the refinement below needs the near-ties' distinct end points
-    // (the full data's optimum can lie in another basin than the subset's), and the crawl of the
-    // logarithmic coordinates keeps them apart (measured: in linear coordinates they merge, and
-    // 125 of 7,100 fits of 150-250 points ended worse, 0 of 7,800 fits of <= 128 points).
+    // The near-ties go on to convergence in anchored, then linear coordinates where the limits
+    // allow, unless the search ran on a subset: there the refinement below needs the near-ties'
+    // distinct end points (the full data's optimum can lie in another basin than the subset's),
+    // and the crawl of the logarithmic coordinates keeps them apart (measured: in linear
+    // coordinates they merge, and 125 of 7,100 fits of 150-250 points ended worse, 0 of 7,800
+    // fits of <= 128 points).
     let linear = small.is_none() && linear_ok(limits);
     let mut cands: Vec<([f64; 3], f64, usize)> = staged
         .into_iter()
@@ -814,7 +915,22 @@ pub(crate) fn solve(curve: &Curve, limits: &Limits, config: &FitConfig) -> ([f64
             if done {
                 return (start, f, iters);
             }
-            let (t, f2, more) = polish_in(search, limits, delta, start, config.max_iter, linear);
+            let (t, f2, more) = if linear {
+                // Along the valley first, then eps's bounds exactly.
+                let (t, _, m1) = polish_in(
+                    search,
+                    limits,
+                    delta,
+                    start,
+                    config.max_iter,
+                    Coords::Anchored,
+                );
+                let (t, f, m2) =
+                    polish_in(search, limits, delta, t, config.max_iter, Coords::Linear);
+                (t, f, m1 + m2)
+            } else {
+                polish(search, limits, delta, start, config.max_iter)
+            };
             (t, f2, iters + more)
         })
         .filter(|c| c.1.is_finite())
