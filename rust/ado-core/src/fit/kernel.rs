@@ -113,12 +113,29 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    pub(crate) fn new(len: usize) -> Self {
+    /// No buffers yet (see [`Scratch::ensure`]).
+    pub(crate) const fn empty() -> Self {
         Scratch {
-            t: vec![0.0; len],
-            l: vec![0.0; len],
-            r: vec![0.0; len],
-            p: vec![0.0; len],
+            t: Vec::new(),
+            l: Vec::new(),
+            r: Vec::new(),
+            p: Vec::new(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn with_len(len: usize) -> Self {
+        let mut s = Scratch::empty();
+        s.ensure(len);
+        s
+    }
+
+    /// Room for `len` points.
+    pub(crate) fn ensure(&mut self, len: usize) {
+        if self.t.len() < len {
+            for v in [&mut self.t, &mut self.l, &mut self.r, &mut self.p] {
+                v.resize(len, 0.0);
+            }
         }
     }
 }
@@ -284,7 +301,7 @@ mod tests {
                 .collect();
             let theta = [2.0, 0.6, 0.3];
             let delta = 1e-3;
-            let mut scratch = Scratch::new(n);
+            let mut scratch = Scratch::with_len(n);
             let got = trial(&u, &y, theta, delta, &mut scratch);
             let want: f64 = u
                 .iter()

@@ -389,7 +389,9 @@ fn polish_in(
     let outside = |x: &[f64; 3]| -> bool {
         coords == Coords::Anchored && !outer_limits.penalty(&to_theta(x)).is_finite()
     };
-    let mut scratch = Scratch::new(curve.y.len());
+    // The per-point buffers of this thread's last polish (a fit runs a dozen: no allocation each).
+    let mut scratch = SCRATCH.with(|s| s.replace(Scratch::empty()));
+    scratch.ensure(curve.y.len());
     trial_value(curve, &to_theta(&theta), delta, &mut scratch);
     let mut der = chain(
         derivatives_from(curve, &to_theta(&theta), delta, &mut scratch),
@@ -492,7 +494,12 @@ fn polish_in(
             break;
         }
     }
+    SCRATCH.with(|s| s.replace(scratch));
     (to_theta(&theta), f, iterations)
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Scratch> = const { std::cell::Cell::new(Scratch::empty()) };
 }
 
 /// A vector of at most `N` elements on the stack (the polish runs millions of times: no heap).
@@ -996,7 +1003,7 @@ mod tests {
     }
 
     fn at(curve: &Curve, theta: &[f64; 3], delta: f64) -> (f64, Derivatives) {
-        let mut scratch = Scratch::new(curve.y.len());
+        let mut scratch = Scratch::with_len(curve.y.len());
         let value = trial_value(curve, theta, delta, &mut scratch);
         (value, derivatives_from(curve, theta, delta, &mut scratch))
     }
