@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -112,17 +113,21 @@ _INTERRUPT = textwrap.dedent(
     loader = MixtureLoader({"web": url}, batch_size=2, seed=0, cache_dir=cache, remote=cfg,
                            readahead_threads=threads, readahead_bytes=1 << 20)
     urls = sorted({url.replace("{000..004}", f"{i:03d}") for i in range(5)})
-    keep = loader._core.upcoming_shards([1])[0][0] if where == "readahead" else None
+    # readahead: the first batch's shard stays cached
+    keep = set(loader._core.upcoming_shards([1])[0]) if where == "readahead" else set()
     for i, u in enumerate(urls):
-        if i != keep:
+        if i not in keep:
             loader.cache.entry(u).unlink(missing_ok=True)  # indexing downloaded it
+    kept = {urls[i] for i in keep}
     fetched = []  # (shard, fetched by this thread)
     ahead = threading.Event()
     acquire = loader.cache.acquire
     def spy(name):
         on_main = threading.get_ident() == threading.main_thread().ident
         fetched.append((name, on_main))
-        if where == "readahead" and not on_main:
+        if where == "readahead" and not on_main and loader.cache.real_url(name) not in kept:
+            # (a read-ahead thread may open a kept shard too: holding it there would hold the
+            # first batch, which this thread waits for)
             ahead.set()
             wait_for("-hung")  # a read-ahead thread reaches the server once it hangs
         return acquire(name)
@@ -170,6 +175,9 @@ def _interrupt_a_stall(
         stderr=subprocess.PIPE,
         text=True,
     )
+    # A child stuck before "ready" must fail the test, not hang the suite.
+    watchdog = threading.Timer(180, proc.kill)
+    watchdog.start()
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "ready", proc.communicate()[1][-3000:]
@@ -189,6 +197,7 @@ def _interrupt_a_stall(
         Path(flag + "-resume").touch()
         out, err = proc.communicate(timeout=120)
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -229,8 +238,6 @@ def test_cancel_downloads_stops_a_transfer_in_flight(
     """What the loader does on Ctrl-C for the read-ahead threads it no longer waits for: their
     downloads stop at the next read (not at the end of the transfer or its timeouts), are not
     retried, and leave nothing in the cache."""
-    import threading
-
     from ado.data.cache import ShardCache
     from ado.data.remote import TransferCancelledError
 

@@ -195,8 +195,9 @@ pub struct StateColumns {
 /// domains in one `window x K` matrix per quantity, slot-major (observation `q` of domain `d`
 /// at `[(q % window) * K + d]`; a domain's ring is its last `min(count, window)` observations).
 /// A step writes one row (all domains observe every step in carry mode, so their rings move in
-/// lockstep), and the step that smooths every domain's newest fit point reads the matrix
-/// row by row, one pass over memory.
+/// lockstep) and adds it to the running smoothing sums of the upcoming fit rows; the step whose
+/// middle row is a fit row takes its finished sums and writes one row of the point matrices
+/// ([`PointStore`]). Every step thus costs about the same: no step reads the whole ring matrix.
 #[derive(Clone, Debug)]
 pub struct PowerLawEstimator {
     config: EstimatorConfig,
@@ -211,9 +212,120 @@ pub struct PowerLawEstimator {
     rows: usize,
     raw_loss: Vec<f64>,
     raw_n: Vec<f64>,
-    points_n: Vec<VecDeque<f64>>,
-    points_y: Vec<VecDeque<f64>>,
+    points: PointStore,
+    /// The steady state's running smoothing sums (see [`PowerLawEstimator::push_row`]): for each
+    /// upcoming fit row `m` whose window has begun, `(m, per-domain sum so far)`, oldest first.
+    /// Not part of the state: it is empty after a restore, and rebuilt within one window.
+    running: VecDeque<(u64, Vec<f64>)>,
 }
+
+/// Every domain's fit points, in two slot-major `rows x K` matrices like the raw rings: point `i`
+/// of domain `d` is at `[slot * K + d]` with `slot = start[d] + i` (modulo `max_points + 1` when
+/// the oldest points are dropped). The step that keeps a point for every domain writes one row
+/// of each matrix, where `K` separate buffers per matrix would cost `2 K` cache misses (at
+/// K = 10^4 this was most of a step's time, and evicted the rest of the policy's data).
+#[derive(Clone, Debug)]
+struct PointStore {
+    k: usize,
+    /// Ring modulus (`max_points + 1`) when the oldest points are dropped.
+    modulus: Option<usize>,
+    /// Most rows ever needed (`max_points + 1`), if bounded.
+    limit: usize,
+    rows: usize,
+    n: Vec<f64>,
+    y: Vec<f64>,
+    start: Vec<usize>,
+    len: Vec<usize>,
+}
+
+impl PointStore {
+    fn new(k: usize, max_points: Option<usize>, overflow: Overflow) -> Self {
+        let limit = max_points.map_or(usize::MAX, |cap| cap.saturating_add(1));
+        PointStore {
+            k,
+            modulus: (overflow == Overflow::DropOldest && max_points.is_some()).then_some(limit),
+            limit,
+            rows: 0,
+            n: Vec::new(),
+            y: Vec::new(),
+            start: vec![0; k],
+            len: vec![0; k],
+        }
+    }
+
+    fn len(&self, d: usize) -> usize {
+        self.len[d]
+    }
+
+    /// Index of point `i` of domain `d` in the matrices.
+    fn at(&self, d: usize, i: usize) -> usize {
+        let slot = self.start[d] + i;
+        let slot = match self.modulus {
+            Some(m) if slot >= m => slot - m,
+            _ => slot,
+        };
+        slot * self.k + d
+    }
+
+    fn push(&mut self, d: usize, n: f64, y: f64) {
+        let at = self.at(d, self.len[d]);
+        if at >= self.rows * self.k {
+            // Grow geometrically (bounded by the most rows ever needed).
+            let need = at / self.k + 1;
+            let rows = need
+                .max(self.rows.saturating_mul(2))
+                .max(4)
+                .min(self.limit)
+                .max(need);
+            self.n.resize(rows * self.k, 0.0);
+            self.y.resize(rows * self.k, 0.0);
+            self.rows = rows;
+        }
+        self.n[at] = n;
+        self.y[at] = y;
+        self.len[d] += 1;
+    }
+
+    fn pop_front(&mut self, d: usize) {
+        if self.len[d] > 0 {
+            self.start[d] += 1;
+            if self.modulus == Some(self.start[d]) {
+                self.start[d] = 0;
+            }
+            self.len[d] -= 1;
+        }
+    }
+
+    /// Keep every other point (the first, the third, ...).
+    fn thin(&mut self, d: usize) {
+        let keep = self.len[d].div_ceil(2);
+        for i in 1..keep {
+            let (to, from) = (self.at(d, i), self.at(d, 2 * i));
+            self.n[to] = self.n[from];
+            self.y[to] = self.y[from];
+        }
+        self.len[d] = keep;
+    }
+
+    /// Domain `d`'s points `(n, y)`, oldest first.
+    fn iter(&self, d: usize) -> impl Iterator<Item = (f64, f64)> + '_ {
+        (0..self.len[d]).map(move |i| {
+            let at = self.at(d, i);
+            (self.n[at], self.y[at])
+        })
+    }
+
+    fn clear(&mut self) {
+        self.rows = 0;
+        self.n.clear();
+        self.y.clear();
+        self.start.fill(0);
+        self.len.fill(0);
+    }
+}
+
+/// Most running sums kept in the steady state (`window / stride` of them are live).
+const MAX_RUNNING: usize = 16;
 
 impl PowerLawEstimator {
     /// An empty estimator for `num_domains` domains.
@@ -226,6 +338,7 @@ impl PowerLawEstimator {
         }
         let sg = SavGol::new(config.window, config.order.min(config.window - 1))?;
         let k = num_domains;
+        let points = PointStore::new(k, config.max_points, config.overflow);
         Ok(PowerLawEstimator {
             stride: vec![config.subsample; k],
             config,
@@ -237,8 +350,8 @@ impl PowerLawEstimator {
             rows: 0,
             raw_loss: Vec::new(),
             raw_n: Vec::new(),
-            points_n: vec![VecDeque::new(); k],
-            points_y: vec![VecDeque::new(); k],
+            points,
+            running: VecDeque::new(),
         })
     }
 
@@ -354,26 +467,88 @@ impl PowerLawEstimator {
             }
         }
         let past_ignore = step >= self.config.ignore_steps;
-        let due = match self.count.first() {
+        match self.count.first() {
             Some(&c0)
                 if c0 >= w as u64
                     && self.count.iter().all(|&c| c == c0)
                     && values.iter().all(|v| !v.is_nan()) =>
             {
-                self.push_row(c0, &values, n, past_ignore)
+                let due = self.push_row(c0, &values, n, past_ignore);
+                match self.advance_running(c0, &values, &due) {
+                    Some(sums) => {
+                        // The middle row's slot, the same for every domain in lockstep.
+                        let row = self.at(0, c0 - w as u64 / 2);
+                        for (d, smoothed) in sums.into_iter().enumerate() {
+                            self.keep(d, self.raw_n[row + d], smoothed);
+                        }
+                    }
+                    None => self.smooth_middle(&due),
+                }
             }
             _ => {
+                self.running.clear();
                 let mut due = Vec::new();
                 for (d, &v) in values.iter().enumerate() {
                     if !v.is_nan() && self.push(d, v, n[d], past_ignore) {
                         due.push(d);
                     }
                 }
-                due
+                self.smooth_middle(&due);
             }
-        };
-        self.smooth_middle(&due);
+        }
         Ok(())
+    }
+
+    /// The steady state's smoothing, spread over the steps: observation `q` (just written, row
+    /// `values`) is added to the running sum of every upcoming fit row whose window holds it,
+    /// and starts the sum of row `q + window / 2` if that will be a fit row. Returns the finished
+    /// sums of the middle row `q - window / 2` if every domain is `due` there and its sum ran
+    /// from the start of its window (else the caller smooths it from the ring).
+    ///
+    /// A sum adds its window's terms oldest first from 0.0, like [`Self::smooth_middle`] and
+    /// `SavGol::apply`: the points are bitwise the same. Instead of one pass over the whole
+    /// `window x K` matrix every `stride` steps (a spike of ~1 ms at K = 10^4), each step adds
+    /// one row to `window / stride` sums. Used while all domains share their ordinals and stride
+    /// (the steady state of carry mode) and `window / stride <= MAX_RUNNING`; anything else
+    /// empties it.
+    fn advance_running(&mut self, q: u64, values: &[f64], due: &[usize]) -> Option<Vec<f64>> {
+        let (k, w) = (self.count.len(), self.config.window as u64);
+        let h = w / 2;
+        let (o0, s0) = (self.ordinals[0], self.stride[0]);
+        let uniform = o0 > 0
+            && self.ordinals.iter().all(|&o| o == o0)
+            && self.stride.iter().all(|&s| s == s0)
+            && w.div_ceil(s0) as usize <= MAX_RUNNING;
+        if !uniform {
+            self.running.clear();
+            return None;
+        }
+        let coef = self.sg.row(h as usize);
+        for (m, sums) in &mut self.running {
+            // This observation is term `q - (m - h)` of row m's window.
+            let c = coef[(q + h - *m) as usize];
+            for (a, &v) in sums.iter_mut().zip(values) {
+                *a += c * v;
+            }
+        }
+        let first = self.count[0] - o0;
+        let next = q + h;
+        if next >= first && (next - first) % s0 == 0 {
+            let c = coef[0];
+            self.running
+                .push_back((next, values.iter().map(|&v| 0.0 + c * v).collect()));
+        }
+        let middle = q - h;
+        while self.running.front().is_some_and(|(m, _)| *m < middle) {
+            self.running.pop_front();
+        }
+        if self.running.front().is_some_and(|(m, _)| *m == middle) {
+            let (_, sums) = self.running.pop_front()?;
+            if due.len() == k {
+                return Some(sums);
+            }
+        }
+        None
     }
 
     /// [`PowerLawEstimator::push`] for every domain at once, when all of them observe and their
@@ -483,26 +658,13 @@ impl PowerLawEstimator {
 
     /// Append a fit point of domain `d`, thinning a full buffer.
     fn keep(&mut self, d: usize, n: f64, smoothed: f64) {
-        let (pn, py) = (&mut self.points_n[d], &mut self.points_y[d]);
-        pn.push_back(n);
-        py.push_back(smoothed);
+        self.points.push(d, n, smoothed);
         if let Some(cap) = self.config.max_points {
-            if pn.len() > cap {
+            if self.points.len(d) > cap {
                 match self.config.overflow {
-                    Overflow::DropOldest => {
-                        pn.pop_front();
-                        py.pop_front();
-                    }
+                    Overflow::DropOldest => self.points.pop_front(d),
                     Overflow::Thin => {
-                        let keep_even = |q: &mut VecDeque<f64>| {
-                            let mut i = 0;
-                            q.retain(|_| {
-                                i += 1;
-                                (i - 1) % 2 == 0
-                            });
-                        };
-                        keep_even(pn);
-                        keep_even(py);
+                        self.points.thin(d);
                         self.stride[d] = self.stride[d].saturating_mul(2);
                     }
                 }
@@ -530,8 +692,7 @@ impl PowerLawEstimator {
                 self.count.len()
             )));
         }
-        let mut xs: Vec<f64> = self.points_n[d].iter().copied().collect();
-        let mut ys: Vec<f64> = self.points_y[d].iter().copied().collect();
+        let (mut xs, mut ys): (Vec<f64>, Vec<f64>) = self.points.iter(d).unzip();
         let w = self.config.window;
         let order = self.config.order;
         let (first, ring) = self.ring(d);
@@ -572,7 +733,7 @@ impl PowerLawEstimator {
                 let pending = (first + self.first_pending_row(d)..self.count[d])
                     .filter(|&q| self.is_point(d, q))
                     .count();
-                self.points_n[d].len() + pending
+                self.points.len(d) + pending
             })
             .collect()
     }
@@ -624,7 +785,7 @@ impl PowerLawEstimator {
             ordinals: self.ordinals.clone(),
             stride: self.stride.clone(),
             last: self.last.clone(),
-            points: self.points_n.iter().map(|p| p.len() as u64).collect(),
+            points: (0..k).map(|d| self.points.len(d) as u64).collect(),
             ..StateColumns::default()
         };
         let w = self.config.window as u64;
@@ -634,8 +795,10 @@ impl PowerLawEstimator {
                 c.raw_loss.push(self.raw_loss[self.at(d, q)]);
                 c.raw_n.push(self.raw_n[self.at(d, q)]);
             }
-            c.points_n.extend(self.points_n[d].iter());
-            c.points_y.extend(self.points_y[d].iter());
+            for (x, y) in self.points.iter(d) {
+                c.points_n.push(x);
+                c.points_y.push(y);
+            }
         }
         c
     }
@@ -737,8 +900,8 @@ impl PowerLawEstimator {
                     ordinals: self.ordinals[d],
                     stride: self.stride[d],
                     last: (!self.last[d].is_nan()).then_some(self.last[d]),
-                    points_n: self.points_n[d].clone(),
-                    points_y: self.points_y[d].clone(),
+                    points_n: self.points.iter(d).map(|p| p.0).collect(),
+                    points_y: self.points.iter(d).map(|p| p.1).collect(),
                 }
             })
             .collect();
@@ -781,8 +944,8 @@ impl PowerLawEstimator {
         self.raw_loss = vec![0.0; rows * k];
         self.raw_n = vec![0.0; rows * k];
         self.last_step = last_step;
-        self.points_n.clear();
-        self.points_y.clear();
+        self.points.clear();
+        self.running.clear();
         for (d, s) in series.into_iter().enumerate() {
             self.count[d] = s.count;
             self.ordinals[d] = s.ordinals;
@@ -794,8 +957,9 @@ impl PowerLawEstimator {
                 self.raw_loss[at] = o.loss;
                 self.raw_n[at] = o.n;
             }
-            self.points_n.push(s.points_n);
-            self.points_y.push(s.points_y);
+            for (&x, &y) in s.points_n.iter().zip(&s.points_y) {
+                self.points.push(d, x, y);
+            }
         }
     }
 }
@@ -1260,6 +1424,67 @@ mod tests {
     }
 
     /// The columns restore bitwise (later updates and points equal), and refuse bad lengths.
+    /// The steady state's running sums (carry mode, all domains in lockstep) give bitwise the
+    /// points that smoothing each window from the ring gives, through thinning, and after a
+    /// restore (which starts them afresh) at every phase of the stride.
+    #[test]
+    fn running_sums_are_the_ring_sums_across_restores() {
+        let cfg = EstimatorConfig {
+            window: 11,
+            order: 3,
+            subsample: 3,
+            ignore_steps: 4,
+            max_points: Some(12),
+            ..EstimatorConfig::default()
+        };
+        let k = 5;
+        let row = |i: u64| -> Vec<f64> {
+            (0..k)
+                .map(|d| {
+                    2.0 + (d + 1) as f64 / ((i + 1) as f64).sqrt()
+                        + 0.01 * ((i * 17 + d as u64 * 5) % 11) as f64
+                })
+                .collect()
+        };
+        let feed = |est: &mut PowerLawEstimator, steps: std::ops::Range<u64>| {
+            for i in steps {
+                est.update(i, &row(i), &vec![(i + 1) as f64; k], None)
+                    .expect("update");
+            }
+        };
+        let mut whole = PowerLawEstimator::new(k, cfg.clone()).expect("new");
+        feed(&mut whole, 0..150);
+        let sg = SavGol::new(11, 3).expect("savgol");
+        for cut in 20..32 {
+            let mut head = PowerLawEstimator::new(k, cfg.clone()).expect("new");
+            feed(&mut head, 0..cut);
+            let mut tail = PowerLawEstimator::new(k, cfg.clone()).expect("new");
+            tail.restore_columns(head.to_columns()).expect("restore");
+            feed(&mut tail, cut..150);
+            for d in 0..k {
+                assert_eq!(
+                    tail.points(d).expect("points"),
+                    whole.points(d).expect("points")
+                );
+            }
+        }
+        // and each kept point is the window sum over the raw series
+        for d in 0..k {
+            let series: Vec<f64> = (0..150).map(|i| row(i)[d]).collect();
+            let (n, y) = whole.points(d).expect("points");
+            for (x, v) in n.iter().zip(&y) {
+                let m = *x as usize - 1;
+                if m >= 5 && m + 5 < 150 {
+                    assert_eq!(
+                        *v,
+                        sg.apply(5, series[m - 5..m + 6].iter().copied()),
+                        "row {m}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn columns_round_trip_exactly() {
         let cfg = EstimatorConfig {

@@ -19,6 +19,7 @@
 //! with a damped Newton method on the exact objective that lands exactly on the kinks of the penalties.
 //! It is deterministic: no random restarts.
 
+mod kernel;
 mod solver;
 
 use std::sync::atomic::{AtomicBool, Ordering};
