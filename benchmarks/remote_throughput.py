@@ -250,7 +250,7 @@ def peer_table(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="ado-peers-bench-"))
     data = root / "data"
     write_corpus(data, 2, args.shards, args.shard_mb)
-    for kind in ("mds", "lit"):
+    for kind in () if args.ado_only else ("mds", "lit"):
         for d in range(2):
             src, out = str(data / f"d{d}"), str(root / kind / f"d{d}")
             subprocess.run(
@@ -299,52 +299,75 @@ def peer_table(args: argparse.Namespace) -> None:
         ]  # fmt: skip
         return _merge(_ranks(cmds, env))
 
-    results["local files, static"] = ado(root / "unused", False, local_manifest)
+    def measured(name: str, run: Callable[[int], dict[str, float]]) -> None:
+        """``run(repeat)`` ``args.repeats`` times; the median of each column."""
+        runs = [run(i) for i in range(args.repeats)]
+        results[name] = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+        col = "mb_s" if "mb_s" in runs[0] else "rows_s"
+        results[name]["spread"] = max(r[col] for r in runs) / max(1e-9, min(r[col] for r in runs))
+
+    measured("local files, static", lambda i: ado(root / "unused", False, local_manifest))
     port = 29600
-    for ms in (0.0, 20.0, 100.0):
+    for ms in args.latencies:
         s3.set_latency(ms)
         for changing in (False, True):
             label = "changing" if changing else "static"
-            cache = root / f"ado-{ms}-{label}"
             for temp in ("cold", "warm"):
-                results[f"ado, {ms:.0f} ms, {label}, {temp}"] = ado(cache, changing, manifest)
-        for kind in ("streaming", "lit"):
-            local = root / f"{kind}-{ms}"
+                # a fresh node cache per repeat; warm reads the cache its cold run filled
+
+                def run(i: int, changing: bool = changing, cache: str = f"ado-{ms}-{label}") -> (
+                    dict[str, float]
+                ):
+                    return ado(root / f"{cache}-{i}", changing, manifest)
+
+                measured(f"ado, {ms:.0f} ms, {label}, {temp}", run)
+        for kind in () if args.ado_only else ("streaming", "lit"):
+            name = "mosaicml-streaming" if kind == "streaming" else "litdata"
             for temp in ("cold", "warm"):
-                port += 1
-                name = "mosaicml-streaming" if kind == "streaming" else "litdata"
-                results[f"{name}, {ms:.0f} ms, static, {temp}"] = peer(kind, local, port)
+
+                def one(i: int, kind: str = kind, local: str = f"{kind}-{ms}") -> dict[str, float]:
+                    nonlocal port
+                    port += 1
+                    return peer(kind, root / f"{local}-{i}", port)
+
+                measured(f"{name}, {ms:.0f} ms, static, {temp}", one)
         keys = ",".join(f"tar/d{d}/shard-{s:03d}.tar" for d in range(2) for s in range(args.shards))
-        for layer in ("fsspec", "obstore"):
-            out = subprocess.run(
-                [args.peers, peers, "fetch", layer, "--bucket", "bench", "--keys", keys],
-                check=True, capture_output=True, text=True, env=env,
-            )  # fmt: skip
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            results[f"fetch layer {layer}, {ms:.0f} ms"] = {
-                "ttfb": float("nan"),
-                "rows_s": float("nan"),
-                "downloaded": float(r["bytes"]),
-                "mb_s": r["bytes"] / 1e6 / r["seconds"],
-            }
+        for layer in () if args.ado_only else ("fsspec", "obstore"):
+
+            def fetch(i: int, layer: str = layer, keys: str = keys) -> dict[str, float]:
+                out = subprocess.run(
+                    [args.peers, peers, "fetch", layer, "--bucket", "bench", "--keys", keys],
+                    check=True, capture_output=True, text=True, env=env,
+                )  # fmt: skip
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                return {
+                    "ttfb": float("nan"),
+                    "rows_s": float("nan"),
+                    "downloaded": float(r["bytes"]),
+                    "mb_s": r["bytes"] / 1e6 / r["seconds"],
+                }
+
+            measured(f"fetch layer {layer}, {ms:.0f} ms", fetch)
     s3.stop()
     base = results["local files, static"]["rows_s"]
     mb = 2 * args.shards * args.shard_mb
     print(
         f"2 domains x {args.shards} shards x {args.shard_mb} MB ({mb} MB) on moto S3, 2 ranks on "
         f"one node, {args.steps} steps x {BATCH} rows of {SEQ + 1} u16 tokens per rank; latency "
-        "added per request; rows/s summed over ranks, first batch = slower rank"
+        "added per request; rows/s summed over ranks (from the first batch on), first batch = "
+        f"slower rank; each row the median of {args.repeats} runs (cold: a fresh cache each), max/min "
+        "the spread of rows/s (fetch: MB/s) over them"
     )
     print(
         f"| {'setting':42s} | {'first batch s':>13s} | {'rows/s':>8s} | {'vs local':>8s} | "
-        f"{'downloaded MB':>13s} | {'fetch MB/s':>10s} |"
+        f"{'downloaded MB':>13s} | {'fetch MB/s':>10s} | {'max/min':>7s} |"
     )
-    print(f"|{'-' * 44}|{'-' * 15}|{'-' * 10}|{'-' * 10}|{'-' * 15}|{'-' * 12}|")
+    print(f"|{'-' * 44}|{'-' * 15}|{'-' * 10}|{'-' * 10}|{'-' * 15}|{'-' * 12}|{'-' * 9}|")
     for name, r in results.items():
         print(
             f"| {name:42s} | {r['ttfb']:13.2f} | {r['rows_s']:8.0f} | "
             f"{r['rows_s'] / base:8.2f} | {r['downloaded'] / 1e6:13.1f} | "
-            f"{r.get('mb_s', float('nan')):10.1f} |"
+            f"{r.get('mb_s', float('nan')):10.1f} | {r['spread']:7.2f} |"
         )
     shutil.rmtree(root, ignore_errors=True)
 
@@ -382,6 +405,11 @@ def main() -> None:
     ap.add_argument("--serve", nargs=2, type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--ado-worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--peers", metavar="PYTHON", help="the peer table (see the module doc)")
+    ap.add_argument("--repeats", type=int, default=3, help="peer table: runs per row (median)")
+    ap.add_argument(
+        "--latencies", type=float, nargs="+", default=[0.0, 20.0, 100.0], help="peer table: ms"
+    )
+    ap.add_argument("--ado-only", action="store_true", help="peer table: ado and local only")
     args = ap.parse_args()
     if args.serve:
         serve(*args.serve)
