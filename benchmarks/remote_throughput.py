@@ -355,8 +355,8 @@ def peer_table(args: argparse.Namespace) -> None:
         f"2 domains x {args.shards} shards x {args.shard_mb} MB ({mb} MB) on moto S3, 2 ranks on "
         f"one node, {args.steps} steps x {BATCH} rows of {SEQ + 1} u16 tokens per rank; latency "
         "added per request; rows/s summed over ranks (from the first batch on), first batch = "
-        f"slower rank; each row the median of {args.repeats} runs (cold: a fresh cache each), max/min "
-        "the spread of rows/s (fetch: MB/s) over them"
+        f"slower rank; each row the median of {args.repeats} runs (cold: a fresh cache each), "
+        "max/min the spread of rows/s (fetch: MB/s) over them"
     )
     print(
         f"| {'setting':42s} | {'first batch s':>13s} | {'rows/s':>8s} | {'vs local':>8s} | "

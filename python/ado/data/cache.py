@@ -37,14 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from ado._core import check_tiling, decode_index, file_hash, index_file
+from ado.data.fetch import RemoteObject, remote_object
 from ado.data.remote import (
     RangeNotServedError,
     RemoteConfig,
     TransferCancelledError,
     TransientError,
     filesystem,
-    read_bounded,
-    read_range,
     redact,
     scrub,
     with_retries,
@@ -476,12 +475,14 @@ class ShardCache:
         """What the store says about ``url`` (size, ETag, version...), asked once (retried)."""
         info = self._info.get(url)
         if info is None:
-            fs, path = filesystem(url, self.storage_options, self.config)
-            info = dict(
-                with_retries(lambda: fs.info(path), url, "stat", self.config, self.storage_options)
-            )
+            obj = self.remote(url)
+            info = with_retries(obj.info, url, "stat", self.config, self.storage_options)
             self._info[url] = info
         return info
+
+    def remote(self, url: str) -> RemoteObject:
+        """``url`` through the client ``config.client`` picks (:mod:`ado.data.fetch`)."""
+        return remote_object(url, self.storage_options, self.config)
 
     def _download(self, url: str, size: int | None, digest: str | None, *, wait: bool) -> bool:
         """Download ``url`` into its entry (caller holds its lock exclusively). The copy is
@@ -489,7 +490,7 @@ class ShardCache:
         and fetched again, never served. The transfer is bounded: by the size (a body longer
         than announced is refused as it streams), by ``cache_limit`` and by the timeouts of
         :class:`RemoteConfig`."""
-        fs, path = filesystem(url, self.storage_options, self.config)
+        obj = self.remote(url)
         md5: str | None = None
         if size is None or digest is None:
             # No index yet (the indexing pass): the store's own MD5 (an S3 single-part ETag,
@@ -510,17 +511,7 @@ class ShardCache:
             fd, tmp = self._private_tmp(".dl-")
             try:
                 with open(fd, "wb", closefd=False) as out:  # fd keeps the temp file's lock
-                    read_bounded(
-                        fs,
-                        path,
-                        out,
-                        url,
-                        self.config,
-                        size=size,
-                        limit=limit,
-                        what="download",
-                        cancelled=cancelled,
-                    )
+                    obj.read(out, size=size, limit=limit, what="download", cancelled=cancelled)
                 got, h = file_hash(tmp)
                 if size is not None and got != size:
                     raise TransientError(f"{name}: got {got} bytes, expected {size}")
@@ -794,7 +785,7 @@ class ShardCache:
 
     def _read_ranges(self, url: str, ranges: Sequence[tuple[int, int]], size: int) -> list[bytes]:
         groups = coalesce(ranges, self.config.range_gap_bytes)
-        fs, path = filesystem(url, self.storage_options, self.config)
+        obj = self.remote(url)
 
         def get(lo: int, hi: int) -> bytes:
             cancelled = self._cancel_flag()
@@ -803,10 +794,7 @@ class ShardCache:
                 if cancelled():
                     raise TransferCancelledError(f"{redact(url)}: ranged read cancelled")
                 buf = io.BytesIO()
-                read_range(
-                    fs, path, buf, url, self.config, start=lo, end=hi, total=size,
-                    cancelled=cancelled,
-                )  # fmt: skip
+                obj.read_range(buf, start=lo, end=hi, total=size, cancelled=cancelled)
                 with self.stats.lock:
                     self.stats.range_gets += 1
                     self.stats.bytes_downloaded += hi - lo
@@ -994,20 +982,11 @@ class ShardCache:
         is skipped; a store that fails beyond the retry budget raises."""
         side = url.split("?", 1)[0] + _SIDECAR
         shown = redact(side)
-        fs, path = filesystem(side, self.storage_options, self.config)
+        obj = self.remote(side)
 
         def read() -> bytes:
             buf = io.BytesIO()
-            read_bounded(
-                fs,
-                path,
-                buf,
-                side,
-                self.config,
-                size=None,
-                limit=self.config.max_index_bytes,
-                what="sidecar read",
-            )
+            obj.read(buf, size=None, limit=self.config.max_index_bytes, what="sidecar read")
             return buf.getvalue()
 
         try:
