@@ -1135,6 +1135,29 @@ class Prefetcher:
         self._pid = 0
         self._inflight: dict[str, Future[bool]] = {}
         self._last: list[list[int]] | None = None
+        # batches since the plan was last computed, while every planned shard was cached
+        self._idle = -1  # -1: the last plan is not known to be met
+        self._met = False  # whether every shard of the last plan was cached
+
+    #: Batches between two plans while every planned shard is cached and nothing is in flight
+    #: (a domain reads a shard over many batches; the plan reaches 2+ shards ahead).
+    IDLE_EVERY = 8
+
+    def due(self) -> bool:
+        """Whether the loader should compute the plan now (:meth:`schedule`): at every batch
+        while a download is in flight or a planned shard is missing, else every
+        :attr:`IDLE_EVERY` batches (computing it costs more than a warm batch's reading)."""
+        if self._idle < 0:
+            return True
+        self._idle += 1
+        if self._idle >= self.IDLE_EVERY:
+            self._idle = -1
+            return True
+        return False
+
+    def wake(self) -> None:
+        """Compute the plan at the next batch (the weights changed)."""
+        self._idle = -1
 
     def depths(self, weights: Sequence[float]) -> list[int]:
         """Shards to keep ready per domain (the current one included)."""
@@ -1178,7 +1201,9 @@ class Prefetcher:
             and self.started
             and not any(f.done() for f in self._inflight.values())
         ):
-            return  # nothing moved since the last call: the common case, kept cheap
+            # nothing moved since the last call: the common case, kept cheap
+            self._idle = 0 if self._met and not self._inflight else -1
+            return
         self._last = plan
         if self._pool is None or self._pid != os.getpid():
             self._pool = ThreadPoolExecutor(
@@ -1196,10 +1221,14 @@ class Prefetcher:
                         redact(url),
                         self.cache.describe(str(err)),
                     )
+        met = True
         for url in self.plan(upcoming):
             if url in self._inflight or self.cache.entry(url).exists():
                 continue
+            met = False
             self._inflight[url] = self._pool.submit(self.cache.ensure, url, wait=False)
+        self._met = met
+        self._idle = 0 if met and not self._inflight else -1
 
     def wait(self) -> None:
         """Block until the downloads in flight are done (tests, benchmarks)."""
@@ -1212,3 +1241,4 @@ class Prefetcher:
         if self._pool is not None and self._pid == os.getpid():
             self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool = None
+        self._idle = -1
