@@ -280,6 +280,8 @@ class ShardCache:
         self._samples: dict[str, int] = {}  # url -> samples, by its index
         self._range_pool: ThreadPoolExecutor | None = None
         self._range_pid = 0
+        self._ob_pool: ThreadPoolExecutor | None = None
+        self._ob_pid = 0
         _CACHES.add(self)
 
     # -- names ------------------------------------------------------------------------------
@@ -315,6 +317,7 @@ class ShardCache:
         self._mutex = threading.RLock()  # re-entrant: see _FDS_LOCK
         self.stats.lock = threading.Lock()
         self._range_pool = None  # the parent's threads are not here
+        self._ob_pool = None
 
     @contextlib.contextmanager
     def _exclusive(self, path: Path) -> Any:
@@ -482,7 +485,7 @@ class ShardCache:
 
     def remote(self, url: str) -> RemoteObject:
         """``url`` through the client ``config.client`` picks (:mod:`ado.data.fetch`)."""
-        return remote_object(url, self.storage_options, self.config)
+        return remote_object(url, self.storage_options, self.config, self._obstore_pool)
 
     def _download(self, url: str, size: int | None, digest: str | None, *, wait: bool) -> bool:
         """Download ``url`` into its entry (caller holds its lock exclusively). The copy is
@@ -826,12 +829,27 @@ class ShardCache:
                 self._range_pid = os.getpid()
             return self._range_pool
 
+    def _obstore_pool(self) -> ThreadPoolExecutor:
+        """The threads that run obstore's blocking calls for this cache (made in this process
+        at first use; closed by close())."""
+        with self._mutex:
+            if self._ob_pool is None or self._ob_pid != os.getpid():
+                self._ob_pool = ThreadPoolExecutor(
+                    max_workers=64, thread_name_prefix="ado-obstore"
+                )
+                self._ob_pid = os.getpid()
+            return self._ob_pool
+
     def close(self) -> None:
-        """Drop every hold of this process and stop the threads of ranged reads."""
+        """Drop every hold of this process and stop the threads of ranged reads and obstore
+        calls (a call a waiter gave up on ends at the client's timeouts first)."""
         with self._mutex:
             pool, self._range_pool = self._range_pool, None
+            ob_pool, self._ob_pool = self._ob_pool, None
         if pool is not None and self._range_pid == os.getpid():
             pool.shutdown(wait=True, cancel_futures=True)
+        if ob_pool is not None and self._ob_pid == os.getpid():
+            ob_pool.shutdown(wait=True, cancel_futures=True)
         with self._mutex:
             held, self._held = self._held, {}
         for fds in held.values():

@@ -249,10 +249,14 @@ def obstore_config(
 
 
 def remote_object(
-    url: str, storage_options: Mapping[str, Any] | None, config: RemoteConfig
+    url: str,
+    storage_options: Mapping[str, Any] | None,
+    config: RemoteConfig,
+    helpers: Callable[[], ThreadPoolExecutor] | None = None,
 ) -> RemoteObject:
     """The object ``url`` through the client :attr:`RemoteConfig.client` picks for it (module
-    doc).
+    doc). ``helpers`` gives the threads that run obstore's blocking calls (a node cache's own,
+    joined when it closes; default: this process's).
 
     Raises:
         ShardError: ``client="obstore"`` for an ``s3://`` URL obstore cannot serve
@@ -264,7 +268,7 @@ def remote_object(
     elif config.client != "fsspec" and scheme in ("s3", "s3a"):
         found = obstore_config(url, storage_options)
         if not isinstance(found, str):
-            return _ObstoreObject(url, storage_options, config, *found)
+            return _ObstoreObject(url, config, *found, helpers=helpers or _helpers)
         if config.client == "obstore":
             raise ShardError(f"{redact(url)}: client='obstore' cannot read it: {found}")
     return _FsspecObject(url, storage_options, config)
@@ -334,7 +338,7 @@ def _store(
 
 
 def _helpers() -> ThreadPoolExecutor:
-    """The threads that run the main thread's obstore calls (made in this process)."""
+    """This process's threads for obstore calls made outside a node cache (a manifest read)."""
     global _HELPERS
     with _STORES_LOCK:
         if _HELPERS is None or _HELPERS[0] != os.getpid():
@@ -416,11 +420,13 @@ class _ObstoreObject:
     def __init__(
         self,
         url: str,
-        storage_options: Mapping[str, Any] | None,
         config: RemoteConfig,
         cfg: dict[str, Any],
         plain_http: bool,
+        *,
+        helpers: Callable[[], ThreadPoolExecutor],
     ) -> None:
+        self.helpers = helpers
         install_log_redaction()
         secrets = [str(v) for v in cfg.values() if isinstance(v, str) and len(v) >= 4]
         secrets += [os.environ[k] for k in _SECRET_ENV if len(os.environ.get(k, "")) >= 4]
@@ -448,7 +454,7 @@ class _ObstoreObject:
         this thread waits: interruptibly (Ctrl-C), until ``deadline`` (``TimeoutError``), and
         until ``cancelled()`` (``TransferCancelledError``), asked every 50 ms. A call given up
         on ends on its own at the client's timeouts."""
-        fut: Future[T] = _helpers().submit(fn)
+        fut: Future[T] = self.helpers().submit(fn)
         try:
             while True:
                 left = deadline - time.monotonic()
