@@ -264,3 +264,28 @@ def test_no_secret_in_errors_or_log_lines(
     for secret in ("AKIAX", "20260101T000000Z", "0123456789abcdef"):
         assert secret not in masked
     assert "SignatureDoesNotMatch" in masked
+
+
+def test_a_warm_node_asks_the_store_one_stat_per_shard_and_nothing_per_batch(
+    corpus: Path, http: ShardHTTPServer, tmp_path: Path
+) -> None:
+    """Once every shard is in the node cache, a run reads local files: the store is asked
+    what each object is now (one HEAD per shard, when the loader is built: how a replaced
+    object is noticed on every rank) and nothing after that, whatever the batches read."""
+    cfg = QUICK.model_copy(update={"prefetch_bytes": 1 << 30})
+    manifest = {"web": f"s3://{WEB}", "code": "s3://code/shard-{000..002}.tar"}
+
+    def loader() -> MixtureLoader:
+        return MixtureLoader(
+            manifest, batch_size=4, seed=5, cache_dir=tmp_path / "c", remote=cfg,
+            storage_options=_fake(http),
+        )  # fmt: skip
+
+    with loader() as cold:
+        want = _rows(cold, 40)
+    http.log.clear()
+    with loader() as warm:
+        built = list(http.log)
+        assert _rows(warm, 40) == want
+        assert http.log == built  # nothing per batch
+    assert sorted(m for m, _, _ in built) == ["HEAD"] * 8  # one stat per shard
