@@ -281,8 +281,13 @@ def peer_table(args: argparse.Namespace) -> None:
     results: dict[str, dict[str, float]] = {}
     run_ado(local_manifest, None, 2, None)  # local sidecars
 
-    def ado(cache: Path, changing: bool, man: dict[str, str]) -> dict[str, float]:
-        cfg = {"manifest": man, "cache": str(cache), "steps": args.steps, "changing": changing}
+    def ado(
+        cache: Path, changing: bool, man: dict[str, str], client: str = "auto"
+    ) -> dict[str, float]:
+        cfg = {
+            "manifest": man, "cache": str(cache), "steps": args.steps, "changing": changing,
+            "client": client,
+        }  # fmt: skip
         cmds = [
             [sys.executable, __file__, "--ado-worker", json.dumps({**cfg, "rank": r})]
             for r in range(2)
@@ -310,17 +315,20 @@ def peer_table(args: argparse.Namespace) -> None:
     port = 29600
     for ms in args.latencies:
         s3.set_latency(ms)
-        for changing in (False, True):
-            label = "changing" if changing else "static"
-            for temp in ("cold", "warm"):
-                # a fresh node cache per repeat; warm reads the cache its cold run filled
+        for client in args.clients:
+            who = "ado" if args.clients == ["auto"] else f"ado ({client})"
+            for changing in (False, True):
+                label = "changing" if changing else "static"
+                for temp in ("cold", "warm"):
+                    # a fresh node cache per repeat; warm reads the cache its cold run filled
 
-                def run(i: int, changing: bool = changing, cache: str = f"ado-{ms}-{label}") -> (
-                    dict[str, float]
-                ):
-                    return ado(root / f"{cache}-{i}", changing, manifest)
+                    def run(
+                        i: int, changing: bool = changing, client: str = client,
+                        cache: str = f"ado-{client}-{ms}-{label}",
+                    ) -> dict[str, float]:  # fmt: skip
+                        return ado(root / f"{cache}-{i}", changing, manifest, client)
 
-                measured(f"ado, {ms:.0f} ms, {label}, {temp}", run)
+                    measured(f"{who}, {ms:.0f} ms, {label}, {temp}", run)
         for kind in () if args.ado_only else ("streaming", "lit"):
             name = "mosaicml-streaming" if kind == "streaming" else "litdata"
             for temp in ("cold", "warm"):
@@ -388,7 +396,7 @@ def ado_worker(spec: str) -> None:
         cfg["manifest"],
         Path(cfg["cache"]),
         cfg["steps"],
-        RemoteConfig(),
+        RemoteConfig(client=cfg.get("client", "auto")),
         rank=cfg["rank"],
         world=2,
         changing=cfg["changing"],
@@ -410,6 +418,10 @@ def main() -> None:
         "--latencies", type=float, nargs="+", default=[0.0, 20.0, 100.0], help="peer table: ms"
     )
     ap.add_argument("--ado-only", action="store_true", help="peer table: ado and local only")
+    ap.add_argument(
+        "--clients", nargs="+", default=["auto"], choices=["auto", "obstore", "fsspec"],
+        help="peer table: ado's rows once per RemoteConfig.client",
+    )  # fmt: skip
     args = ap.parse_args()
     if args.serve:
         serve(*args.serve)
