@@ -277,15 +277,16 @@ def peer_table(args: argparse.Namespace) -> None:
             if p.is_file():
                 client.upload_file(str(p), "bench", f"{prefix}/{p.relative_to(folder)}")
     manifest, local_manifest = s3_corpus(root, data, args.shards, "tar/")
-    rows = args.steps * BATCH
+    warm_steps = args.warm_steps or 4 * args.steps
+    steps_of = {"cold": args.steps, "warm": warm_steps}
     results: dict[str, dict[str, float]] = {}
     run_ado(local_manifest, None, 2, None)  # local sidecars
 
     def ado(
-        cache: Path, changing: bool, man: dict[str, str], client: str = "auto"
+        cache: Path, changing: bool, man: dict[str, str], client: str = "auto", *, steps: int
     ) -> dict[str, float]:
         cfg = {
-            "manifest": man, "cache": str(cache), "steps": args.steps, "changing": changing,
+            "manifest": man, "cache": str(cache), "steps": steps, "changing": changing,
             "client": client,
         }  # fmt: skip
         cmds = [
@@ -294,12 +295,12 @@ def peer_table(args: argparse.Namespace) -> None:
         ]
         return _merge(_ranks(cmds, env))
 
-    def peer(kind: str, local: Path, port: int) -> dict[str, float]:
+    def peer(kind: str, local: Path, port: int, steps: int) -> dict[str, float]:
         prefix = "mds" if kind == "streaming" else "lit"
         cmds = [
             [args.peers, peers, "worker", kind, "--remote", f"s3://bench/{prefix}",
              "--local", str(local), "--rank", str(r), "--world", "2", "--port", str(port),
-             "--rows", str(rows)]
+             "--rows", str(steps * BATCH)]
             for r in range(2)
         ]  # fmt: skip
         return _merge(_ranks(cmds, env))
@@ -311,7 +312,13 @@ def peer_table(args: argparse.Namespace) -> None:
         col = "mb_s" if "mb_s" in runs[0] else "rows_s"
         results[name]["spread"] = max(r[col] for r in runs) / max(1e-9, min(r[col] for r in runs))
 
-    measured("local files, static", lambda i: ado(root / "unused", False, local_manifest))
+    # the baselines of the cold rows (one pass over the corpus) and of the warm rows (steady
+    # state: the per-process check of each cached shard is a start-up cost)
+    for temp, steps in steps_of.items():
+        measured(
+            f"local files, static, {steps} steps ({temp})",
+            lambda i, steps=steps: ado(root / "unused", False, local_manifest, steps=steps),
+        )
     port = 29600
     for ms in args.latencies:
         s3.set_latency(ms)
@@ -324,19 +331,22 @@ def peer_table(args: argparse.Namespace) -> None:
 
                     def run(
                         i: int, changing: bool = changing, client: str = client,
-                        cache: str = f"ado-{client}-{ms}-{label}",
+                        cache: str = f"ado-{client}-{ms}-{label}", steps: int = steps_of[temp],
                     ) -> dict[str, float]:  # fmt: skip
-                        return ado(root / f"{cache}-{i}", changing, manifest, client)
+                        return ado(root / f"{cache}-{i}", changing, manifest, client, steps=steps)
 
                     measured(f"{who}, {ms:.0f} ms, {label}, {temp}", run)
         for kind in () if args.ado_only else ("streaming", "lit"):
             name = "mosaicml-streaming" if kind == "streaming" else "litdata"
             for temp in ("cold", "warm"):
 
-                def one(i: int, kind: str = kind, local: str = f"{kind}-{ms}") -> dict[str, float]:
+                def one(
+                    i: int, kind: str = kind, local: str = f"{kind}-{ms}",
+                    steps: int = steps_of[temp],
+                ) -> dict[str, float]:  # fmt: skip
                     nonlocal port
                     port += 1
-                    return peer(kind, root / f"{local}-{i}", port)
+                    return peer(kind, root / f"{local}-{i}", port, steps)
 
                 measured(f"{name}, {ms:.0f} ms, static, {temp}", one)
         keys = ",".join(f"tar/d{d}/shard-{s:03d}.tar" for d in range(2) for s in range(args.shards))
@@ -357,11 +367,15 @@ def peer_table(args: argparse.Namespace) -> None:
 
             measured(f"fetch layer {layer}, {ms:.0f} ms", fetch)
     s3.stop()
-    base = results["local files, static"]["rows_s"]
+    bases = {
+        t: results[f"local files, static, {n} steps ({t})"]["rows_s"] for t, n in steps_of.items()
+    }
     mb = 2 * args.shards * args.shard_mb
     print(
         f"2 domains x {args.shards} shards x {args.shard_mb} MB ({mb} MB) on moto S3, 2 ranks on "
-        f"one node, {args.steps} steps x {BATCH} rows of {SEQ + 1} u16 tokens per rank; latency "
+        f"one node, rows of {BATCH} x {SEQ + 1} u16 tokens per rank; cold: {args.steps} steps "
+        f"(one pass over the corpus) from an empty node cache, warm: {warm_steps} steps from the "
+        "cache that cold run filled, each against local files over as many steps; latency "
         "added per request; rows/s summed over ranks (from the first batch on), first batch = "
         f"slower rank; each row the median of {args.repeats} runs (cold: a fresh cache each), "
         "max/min the spread of rows/s (fetch: MB/s) over them"
@@ -374,7 +388,8 @@ def peer_table(args: argparse.Namespace) -> None:
     for name, r in results.items():
         print(
             f"| {name:42s} | {r['ttfb']:13.2f} | {r['rows_s']:8.0f} | "
-            f"{r['rows_s'] / base:8.2f} | {r['downloaded'] / 1e6:13.1f} | "
+            f"{r['rows_s'] / bases['warm' if 'warm' in name else 'cold']:8.2f} | "
+            f"{r['downloaded'] / 1e6:13.1f} | "
             f"{r.get('mb_s', float('nan')):10.1f} | {r['spread']:7.2f} |"
         )
     shutil.rmtree(root, ignore_errors=True)
@@ -418,6 +433,9 @@ def main() -> None:
         "--latencies", type=float, nargs="+", default=[0.0, 20.0, 100.0], help="peer table: ms"
     )
     ap.add_argument("--ado-only", action="store_true", help="peer table: ado and local only")
+    ap.add_argument(
+        "--warm-steps", type=int, default=0, help="peer table: steps of warm rows (4 x --steps)"
+    )
     ap.add_argument(
         "--clients", nargs="+", default=["auto"], choices=["auto", "obstore", "fsspec"],
         help="peer table: ado's rows once per RemoteConfig.client",
