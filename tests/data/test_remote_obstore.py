@@ -290,3 +290,29 @@ def test_a_warm_node_asks_the_store_one_stat_per_shard_and_nothing_per_batch(
         assert _rows(warm, 40) == want
         assert http.log == built  # nothing per batch
     assert sorted(m for m, _, _ in built) == ["HEAD"] * 8  # one stat per shard
+
+
+@pytest.mark.parametrize("fault", ["corrupt_every", "truncate_every", "drop_every", "status_every"])
+def test_flaky_answers_are_retried_and_never_cached(
+    fault: str, corpus: Path, http: ShardHTTPServer, tmp_path: Path
+) -> None:
+    """A flipped byte (the hash check before the rename), a short body, a dropped connection
+    or a 503 on every other GET: retried within the budget; the batches equal the local
+    files', and every cached copy equals its source."""
+    cfg = QUICK.model_copy(update={"retries": 6})
+    loader = MixtureLoader(
+        {"web": f"s3://{WEB}"}, batch_size=4, seed=2, cache_dir=tmp_path / "c", remote=cfg,
+        readahead_threads=0, storage_options=_fake(http),
+    )  # fmt: skip
+    assert loader.cache is not None
+    for p in (loader.cache.root / "shards").iterdir():
+        p.unlink()  # indexing downloaded them: fetch again, through the faults
+    setattr(http.faults, fault, 2)
+    local = MixtureLoader({"web": str(corpus / WEB)}, batch_size=4, seed=2)
+    assert _rows(loader, 30) == _rows(local, 30)
+    assert loader.cache.stats.as_dict()["retried"] > 0
+    for i in range(5):
+        entry = loader.cache.entry(f"s3://web/shard-{i:03d}.tar")
+        if entry.exists():
+            assert entry.read_bytes() == (corpus / f"web/shard-{i:03d}.tar").read_bytes()
+    loader.close()
