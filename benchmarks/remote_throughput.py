@@ -305,9 +305,10 @@ def peer_table(args: argparse.Namespace) -> None:
         ]  # fmt: skip
         return _merge(_ranks(cmds, env))
 
-    def measured(name: str, run: Callable[[int], dict[str, float]]) -> None:
-        """``run(repeat)`` ``args.repeats`` times; the median of each column."""
-        runs = [run(i) for i in range(args.repeats)]
+    def measured(name: str, run: Callable[[int], dict[str, float]], repeats: int = 0) -> None:
+        """``run(repeat)`` ``repeats`` (default ``args.repeats``) times; the median of each
+        column."""
+        runs = [run(i) for i in range(repeats or args.repeats)]
         results[name] = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
         col = "mb_s" if "mb_s" in runs[0] else "rows_s"
         results[name]["spread"] = max(r[col] for r in runs) / max(1e-9, min(r[col] for r in runs))
@@ -318,6 +319,7 @@ def peer_table(args: argparse.Namespace) -> None:
         measured(
             f"local files, static, {steps} steps ({temp})",
             lambda i, steps=steps: ado(root / "unused", False, local_manifest, steps=steps),
+            repeats=max(5, args.repeats),  # the baseline of every ratio: cheap, so more runs
         )
     port = 29600
     for ms in args.latencies:
