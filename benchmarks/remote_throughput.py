@@ -379,7 +379,8 @@ def peer_table(args: argparse.Namespace) -> None:
         f"(one pass over the corpus) from an empty node cache, warm: {warm_steps} steps from the "
         "cache that cold run filled, each against local files over as many steps; latency "
         "added per request; rows/s summed over ranks (from the first batch on), first batch = "
-        f"slower rank; each row the median of {args.repeats} runs (cold: a fresh cache each), "
+        f"slower rank; each row the median of {args.repeats} runs (local files: of "
+        f"{max(5, args.repeats)}; cold: a fresh cache each), "
         "max/min the spread of rows/s (fetch: MB/s) over them"
     )
     print(
