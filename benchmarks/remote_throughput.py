@@ -23,7 +23,12 @@ ado, mosaicml-streaming (MDS shards) and litdata (its chunks), all on the same m
 warm, static weights and (ado only) weights changing every 50 steps; plus the fetch layer alone,
 fsspec (s3fs) against obstore (Rust object_store). ``PYTHON`` is an interpreter whose
 environment has mosaicml-streaming, litdata and obstore (``benchmarks/remote_peers.py`` runs
-there; the peers pin numpy/transformers apart from ado's dev extra).
+there; the peers pin numpy/transformers apart from ado's dev extra). Each row is the median of
+``--repeats`` runs (the local-file baselines of at least 5); cold rows read ``--steps`` (choose
+one pass over the corpus) from an empty cache, warm rows ``--warm-steps`` (default 4x: steady
+state, past the per-process check of each cached shard), each against local files over as
+many steps; time to first batch is its own column. ``--clients fsspec obstore`` gives ado's
+rows once per ``RemoteConfig.client`` (before/after in one run).
 """
 
 from __future__ import annotations
