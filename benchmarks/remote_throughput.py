@@ -23,7 +23,12 @@ ado, mosaicml-streaming (MDS shards) and litdata (its chunks), all on the same m
 warm, static weights and (ado only) weights changing every 50 steps; plus the fetch layer alone,
 fsspec (s3fs) against obstore (Rust object_store). ``PYTHON`` is an interpreter whose
 environment has mosaicml-streaming, litdata and obstore (``benchmarks/remote_peers.py`` runs
-there; the peers pin numpy/transformers apart from ado's dev extra).
+there; the peers pin numpy/transformers apart from ado's dev extra). Each row is the median of
+``--repeats`` runs (the local-file baselines of at least 5); cold rows read ``--steps`` (choose
+one pass over the corpus) from an empty cache, warm rows ``--warm-steps`` (default 4x: steady
+state, past the per-process check of each cached shard), each against local files over as
+many steps; time to first batch is its own column. ``--clients fsspec obstore`` gives ado's
+rows once per ``RemoteConfig.client`` (before/after in one run).
 """
 
 from __future__ import annotations
@@ -250,7 +255,7 @@ def peer_table(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="ado-peers-bench-"))
     data = root / "data"
     write_corpus(data, 2, args.shards, args.shard_mb)
-    for kind in ("mds", "lit"):
+    for kind in () if args.ado_only else ("mds", "lit"):
         for d in range(2):
             src, out = str(data / f"d{d}"), str(root / kind / f"d{d}")
             subprocess.run(
@@ -277,74 +282,123 @@ def peer_table(args: argparse.Namespace) -> None:
             if p.is_file():
                 client.upload_file(str(p), "bench", f"{prefix}/{p.relative_to(folder)}")
     manifest, local_manifest = s3_corpus(root, data, args.shards, "tar/")
-    rows = args.steps * BATCH
+    warm_steps = args.warm_steps or 4 * args.steps
+    steps_of = {"cold": args.steps, "warm": warm_steps}
     results: dict[str, dict[str, float]] = {}
     run_ado(local_manifest, None, 2, None)  # local sidecars
 
-    def ado(cache: Path, changing: bool, man: dict[str, str]) -> dict[str, float]:
-        cfg = {"manifest": man, "cache": str(cache), "steps": args.steps, "changing": changing}
+    def ado(
+        cache: Path, changing: bool, man: dict[str, str], client: str = "auto", *, steps: int
+    ) -> dict[str, float]:
+        cfg = {
+            "manifest": man, "cache": str(cache), "steps": steps, "changing": changing,
+            "client": client,
+        }  # fmt: skip
         cmds = [
             [sys.executable, __file__, "--ado-worker", json.dumps({**cfg, "rank": r})]
             for r in range(2)
         ]
         return _merge(_ranks(cmds, env))
 
-    def peer(kind: str, local: Path, port: int) -> dict[str, float]:
+    def peer(kind: str, local: Path, port: int, steps: int) -> dict[str, float]:
         prefix = "mds" if kind == "streaming" else "lit"
         cmds = [
             [args.peers, peers, "worker", kind, "--remote", f"s3://bench/{prefix}",
              "--local", str(local), "--rank", str(r), "--world", "2", "--port", str(port),
-             "--rows", str(rows)]
+             "--rows", str(steps * BATCH)]
             for r in range(2)
         ]  # fmt: skip
         return _merge(_ranks(cmds, env))
 
-    results["local files, static"] = ado(root / "unused", False, local_manifest)
+    def measured(name: str, run: Callable[[int], dict[str, float]], repeats: int = 0) -> None:
+        """``run(repeat)`` ``repeats`` (default ``args.repeats``) times; the median of each
+        column."""
+        runs = [run(i) for i in range(repeats or args.repeats)]
+        results[name] = {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+        col = "mb_s" if "mb_s" in runs[0] else "rows_s"
+        results[name]["spread"] = max(r[col] for r in runs) / max(1e-9, min(r[col] for r in runs))
+
+    # the baselines of the cold rows (one pass over the corpus) and of the warm rows (steady
+    # state: the per-process check of each cached shard is a start-up cost)
+    for temp, steps in steps_of.items():
+        measured(
+            f"local files, static, {steps} steps ({temp})",
+            lambda i, steps=steps: ado(root / "unused", False, local_manifest, steps=steps),
+            repeats=max(5, args.repeats),  # the baseline of every ratio: cheap, so more runs
+        )
     port = 29600
-    for ms in (0.0, 20.0, 100.0):
+    for ms in args.latencies:
         s3.set_latency(ms)
-        for changing in (False, True):
-            label = "changing" if changing else "static"
-            cache = root / f"ado-{ms}-{label}"
+        for client in args.clients:
+            who = "ado" if args.clients == ["auto"] else f"ado ({client})"
+            for changing in (False, True):
+                label = "changing" if changing else "static"
+                for temp in ("cold", "warm"):
+                    # a fresh node cache per repeat; warm reads the cache its cold run filled
+
+                    def run(
+                        i: int, changing: bool = changing, client: str = client,
+                        cache: str = f"ado-{client}-{ms}-{label}", steps: int = steps_of[temp],
+                    ) -> dict[str, float]:  # fmt: skip
+                        return ado(root / f"{cache}-{i}", changing, manifest, client, steps=steps)
+
+                    measured(f"{who}, {ms:.0f} ms, {label}, {temp}", run)
+        for kind in () if args.ado_only else ("streaming", "lit"):
+            name = "mosaicml-streaming" if kind == "streaming" else "litdata"
             for temp in ("cold", "warm"):
-                results[f"ado, {ms:.0f} ms, {label}, {temp}"] = ado(cache, changing, manifest)
-        for kind in ("streaming", "lit"):
-            local = root / f"{kind}-{ms}"
-            for temp in ("cold", "warm"):
-                port += 1
-                name = "mosaicml-streaming" if kind == "streaming" else "litdata"
-                results[f"{name}, {ms:.0f} ms, static, {temp}"] = peer(kind, local, port)
+
+                def one(
+                    i: int, kind: str = kind, local: str = f"{kind}-{ms}",
+                    steps: int = steps_of[temp],
+                ) -> dict[str, float]:  # fmt: skip
+                    nonlocal port
+                    port += 1
+                    return peer(kind, root / f"{local}-{i}", port, steps)
+
+                measured(f"{name}, {ms:.0f} ms, static, {temp}", one)
         keys = ",".join(f"tar/d{d}/shard-{s:03d}.tar" for d in range(2) for s in range(args.shards))
-        for layer in ("fsspec", "obstore"):
-            out = subprocess.run(
-                [args.peers, peers, "fetch", layer, "--bucket", "bench", "--keys", keys],
-                check=True, capture_output=True, text=True, env=env,
-            )  # fmt: skip
-            r = json.loads(out.stdout.strip().splitlines()[-1])
-            results[f"fetch layer {layer}, {ms:.0f} ms"] = {
-                "ttfb": float("nan"),
-                "rows_s": float("nan"),
-                "downloaded": float(r["bytes"]),
-                "mb_s": r["bytes"] / 1e6 / r["seconds"],
-            }
+        for layer in () if args.ado_only else ("fsspec", "obstore"):
+
+            def fetch(i: int, layer: str = layer, keys: str = keys) -> dict[str, float]:
+                out = subprocess.run(
+                    [args.peers, peers, "fetch", layer, "--bucket", "bench", "--keys", keys],
+                    check=True, capture_output=True, text=True, env=env,
+                )  # fmt: skip
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                return {
+                    "ttfb": float("nan"),
+                    "rows_s": float("nan"),
+                    "downloaded": float(r["bytes"]),
+                    "mb_s": r["bytes"] / 1e6 / r["seconds"],
+                }
+
+            measured(f"fetch layer {layer}, {ms:.0f} ms", fetch)
     s3.stop()
-    base = results["local files, static"]["rows_s"]
+    bases = {
+        t: results[f"local files, static, {n} steps ({t})"]["rows_s"] for t, n in steps_of.items()
+    }
     mb = 2 * args.shards * args.shard_mb
     print(
         f"2 domains x {args.shards} shards x {args.shard_mb} MB ({mb} MB) on moto S3, 2 ranks on "
-        f"one node, {args.steps} steps x {BATCH} rows of {SEQ + 1} u16 tokens per rank; latency "
-        "added per request; rows/s summed over ranks, first batch = slower rank"
+        f"one node, rows of {BATCH} x {SEQ + 1} u16 tokens per rank; cold: {args.steps} steps "
+        f"(one pass over the corpus) from an empty node cache, warm: {warm_steps} steps from the "
+        "cache that cold run filled, each against local files over as many steps; latency "
+        "added per request; rows/s summed over ranks (from the first batch on), first batch = "
+        f"slower rank; each row the median of {args.repeats} runs (local files: of "
+        f"{max(5, args.repeats)}; cold: a fresh cache each), "
+        "max/min the spread of rows/s (fetch: MB/s) over them"
     )
     print(
         f"| {'setting':42s} | {'first batch s':>13s} | {'rows/s':>8s} | {'vs local':>8s} | "
-        f"{'downloaded MB':>13s} | {'fetch MB/s':>10s} |"
+        f"{'downloaded MB':>13s} | {'fetch MB/s':>10s} | {'max/min':>7s} |"
     )
-    print(f"|{'-' * 44}|{'-' * 15}|{'-' * 10}|{'-' * 10}|{'-' * 15}|{'-' * 12}|")
+    print(f"|{'-' * 44}|{'-' * 15}|{'-' * 10}|{'-' * 10}|{'-' * 15}|{'-' * 12}|{'-' * 9}|")
     for name, r in results.items():
         print(
             f"| {name:42s} | {r['ttfb']:13.2f} | {r['rows_s']:8.0f} | "
-            f"{r['rows_s'] / base:8.2f} | {r['downloaded'] / 1e6:13.1f} | "
-            f"{r.get('mb_s', float('nan')):10.1f} |"
+            f"{r['rows_s'] / bases['warm' if 'warm' in name else 'cold']:8.2f} | "
+            f"{r['downloaded'] / 1e6:13.1f} | "
+            f"{r.get('mb_s', float('nan')):10.1f} | {r['spread']:7.2f} |"
         )
     shutil.rmtree(root, ignore_errors=True)
 
@@ -365,7 +419,7 @@ def ado_worker(spec: str) -> None:
         cfg["manifest"],
         Path(cfg["cache"]),
         cfg["steps"],
-        RemoteConfig(),
+        RemoteConfig(client=cfg.get("client", "auto")),
         rank=cfg["rank"],
         world=2,
         changing=cfg["changing"],
@@ -382,6 +436,18 @@ def main() -> None:
     ap.add_argument("--serve", nargs=2, type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--ado-worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--peers", metavar="PYTHON", help="the peer table (see the module doc)")
+    ap.add_argument("--repeats", type=int, default=3, help="peer table: runs per row (median)")
+    ap.add_argument(
+        "--latencies", type=float, nargs="+", default=[0.0, 20.0, 100.0], help="peer table: ms"
+    )
+    ap.add_argument("--ado-only", action="store_true", help="peer table: ado and local only")
+    ap.add_argument(
+        "--warm-steps", type=int, default=0, help="peer table: steps of warm rows (4 x --steps)"
+    )
+    ap.add_argument(
+        "--clients", nargs="+", default=["auto"], choices=["auto", "obstore", "fsspec"],
+        help="peer table: ado's rows once per RemoteConfig.client",
+    )  # fmt: skip
     args = ap.parse_args()
     if args.serve:
         serve(*args.serve)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,30 @@ from ado.data import MixtureLoader, PackConfig
 from ado.data.remote import RemoteConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from servers import ShardHTTPServer
+from servers import ShardHTTPServer, upload
 
 FAST = RemoteConfig(retries=4, backoff_s=0.001, backoff_max_s=0.01, prefetch_bytes=0)
 PACK = PackConfig(seq_len=16, eos_id=0, field="u16")
 
 
-@pytest.fixture
-def remote_manifest(make_domain: Any, tmp_path: Path) -> Iterator[dict[str, str]]:
+@pytest.fixture(params=["http", "s3"])
+def remote_manifest(
+    make_domain: Any, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[dict[str, str]]:
+    """The corpus behind the local HTTP server (fsspec), or on moto's S3 server (obstore: its
+    runtime and connections are the parent's after a fork, and must not be used there)."""
     make_domain("web", 100, per_shard=20, tokens=True)
     make_domain("code", 45, per_shard=15, tokens=True)
+    if request.param == "s3":
+        pytest.importorskip("obstore")
+        endpoint = request.getfixturevalue("s3")
+        bucket = f"fork-{uuid.uuid4().hex[:12]}"
+        upload(endpoint, bucket, tmp_path)
+        yield {
+            "web": f"s3://{bucket}/web/shard-{{000..004}}.tar",
+            "code": f"s3://{bucket}/code/shard-{{000..002}}.tar",
+        }
+        return
     server = ShardHTTPServer(tmp_path).start()
     base = server.url("").rstrip("/")
     yield {

@@ -401,6 +401,41 @@ def test_prefetch_follows_the_schedule_and_the_weights(
     assert small.plan([[0, 1, 2]]) == ["a", "b"]
 
 
+def test_a_met_prefetch_plan_is_recomputed_every_few_batches_and_on_new_weights(
+    corpus: Path, http: ShardHTTPServer, tmp_path: Path
+) -> None:
+    """Planning the prefetch costs more than reading a warm batch: once every planned shard is
+    cached, the plan is computed every ``IDLE_EVERY`` batches (and at the next batch after
+    ``set_weights``); while a planned shard is missing, at every batch."""
+    base = http.url("").rstrip("/")
+    loader = MixtureLoader(
+        _manifest(base), batch_size=2, seed=7, cache_dir=tmp_path / "c",
+        remote=RemoteConfig(prefetch_shards=4, prefetch_threads=2),
+    )  # fmt: skip
+    assert loader._prefetch is not None
+    pf = loader._prefetch
+    plans: list[int] = []
+    schedule = pf.schedule
+    pf.schedule = lambda upcoming: (plans.append(1), schedule(upcoming))[1]  # type: ignore[method-assign]
+    for _ in range(24):  # warm: indexing downloaded every shard
+        next(loader)
+    assert 3 <= len(plans) <= 5, len(plans)  # the first batch, then every 8th
+    plans.clear()
+    loader.set_weights([0.1, 0.9])
+    next(loader)
+    assert plans == [1]
+    # cold: a planned shard missing, a download in flight: every batch
+    loader.close()
+    for p in (tmp_path / "c" / "shards").iterdir():
+        p.unlink()
+    http.faults.latency_s = 0.05
+    plans.clear()
+    for _ in range(3):
+        next(loader)
+    assert len(plans) >= 3
+    loader.close()
+
+
 def test_credentials_never_leak(
     corpus: Path,
     s3: str,

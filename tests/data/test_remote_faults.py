@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import signal
 import struct
 import subprocess
@@ -28,7 +29,7 @@ from ado.data.remote import RemoteConfig, redact, redact_text
 from ado.errors import RetryBudgetError, ShardError, ShardNotFoundError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from servers import ShardHTTPServer, upload
+from servers import ShardHTTPServer, s3_env, upload
 
 # Short timeouts: a stall must end in seconds, where the libraries' defaults wait 5 minutes.
 QUICK = RemoteConfig(
@@ -92,9 +93,9 @@ _INTERRUPT = textwrap.dedent(
     import json, pathlib, sys, threading, time
     from ado.data import MixtureLoader
     from ado.data.remote import RemoteConfig
+    url, cache, where, flag, client = sys.argv[1:6]
     cfg = RemoteConfig(retries=2, read_timeout_s=120.0, attempt_timeout_s=300.0,
-                       prefetch_bytes=0)
-    url, cache, where, flag = sys.argv[1:5]
+                       prefetch_bytes=0, client=client)
     def wait_for(name):
         while not pathlib.Path(flag + name).exists():
             time.sleep(0.01)
@@ -160,20 +161,27 @@ _INTERRUPT = textwrap.dedent(
 
 
 def _interrupt_a_stall(
-    where: str, http: ShardHTTPServer, folder: Path
+    where: str, http: ShardHTTPServer, folder: Path, client: str
 ) -> tuple[str, float, str, str, int]:
     """Run :data:`_INTERRUPT` in a child, stall the server, send SIGINT once a request hangs,
     then let the server answer again: (the child's line after SIGINT, seconds it took, the rest
-    of its stdout, its stderr, its exit status)."""
+    of its stdout, its stderr, its exit status). ``client="obstore"``: the child reads
+    ``s3://`` URLs through obstore from the same server (speaking S3's path-style GET/HEAD)."""
     flag = str(folder / "flag")
     http.faults.hang = where == "build"
-    url = http.url("web/shard-{000..004}.tar" if where == "readahead" else "web/shard-000.tar")
+    path = "web/shard-{000..004}.tar" if where == "readahead" else "web/shard-000.tar"
+    url = http.url(path)
+    env = dict(os.environ)
+    if client == "obstore":
+        url = f"s3://{path}"
+        env.update(s3_env(http.url("").rstrip("/")))
     http.log.clear()
     proc = subprocess.Popen(
-        [sys.executable, "-c", _INTERRUPT, url, str(folder / "c"), where, flag],
+        [sys.executable, "-c", _INTERRUPT, url, str(folder / "c"), where, flag, client],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     # A child stuck before "ready" must fail the test, not hang the suite.
     watchdog = threading.Timer(180, proc.kill)
@@ -204,9 +212,10 @@ def _interrupt_a_stall(
     return line, waited, out, err, proc.returncode
 
 
+@pytest.mark.parametrize("client", ["fsspec", "obstore"])
 @pytest.mark.parametrize("where", ["build", "next", "readahead"])
 def test_ctrl_c_interrupts_a_stalled_transfer_promptly(
-    where: str, http: ShardHTTPServer, tmp_path: Path, corpus: Path
+    where: str, client: str, http: ShardHTTPServer, tmp_path: Path, corpus: Path
 ) -> None:
     """The read timeout is 120 s; Ctrl-C must not wait for it: while the loader is built
     (indexing threads), inside ``next()`` while this thread fetches the shard, and inside
@@ -215,7 +224,9 @@ def test_ctrl_c_interrupts_a_stalled_transfer_promptly(
     given without it. (On a loaded machine this thread could reach the next shard before the
     read-ahead threads do, and fetch it itself, as in the ``next`` case: the child lets a
     read-ahead thread into the fetcher first, and holds it there until the server hangs.)"""
-    line, waited, out, err, returncode = _interrupt_a_stall(where, http, tmp_path)
+    if client == "obstore":
+        pytest.importorskip("obstore")
+    line, waited, out, err, returncode = _interrupt_a_stall(where, http, tmp_path, client)
     assert line.startswith("interrupted"), err[-3000:]
     if where != "readahead":
         assert err.rstrip().endswith("KeyboardInterrupt"), err[-3000:]

@@ -37,14 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from ado._core import check_tiling, decode_index, file_hash, index_file
+from ado.data.fetch import RemoteObject, remote_object
 from ado.data.remote import (
     RangeNotServedError,
     RemoteConfig,
     TransferCancelledError,
     TransientError,
     filesystem,
-    read_bounded,
-    read_range,
     redact,
     scrub,
     with_retries,
@@ -281,6 +280,8 @@ class ShardCache:
         self._samples: dict[str, int] = {}  # url -> samples, by its index
         self._range_pool: ThreadPoolExecutor | None = None
         self._range_pid = 0
+        self._ob_pool: ThreadPoolExecutor | None = None
+        self._ob_pid = 0
         _CACHES.add(self)
 
     # -- names ------------------------------------------------------------------------------
@@ -316,6 +317,7 @@ class ShardCache:
         self._mutex = threading.RLock()  # re-entrant: see _FDS_LOCK
         self.stats.lock = threading.Lock()
         self._range_pool = None  # the parent's threads are not here
+        self._ob_pool = None
 
     @contextlib.contextmanager
     def _exclusive(self, path: Path) -> Any:
@@ -476,12 +478,14 @@ class ShardCache:
         """What the store says about ``url`` (size, ETag, version...), asked once (retried)."""
         info = self._info.get(url)
         if info is None:
-            fs, path = filesystem(url, self.storage_options, self.config)
-            info = dict(
-                with_retries(lambda: fs.info(path), url, "stat", self.config, self.storage_options)
-            )
+            obj = self.remote(url)
+            info = with_retries(obj.info, url, "stat", self.config, self.storage_options)
             self._info[url] = info
         return info
+
+    def remote(self, url: str) -> RemoteObject:
+        """``url`` through the client ``config.client`` picks (:mod:`ado.data.fetch`)."""
+        return remote_object(url, self.storage_options, self.config, self._obstore_pool)
 
     def _download(self, url: str, size: int | None, digest: str | None, *, wait: bool) -> bool:
         """Download ``url`` into its entry (caller holds its lock exclusively). The copy is
@@ -489,7 +493,7 @@ class ShardCache:
         and fetched again, never served. The transfer is bounded: by the size (a body longer
         than announced is refused as it streams), by ``cache_limit`` and by the timeouts of
         :class:`RemoteConfig`."""
-        fs, path = filesystem(url, self.storage_options, self.config)
+        obj = self.remote(url)
         md5: str | None = None
         if size is None or digest is None:
             # No index yet (the indexing pass): the store's own MD5 (an S3 single-part ETag,
@@ -510,17 +514,7 @@ class ShardCache:
             fd, tmp = self._private_tmp(".dl-")
             try:
                 with open(fd, "wb", closefd=False) as out:  # fd keeps the temp file's lock
-                    read_bounded(
-                        fs,
-                        path,
-                        out,
-                        url,
-                        self.config,
-                        size=size,
-                        limit=limit,
-                        what="download",
-                        cancelled=cancelled,
-                    )
+                    obj.read(out, size=size, limit=limit, what="download", cancelled=cancelled)
                 got, h = file_hash(tmp)
                 if size is not None and got != size:
                     raise TransientError(f"{name}: got {got} bytes, expected {size}")
@@ -794,7 +788,7 @@ class ShardCache:
 
     def _read_ranges(self, url: str, ranges: Sequence[tuple[int, int]], size: int) -> list[bytes]:
         groups = coalesce(ranges, self.config.range_gap_bytes)
-        fs, path = filesystem(url, self.storage_options, self.config)
+        obj = self.remote(url)
 
         def get(lo: int, hi: int) -> bytes:
             cancelled = self._cancel_flag()
@@ -803,10 +797,7 @@ class ShardCache:
                 if cancelled():
                     raise TransferCancelledError(f"{redact(url)}: ranged read cancelled")
                 buf = io.BytesIO()
-                read_range(
-                    fs, path, buf, url, self.config, start=lo, end=hi, total=size,
-                    cancelled=cancelled,
-                )  # fmt: skip
+                obj.read_range(buf, start=lo, end=hi, total=size, cancelled=cancelled)
                 with self.stats.lock:
                     self.stats.range_gets += 1
                     self.stats.bytes_downloaded += hi - lo
@@ -838,12 +829,27 @@ class ShardCache:
                 self._range_pid = os.getpid()
             return self._range_pool
 
+    def _obstore_pool(self) -> ThreadPoolExecutor:
+        """The threads that run obstore's blocking calls for this cache (made in this process
+        at first use; closed by close())."""
+        with self._mutex:
+            if self._ob_pool is None or self._ob_pid != os.getpid():
+                self._ob_pool = ThreadPoolExecutor(
+                    max_workers=64, thread_name_prefix="ado-obstore"
+                )
+                self._ob_pid = os.getpid()
+            return self._ob_pool
+
     def close(self) -> None:
-        """Drop every hold of this process and stop the threads of ranged reads."""
+        """Drop every hold of this process and stop the threads of ranged reads and obstore
+        calls (a call a waiter gave up on ends at the client's timeouts first)."""
         with self._mutex:
             pool, self._range_pool = self._range_pool, None
+            ob_pool, self._ob_pool = self._ob_pool, None
         if pool is not None and self._range_pid == os.getpid():
             pool.shutdown(wait=True, cancel_futures=True)
+        if ob_pool is not None and self._ob_pid == os.getpid():
+            ob_pool.shutdown(wait=True, cancel_futures=True)
         with self._mutex:
             held, self._held = self._held, {}
         for fds in held.values():
@@ -994,20 +1000,11 @@ class ShardCache:
         is skipped; a store that fails beyond the retry budget raises."""
         side = url.split("?", 1)[0] + _SIDECAR
         shown = redact(side)
-        fs, path = filesystem(side, self.storage_options, self.config)
+        obj = self.remote(side)
 
         def read() -> bytes:
             buf = io.BytesIO()
-            read_bounded(
-                fs,
-                path,
-                buf,
-                side,
-                self.config,
-                size=None,
-                limit=self.config.max_index_bytes,
-                what="sidecar read",
-            )
+            obj.read(buf, size=None, limit=self.config.max_index_bytes, what="sidecar read")
             return buf.getvalue()
 
         try:
@@ -1156,6 +1153,29 @@ class Prefetcher:
         self._pid = 0
         self._inflight: dict[str, Future[bool]] = {}
         self._last: list[list[int]] | None = None
+        # batches since the plan was last computed, while every planned shard was cached
+        self._idle = -1  # -1: the last plan is not known to be met
+        self._met = False  # whether every shard of the last plan was cached
+
+    #: Batches between two plans while every planned shard is cached and nothing is in flight
+    #: (a domain reads a shard over many batches; the plan reaches 2+ shards ahead).
+    IDLE_EVERY = 8
+
+    def due(self) -> bool:
+        """Whether the loader should compute the plan now (:meth:`schedule`): at every batch
+        while a download is in flight or a planned shard is missing, else every
+        :attr:`IDLE_EVERY` batches (computing it costs more than a warm batch's reading)."""
+        if self._idle < 0:
+            return True
+        self._idle += 1
+        if self._idle >= self.IDLE_EVERY:
+            self._idle = -1
+            return True
+        return False
+
+    def wake(self) -> None:
+        """Compute the plan at the next batch (the weights changed)."""
+        self._idle = -1
 
     def depths(self, weights: Sequence[float]) -> list[int]:
         """Shards to keep ready per domain (the current one included)."""
@@ -1199,7 +1219,9 @@ class Prefetcher:
             and self.started
             and not any(f.done() for f in self._inflight.values())
         ):
-            return  # nothing moved since the last call: the common case, kept cheap
+            # nothing moved since the last call: the common case, kept cheap
+            self._idle = 0 if self._met and not self._inflight else -1
+            return
         self._last = plan
         if self._pool is None or self._pid != os.getpid():
             self._pool = ThreadPoolExecutor(
@@ -1217,10 +1239,14 @@ class Prefetcher:
                         redact(url),
                         self.cache.describe(str(err)),
                     )
+        met = True
         for url in self.plan(upcoming):
             if url in self._inflight or self.cache.entry(url).exists():
                 continue
+            met = False
             self._inflight[url] = self._pool.submit(self.cache.ensure, url, wait=False)
+        self._met = met
+        self._idle = 0 if met and not self._inflight else -1
 
     def wait(self) -> None:
         """Block until the downloads in flight are done (tests, benchmarks)."""
@@ -1233,3 +1259,4 @@ class Prefetcher:
         if self._pool is not None and self._pid == os.getpid():
             self._pool.shutdown(wait=True, cancel_futures=True)
         self._pool = None
+        self._idle = -1

@@ -173,7 +173,8 @@ class MixtureLoader:
             self.cache = ShardCache(
                 config.remote_cache_dir, config.cache_limit, storage_options, config.remote
             )
-            threads = max(config.index_threads, 4)
+            # each shard's index costs a stat and a sidecar GET: round trips, not CPU
+            threads = max(config.index_threads, min(16, len(set(remote_urls))))
             by_url = self.cache.indexes(sorted(set(remote_urls)), threads=threads)
             indexes = {}
             for n in names:
@@ -228,7 +229,7 @@ class MixtureLoader:
         return Prefetcher(self.cache, urls, sizes)
 
     def _schedule_prefetch(self) -> None:
-        if self._prefetch is None:
+        if self._prefetch is None or not self._prefetch.due():
             return
         depths = self._prefetch.depths(self._core.weights)
         self._prefetch.schedule(self._core.upcoming_shards(depths))
@@ -327,6 +328,8 @@ class MixtureLoader:
         w = _as_weights(weights, self.domains)
         if w is not None:
             self._core.set_weights(w)
+            if self._prefetch is not None:
+                self._prefetch.wake()  # the depths follow the weights
 
     # -- iteration ------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Batch]:

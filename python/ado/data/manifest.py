@@ -123,15 +123,14 @@ def _read_remote_config(
     import io
 
     from ado._config_file import MAX_CONFIG_BYTES, parse_yaml
-    from ado.data.remote import filesystem, read_bounded, with_retries
+    from ado.data.fetch import remote_object
+    from ado.data.remote import with_retries
 
-    fs, path = filesystem(url, storage_options, config)
+    obj = remote_object(url, storage_options, config)
 
     def read() -> bytes:
         buf = io.BytesIO()
-        read_bounded(
-            fs, path, buf, url, config, size=None, limit=MAX_CONFIG_BYTES, what="manifest read"
-        )
+        obj.read(buf, size=None, limit=MAX_CONFIG_BYTES, what="manifest read")
         return buf.getvalue()
 
     raw = with_retries(read, url, "manifest read", config, storage_options)

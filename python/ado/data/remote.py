@@ -107,6 +107,10 @@ class RemoteConfig(BaseModel):
         range_gap_bytes: Ranges of one ranged read at most this far apart are fetched by one
             GET (the bytes between them are fetched and dropped).
         range_threads: GETs of one ranged read in flight at once.
+        client: What fetches ``s3://`` objects: ``"obstore"`` (Rust ``object_store``),
+            ``"fsspec"`` (s3fs), or ``"auto"``: obstore where it can serve the configuration
+            (see :mod:`ado.data.fetch`), else fsspec. Other protocols are always read through
+            fsspec, and so are listings and sidecar uploads.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -129,6 +133,7 @@ class RemoteConfig(BaseModel):
     ranged_min_sample_bytes: int = Field(default=64 << 10, ge=0)
     range_gap_bytes: int = Field(default=64 << 10, ge=0, le=1 << 30)
     range_threads: int = Field(default=16, ge=1, le=64)
+    client: Literal["auto", "obstore", "fsspec"] = "auto"
 
     def deadline(self, size: int | None) -> float:
         """The ``time.monotonic()`` by which one attempt at a transfer of ``size`` bytes
@@ -260,6 +265,11 @@ _HEADER_SECRET = re.compile(
 )
 _SIGV4 = re.compile(r"(?i)((?:credential|signature)=)[^,\s'\"&]+")
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>]*@")
+# S3's error documents quote the signature and what was signed (SignatureDoesNotMatch)
+_XML_SECRET = re.compile(
+    r"(?i)(<(SignatureProvided|StringToSign|StringToSignBytes|CanonicalRequest|"
+    r"CanonicalRequestBytes|AWSAccessKeyId)>)[^<]*(</\2>)"
+)
 
 
 def redact_text(text: str) -> str:
@@ -274,6 +284,7 @@ def redact_text(text: str) -> str:
     text = _USERINFO.sub(r"\1***@", text)
     text = _QUERY_SECRET.sub(r"\1***", text)
     text = _HEADER_SECRET.sub(r"\1***", text)
+    text = _XML_SECRET.sub(r"\1***\3", text)
     return _SIGV4.sub(r"\1***", text)
 
 
