@@ -291,6 +291,40 @@ class ShardHTTPServer:
         return out
 
 
+def cancel_in_flight(
+    cache: Any,
+    url: str,
+    http: ShardHTTPServer,
+    *,
+    then_trickle_s: float | None = None,
+    join_s: float = 30,
+) -> list[BaseException]:
+    """Download ``url`` into ``cache`` on a worker thread from ``http`` (set to trickle), cancel
+    the transfer once a few bytes have gone out (``cache.cancel_downloads()`` must count it),
+    optionally set the trickle to ``then_trickle_s``, and return what the worker raised."""
+    caught: list[BaseException] = []
+
+    def fetch() -> None:
+        try:
+            cache.ensure(url)
+        except BaseException as e:  # handed to the test thread
+            caught.append(e)
+
+    worker = threading.Thread(target=fetch)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while http.sent < 5:
+        assert time.monotonic() < deadline
+        assert worker.is_alive()
+        time.sleep(0.02)
+    assert cache.cancel_downloads() == 1
+    if then_trickle_s is not None:
+        http.faults.trickle_s = then_trickle_s
+    worker.join(timeout=join_s)
+    assert not worker.is_alive()
+    return caught
+
+
 def s3_env(endpoint: str) -> dict[str, str]:
     """Environment for an S3-compatible store at ``endpoint`` with dummy credentials."""
     return {

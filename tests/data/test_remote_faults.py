@@ -29,7 +29,7 @@ from ado.data.remote import RemoteConfig, redact, redact_text
 from ado.errors import RetryBudgetError, ShardError, ShardNotFoundError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from servers import ShardHTTPServer, s3_env, upload
+from servers import ShardHTTPServer, cancel_in_flight, s3_env, upload
 
 # Short timeouts: a stall must end in seconds, where the libraries' defaults wait 5 minutes.
 QUICK = RemoteConfig(
@@ -255,25 +255,7 @@ def test_cancel_downloads_stops_a_transfer_in_flight(
     http.faults.trickle_s = 0.05  # 20 bytes/s: the whole shard would take minutes
     cfg = RemoteConfig(retries=3, read_timeout_s=30.0, attempt_timeout_s=600.0, prefetch_bytes=0)
     cache = ShardCache(tmp_path / "c", config=cfg)
-    url = http.url("web/shard-000.tar")
-    caught: list[BaseException] = []
-
-    def fetch() -> None:
-        try:
-            cache.ensure(url)
-        except BaseException as e:  # handed to the test thread
-            caught.append(e)
-
-    worker = threading.Thread(target=fetch)
-    worker.start()
-    deadline = time.monotonic() + 60
-    while http.sent < 5:
-        assert time.monotonic() < deadline
-        assert worker.is_alive()
-        time.sleep(0.02)
-    assert cache.cancel_downloads() == 1
-    worker.join(timeout=30)
-    assert not worker.is_alive()
+    caught = cancel_in_flight(cache, http.url("web/shard-000.tar"), http)
     assert [type(e) for e in caught] == [TransferCancelledError], caught
     assert "cancelled" in str(caught[0])
     assert http.sent < 2000  # stopped long before the end of the shard

@@ -26,7 +26,7 @@ from ado.errors import RetryBudgetError, ShardError, ShardNotFoundError
 
 pytest.importorskip("obstore")
 sys.path.insert(0, str(Path(__file__).parent))
-from servers import ShardHTTPServer, upload
+from servers import ShardHTTPServer, cancel_in_flight, upload
 from test_remote_faults import QUICK as FSSPEC_QUICK
 
 QUICK = FSSPEC_QUICK.model_copy(update={"client": "obstore"})  # short timeouts
@@ -137,25 +137,10 @@ def test_cancel_downloads_stops_an_obstore_transfer_in_flight(
     http.faults.trickle_s = 0.05
     cfg = QUICK.model_copy(update={"retries": 3, "read_timeout_s": 30.0, "attempt_timeout_s": 600})
     cache = ShardCache(tmp_path / "c", config=cfg, storage_options=_fake(http))
-    caught: list[BaseException] = []
-
-    def fetch() -> None:
-        try:
-            cache.ensure("s3://web/shard-000.tar")
-        except BaseException as e:  # handed to the test thread
-            caught.append(e)
-
-    worker = threading.Thread(target=fetch)
-    worker.start()
-    deadline = time.monotonic() + 60
-    while http.sent < 5:
-        assert time.monotonic() < deadline
-        assert worker.is_alive()
-        time.sleep(0.02)
-    assert cache.cancel_downloads() == 1
-    http.faults.trickle_s = 0.0005  # the chunk in progress completes; the next read stops it
-    worker.join(timeout=60)
-    assert not worker.is_alive()
+    # then_trickle_s: the chunk in progress completes; the next read stops it
+    caught = cancel_in_flight(
+        cache, "s3://web/shard-000.tar", http, then_trickle_s=0.0005, join_s=60
+    )
     assert [type(e) for e in caught] == [TransferCancelledError], caught
     assert list((tmp_path / "c" / "shards").iterdir()) == []
     assert list((tmp_path / "c" / "tmp").iterdir()) == []
