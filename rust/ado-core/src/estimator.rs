@@ -272,11 +272,7 @@ impl PointStore {
         if at >= self.rows * self.k {
             // Grow geometrically (bounded by the most rows ever needed).
             let need = at / self.k + 1;
-            let rows = need
-                .max(self.rows.saturating_mul(2))
-                .max(4)
-                .min(self.limit)
-                .max(need);
+            let rows = self.rows.saturating_mul(2).max(4).min(self.limit).max(need);
             self.n.resize(rows * self.k, 0.0);
             self.y.resize(rows * self.k, 0.0);
             self.rows = rows;
