@@ -42,19 +42,10 @@ def test_getters_stress_full(txt: bool) -> None:
     _stress(runs=20, batches=2000, txt=txt, timeout=300)
 
 
-def _ado_threads() -> set[int]:
-    """OS thread ids of this process's threads that the loader core names (``ado-...``: the
-    read-ahead threads and the reaper). By name, so that another test's stray thread ending
-    meanwhile (a server, a pool) does not change the count."""
-    out = set()
-    for task in Path("/proc/self/task").iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-        except OSError:  # the thread ended meanwhile
-            continue
-        if name.startswith("ado-"):
-            out.add(int(task.name))
-    return out
+def _os_threads() -> set[int]:
+    """OS thread ids of this process (Rust threads included). Compared as sets: another test's
+    stray thread ending meanwhile (a server, a pool) changes a count, not the new ids."""
+    return {int(task.name) for task in Path("/proc/self/task").iterdir()}
 
 
 def test_reentrant_use_from_the_tokenizer_is_an_error(make_domain: Any) -> None:
@@ -81,19 +72,19 @@ def test_reentrant_use_from_the_tokenizer_is_an_error(make_domain: Any) -> None:
 
 def test_close_joins_every_thread_and_is_idempotent(make_domain: Any) -> None:
     shards = make_domain("a", 40, per_shard=5)
-    before = _ado_threads()
+    before = _os_threads()
     with MixtureLoader({"a": [str(p) for p in shards]}, 4, readahead_threads=3) as loader:
         for _ in range(5):
             next(loader)
-        assert len(_ado_threads() - before) == 3  # the read-ahead threads
-    assert not _ado_threads() - before  # joined by __exit__
+        assert len(_os_threads() - before) == 3  # the read-ahead threads
+    assert not _os_threads() - before  # joined by __exit__
     loader.close()
     loader.close()
     next(loader)  # iterating again restarts them, from the same position
     assert loader.step == 6
-    assert len(_ado_threads() - before) == 3
+    assert len(_os_threads() - before) == 3
     del loader
-    assert not _ado_threads() - before  # dropping a loader joins its threads too
+    assert not _os_threads() - before  # dropping a loader joins its threads too
 
 
 GC_DROP = """
