@@ -28,7 +28,8 @@ there; the peers pin numpy/transformers apart from ado's dev extra). Each row is
 one pass over the corpus) from an empty cache, warm rows ``--warm-steps`` (default 4x: steady
 state, past the per-process check of each cached shard), each against local files over as
 many steps; time to first batch is its own column. ``--clients fsspec obstore`` gives ado's
-rows once per ``RemoteConfig.client`` (before/after in one run).
+rows once per ``RemoteConfig.client`` (before/after in one run), ``--prefetch 4:8 16:16`` once
+per ``RemoteConfig(prefetch_threads, prefetch_shards)``.
 """
 
 from __future__ import annotations
@@ -288,11 +289,12 @@ def peer_table(args: argparse.Namespace) -> None:
     run_ado(local_manifest, None, 2, None)  # local sidecars
 
     def ado(
-        cache: Path, changing: bool, man: dict[str, str], client: str = "auto", *, steps: int
-    ) -> dict[str, float]:
+        cache: Path, changing: bool, man: dict[str, str], client: str = "auto", *, steps: int,
+        prefetch: str = "",
+    ) -> dict[str, float]:  # fmt: skip
         cfg = {
             "manifest": man, "cache": str(cache), "steps": steps, "changing": changing,
-            "client": client,
+            "client": client, "prefetch": prefetch,
         }  # fmt: skip
         cmds = [
             [sys.executable, __file__, "--ado-worker", json.dumps({**cfg, "rank": r})]
@@ -329,8 +331,13 @@ def peer_table(args: argparse.Namespace) -> None:
     port = 29600
     for ms in args.latencies:
         s3.set_latency(ms)
-        for client in args.clients:
-            who = "ado" if args.clients == ["auto"] else f"ado ({client})"
+        variants = [(c, p) for c in args.clients for p in args.prefetch]
+        for client, prefetch in variants:
+            tags = [client] if args.clients != ["auto"] else []
+            if args.prefetch != [""]:
+                threads, shards = prefetch.split(":")
+                tags.append(f"{threads} threads, {shards} ahead")
+            who = f"ado ({', '.join(tags)})" if tags else "ado"
             for changing in (False, True):
                 label = "changing" if changing else "static"
                 for temp in ("cold", "warm"):
@@ -338,9 +345,13 @@ def peer_table(args: argparse.Namespace) -> None:
 
                     def run(
                         i: int, changing: bool = changing, client: str = client,
-                        cache: str = f"ado-{client}-{ms}-{label}", steps: int = steps_of[temp],
+                        cache: str = f"ado-{client}-{prefetch.replace(':', 'x')}-{ms}-{label}",
+                        steps: int = steps_of[temp], prefetch: str = prefetch,
                     ) -> dict[str, float]:  # fmt: skip
-                        return ado(root / f"{cache}-{i}", changing, manifest, client, steps=steps)
+                        return ado(
+                            root / f"{cache}-{i}", changing, manifest, client, steps=steps,
+                            prefetch=prefetch,
+                        )  # fmt: skip
 
                     measured(f"{who}, {ms:.0f} ms, {label}, {temp}", run)
         for kind in () if args.ado_only else ("streaming", "lit"):
@@ -388,14 +399,15 @@ def peer_table(args: argparse.Namespace) -> None:
         f"{max(5, args.repeats)}; cold: a fresh cache each), "
         "max/min the spread of rows/s (fetch: MB/s) over them"
     )
+    w = max(42, *(len(name) for name in results))
     print(
-        f"| {'setting':42s} | {'first batch s':>13s} | {'rows/s':>8s} | {'vs local':>8s} | "
+        f"| {'setting':{w}s} | {'first batch s':>13s} | {'rows/s':>8s} | {'vs local':>8s} | "
         f"{'downloaded MB':>13s} | {'fetch MB/s':>10s} | {'max/min':>7s} |"
     )
-    print(f"|{'-' * 44}|{'-' * 15}|{'-' * 10}|{'-' * 10}|{'-' * 15}|{'-' * 12}|{'-' * 9}|")
+    print(f"|{'-' * (w + 2)}|{'-' * 15}|{'-' * 10}|{'-' * 10}|{'-' * 15}|{'-' * 12}|{'-' * 9}|")
     for name, r in results.items():
         print(
-            f"| {name:42s} | {r['ttfb']:13.2f} | {r['rows_s']:8.0f} | "
+            f"| {name:{w}s} | {r['ttfb']:13.2f} | {r['rows_s']:8.0f} | "
             f"{r['rows_s'] / bases['warm' if 'warm' in name else 'cold']:8.2f} | "
             f"{r['downloaded'] / 1e6:13.1f} | "
             f"{r.get('mb_s', float('nan')):10.1f} | {r['spread']:7.2f} |"
@@ -411,6 +423,14 @@ def _merge(ranks: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def _prefetch(spec: str) -> dict[str, int]:
+    """``"THREADS:SHARDS"`` as RemoteConfig fields (``""``: the defaults)."""
+    if not spec:
+        return {}
+    threads, shards = spec.split(":")
+    return {"prefetch_threads": int(threads), "prefetch_shards": int(shards)}
+
+
 def ado_worker(spec: str) -> None:
     import json
 
@@ -419,7 +439,7 @@ def ado_worker(spec: str) -> None:
         cfg["manifest"],
         Path(cfg["cache"]),
         cfg["steps"],
-        RemoteConfig(client=cfg.get("client", "auto")),
+        RemoteConfig(client=cfg.get("client", "auto"), **_prefetch(cfg.get("prefetch", ""))),
         rank=cfg["rank"],
         world=2,
         changing=cfg["changing"],
@@ -448,7 +468,15 @@ def main() -> None:
         "--clients", nargs="+", default=["auto"], choices=["auto", "obstore", "fsspec"],
         help="peer table: ado's rows once per RemoteConfig.client",
     )  # fmt: skip
+    ap.add_argument(
+        "--prefetch", nargs="+", default=[""], metavar="THREADS:SHARDS",
+        help="peer table: ado's rows once per RemoteConfig (prefetch_threads, prefetch_shards), "
+        "e.g. 4:8 16:16 (default: RemoteConfig's defaults)",
+    )  # fmt: skip
     args = ap.parse_args()
+    for spec in args.prefetch:
+        if spec and not (spec.count(":") == 1 and spec.replace(":", "").isdigit()):
+            ap.error(f"--prefetch {spec!r}: expected THREADS:SHARDS, e.g. 16:16")
     if args.serve:
         serve(*args.serve)
         return
