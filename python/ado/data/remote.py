@@ -77,7 +77,11 @@ class RemoteConfig(BaseModel):
         prefetch_shards: Shards downloaded ahead of the readers over all domains, shared out by
             the domains' current weights (each domain with weight > 0 gets at least one).
         prefetch_bytes: Most bytes the prefetch may have downloaded ahead (0: no prefetch).
-        prefetch_threads: Background download threads.
+        prefetch_threads: Background download threads: the GETs in flight at once. A cold
+            read runs at about ``prefetch_threads`` x (shard size / time per shard download)
+            until it is capped by the link, so the defaults (16 threads, 16 shards ahead) are
+            set for object-store latencies (20-100 ms a request) and per-connection rates;
+            ``benchmarks/results/remote-peers/`` measures 4 against 16.
         wait_s: How long a reader waits for room in the cache (other processes hold the space)
             before it gives up with a ``ShardError``.
         connect_timeout_s: Most seconds to open a connection.
@@ -118,9 +122,9 @@ class RemoteConfig(BaseModel):
     retries: int = Field(default=5, ge=1, le=100)
     backoff_s: float = Field(default=0.2, ge=0.0, le=60.0)
     backoff_max_s: float = Field(default=10.0, ge=0.0, le=600.0)
-    prefetch_shards: int = Field(default=8, ge=0, le=4096)
+    prefetch_shards: int = Field(default=16, ge=0, le=4096)
     prefetch_bytes: int = Field(default=4 << 30, ge=0)
-    prefetch_threads: int = Field(default=4, ge=1, le=64)
+    prefetch_threads: int = Field(default=16, ge=1, le=64)
     wait_s: float = Field(default=600.0, ge=0.0)
     connect_timeout_s: float = Field(default=10.0, gt=0.0)
     read_timeout_s: float = Field(default=30.0, gt=0.0)
