@@ -129,7 +129,8 @@ def worker(kind: str, args: argparse.Namespace) -> None:
 
 
 def fetch(kind: str, args: argparse.Namespace) -> None:
-    """Download every key (4 at a time) through one fetch layer; bytes and seconds."""
+    """Download every key (``--threads`` at a time) through one fetch layer; bytes and
+    seconds."""
     keys = args.keys.split(",")
     if kind == "fsspec":
         import s3fs
@@ -158,7 +159,7 @@ def fetch(kind: str, args: argparse.Namespace) -> None:
             return len(bytes(obstore.get(store, key).bytes()))
 
     t0 = time.perf_counter()  # the client is built (and its library imported) before
-    with ThreadPoolExecutor(4) as pool:
+    with ThreadPoolExecutor(args.threads) as pool:
         got = sum(pool.map(get, keys))
     print(json.dumps({"seconds": time.perf_counter() - t0, "bytes": got}))
 
@@ -183,6 +184,7 @@ def main() -> None:
     f.add_argument("kind", choices=["fsspec", "obstore"])
     f.add_argument("--bucket", required=True)
     f.add_argument("--keys", required=True)
+    f.add_argument("--threads", type=int, default=4)
     args = ap.parse_args()
     if args.cmd == "convert":
         convert(args.kind, args.src, args.out, args.chunk)
