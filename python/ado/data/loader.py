@@ -331,6 +331,23 @@ class MixtureLoader:
             if self._prefetch is not None:
                 self._prefetch.wake()  # the depths follow the weights
 
+    def prefetch(self) -> bool:
+        """Start downloading the remote shards this rank reads first, now, in background threads,
+        instead of at the first batch: call it once the loader is built (after any fork) and
+        before the model's setup, so the downloads overlap that setup. The same plan as the
+        first batch's (``RemoteConfig.prefetch_shards`` shared out by the current weights,
+        within ``prefetch_bytes``); with ranged first reads (``reads="auto"`` over large
+        shards) the whole downloads then start before the first batch's ranged GETs.
+
+        Returns:
+            Whether a prefetch runs (False: no remote shard, or ``prefetch_bytes=0``).
+        """
+        if self._prefetch is None:
+            return False
+        self._prefetch.wake()
+        self._schedule_prefetch()
+        return True
+
     # -- iteration ------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Batch]:
         """The loader is its own (infinite) iterator."""
