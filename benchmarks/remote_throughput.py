@@ -29,7 +29,8 @@ one pass over the corpus) from an empty cache, warm rows ``--warm-steps`` (defau
 state, past the per-process check of each cached shard), each against local files over as
 many steps; time to first batch is its own column. ``--clients fsspec obstore`` gives ado's
 rows once per ``RemoteConfig.client`` (before/after in one run), ``--prefetch 4:8 16:16`` once
-per ``RemoteConfig(prefetch_threads, prefetch_shards)``.
+per ``RemoteConfig(prefetch_threads, prefetch_shards)``; ``--setup-s 1`` adds a cold row per
+latency where ``loader.prefetch()`` overlaps 1 s of model setup (first batch timed after it).
 """
 
 from __future__ import annotations
@@ -145,6 +146,7 @@ def run_ado(
     rank: int = 0,
     world: int = 1,
     changing: bool = True,
+    setup_s: float = 0.0,
 ) -> dict[str, float]:
     t0 = time.perf_counter()
     loader = MixtureLoader(
@@ -158,6 +160,13 @@ def run_ado(
         remote=remote,
         weights=[0.6, 0.4],
     )
+    if setup_s > 0:
+        # a training script's model setup between building the loader and its first batch,
+        # overlapped by the downloads that loader.prefetch() starts; the first batch is timed
+        # from the end of the setup (what the training loop waits for)
+        loader.prefetch()
+        time.sleep(setup_s)
+        t0 = time.perf_counter()
     first = None
     t1 = t0
     for step in range(steps):
@@ -290,11 +299,11 @@ def peer_table(args: argparse.Namespace) -> None:
 
     def ado(
         cache: Path, changing: bool, man: dict[str, str], client: str = "auto", *, steps: int,
-        prefetch: str = "",
+        prefetch: str = "", setup_s: float = 0.0,
     ) -> dict[str, float]:  # fmt: skip
         cfg = {
             "manifest": man, "cache": str(cache), "steps": steps, "changing": changing,
-            "client": client, "prefetch": prefetch,
+            "client": client, "prefetch": prefetch, "setup_s": setup_s,
         }  # fmt: skip
         cmds = [
             [sys.executable, __file__, "--ado-worker", json.dumps({**cfg, "rank": r})]
@@ -354,6 +363,21 @@ def peer_table(args: argparse.Namespace) -> None:
                         )  # fmt: skip
 
                     measured(f"{who}, {ms:.0f} ms, {label}, {temp}", run)
+            if args.setup_s > 0:
+
+                def early(
+                    i: int, client: str = client, prefetch: str = prefetch,
+                    cache: str = f"ado-{client}-{prefetch.replace(':', 'x')}-{ms}-early",
+                ) -> dict[str, float]:  # fmt: skip
+                    return ado(
+                        root / f"{cache}-{i}", False, manifest, client, steps=steps_of["cold"],
+                        prefetch=prefetch, setup_s=args.setup_s,
+                    )  # fmt: skip
+
+                measured(
+                    f"{who}, {ms:.0f} ms, static, cold, prefetch() + {args.setup_s:g} s setup",
+                    early,
+                )
         for kind in () if args.ado_only else ("streaming", "lit"):
             name = "mosaicml-streaming" if kind == "streaming" else "litdata"
             for temp in ("cold", "warm"):
@@ -372,7 +396,8 @@ def peer_table(args: argparse.Namespace) -> None:
 
             def fetch(i: int, layer: str = layer, keys: str = keys) -> dict[str, float]:
                 out = subprocess.run(
-                    [args.peers, peers, "fetch", layer, "--bucket", "bench", "--keys", keys],
+                    [args.peers, peers, "fetch", layer, "--bucket", "bench", "--keys", keys,
+                     "--threads", str(args.fetch_threads)],
                     check=True, capture_output=True, text=True, env=env,
                 )  # fmt: skip
                 r = json.loads(out.stdout.strip().splitlines()[-1])
@@ -383,7 +408,8 @@ def peer_table(args: argparse.Namespace) -> None:
                     "mb_s": r["bytes"] / 1e6 / r["seconds"],
                 }
 
-            measured(f"fetch layer {layer}, {ms:.0f} ms", fetch)
+            at_once = "" if args.fetch_threads == 4 else f" ({args.fetch_threads} at a time)"
+            measured(f"fetch layer {layer}{at_once}, {ms:.0f} ms", fetch)
     s3.stop()
     bases = {
         t: results[f"local files, static, {n} steps ({t})"]["rows_s"] for t, n in steps_of.items()
@@ -443,6 +469,7 @@ def ado_worker(spec: str) -> None:
         rank=cfg["rank"],
         world=2,
         changing=cfg["changing"],
+        setup_s=float(cfg.get("setup_s", 0.0)),
     )
     print(json.dumps(r))
 
@@ -473,7 +500,20 @@ def main() -> None:
         help="peer table: ado's rows once per RemoteConfig (prefetch_threads, prefetch_shards), "
         "e.g. 4:8 16:16 (default: RemoteConfig's defaults)",
     )  # fmt: skip
+    ap.add_argument(
+        "--fetch-threads", type=int, default=4, metavar="N",
+        help="peer table: objects the fetch-layer rows download at once",
+    )  # fmt: skip
+    ap.add_argument(
+        "--setup-s", type=float, default=0.0, metavar="S",
+        help="peer table: also a cold row per latency where loader.prefetch() runs during S "
+        "seconds of (simulated) model setup before the first batch",
+    )  # fmt: skip
     args = ap.parse_args()
+    if args.setup_s < 0:
+        ap.error("--setup-s must be >= 0")
+    if args.fetch_threads < 1:
+        ap.error("--fetch-threads must be at least 1")
     for spec in args.prefetch:
         if spec and not (spec.count(":") == 1 and spec.replace(":", "").isdigit()):
             ap.error(f"--prefetch {spec!r}: expected THREADS:SHARDS, e.g. 16:16")
