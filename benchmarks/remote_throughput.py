@@ -341,43 +341,35 @@ def peer_table(args: argparse.Namespace) -> None:
     for ms in args.latencies:
         s3.set_latency(ms)
         variants = [(c, p) for c in args.clients for p in args.prefetch]
+        # (changing, temp, setup s): the cold/warm rows, then the early-prefetch row
+        rows = [(c, t, 0.0) for c in (False, True) for t in ("cold", "warm")]
+        if args.setup_s > 0:
+            rows.append((False, "cold", args.setup_s))
         for client, prefetch in variants:
             tags = [client] if args.clients != ["auto"] else []
-            if args.prefetch != [""]:
-                threads, shards = prefetch.split(":")
-                tags.append(f"{threads} threads, {shards} ahead")
+            if prefetch:
+                fields = _prefetch(prefetch)
+                tags.append(
+                    f"{fields['prefetch_threads']} threads, {fields['prefetch_shards']} ahead"
+                )
             who = f"ado ({', '.join(tags)})" if tags else "ado"
-            for changing in (False, True):
+            for changing, temp, setup_s in rows:
                 label = "changing" if changing else "static"
-                for temp in ("cold", "warm"):
-                    # a fresh node cache per repeat; warm reads the cache its cold run filled
+                early = f", prefetch() + {setup_s:g} s setup" if setup_s else ""
+                # a fresh node cache per repeat; warm reads the cache its cold run filled
 
-                    def run(
-                        i: int, changing: bool = changing, client: str = client,
-                        cache: str = f"ado-{client}-{prefetch.replace(':', 'x')}-{ms}-{label}",
-                        steps: int = steps_of[temp], prefetch: str = prefetch,
-                    ) -> dict[str, float]:  # fmt: skip
-                        return ado(
-                            root / f"{cache}-{i}", changing, manifest, client, steps=steps,
-                            prefetch=prefetch,
-                        )  # fmt: skip
-
-                    measured(f"{who}, {ms:.0f} ms, {label}, {temp}", run)
-            if args.setup_s > 0:
-
-                def early(
-                    i: int, client: str = client, prefetch: str = prefetch,
-                    cache: str = f"ado-{client}-{prefetch.replace(':', 'x')}-{ms}-early",
+                def run(
+                    i: int, changing: bool = changing, client: str = client,
+                    cache: str = f"ado-{client}-{prefetch.replace(':', 'x')}-{ms}-{label}"
+                    + ("-early" if setup_s else ""),
+                    steps: int = steps_of[temp], prefetch: str = prefetch, setup_s: float = setup_s,
                 ) -> dict[str, float]:  # fmt: skip
                     return ado(
-                        root / f"{cache}-{i}", False, manifest, client, steps=steps_of["cold"],
-                        prefetch=prefetch, setup_s=args.setup_s,
+                        root / f"{cache}-{i}", changing, manifest, client, steps=steps,
+                        prefetch=prefetch, setup_s=setup_s,
                     )  # fmt: skip
 
-                measured(
-                    f"{who}, {ms:.0f} ms, static, cold, prefetch() + {args.setup_s:g} s setup",
-                    early,
-                )
+                measured(f"{who}, {ms:.0f} ms, {label}, {temp}{early}", run)
         for kind in () if args.ado_only else ("streaming", "lit"):
             name = "mosaicml-streaming" if kind == "streaming" else "litdata"
             for temp in ("cold", "warm"):
@@ -450,11 +442,14 @@ def _merge(ranks: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _prefetch(spec: str) -> dict[str, int]:
-    """``"THREADS:SHARDS"`` as RemoteConfig fields (``""``: the defaults)."""
+    """``"THREADS:SHARDS"`` as RemoteConfig fields (``""``: the defaults); ValueError if it is
+    not of that form."""
     if not spec:
         return {}
-    threads, shards = spec.split(":")
-    return {"prefetch_threads": int(threads), "prefetch_shards": int(shards)}
+    parts = spec.split(":")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"--prefetch {spec!r}: expected THREADS:SHARDS, e.g. 16:16")
+    return {"prefetch_threads": int(parts[0]), "prefetch_shards": int(parts[1])}
 
 
 def ado_worker(spec: str) -> None:
@@ -515,8 +510,10 @@ def main() -> None:
     if args.fetch_threads < 1:
         ap.error("--fetch-threads must be at least 1")
     for spec in args.prefetch:
-        if spec and not (spec.count(":") == 1 and spec.replace(":", "").isdigit()):
-            ap.error(f"--prefetch {spec!r}: expected THREADS:SHARDS, e.g. 16:16")
+        try:
+            _prefetch(spec)
+        except ValueError as err:
+            ap.error(str(err))
     if args.serve:
         serve(*args.serve)
         return
