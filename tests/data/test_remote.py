@@ -407,10 +407,15 @@ def test_prefetch_can_start_before_the_first_batch(
     """``loader.prefetch()`` starts the first batch's plan at once (to overlap the model's
     setup): the shards land before any batch, and the first batch then downloads nothing."""
     base = http.url("").rstrip("/")
-    loader = MixtureLoader(
-        _manifest(base), batch_size=4, seed=7, cache_dir=tmp_path / "c", weights=[1.0, 0.0],
-        remote=RemoteConfig(prefetch_shards=4, prefetch_threads=2), readahead_bytes=0,
-    )  # fmt: skip
+
+    def make(cache: str) -> MixtureLoader:
+        return MixtureLoader(
+            _manifest(base), batch_size=4, seed=7, cache_dir=tmp_path / cache,
+            weights=[1.0, 0.0], remote=RemoteConfig(prefetch_shards=4, prefetch_threads=2),
+            readahead_bytes=0,
+        )  # fmt: skip
+
+    loader = make("c")
     assert loader.cache is not None
     assert loader._prefetch is not None
     for p in (loader.cache.root / "shards").iterdir():
@@ -427,10 +432,7 @@ def test_prefetch_can_start_before_the_first_batch(
     assert loader.cache.stats.as_dict()["bytes_downloaded"] == before
     loader.close()
     # the same batch as without the early start
-    again = MixtureLoader(
-        _manifest(base), batch_size=4, seed=7, cache_dir=tmp_path / "d", weights=[1.0, 0.0],
-        remote=RemoteConfig(prefetch_shards=4, prefetch_threads=2), readahead_bytes=0,
-    )  # fmt: skip
+    again = make("d")
     assert next(again).keys == first.keys
     again.close()
     # nothing to prefetch: local shards, or prefetch_bytes=0
