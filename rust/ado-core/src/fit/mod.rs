@@ -359,6 +359,16 @@ impl Limits {
         p
     }
 
+    /// Whether every limit is hard or absent and no lower bound exceeds its upper one: then every
+    /// clamped point is inside and the penalty there is the constant.
+    pub fn is_hard_box(&self) -> bool {
+        (0..3).all(|j| match (self.lower[j], self.upper[j]) {
+            (Limit::Linear { .. }, _) | (_, Limit::Linear { .. }) => false,
+            (Limit::Hard(lo), Limit::Hard(hi)) => lo <= hi,
+            _ => true,
+        })
+    }
+
     /// Clamp into the hard bounds.
     pub fn clamp(&self, theta: &mut [f64; 3]) {
         for (j, x) in theta.iter_mut().enumerate() {

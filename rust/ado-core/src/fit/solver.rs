@@ -158,6 +158,9 @@ fn penalty_slopes(limits: &Limits, j: usize, x: f64) -> (f64, f64) {
 
 /// Solve `m x = b` for a symmetric positive definite `m` restricted to `free`; `None` if not SPD.
 fn cholesky_solve(m: &Mat3, b: &[f64; 3], free: &[usize]) -> Option<[f64; 3]> {
+    if free == [0, 1, 2] {
+        return cholesky_solve3(m, b);
+    }
     let k = free.len();
     let mut l = [[0.0; 3]; 3];
     for i in 0..k {
@@ -197,6 +200,24 @@ fn cholesky_solve(m: &Mat3, b: &[f64; 3], free: &[usize]) -> Option<[f64; 3]> {
         out[j] = x[i];
     }
     Some(out)
+}
+
+/// [`cholesky_solve`] with every coordinate free, unrolled: the same operations in the same order.
+fn cholesky_solve3(m: &Mat3, b: &[f64; 3]) -> Option<[f64; 3]> {
+    let pivot = |s: f64| (s > 0.0 && s.is_finite()).then(|| s.sqrt());
+    let l00 = pivot(m[0][0])?;
+    let l10 = m[1][0] / l00;
+    let l11 = pivot(m[1][1] - l10 * l10)?;
+    let l20 = m[2][0] / l00;
+    let l21 = (m[2][1] - l20 * l10) / l11;
+    let l22 = pivot(m[2][2] - l20 * l20 - l21 * l21)?;
+    let z0 = b[0] / l00;
+    let z1 = (b[1] - l10 * z0) / l11;
+    let z2 = (b[2] - l20 * z0 - l21 * z1) / l22;
+    let x2 = z2 / l22;
+    let x1 = (z1 - l21 * x2) / l11;
+    let x0 = (z0 - l10 * x1 - l20 * x2) / l00;
+    Some([x0, x1, x2])
 }
 
 fn limit_points(limits: &Limits, j: usize) -> [(Option<f64>, bool); 2] {
@@ -299,6 +320,7 @@ fn polish_in(
             &lin_limits
         }
     };
+    let hard_box = limits.is_hard_box();
     let to_theta = |x: &[f64; 3]| -> [f64; 3] {
         match coords {
             Coords::Log => *x,
@@ -427,6 +449,12 @@ fn polish_in(
         if free.is_empty() {
             break;
         }
+        // Whether the penalty is flat around theta in every free coordinate (zero slope, or a hard
+        // bound): then the damped steps' promised gain only shrinks as the damping grows.
+        let flat = free.as_slice().iter().all(|&j| {
+            let (sl, sr) = penalty_slopes(limits, j, theta[j]);
+            (sl == 0.0 || sl == f64::NEG_INFINITY) && (sr == 0.0 || sr == f64::INFINITY)
+        });
         let scale: [f64; 3] =
             std::array::from_fn(|j| der.irls[j][j].max(der.exact[j][j].abs()).max(1e-300));
         let neg_g = geff.map(|g| -g);
@@ -434,6 +462,7 @@ fn polish_in(
         // Each damping level tries the exact Newton step, then the IRLS (majorise-minimise) step,
         // which still descends where the Huber kinks make the quadratic model of Newton useless.
         'damping: while mu < 1e12 {
+            let mut hopeless = 0;
             let damp = |h: &Mat3| -> Mat3 {
                 let mut d = *h;
                 for j in 0..3 {
@@ -451,10 +480,19 @@ fn polish_in(
                 if gd.is_nan() || gd >= 0.0 {
                     continue;
                 }
+                // With a flat penalty this step's model is the quadratic alone, cut short at most
+                // by a hard bound: it promises at most gd / 2 = -g^T (H + mu D)^-1 g / 2, which
+                // only shrinks as mu grows. Once both steps promise nothing here, no damping level
+                // will: the polish has converged (the same outcome as trying every level).
+                if flat && 0.5 * gd >= -RELATIVE_TOLERANCE * der.value {
+                    hopeless += 1;
+                    continue;
+                }
                 let curv: f64 = (0..3)
                     .map(|j| (0..3).map(|l| step[j] * hmat[j][l] * step[l]).sum::<f64>())
                     .sum();
-                let (t, snapped, predicted) = line_model(limits, &theta, &step, &grad, curv);
+                let (t, snapped, predicted) =
+                    line_model(limits, hard_box, &theta, &step, &grad, curv);
                 let threshold = -RELATIVE_TOLERANCE * der.value;
                 if t <= 0.0 || predicted.is_nan() || predicted >= threshold {
                     // The model promises nothing measurable: not worth a pass over the data.
@@ -487,6 +525,9 @@ fn polish_in(
                     accepted = moved && gain > RELATIVE_TOLERANCE * der.value;
                     break 'damping;
                 }
+            }
+            if hopeless == 2 {
+                break;
             }
             mu *= 10.0;
         }
@@ -536,15 +577,14 @@ impl<T: Copy + Default, const N: usize> Small<T, N> {
 /// Coordinates snapped onto a limit point by a step: (coordinate, position).
 type Snaps = Small<(usize, f64), 6>;
 
-/// Minimise the piecewise model `t * g.d + t^2 curv / 2 + P(theta + t d) - P(theta)` over `t in (0, 1]`,
-/// never crossing a hard bound. Returns `(t, coordinates to snap onto a limit point, model value)`.
-fn line_model(
+/// The limit points ahead of `theta` along `step` (within the line's reach, `t > 0`), as
+/// `(t, coordinate, position)`, and the largest `t <= 1` that crosses no hard bound (`HARD_BOX`:
+/// every limit point is a hard bound).
+fn breaks_ahead<const HARD_BOX: bool>(
     limits: &Limits,
     theta: &[f64; 3],
     step: &[f64; 3],
-    grad: &[f64; 3],
-    curv: f64,
-) -> (f64, Snaps, f64) {
+) -> (f64, Small<(f64, usize, f64), 6>) {
     let mut t_max = 1.0_f64;
     let mut breaks = Small::<(f64, usize, f64), 6>::new();
     for j in 0..3 {
@@ -555,13 +595,72 @@ fn line_model(
             let Some(at) = at else { continue };
             let t = (at - theta[j]) / step[j];
             if t > 0.0 && t.is_finite() {
-                if hard {
+                if HARD_BOX || hard {
                     t_max = t_max.min(t);
                 }
                 breaks.push((t, j, at));
             }
         }
     }
+    (t_max, breaks)
+}
+
+/// [`line_model`] where the limits are a consistent box of hard bounds (see there): the same
+/// arithmetic, with `P(x) - P(theta) = 0` for every clamped `x`.
+fn quadratic_line_model(
+    limits: &Limits,
+    theta: &[f64; 3],
+    step: &[f64; 3],
+    grad: &[f64; 3],
+    curv: f64,
+) -> (f64, Snaps, f64) {
+    let (t_max, breaks) = breaks_ahead::<true>(limits, theta, step);
+    let gd: f64 = (0..3).map(|j| grad[j] * step[j]).sum();
+    // P(x) - P(theta) for clamped x: the constant minus itself (the general model's term, kept so
+    // that a zero promise has the same sign).
+    let dp = 0.0;
+    let mut top = Snaps::new();
+    for b in breaks.as_slice() {
+        if b.0 == t_max {
+            top.push((b.1, b.2));
+        }
+    }
+    let mut best = (t_max, top, t_max * gd + 0.5 * t_max * t_max * curv + dp);
+    if curv > 0.0 && t_max > 0.0 {
+        // The general model's slope on (0, t_max): zero, unless rounding put the unclamped end
+        // outside a bound (an infinite slope, skipped there).
+        let end: [f64; 3] = std::array::from_fn(|j| theta[j] + t_max * step[j]);
+        if limits.penalty(&end).is_finite() {
+            let t = -(gd + 0.0) / curv;
+            if t > 0.0 && t < t_max {
+                let v = t * gd + 0.5 * t * t * curv + dp;
+                if v < best.2 {
+                    best = (t, Snaps::new(), v);
+                }
+            }
+        }
+    }
+    best
+}
+
+/// Minimise the piecewise model `t * g.d + t^2 curv / 2 + P(theta + t d) - P(theta)` over `t in (0, 1]`,
+/// never crossing a hard bound. Returns `(t, coordinates to snap onto a limit point, model value)`.
+///
+/// With `hard_box` (every limit hard or absent, and every lower bound at most its upper bound) the
+/// penalty is constant inside the box, so the model is the quadratic alone, cut at the first hard
+/// bound: the same result in a few operations.
+fn line_model(
+    limits: &Limits,
+    hard_box: bool,
+    theta: &[f64; 3],
+    step: &[f64; 3],
+    grad: &[f64; 3],
+    curv: f64,
+) -> (f64, Snaps, f64) {
+    if hard_box {
+        return quadratic_line_model(limits, theta, step, grad, curv);
+    }
+    let (t_max, breaks) = breaks_ahead::<false>(limits, theta, step);
     let gd: f64 = (0..3).map(|j| grad[j] * step[j]).sum();
     let p0 = limits.penalty(theta);
     let at_t = |t: f64| -> [f64; 3] { std::array::from_fn(|j| theta[j] + t * step[j]) };
