@@ -94,6 +94,18 @@ pub(crate) fn ln_1p_unit(t: f64) -> f64 {
 /// is the same whatever SIMD width the code runs at.
 const LANES: usize = 4;
 
+/// One value per lane: `[f(0), f(1), ...]` (inlined into the SIMD function that calls it).
+#[inline(always)]
+fn lanes(f: impl Fn(usize) -> f64) -> [f64; LANES] {
+    std::array::from_fn(f)
+}
+
+/// The first `LANES` values of `c`, zeros after its end (the tail of a sum over points).
+#[inline(always)]
+fn pad(c: &[f64]) -> [f64; LANES] {
+    std::array::from_fn(|j| c.get(j).copied().unwrap_or(0.0))
+}
+
 /// Sum `x` of every lane, in a fixed order.
 #[inline(always)]
 fn fold(x: [f64; LANES]) -> f64 {
@@ -198,6 +210,58 @@ pub(crate) struct Sums {
     pub(crate) sq: [f64; 3],
 }
 
+/// Add four points' terms to the lanes of [`derivative_sums`]'s accumulators, one point per lane,
+/// every quantity an array of four computed lane by lane without branches, so that each line
+/// becomes one SIMD operation. `used` lanes hold points (the tail has fewer); the others add
+/// nothing. (A function, not a closure: it is inlined into each SIMD version and compiled with
+/// its features.)
+#[inline(always)]
+fn add_terms(
+    acc: &mut [[f64; LANES]; 19],
+    u: [f64; LANES],
+    r: [f64; LANES],
+    p: [f64; LANES],
+    used: usize,
+    delta: f64,
+) {
+    let ar = lanes(|j| r[j].abs());
+    let c = lanes(|j| ar[j].min(delta));
+    let psi = lanes(|j| c[j].copysign(r[j]));
+    let inside = lanes(|j| if ar[j] <= delta { 1.0 } else { 0.0 });
+    let w = lanes(|j| if ar[j] <= delta { 1.0 } else { delta / ar[j] });
+    let p1 = lanes(|j| 1.0 - p[j]);
+    let q = lanes(|j| p[j] * p1[j]);
+    let up = lanes(|j| u[j] * p[j]);
+    let pq = lanes(|j| psi[j] * q[j]);
+    let outer = [
+        lanes(|j| p[j] * p[j]),
+        q,
+        lanes(|j| up[j] * p[j]),
+        lanes(|j| p1[j] * p1[j]),
+        lanes(|j| up[j] * p1[j]),
+        lanes(|j| up[j] * up[j]),
+    ];
+    let mut terms = [[0.0; LANES]; 19];
+    terms[0] = lanes(|j| c[j] * (ar[j] - 0.5 * c[j]));
+    terms[1] = lanes(|j| psi[j] * p[j]);
+    terms[2] = lanes(|j| psi[j] * p1[j]);
+    terms[3] = lanes(|j| psi[j] * up[j]);
+    for k in 0..6 {
+        terms[4 + k] = lanes(|j| w[j] * outer[k][j]);
+        terms[10 + k] = lanes(|j| inside[j] * outer[k][j]);
+    }
+    terms[16] = pq;
+    terms[17] = lanes(|j| pq[j] * u[j]);
+    terms[18] = lanes(|j| pq[j] * u[j] * u[j]);
+    for k in 0..19 {
+        for j in 0..LANES {
+            if j < used {
+                acc[k][j] += terms[k][j];
+            }
+        }
+    }
+}
+
 /// The 19 sums behind the value, gradient and both Hessians at the point of the last [`trial`]
 /// on `scratch` (same `u`, `y`, `(a, e, alpha)` and `delta`).
 #[multiversion(targets("x86_64+avx2"))]
@@ -217,37 +281,24 @@ pub(crate) fn derivative_sums(
     }
     // acc[k][j]: sum k of lane j. 0: value, 1-3: g, 4-9: sw, 10-15: si, 16-18: sq.
     let mut acc = [[0.0; LANES]; 19];
-    let mut add = |j: usize, u: f64, r: f64, p: f64| {
-        let ar = r.abs();
-        let c = ar.min(delta);
-        let psi = c.copysign(r);
-        let inside = if ar <= delta { 1.0 } else { 0.0 };
-        let w = if ar <= delta { 1.0 } else { delta / ar };
-        let p1 = 1.0 - p;
-        let q = p * p1;
-        let up = u * p;
-        let outer = [p * p, q, up * p, p1 * p1, up * p1, up * up];
-        let pq = psi * q;
-        acc[0][j] += c * (ar - 0.5 * c);
-        acc[1][j] += psi * p;
-        acc[2][j] += psi * p1;
-        acc[3][j] += psi * up;
-        for k in 0..6 {
-            acc[4 + k][j] += w * outer[k];
-            acc[10 + k][j] += inside * outer[k];
-        }
-        acc[16][j] += pq;
-        acc[17][j] += pq * u;
-        acc[18][j] += pq * u * u;
-    };
-    let full = n - n % LANES;
-    for base in (0..full).step_by(LANES) {
-        for j in 0..LANES {
-            add(j, u[base + j], rs[base + j], ps[base + j]);
-        }
+    let (us, rc, pc) = (
+        u[..n].chunks_exact(LANES),
+        rs.chunks_exact(LANES),
+        ps.chunks_exact(LANES),
+    );
+    let tail = (us.remainder(), rc.remainder(), pc.remainder());
+    for ((uc, rcc), pcc) in us.zip(rc).zip(pc) {
+        add_terms(&mut acc, pad(uc), pad(rcc), pad(pcc), LANES, delta);
     }
-    for i in full..n {
-        add(i - full, u[i], rs[i], ps[i]);
+    if !tail.0.is_empty() {
+        add_terms(
+            &mut acc,
+            pad(tail.0),
+            pad(tail.1),
+            pad(tail.2),
+            tail.0.len(),
+            delta,
+        );
     }
     let s: [f64; 19] = std::array::from_fn(|k| fold(acc[k]));
     Sums {
@@ -350,4 +401,86 @@ mod tests {
         assert!(worst <= 3e-16, "{worst}");
         assert_eq!(ln_1p_unit(0.0), 0.0);
     }
+}
+
+/// One round of the profile's Huber-IRLS at a fixed alpha: the five weighted sums
+/// `sum_i w_i (c_i^2, c_i f_i, f_i^2, c_i, f_i)` of the relative-error least squares, with
+/// `c_i = 1 / L_i` and `f_i = x_i / L_i`. With `fit = Some((eps, beta))` the weights are first
+/// updated from that fit's relative errors, `w_i = 1 / max(|1 - eps c_i - beta f_i|, delta)`.
+#[multiversion(targets("x86_64+avx2"))]
+pub(crate) fn irls_sums(
+    x: &[f64],
+    inv_l: &[f64],
+    w: &mut [f64],
+    fit: Option<(f64, f64)>,
+    delta: f64,
+) -> [f64; 5] {
+    let n = x.len().min(inv_l.len()).min(w.len());
+    let (x, inv_l, w) = (&x[..n], &inv_l[..n], &mut w[..n]);
+    if let Some((eps, beta)) = fit {
+        for i in 0..n {
+            let il = inv_l[i];
+            w[i] = 1.0 / (1.0 - eps * il - beta * (x[i] * il)).abs().max(delta);
+        }
+    }
+    // The terms four points at a time (one per lane, see `add_terms`), summed in the order of the
+    // points: the same sums as a plain loop, bit for bit (the profile picks the polish's starts,
+    // and a last-bit change there can tip a near-tie into another basin).
+    let mut acc = [0.0; 5];
+    let mut add = |x: [f64; LANES], il: [f64; LANES], w: [f64; LANES], used: usize| {
+        let f2 = lanes(|j| x[j] * il[j]);
+        let wf1 = lanes(|j| w[j] * il[j]);
+        let wf2 = lanes(|j| w[j] * f2[j]);
+        let terms = [
+            lanes(|j| wf1[j] * il[j]),
+            lanes(|j| wf1[j] * f2[j]),
+            lanes(|j| wf2[j] * f2[j]),
+            wf1,
+            wf2,
+        ];
+        for j in 0..used {
+            for k in 0..5 {
+                acc[k] += terms[k][j];
+            }
+        }
+    };
+    let (xs, ls, ws) = (
+        x.chunks_exact(LANES),
+        inv_l.chunks_exact(LANES),
+        w.chunks_exact(LANES),
+    );
+    let tail = (xs.remainder(), ls.remainder(), ws.remainder());
+    for ((xc, lc), wc) in xs.zip(ls).zip(ws) {
+        add(pad(xc), pad(lc), pad(wc), LANES);
+    }
+    add(pad(tail.0), pad(tail.1), pad(tail.2), tail.0.len());
+    acc
+}
+
+/// The profile's cheap estimate of `sum_i H(log L_i - log m_i)` at `m_i = eps + beta x_i`: the
+/// log-ratio from its series `2 atanh(s)`, `s = (L - m) / (L + m)`, to `O(s^7)`.
+#[multiversion(targets("x86_64+avx2"))]
+pub(crate) fn profile_score(x: &[f64], inv_l: &[f64], eps: f64, beta: f64, delta: f64) -> f64 {
+    let n = x.len().min(inv_l.len());
+    let (x, inv_l) = (&x[..n], &inv_l[..n]);
+    // Four points at a time, summed in the order of the points (see `irls_sums`).
+    let mut acc = 0.0;
+    let mut add = |x: [f64; LANES], il: [f64; LANES], used: usize| {
+        let t = lanes(|j| (eps + beta * x[j]) * il[j]);
+        let s = lanes(|j| (1.0 - t[j]) / (1.0 + t[j]));
+        let s2 = lanes(|j| s[j] * s[j]);
+        let ar = lanes(|j| (2.0 * s[j] * (1.0 + s2[j] * (1.0 / 3.0 + 0.2 * s2[j]))).abs());
+        let c = lanes(|j| ar[j].min(delta));
+        let term = lanes(|j| c[j] * (ar[j] - 0.5 * c[j]));
+        for t in &term[..used] {
+            acc += t;
+        }
+    };
+    let (xs, ls) = (x.chunks_exact(LANES), inv_l.chunks_exact(LANES));
+    let tail = (xs.remainder(), ls.remainder());
+    for (xc, lc) in xs.zip(ls) {
+        add(pad(xc), pad(lc), LANES);
+    }
+    add(pad(tail.0), pad(tail.1), tail.0.len());
+    acc
 }

@@ -847,16 +847,7 @@ fn profile(
             return (f64::INFINITY, th);
         }
         let (eps, beta) = (th[E].exp(), th[A].exp());
-        let mut sum = 0.0;
-        for (&xi, &il) in x.iter().zip(&inv_l) {
-            // log(L / m) = 2 atanh(s) with s = (L - m) / (L + m), to O(s^7).
-            let t = (eps + beta * xi) * il;
-            let s = (1.0 - t) / (1.0 + t);
-            let s2 = s * s;
-            let ar = (2.0 * s * (1.0 + s2 * (1.0 / 3.0 + 0.2 * s2))).abs();
-            let c = ar.min(delta);
-            sum += c * (ar - 0.5 * c);
-        }
+        let sum = kernel::profile_score(x, &inv_l, eps, beta, delta);
         (curve.weight * sum + p, th)
     };
     let mut w = vec![1.0; n_pts];
@@ -878,19 +869,7 @@ fn profile(
         let sb = soft_box(hb);
         let mut sums = [0.0; 5];
         for round in 0..PROFILE_ROUNDS {
-            sums = [0.0; 5];
-            for ((&xi, &il), wi) in x.iter().zip(&inv_l).zip(&mut w) {
-                let f2 = xi * il;
-                if round > 0 {
-                    *wi = 1.0 / (1.0 - eb.0 * il - eb.1 * f2).abs().max(delta);
-                }
-                let (wf1, wf2) = (*wi * il, *wi * f2);
-                sums[0] += wf1 * il;
-                sums[1] += wf1 * f2;
-                sums[2] += wf2 * f2;
-                sums[3] += wf1;
-                sums[4] += wf2;
-            }
+            sums = kernel::irls_sums(&x, &inv_l, &mut w, (round > 0).then_some(eb), delta);
             eb = box_lsq(&sums, &sb);
         }
         let mut best = score(&x, alpha, eb);
