@@ -447,8 +447,15 @@ pub(crate) fn irls_sums(
     // The terms four points at a time (one per lane, see `add_terms`), summed in the order of the
     // points: the same sums as a plain loop, bit for bit (the profile picks the polish's starts,
     // and a last-bit change there can tip a near-tie into another basin).
+    // (No closure here: a closure can be compiled apart from the SIMD version that calls it.)
     let mut acc = [0.0; 5];
-    let mut add = |x: [f64; LANES], il: [f64; LANES], w: [f64; LANES], used: usize| {
+    for base in (0..n).step_by(LANES) {
+        let used = LANES.min(n - base);
+        let (x, il, w) = (
+            pad::<LANES>(&x[base..]),
+            pad::<LANES>(&inv_l[base..]),
+            pad::<LANES>(&w[base..]),
+        );
         let f2 = lanes(|j| x[j] * il[j]);
         let wf1 = lanes(|j| w[j] * il[j]);
         let wf2 = lanes(|j| w[j] * f2[j]);
@@ -464,17 +471,7 @@ pub(crate) fn irls_sums(
                 acc[k] += terms[k][j];
             }
         }
-    };
-    let (xs, ls, ws) = (
-        x.chunks_exact(LANES),
-        inv_l.chunks_exact(LANES),
-        w.chunks_exact(LANES),
-    );
-    let tail = (xs.remainder(), ls.remainder(), ws.remainder());
-    for ((xc, lc), wc) in xs.zip(ls).zip(ws) {
-        add(pad(xc), pad(lc), pad(wc), LANES);
     }
-    add(pad(tail.0), pad(tail.1), pad(tail.2), tail.0.len());
     acc
 }
 
@@ -486,7 +483,9 @@ pub(crate) fn profile_score(x: &[f64], inv_l: &[f64], eps: f64, beta: f64, delta
     let (x, inv_l) = (&x[..n], &inv_l[..n]);
     // Four points at a time, summed in the order of the points (see `irls_sums`).
     let mut acc = 0.0;
-    let mut add = |x: [f64; LANES], il: [f64; LANES], used: usize| {
+    for base in (0..n).step_by(LANES) {
+        let used = LANES.min(n - base);
+        let (x, il) = (pad::<LANES>(&x[base..]), pad::<LANES>(&inv_l[base..]));
         let t = lanes(|j| (eps + beta * x[j]) * il[j]);
         let s = lanes(|j| (1.0 - t[j]) / (1.0 + t[j]));
         let s2 = lanes(|j| s[j] * s[j]);
@@ -496,12 +495,6 @@ pub(crate) fn profile_score(x: &[f64], inv_l: &[f64], eps: f64, beta: f64, delta
         for t in &term[..used] {
             acc += t;
         }
-    };
-    let (xs, ls) = (x.chunks_exact(LANES), inv_l.chunks_exact(LANES));
-    let tail = (xs.remainder(), ls.remainder());
-    for (xc, lc) in xs.zip(ls) {
-        add(pad(xc), pad(lc), LANES);
     }
-    add(pad(tail.0), pad(tail.1), tail.0.len());
     acc
 }
