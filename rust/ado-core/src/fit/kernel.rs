@@ -39,7 +39,12 @@ const INV_FACT: [f64; 12] = [
 /// and compiled with its features).
 #[inline(always)]
 fn each<const N: usize>(f: impl Fn(usize) -> f64) -> [f64; N] {
-    std::array::from_fn(f)
+    // A plain loop: `std::array::from_fn` was left out of line (and without the SIMD features).
+    let mut out = [0.0; N];
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = f(j);
+    }
+    out
 }
 
 /// `e^x` for `x <= 0`, lane by lane: `0` below `-708` (where the result would leave the normal
@@ -109,13 +114,13 @@ const LANES: usize = 4;
 /// One value per lane: `[f(0), f(1), ...]` (inlined into the SIMD function that calls it).
 #[inline(always)]
 fn lanes(f: impl Fn(usize) -> f64) -> [f64; LANES] {
-    std::array::from_fn(f)
+    each(f)
 }
 
 /// The first `N` values of `c`, zeros after its end (the tail of a sum over points).
 #[inline(always)]
 fn pad<const N: usize>(c: &[f64]) -> [f64; N] {
-    std::array::from_fn(|j| c.get(j).copied().unwrap_or(0.0))
+    each(|j| c.get(j).copied().unwrap_or(0.0))
 }
 
 /// Points per step of [`trial`]'s transcendentals: four AVX2 registers, whose independent
