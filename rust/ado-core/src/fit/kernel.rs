@@ -120,7 +120,15 @@ fn lanes(f: impl Fn(usize) -> f64) -> [f64; LANES] {
 /// The first `N` values of `c`, zeros after its end (the tail of a sum over points).
 #[inline(always)]
 fn pad<const N: usize>(c: &[f64]) -> [f64; N] {
-    each(|j| c.get(j).copied().unwrap_or(0.0))
+    match c.get(..N) {
+        // A whole block: one copy.
+        Some(whole) => {
+            let mut out = [0.0; N];
+            out.copy_from_slice(whole);
+            out
+        }
+        None => each(|j| c.get(j).copied().unwrap_or(0.0)),
+    }
 }
 
 /// Points per step of [`trial`]'s transcendentals: four AVX2 registers, whose independent
