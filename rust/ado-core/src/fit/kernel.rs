@@ -181,6 +181,29 @@ impl Scratch {
     }
 }
 
+/// [`trial`]'s per-point values of the `N` points from `base` (fewer at the end of the data).
+#[inline(always)]
+fn trial_block<const N: usize>(
+    base: usize,
+    u: &[f64],
+    y: &[f64],
+    [a, e, alpha]: [f64; 3],
+    ts: &mut [f64],
+    ls: &mut [f64],
+    rs: &mut [f64],
+) {
+    let used = N.min(u.len() - base);
+    let (uc, yc) = (pad::<N>(&u[base..]), pad::<N>(&y[base..]));
+    let z = each::<N>(|j| a - alpha * uc[j]);
+    let t = exp_nonpos(each::<N>(|j| -(z[j] - e).abs()));
+    let l = ln_1p_unit(t);
+    for j in 0..used {
+        ts[base + j] = t[j];
+        ls[base + j] = l[j];
+        rs[base + j] = yc[j] - (z[j].max(e) + l[j]);
+    }
+}
+
 /// `sum_i H(y_i - m_i)` at `(a, e, alpha)` with `m_i = max(z_i, e) + ln(1 + exp(-|z_i - e|))` and
 /// `z_i = a - alpha u_i`, leaving `t`, `l` and the residuals in `scratch` for [`derivative_sums`].
 #[multiversion(targets("x86_64+avx2"))]
@@ -191,24 +214,26 @@ pub(crate) fn trial(
     delta: f64,
     scratch: &mut Scratch,
 ) -> f64 {
-    let [a, e, alpha] = theta;
     let n = u.len();
     let (ts, ls, rs) = (
         &mut scratch.t[..n],
         &mut scratch.l[..n],
         &mut scratch.r[..n],
     );
-    // WIDE points at a time (the tail padded with zeros, its unused lanes not stored).
-    for base in (0..n).step_by(WIDE) {
-        let used = WIDE.min(n - base);
-        let (uc, yc) = (pad::<WIDE>(&u[base..]), pad::<WIDE>(&y[base..]));
-        let z = each::<WIDE>(|j| a - alpha * uc[j]);
-        let t = exp_nonpos(each::<WIDE>(|j| -(z[j] - e).abs()));
-        let l = ln_1p_unit(t);
-        for j in 0..used {
-            ts[base + j] = t[j];
-            ls[base + j] = l[j];
-            rs[base + j] = yc[j] - (z[j].max(e) + l[j]);
+    // WIDE points at a time, then 8 or 4 (the last block padded with zeros, its unused lanes not
+    // stored): a short curve does not pay for a wide block.
+    let mut base = 0;
+    while base < n {
+        let left = n - base;
+        if left >= WIDE {
+            trial_block::<WIDE>(base, u, y, theta, ts, ls, rs);
+            base += WIDE;
+        } else if left > LANES {
+            trial_block::<{ 2 * LANES }>(base, u, y, theta, ts, ls, rs);
+            base += 2 * LANES;
+        } else {
+            trial_block::<LANES>(base, u, y, theta, ts, ls, rs);
+            base += LANES;
         }
     }
     let huber = |r: f64| {
