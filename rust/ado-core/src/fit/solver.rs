@@ -427,34 +427,39 @@ fn polish_in(
         // Effective gradient and the coordinates locked on a kink.
         let mut geff = [0.0; 3];
         let mut free = Small::<usize, 3>::new();
+        let slopes: [(f64, f64); 3] = std::array::from_fn(|j| penalty_slopes(limits, j, theta[j]));
+        // Whether the penalty is flat around theta in every free coordinate (zero slope, or a hard
+        // bound): then the damped steps' promised gain only shrinks as the damping grows.
+        let mut flat = true;
         for j in 0..3 {
-            let (sl, sr) = penalty_slopes(limits, j, theta[j]);
+            let (sl, sr) = slopes[j];
             let (gl, gr) = (der.grad[j] + sl, der.grad[j] + sr);
             if der.grad[j].abs() <= INERT && der.irls[j][j] <= INERT && sl == sr {
                 // The data ignore this parameter (alpha once beta has underflowed): leave it.
                 continue;
             }
-            if gr < 0.0 {
+            let moves = if gr < 0.0 {
                 geff[j] = gr;
-                free.push(j);
+                true
             } else if gl > 0.0 {
                 geff[j] = gl;
-                free.push(j);
+                true
             } else if sl == sr && der.irls[j][j] > INERT {
                 // Smooth here and stationary: keep it in the system so curvature can still move it.
                 geff[j] = der.grad[j] + sl;
+                true
+            } else {
+                false
+            };
+            if moves {
                 free.push(j);
+                flat &=
+                    (sl == 0.0 || sl == f64::NEG_INFINITY) && (sr == 0.0 || sr == f64::INFINITY);
             }
         }
         if free.is_empty() {
             break;
         }
-        // Whether the penalty is flat around theta in every free coordinate (zero slope, or a hard
-        // bound): then the damped steps' promised gain only shrinks as the damping grows.
-        let flat = free.as_slice().iter().all(|&j| {
-            let (sl, sr) = penalty_slopes(limits, j, theta[j]);
-            (sl == 0.0 || sl == f64::NEG_INFINITY) && (sr == 0.0 || sr == f64::INFINITY)
-        });
         let scale: [f64; 3] =
             std::array::from_fn(|j| der.irls[j][j].max(der.exact[j][j].abs()).max(1e-300));
         let neg_g = geff.map(|g| -g);
