@@ -148,6 +148,14 @@ fn pad<const N: usize>(c: &[f64]) -> [f64; N] {
 /// polynomial chains overlap (measured: 4 and 8 points a step were slower, 32 spills registers).
 const WIDE: usize = 16;
 
+/// The Huber function of a residual of size `ar = |r|`, branch-free: `H = c (ar - c / 2)` with
+/// `c = min(ar, delta)` (the trial, derivative and profile passes all use this form).
+#[inline(always)]
+fn huber_abs(ar: f64, delta: f64) -> f64 {
+    let c = ar.min(delta);
+    c * (ar - 0.5 * c)
+}
+
 /// Sum `x` of every lane, in a fixed order.
 #[inline(always)]
 fn fold(x: [f64; LANES]) -> f64 {
@@ -249,21 +257,16 @@ pub(crate) fn trial(
             base += LANES;
         }
     }
-    let huber = |r: f64| {
-        let ar = r.abs();
-        let c = ar.min(delta);
-        c * (ar - 0.5 * c)
-    };
     let mut acc = [0.0; LANES];
     let chunks = rs.chunks_exact(LANES);
     let tail = chunks.remainder();
     for c in chunks {
         for j in 0..LANES {
-            acc[j] += huber(c[j]);
+            acc[j] += huber_abs(c[j].abs(), delta);
         }
     }
     for (j, &r) in tail.iter().enumerate() {
-        acc[j] += huber(r);
+        acc[j] += huber_abs(r.abs(), delta);
     }
     fold(acc)
 }
@@ -314,7 +317,7 @@ fn add_terms(
         lanes(|j| up[j] * up[j]),
     ];
     let mut terms = [[0.0; LANES]; 19];
-    terms[0] = lanes(|j| c[j] * (ar[j] - 0.5 * c[j]));
+    terms[0] = lanes(|j| huber_abs(ar[j], delta));
     terms[1] = lanes(|j| psi[j] * p[j]);
     terms[2] = lanes(|j| psi[j] * p1[j]);
     terms[3] = lanes(|j| psi[j] * up[j]);
@@ -541,8 +544,7 @@ pub(crate) fn profile_score(x: &[f64], inv_l: &[f64], eps: f64, beta: f64, delta
         let s = lanes(|j| (1.0 - t[j]) / (1.0 + t[j]));
         let s2 = lanes(|j| s[j] * s[j]);
         let ar = lanes(|j| (2.0 * s[j] * (1.0 + s2[j] * (1.0 / 3.0 + 0.2 * s2[j]))).abs());
-        let c = lanes(|j| ar[j].min(delta));
-        let term = lanes(|j| c[j] * (ar[j] - 0.5 * c[j]));
+        let term = lanes(|j| huber_abs(ar[j], delta));
         for t in &term[..used] {
             acc += t;
         }
