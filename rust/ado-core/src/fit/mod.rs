@@ -333,10 +333,14 @@ pub(crate) struct Limits {
 }
 
 impl Limits {
-    /// `P(theta) + constant`, or `+inf` outside a hard bound.
+    /// `P(theta) + constant`, or `+inf` outside a hard bound or where a parameter is NaN (no
+    /// point: e.g. an anchored polish's step past `eps = 0`, whose `log eps` is NaN).
     pub fn penalty(&self, theta: &[f64; 3]) -> f64 {
         let mut p = self.constant;
         for (j, &x) in theta.iter().enumerate() {
+            if x.is_nan() {
+                return f64::INFINITY;
+            }
             match self.lower[j] {
                 Limit::Free => {}
                 Limit::Hard(at) => {
@@ -574,6 +578,20 @@ mod tests {
         cancel.store(false, Ordering::Relaxed);
         let fits = fit_many_cancellable(&ns, &ys, &FitConfig::default(), &cancel).expect("fit");
         assert_eq!(fits.len(), 8);
+    }
+
+    #[test]
+    fn a_nan_parameter_is_outside_every_limit() {
+        for config in [FitConfig::default(), FitConfig::reference()] {
+            let limits = config.resolve(2.0);
+            let inside = [1.0, 0.5, 0.3];
+            assert!(limits.penalty(&inside).is_finite());
+            for j in 0..3 {
+                let mut theta = inside;
+                theta[j] = f64::NAN;
+                assert_eq!(limits.penalty(&theta), f64::INFINITY, "{}", PARAM_NAMES[j]);
+            }
+        }
     }
 
     #[test]
