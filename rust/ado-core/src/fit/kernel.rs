@@ -5,8 +5,11 @@
 //! into the C library, which the compiler cannot vectorise. Written as plain arithmetic on `f64`
 //! and its bits (selects, no branches, no calls), a loop over the points compiles to SIMD code,
 //! and every lane performs the same IEEE operations in the same order as the scalar code: the
-//! results do not depend on the vector width (no fused multiply-add is formed: Rust does not
-//! contract floating-point expressions).
+//! results do not depend on the vector width. Rust does not contract floating-point expressions;
+//! the one fused multiply-add is explicit: each Horner step of the two series is an
+//! `f64::mul_add` (one rounding). The trial's SIMD version is compiled with FMA (measured: 8-9 %
+//! less time per fit of 64 points); the generic version, for a CPU without it (before 2013), gets
+//! the same correctly rounded result from the C library's `fma`, more slowly.
 //!
 //! The passes over the points (the polish's trial and derivative sums, the profile's IRLS sums
 //! and scores) are written over small arrays, one point per lane (`each`, `lanes`): every line is
@@ -71,8 +74,8 @@ pub(crate) fn exp_nonpos<const N: usize>(x: [f64; N]) -> [f64; N] {
     let mut pe = [INV_FACT[10]; N];
     let mut po = [INV_FACT[11]; N];
     for k in (0..5).rev() {
-        pe = each::<N>(|j| pe[j] * r2[j] + INV_FACT[2 * k]);
-        po = each::<N>(|j| po[j] * r2[j] + INV_FACT[2 * k + 1]);
+        pe = each::<N>(|j| f64::mul_add(pe[j], r2[j], INV_FACT[2 * k]));
+        po = each::<N>(|j| f64::mul_add(po[j], r2[j], INV_FACT[2 * k + 1]));
     }
     let p = each::<N>(|j| pe[j] + r[j] * po[j]);
     let er = each::<N>(|j| 1.0 + (r[j] + r[j] * r[j] * p[j]));
@@ -112,8 +115,8 @@ pub(crate) fn ln_1p_unit<const N: usize>(t: [f64; N]) -> [f64; N] {
         (1.0 / 5.0, 1.0 / 7.0),
         (1.0, 1.0 / 3.0),
     ] {
-        even = each::<N>(|j| even[j] * z2[j] + ce);
-        odd = each::<N>(|j| odd[j] * z2[j] + co);
+        even = each::<N>(|j| f64::mul_add(even[j], z2[j], ce));
+        odd = each::<N>(|j| f64::mul_add(odd[j], z2[j], co));
     }
     let s = each::<N>(|j| even[j] + z[j] * odd[j]);
     each::<N>(|j| add[j] + 2.0 * f[j] * s[j])
@@ -227,7 +230,7 @@ fn trial_block<const N: usize>(
 
 /// `sum_i H(y_i - m_i)` at `(a, e, alpha)` with `m_i = max(z_i, e) + ln(1 + exp(-|z_i - e|))` and
 /// `z_i = a - alpha u_i`, leaving `t`, `l` and the residuals in `scratch` for [`derivative_sums`].
-#[multiversion(targets("x86_64+avx2"))]
+#[multiversion(targets("x86_64+avx2+fma"))]
 pub(crate) fn trial(
     u: &[f64],
     y: &[f64],
