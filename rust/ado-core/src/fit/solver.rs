@@ -860,17 +860,26 @@ fn profile(curve: &Curve, limits: &Limits, config: &FitConfig) -> (Vec<Scored>, 
         b
     };
     let delta = config.huber_delta;
-    let score = |x: &[f64], alpha: f64, (eps, beta): (f64, f64)| -> (f64, [f64; 3]) {
+    // The score at `(eps, beta)`, from `memo` where this alpha's points already scored the same
+    // clamped parameters (the soft and hard boxes' fits, or a fit and a face, often agree).
+    let score = |x: &[f64], alpha: f64, (eps, beta): (f64, f64), memo: &mut Vec<Scored>| {
         let mut th = [beta.ln(), eps.ln(), alpha];
         limits.clamp(&mut th);
-        let p = limits.penalty(&th);
-        if !p.is_finite() {
-            return (f64::INFINITY, th);
+        if let Some(&done) = memo.iter().find(|m| m.1 == th) {
+            return done;
         }
-        let (eps, beta) = (th[E].exp(), th[A].exp());
-        let sum = kernel::profile_score(x, &inv_l, eps, beta, delta);
-        (curve.weight * sum + p, th)
+        let p = limits.penalty(&th);
+        let scored = if p.is_finite() {
+            let (eps, beta) = (th[E].exp(), th[A].exp());
+            let sum = kernel::profile_score(x, &inv_l, eps, beta, delta);
+            (curve.weight * sum + p, th)
+        } else {
+            (f64::INFINITY, th)
+        };
+        memo.push(scored);
+        scored
     };
+    let mut memo: Vec<Scored> = Vec::with_capacity(4);
     let mut w = vec![1.0; n_pts];
     let mut out = Vec::with_capacity(g);
     let mut eb = (f64::NAN, f64::NAN);
@@ -894,9 +903,10 @@ fn profile(curve: &Curve, limits: &Limits, config: &FitConfig) -> (Vec<Scored>, 
             sums = kernel::irls_sums(&x, &inv_l, &mut w, (round > 0).then_some(eb), delta);
             eb = box_lsq(&sums, &sb);
         }
-        let mut best = score(&x, alpha, eb);
+        memo.clear();
+        let mut best = score(&x, alpha, eb, &mut memo);
         if sb != hb {
-            let other = score(&x, alpha, box_lsq(&sums, &hb));
+            let other = score(&x, alpha, box_lsq(&sums, &hb), &mut memo);
             if other.0 < best.0 {
                 best = other;
             }
@@ -913,7 +923,12 @@ fn profile(curve: &Curve, limits: &Limits, config: &FitConfig) -> (Vec<Scored>, 
             let b = ((sums[4] - sums[1] * e) / sums[2])
                 .max(hb.beta.0)
                 .min(hb.beta.1);
-            let f = score(&x, alpha, (e, if b.is_nan() { hb.beta.0 } else { b }));
+            let f = score(
+                &x,
+                alpha,
+                (e, if b.is_nan() { hb.beta.0 } else { b }),
+                &mut memo,
+            );
             if slot.is_none_or(|c: Scored| f.0 < c.0) {
                 *slot = Some(f);
             }
