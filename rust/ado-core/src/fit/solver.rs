@@ -13,11 +13,11 @@
 //! 2. **Polish** ([`polish`]). Starts: the best two local minima of the profile, the best point of
 //!    each face and soft bound, and (for curves of fewer than 64 points) a few evenly spaced
 //!    profile points. Each gets a short screen of damped Newton iterations on the exact
-//!    objective; the best distinct basins and the faces get a second short stage, and only the near-ties of its leader are polished to
-//!    convergence. The winner is polished again on ever larger subsets, then on all points. The
-//!    line search minimises a piecewise model that knows where the linear penalties and hard bounds
-//!    bend, so a parameter that belongs on a kink lands exactly on it and stays there while the
-//!    others move.
+//!    objective; the best distinct basins and the faces get a second short stage, and only the
+//!    near-ties of its leader are polished to convergence. The winner is polished again on ever
+//!    larger subsets, then on all points. The line search minimises a piecewise model that knows
+//!    where the linear penalties and hard bounds bend, so a parameter that belongs on a kink
+//!    lands exactly on it and stays there while the others move.
 //!
 //!    The near-ties' polish runs first in coordinates where the valleys of eps and beta trading
 //!    off are nearly straight ([`polish_in`]), then finishes on the bounds and kinks.
@@ -1168,9 +1168,9 @@ mod tests {
         assert!(faces.soft.iter().all(Option::is_none));
     }
 
-    /// `log n` of `fit_cost`'s 11-point curves.
-    fn eleven_steps() -> Vec<f64> {
-        vec![
+    /// An 11-point curve on `fit_cost`'s steps (`y`: the log-losses).
+    fn eleven_point_curve(y: [f64; 11]) -> Curve {
+        let u = vec![
             12.453932223794784,
             14.384599052100164,
             15.002456016335673,
@@ -1182,7 +1182,12 @@ mod tests {
             16.328312491191006,
             16.443785393431657,
             16.54729395221158,
-        ]
+        ];
+        Curve {
+            u,
+            y: y.to_vec(),
+            weight: 1.0,
+        }
     }
 
     #[test]
@@ -1190,23 +1195,19 @@ mod tests {
         // On the reference's soft bound e = 0.5, where every anchored step changes the penalty:
         // the round trip through the anchored coordinates gave e = 0.4999999999999995, off the
         // kink, and the logarithmic polish after it stopped there.
-        let curve = Curve {
-            u: eleven_steps(),
-            y: vec![
-                2.790984355048776,
-                2.569955334097162,
-                2.553138266889434,
-                2.551001165600734,
-                2.5320577390363153,
-                2.4575242414369267,
-                2.4398854787384563,
-                2.491397635343296,
-                2.466388929721944,
-                2.3855671778251923,
-                2.372653235061411,
-            ],
-            weight: 1.0,
-        };
+        let curve = eleven_point_curve([
+            2.790984355048776,
+            2.569955334097162,
+            2.553138266889434,
+            2.551001165600734,
+            2.5320577390363153,
+            2.4575242414369267,
+            2.4398854787384563,
+            2.491397635343296,
+            2.466388929721944,
+            2.3855671778251923,
+            2.372653235061411,
+        ]);
         let config = FitConfig::reference();
         let limits = config.resolve(curve.min_loss());
         let delta = config.huber_delta;
@@ -1222,23 +1223,19 @@ mod tests {
         // 11 noisy points of a nearly flat curve (`fit_cost`'s generator) and a start from which
         // the anchored polish stepped past eps = 0: log eps was NaN, the data term dropped the eps
         // term (a max ignores NaN), the step was accepted and the polish returned a NaN.
-        let curve = Curve {
-            u: eleven_steps(),
-            y: vec![
-                0.7210235066368503,
-                0.7093048764937929,
-                0.710733681782594,
-                0.7148083113785185,
-                0.7162812817800516,
-                0.7091146410418031,
-                0.6949456397725949,
-                0.6908451327559284,
-                0.6943986561944603,
-                0.7001522477194739,
-                0.7019935795994734,
-            ],
-            weight: 1.0,
-        };
+        let curve = eleven_point_curve([
+            0.7210235066368503,
+            0.7093048764937929,
+            0.710733681782594,
+            0.7148083113785185,
+            0.7162812817800516,
+            0.7091146410418031,
+            0.6949456397725949,
+            0.6908451327559284,
+            0.6943986561944603,
+            0.7001522477194739,
+            0.7019935795994734,
+        ]);
         let config = FitConfig::default();
         let limits = config.resolve(curve.min_loss());
         let delta = config.huber_delta;
