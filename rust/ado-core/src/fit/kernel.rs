@@ -9,7 +9,10 @@
 //! the one fused multiply-add is explicit: each Horner step of the two series is an
 //! `f64::mul_add` (one rounding). The trial's SIMD version is compiled with FMA (measured: 8-9 %
 //! less time per fit of 64 points); the generic version, for a CPU without it (before 2013), gets
-//! the same correctly rounded result from the C library's `fma`, more slowly.
+//! the same correctly rounded result from the C library's `fma`, more slowly. The polish's two
+//! passes also have an AVX-512 version, chosen at run time where the CPU has it: twice the
+//! registers and lanes, the same results (measured on a Xeon with AVX-512: 10-11 % less time per
+//! fit of 64 points, 1-3 % of 11 points).
 //!
 //! The passes over the points (the polish's trial and derivative sums, the profile's IRLS sums
 //! and scores) are written over small arrays, one point per lane (`each`, `lanes`): every line is
@@ -231,7 +234,7 @@ fn trial_block<const N: usize>(
 
 /// `sum_i H(y_i - m_i)` at `(a, e, alpha)` with `m_i = max(z_i, e) + ln(1 + exp(-|z_i - e|))` and
 /// `z_i = a - alpha u_i`, leaving `t`, `l` and the residuals in `scratch` for [`derivative_sums`].
-#[multiversion(targets("x86_64+avx2+fma"))]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 pub(crate) fn trial(
     u: &[f64],
     y: &[f64],
@@ -343,7 +346,7 @@ fn add_terms(
 
 /// The 19 sums behind the value, gradient and both Hessians at the point of the last [`trial`]
 /// on `scratch` (same `u`, `y`, `(a, e, alpha)` and `delta`).
-#[multiversion(targets("x86_64+avx2"))]
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2"))]
 pub(crate) fn derivative_sums(
     u: &[f64],
     theta: [f64; 3],
