@@ -652,9 +652,10 @@ fn score_point(x: f64, il: f64, eps: f64, beta: f64, delta: f64) -> f64 {
 mod avx {
     use super::{fold, LANES};
     use std::arch::x86_64::{
-        __m256d, _mm256_add_pd, _mm256_and_pd, _mm256_castsi256_pd, _mm256_div_pd, _mm256_max_pd,
-        _mm256_min_pd, _mm256_mul_pd, _mm256_set1_epi64x, _mm256_set1_pd, _mm256_set_pd,
-        _mm256_setzero_pd, _mm256_sub_pd,
+        __m128d, __m256d, _mm256_add_pd, _mm256_and_pd, _mm256_castpd256_pd128,
+        _mm256_castsi256_pd, _mm256_div_pd, _mm256_extractf128_pd, _mm256_max_pd, _mm256_min_pd,
+        _mm256_mul_pd, _mm256_set1_epi64x, _mm256_set1_pd, _mm256_set_pd, _mm256_setzero_pd,
+        _mm256_sub_pd, _mm_cvtsd_f64, _mm_unpackhi_pd,
     };
 
     /// The first four values of `c`, zeros after its end.
@@ -669,8 +670,9 @@ mod avx {
     #[inline]
     #[target_feature(enable = "avx")]
     fn lanes_of(v: __m256d) -> [f64; LANES] {
-        // SAFETY: `__m256d` and `[f64; 4]` have the same size, and every bit pattern is valid.
-        unsafe { std::mem::transmute::<__m256d, [f64; LANES]>(v) }
+        let (lo, hi) = (_mm256_castpd256_pd128(v), _mm256_extractf128_pd::<1>(v));
+        let second = |h: __m128d| _mm_cvtsd_f64(_mm_unpackhi_pd(h, h));
+        [_mm_cvtsd_f64(lo), second(lo), _mm_cvtsd_f64(hi), second(hi)]
     }
 
     /// `|v|` lane by lane.
