@@ -10,9 +10,7 @@
 //! `f64::mul_add` (one rounding). The trial's SIMD version is compiled with FMA (measured: 8-9 %
 //! less time per fit of 64 points); the generic version, for a CPU without it (before 2013), gets
 //! the same correctly rounded result from the C library's `fma`, more slowly. The polish's two
-//! passes also have an AVX-512 version, chosen at run time where the CPU has it: twice the
-//! registers and lanes, the same results (measured on a Xeon with AVX-512: 10-11 % less time per
-//! fit of 64 points, 1-3 % of 11 points).
+//! passes also have AVX-512 versions for curves of [`LONG`] points or more.
 //!
 //! The passes over the points (the polish's trial and derivative sums, the profile's IRLS sums
 //! and scores) are written over small arrays, one point per lane (`each`, `lanes`): every line is
@@ -234,7 +232,6 @@ fn trial_block<const N: usize>(
 
 /// `sum_i H(y_i - m_i)` at `(a, e, alpha)` with `m_i = max(z_i, e) + ln(1 + exp(-|z_i - e|))` and
 /// `z_i = a - alpha u_i`, leaving `t`, `l` and the residuals in `scratch` for [`derivative_sums`].
-#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 pub(crate) fn trial(
     u: &[f64],
     y: &[f64],
@@ -242,6 +239,34 @@ pub(crate) fn trial(
     delta: f64,
     scratch: &mut Scratch,
 ) -> f64 {
+    if u.len() >= LONG {
+        trial_long(u, y, theta, delta, scratch)
+    } else {
+        trial_short(u, y, theta, delta, scratch)
+    }
+}
+
+/// [`trial`] of a curve of at least [`LONG`] points, with an AVX-512 version.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+fn trial_long(u: &[f64], y: &[f64], theta: [f64; 3], delta: f64, scratch: &mut Scratch) -> f64 {
+    trial_body(u, y, theta, delta, scratch)
+}
+
+/// [`trial`] of a shorter curve.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn trial_short(u: &[f64], y: &[f64], theta: [f64; 3], delta: f64, scratch: &mut Scratch) -> f64 {
+    trial_body(u, y, theta, delta, scratch)
+}
+
+/// Points from which the polish's passes run their AVX-512 versions where the CPU has them (twice
+/// the registers and lanes, the same results). Measured on a Xeon with AVX-512, single-threaded:
+/// 10 % less time per fit of 64 points and 5-8 % of 32; but 5-point fits took 4-7 % longer with
+/// them (and 11-point ones no less), so shorter curves keep the AVX2 versions.
+const LONG: usize = 16;
+
+/// The body of [`trial`], compiled into each of its versions.
+#[inline(always)]
+fn trial_body(u: &[f64], y: &[f64], theta: [f64; 3], delta: f64, scratch: &mut Scratch) -> f64 {
     let n = u.len();
     let (ts, ls, rs) = (
         &mut scratch.t[..n],
@@ -346,13 +371,34 @@ fn add_terms(
 
 /// The 19 sums behind the value, gradient and both Hessians at the point of the last [`trial`]
 /// on `scratch` (same `u`, `y`, `(a, e, alpha)` and `delta`).
-#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2"))]
 pub(crate) fn derivative_sums(
     u: &[f64],
     theta: [f64; 3],
     delta: f64,
     scratch: &mut Scratch,
 ) -> Sums {
+    if u.len() >= LONG {
+        derivative_long(u, theta, delta, scratch)
+    } else {
+        derivative_short(u, theta, delta, scratch)
+    }
+}
+
+/// [`derivative_sums`] of a curve of at least [`LONG`] points, with an AVX-512 version.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512dq+avx2+fma", "x86_64+avx2"))]
+fn derivative_long(u: &[f64], theta: [f64; 3], delta: f64, scratch: &mut Scratch) -> Sums {
+    derivative_body(u, theta, delta, scratch)
+}
+
+/// [`derivative_sums`] of a shorter curve.
+#[multiversion(targets("x86_64+avx2"))]
+fn derivative_short(u: &[f64], theta: [f64; 3], delta: f64, scratch: &mut Scratch) -> Sums {
+    derivative_body(u, theta, delta, scratch)
+}
+
+/// The body of [`derivative_sums`], compiled into each of its versions.
+#[inline(always)]
+fn derivative_body(u: &[f64], theta: [f64; 3], delta: f64, scratch: &mut Scratch) -> Sums {
     let [a, e, alpha] = theta;
     let n = u.len();
     let (ts, rs, ps) = (&scratch.t[..n], &scratch.r[..n], &mut scratch.p[..n]);
