@@ -289,14 +289,14 @@ fn polish_in(
     // it by an ulp, e.g. off the kink of a penalty.
     let start = theta;
     let mut stepped = false;
-    let outer_limits = *limits;
+    let outer_limits: &Limits = limits;
     let u0 = match coords {
         Coords::Anchored => curve.u.iter().copied().fold(f64::INFINITY, f64::min),
         _ => 0.0,
     };
     let lin_limits;
     let limits: &Limits = match coords {
-        Coords::Log => &outer_limits,
+        Coords::Log => outer_limits,
         Coords::Linear => {
             let map = |lim: Limit, j: usize, lower: bool| match lim {
                 Limit::Hard(at) if j != ALPHA => Limit::Hard(at.exp()),
@@ -493,8 +493,9 @@ fn polish_in(
                 d
             };
             let grad = der.grad;
-            for hess in [der.exact, der.irls] {
-                let hmat = damp(&hess);
+            // (Not `for hess in [der.exact, der.irls]`: that array was a 144-byte copy a level.)
+            for exact in [true, false] {
+                let hmat = damp(if exact { &der.exact } else { &der.irls });
                 let Some(step) = cholesky_solve(&hmat, &neg_g, free.as_slice()) else {
                     continue;
                 };
@@ -604,16 +605,19 @@ impl<T: Copy + Default, const N: usize> Small<T, N> {
 /// Coordinates snapped onto a limit point by a step: (coordinate, position).
 type Snaps = Small<(usize, f64), 6>;
 
-/// The limit points ahead of `theta` along `step` (within the line's reach, `t > 0`), as
-/// `(t, coordinate, position)`, and the largest `t <= 1` that crosses no hard bound (`HARD_BOX`:
-/// every limit point is a hard bound).
+/// Limit points along a line: `(t, coordinate, position)`.
+type Breaks = Small<(f64, usize, f64), 6>;
+
+/// The limit points ahead of `theta` along `step` (within the line's reach, `t > 0`), into
+/// `breaks`, and the largest `t <= 1` that crosses no hard bound (`HARD_BOX`: every limit point is
+/// a hard bound). (Filled in place: returned by value, the 152 bytes were copied with a call.)
 fn breaks_ahead<const HARD_BOX: bool>(
     limits: &Limits,
     theta: &[f64; 3],
     step: &[f64; 3],
-) -> (f64, Small<(f64, usize, f64), 6>) {
+    breaks: &mut Breaks,
+) -> f64 {
     let mut t_max = 1.0_f64;
-    let mut breaks = Small::<(f64, usize, f64), 6>::new();
     for j in 0..3 {
         if step[j] == 0.0 {
             continue;
@@ -629,7 +633,7 @@ fn breaks_ahead<const HARD_BOX: bool>(
             }
         }
     }
-    (t_max, breaks)
+    t_max
 }
 
 /// [`line_model`] where the limits are a consistent box of hard bounds (see there): the same
@@ -641,7 +645,8 @@ fn quadratic_line_model(
     grad: &[f64; 3],
     curv: f64,
 ) -> (f64, Snaps, f64) {
-    let (t_max, breaks) = breaks_ahead::<true>(limits, theta, step);
+    let mut breaks = Breaks::new();
+    let t_max = breaks_ahead::<true>(limits, theta, step, &mut breaks);
     let gd: f64 = (0..3).map(|j| grad[j] * step[j]).sum();
     // P(x) - P(theta) for clamped x: the constant minus itself (the general model's term, kept so
     // that a zero promise has the same sign).
@@ -687,7 +692,8 @@ fn line_model(
     if hard_box {
         return quadratic_line_model(limits, theta, step, grad, curv);
     }
-    let (t_max, breaks) = breaks_ahead::<false>(limits, theta, step);
+    let mut breaks = Breaks::new();
+    let t_max = breaks_ahead::<false>(limits, theta, step, &mut breaks);
     let gd: f64 = (0..3).map(|j| grad[j] * step[j]).sum();
     let p0 = limits.penalty(theta);
     let at_t = |t: f64| -> [f64; 3] { std::array::from_fn(|j| theta[j] + t * step[j]) };
