@@ -514,7 +514,7 @@ fn polish_in(
                 let curv: f64 = (0..3)
                     .map(|j| (0..3).map(|l| step[j] * hmat[j][l] * step[l]).sum::<f64>())
                     .sum();
-                let (t, snapped, predicted) =
+                let (t, snapped, predicted, penalty) =
                     line_model(limits, hard_box, &theta, &step, &grad, curv);
                 let threshold = -RELATIVE_TOLERANCE * der.value;
                 if t <= 0.0 || predicted.is_nan() || predicted >= threshold {
@@ -529,7 +529,8 @@ fn polish_in(
                     cand[j] = at;
                 }
                 limits.clamp(&mut cand);
-                let penalty = limits.penalty(&cand);
+                // (The line model's penalty is at this same point, computed the same way.)
+                let penalty = penalty.unwrap_or_else(|| limits.penalty(&cand));
                 if penalty.is_infinite() || outside(&cand) {
                     continue;
                 }
@@ -605,6 +606,11 @@ impl<T: Copy + Default, const N: usize> Small<T, N> {
 /// Coordinates snapped onto a limit point by a step: (coordinate, position).
 type Snaps = Small<(usize, f64), 6>;
 
+/// The best point of a line model: `(t, coordinates to snap onto a limit point, model value,
+/// penalty there)`. The penalty is computed where the model needs it (not for a box of hard
+/// bounds, where it is the constant inside), and the polish reuses it.
+type LinePoint = (f64, Snaps, f64, Option<f64>);
+
 /// Limit points along a line: `(t, coordinate, position)`.
 type Breaks = Small<(f64, usize, f64), 6>;
 
@@ -644,7 +650,7 @@ fn quadratic_line_model(
     step: &[f64; 3],
     grad: &[f64; 3],
     curv: f64,
-) -> (f64, Snaps, f64) {
+) -> LinePoint {
     let mut breaks = Breaks::new();
     let t_max = breaks_ahead::<true>(limits, theta, step, &mut breaks);
     let gd: f64 = (0..3).map(|j| grad[j] * step[j]).sum();
@@ -657,7 +663,12 @@ fn quadratic_line_model(
             top.push((b.1, b.2));
         }
     }
-    let mut best = (t_max, top, t_max * gd + 0.5 * t_max * t_max * curv + dp);
+    let mut best = (
+        t_max,
+        top,
+        t_max * gd + 0.5 * t_max * t_max * curv + dp,
+        None,
+    );
     if curv > 0.0 && t_max > 0.0 {
         // The general model's slope on (0, t_max): zero, unless rounding put the unclamped end
         // outside a bound (an infinite slope, skipped there).
@@ -667,7 +678,7 @@ fn quadratic_line_model(
             if t > 0.0 && t < t_max {
                 let v = t * gd + 0.5 * t * t * curv + dp;
                 if v < best.2 {
-                    best = (t, Snaps::new(), v);
+                    best = (t, Snaps::new(), v, None);
                 }
             }
         }
@@ -676,7 +687,7 @@ fn quadratic_line_model(
 }
 
 /// Minimise the piecewise model `t * g.d + t^2 curv / 2 + P(theta + t d) - P(theta)` over `t in (0, 1]`,
-/// never crossing a hard bound. Returns `(t, coordinates to snap onto a limit point, model value)`.
+/// never crossing a hard bound (see [`LinePoint`]).
 ///
 /// With `hard_box` (every limit hard or absent, and every lower bound at most its upper bound) the
 /// penalty is constant inside the box, so the model is the quadratic alone, cut at the first hard
@@ -688,7 +699,7 @@ fn line_model(
     step: &[f64; 3],
     grad: &[f64; 3],
     curv: f64,
-) -> (f64, Snaps, f64) {
+) -> LinePoint {
     if hard_box {
         return quadratic_line_model(limits, theta, step, grad, curv);
     }
@@ -697,13 +708,15 @@ fn line_model(
     let gd: f64 = (0..3).map(|j| grad[j] * step[j]).sum();
     let p0 = limits.penalty(theta);
     let at_t = |t: f64| -> [f64; 3] { std::array::from_fn(|j| theta[j] + t * step[j]) };
-    let model = |t: f64, snaps: &Snaps| -> f64 {
+    // The model's value and the penalty at the clamped point.
+    let model = |t: f64, snaps: &Snaps| -> (f64, f64) {
         let mut x = at_t(t);
         for &(j, at) in snaps.as_slice() {
             x[j] = at;
         }
         limits.clamp(&mut x);
-        t * gd + 0.5 * t * t * curv + (limits.penalty(&x) - p0)
+        let p = limits.penalty(&x);
+        (t * gd + 0.5 * t * t * curv + (p - p0), p)
     };
     let mut knots = Small::<f64, 7>::new();
     for b in breaks.as_slice() {
@@ -724,28 +737,39 @@ fn line_model(
         out
     };
     let top = snaps_at(t_max);
-    let mut best = (t_max, top, model(t_max, &top));
+    let (v, p) = model(t_max, &top);
+    let mut best = (t_max, top, v, Some(p));
     let mut lo = 0.0;
+    // The penalty at `at_t(lo)`, where the previous interval computed it.
+    let mut p_lo = None;
     for &hi in knots.as_slice() {
-        let snaps = snaps_at(hi);
-        let v = model(hi, &snaps);
-        if v < best.2 {
-            best = (hi, snaps, v);
+        // (The last knot is `t_max`, scored above.)
+        if hi < t_max {
+            let snaps = snaps_at(hi);
+            let (v, p) = model(hi, &snaps);
+            if v < best.2 {
+                best = (hi, snaps, v, Some(p));
+            }
         }
+        let mut p_hi = None;
         if curv > 0.0 && hi > lo {
             // The penalty is linear on (lo, hi): its slope from the values at the ends.
-            let slope = (limits.penalty(&at_t(hi)) - limits.penalty(&at_t(lo))) / (hi - lo);
+            let ph = limits.penalty(&at_t(hi));
+            let pl = p_lo.unwrap_or_else(|| limits.penalty(&at_t(lo)));
+            p_hi = Some(ph);
+            let slope = (ph - pl) / (hi - lo);
             if slope.is_finite() {
                 let t = -(gd + slope) / curv;
                 if t > lo && t < hi {
-                    let v = model(t, &Snaps::new());
+                    let (v, p) = model(t, &Snaps::new());
                     if v < best.2 {
-                        best = (t, Snaps::new(), v);
+                        best = (t, Snaps::new(), v, Some(p));
                     }
                 }
             }
         }
         lo = hi;
+        p_lo = p_hi;
     }
     best
 }
