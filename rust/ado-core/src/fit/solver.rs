@@ -1102,11 +1102,10 @@ pub(crate) fn solve(curve: &Curve, limits: &Limits, config: &FitConfig) -> ([f64
     let lead_margin = 10.0 * NEAR_TIE * lead.abs().max(f64::MIN_POSITIVE);
     // The near-ties go on to convergence in anchored, then linear coordinates (logarithmic ones
     // with linear penalties on a or e), unless the search ran on a subset: there the refinement
-    // below needs the near-ties'
-    // distinct end points (the full data's optimum can lie in another basin than the subset's),
-    // and the crawl of the logarithmic coordinates keeps them apart (measured: in linear
-    // coordinates they merge, and 125 of 7,100 fits of 150-250 points ended worse, 0 of 7,800
-    // fits of <= 128 points).
+    // below needs the near-ties' distinct end points (the full data's optimum can lie in another
+    // basin than the subset's), and the crawl of the logarithmic coordinates keeps them apart
+    // (measured: in linear coordinates they merge, and 125 of 7,100 fits of 150-250 points ended
+    // worse, 0 of 7,800 fits of <= 128 points).
     let anchored = small.is_none();
     let linear = linear_ok(limits);
     let mut cands: Vec<([f64; 3], f64, usize)> = staged
