@@ -444,12 +444,13 @@ fn polish_in(
     // Measured before the check: 63 of 500 fits of 11 points accepted such a step.
     // The linear penalties are not modelled in anchored coordinates: there a step is taken only
     // where they stay as they are at the start (their kinks are walls).
-    let start_penalty = outer_limits.penalty(&to_theta(&theta));
+    let start_penalty =
+        (coords == Coords::Anchored).then(|| outer_limits.penalty(&to_theta(&theta)));
     let outside = |x: &[f64; 3]| -> bool {
-        coords == Coords::Anchored && {
+        start_penalty.is_some_and(|start| {
             let p = outer_limits.penalty(&to_theta(x));
-            !p.is_finite() || (start_penalty.is_finite() && p != start_penalty)
-        }
+            !p.is_finite() || (start.is_finite() && p != start)
+        })
     };
     // The per-point buffers of this thread's last polish (a fit runs a dozen: no allocation each).
     let mut scratch = SCRATCH.with(|s| s.replace(Scratch::empty()));
